@@ -1,0 +1,690 @@
+//! The boundary between paygate and a payment provider.
+//!
+//! A provider crate turns paygate's requests into its wire format and its responses and
+//! callbacks back into the typed values here, and does nothing else: no database, no HTTP
+//! server, no decisions about orders. Like hyperswitch's connectors, each flow is a
+//! request → response transformer; unlike hyperswitch, two providers need no type-level flow
+//! machinery, so each flow is one async method on an object-safe trait and the gateway keeps a
+//! registry of `Arc<dyn Provider>`, one per configured app.
+//!
+//! Everything the gateway must cross-check before an order becomes paid (amount, currency,
+//! app id, merchant id, out_trade_no, trade state) travels in [`TradeFacts`], and the check
+//! itself is [`TradeFacts::check_payment`], written once for both providers.
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Channel, Currency, Fen, Order, OutRefundNo, OutTradeNo, ProviderKind};
+
+/// Who the merchant is at the provider; a callback naming anyone else is not ours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerchantIdentity {
+    /// WeChat `appid` or Alipay `app_id`.
+    pub app_id: String,
+    /// WeChat `mch_id` or Alipay `seller_id` (the 2088… partner id).
+    pub merchant_id: String,
+}
+
+/// What the gateway asks a provider to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatePayment {
+    /// The payment product.
+    pub channel: Channel,
+    /// The merchant's order number.
+    pub out_trade_no: OutTradeNo,
+    /// The amount, already checked against the provider's cap.
+    pub amount: Fen,
+    /// The currency of `amount`.
+    pub currency: Currency,
+    /// Item name shown to the buyer.
+    pub subject: String,
+    /// Optional longer description.
+    pub description: Option<String>,
+    /// The buyer at the provider: WeChat openid (required for `jsapi`/`mini_program`) or Alipay
+    /// buyer id (required for Alipay `mini_program`).
+    pub payer_id: Option<String>,
+    /// The buyer's IP (WeChat `spbill_create_ip`).
+    pub client_ip: Option<IpAddr>,
+    /// When the order stops being payable.
+    pub expires_at: DateTime<Utc>,
+    /// Where the provider posts the async notify.
+    pub notify_url: String,
+    /// Where a browser returns after paying (Alipay wap/page).
+    pub return_url: Option<String>,
+}
+
+/// What the buyer's client needs to start paying, per channel. Serialised as the API's
+/// `pay_params` and stored as issued, so an idempotent retry serves the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PayParams {
+    /// Alipay app pay: the signed orderString for the Alipay SDK.
+    AlipayOrderString {
+        /// The orderString, every value URL-encoded once.
+        order_string: String,
+    },
+    /// WeChat mini-program or JSAPI: the `wx.requestPayment` / `chooseWXPay` fields.
+    WechatJsapi {
+        /// The appid that was signed (not passed to `wx.requestPayment`, but signed).
+        #[serde(rename = "appId")]
+        app_id: String,
+        /// Unix seconds as a string.
+        #[serde(rename = "timeStamp")]
+        time_stamp: String,
+        /// Random string.
+        #[serde(rename = "nonceStr")]
+        nonce_str: String,
+        /// `prepay_id=…`.
+        package: String,
+        /// `MD5` or `HMAC-SHA256`.
+        #[serde(rename = "signType")]
+        sign_type: String,
+        /// The signature over the five fields above.
+        #[serde(rename = "paySign")]
+        pay_sign: String,
+    },
+    /// WeChat APP pay: the fields for the native SDK's `PayReq`.
+    WechatApp {
+        /// Open-platform appid.
+        appid: String,
+        /// mch_id.
+        partnerid: String,
+        /// The prepay id.
+        prepayid: String,
+        /// Always `Sign=WXPay`.
+        package: String,
+        /// Random string.
+        noncestr: String,
+        /// Unix seconds.
+        timestamp: String,
+        /// MD5/HMAC signature over the six fields above.
+        sign: String,
+    },
+    /// WeChat NATIVE: the QR content.
+    CodeUrl {
+        /// `weixin://wxpay/…`.
+        code_url: String,
+    },
+    /// Alipay precreate: the QR content.
+    QrCode {
+        /// `https://qr.alipay.com/…`.
+        qr_code: String,
+    },
+    /// WeChat H5: the URL to send the mobile browser to.
+    MwebUrl {
+        /// The `mweb_url`.
+        mweb_url: String,
+    },
+    /// Alipay wap/page: the signed `gateway.do?…` URL to redirect the browser to.
+    RedirectUrl {
+        /// The full GET URL.
+        url: String,
+    },
+    /// Alipay mini program: the trade number for `my.tradePay({tradeNO})`.
+    TradeNo {
+        /// Alipay's `trade_no`.
+        trade_no: String,
+    },
+}
+
+/// What a successful create returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedPayment {
+    /// What the client needs to pay.
+    pub pay_params: PayParams,
+    /// A provider reference known at creation (WeChat prepay_id, Alipay trade_no), if any.
+    pub provider_reference: Option<String>,
+}
+
+/// A trade's state as the provider reports it, mapped exhaustively from the wire values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TradeState {
+    /// Created, not paid yet (WeChat `NOTPAY`/`USERPAYING`, Alipay `WAIT_BUYER_PAY`).
+    AwaitingPayment,
+    /// Paid (WeChat `SUCCESS`, Alipay `TRADE_SUCCESS`/`TRADE_FINISHED`).
+    Paid,
+    /// Paid, then refunded in part or in full (WeChat `REFUND`).
+    Refunded,
+    /// Closed unpaid, or (Alipay `TRADE_CLOSED` after a payment) fully refunded.
+    Closed,
+    /// The payment failed (WeChat `PAYERROR`/`REVOKED`, notify `result_code=FAIL`).
+    Failed,
+}
+
+/// The facts about one trade that a verified notify or a query carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeFacts {
+    /// Which provider said it.
+    pub provider: ProviderKind,
+    /// The merchant's order number.
+    pub out_trade_no: String,
+    /// The provider's trade number.
+    pub provider_trade_no: Option<String>,
+    /// The trade's state.
+    pub state: TradeState,
+    /// The order total the provider holds (`total_fee` / `total_amount`), when reported.
+    pub amount: Option<Fen>,
+    /// The currency the provider holds (WeChat `fee_type`; Alipay is CNY-only).
+    pub currency: Currency,
+    /// `appid` / `app_id` as the provider reported it.
+    pub app_id: Option<String>,
+    /// `mch_id` / `seller_id` as the provider reported it.
+    pub merchant_id: Option<String>,
+    /// The buyer (openid / buyer_id).
+    pub payer_id: Option<String>,
+    /// When the buyer paid (`time_end` / `gmt_payment`), as a UTC instant.
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+/// Why verified trade facts do not match the stored order; the callback is genuine but does
+/// not describe this order, so nothing may change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "mismatch", rename_all = "snake_case")]
+pub enum PaymentMismatch {
+    /// A different provider reported it.
+    #[error("provider {got} reported a trade of a {expected} order")]
+    Provider {
+        /// The order's provider.
+        expected: ProviderKind,
+        /// The reporting provider.
+        got: ProviderKind,
+    },
+    /// Different merchant order number.
+    #[error("out_trade_no {got:?} does not match the order's {expected:?}")]
+    OutTradeNo {
+        /// The order's number.
+        expected: String,
+        /// The reported number.
+        got: String,
+    },
+    /// Different amount, or none at all.
+    #[error("amount {got:?} does not match the order's {expected}")]
+    Amount {
+        /// The order's amount.
+        expected: Fen,
+        /// The reported amount.
+        got: Option<Fen>,
+    },
+    /// Different currency.
+    #[error("currency {got} does not match the order's {expected}")]
+    Currency {
+        /// The order's currency.
+        expected: Currency,
+        /// The reported currency.
+        got: Currency,
+    },
+    /// Different (or missing) appid / app_id.
+    #[error("app id {got:?} is not ours ({expected})")]
+    AppId {
+        /// Our configured app id.
+        expected: String,
+        /// The reported app id.
+        got: Option<String>,
+    },
+    /// Different (or missing) mch_id / seller_id.
+    #[error("merchant id {got:?} is not ours ({expected})")]
+    MerchantId {
+        /// Our configured merchant id.
+        expected: String,
+        /// The reported merchant id.
+        got: Option<String>,
+    },
+    /// The trade is not in a paid state.
+    #[error("trade state {got:?} is not a payment")]
+    NotPaid {
+        /// The reported state.
+        got: TradeState,
+    },
+}
+
+impl TradeFacts {
+    /// Checks that these facts prove `order` was paid in full to `merchant`: provider,
+    /// out_trade_no, amount, currency, app id, merchant id and state, in that order. Every
+    /// path that marks an order paid (notify, sync, reconciler) goes through here.
+    pub fn check_payment(
+        &self,
+        order: &Order,
+        merchant: &MerchantIdentity,
+    ) -> Result<(), PaymentMismatch> {
+        if self.provider != order.provider {
+            return Err(PaymentMismatch::Provider {
+                expected: order.provider,
+                got: self.provider,
+            });
+        }
+        if self.out_trade_no != order.out_trade_no.as_str() {
+            return Err(PaymentMismatch::OutTradeNo {
+                expected: order.out_trade_no.to_string(),
+                got: self.out_trade_no.clone(),
+            });
+        }
+        if self.amount != Some(order.amount) {
+            return Err(PaymentMismatch::Amount {
+                expected: order.amount,
+                got: self.amount,
+            });
+        }
+        if self.currency != order.currency {
+            return Err(PaymentMismatch::Currency {
+                expected: order.currency,
+                got: self.currency,
+            });
+        }
+        if self.app_id.as_deref() != Some(merchant.app_id.as_str()) {
+            return Err(PaymentMismatch::AppId {
+                expected: merchant.app_id.clone(),
+                got: self.app_id.clone(),
+            });
+        }
+        if self.merchant_id.as_deref() != Some(merchant.merchant_id.as_str()) {
+            return Err(PaymentMismatch::MerchantId {
+                expected: merchant.merchant_id.clone(),
+                got: self.merchant_id.clone(),
+            });
+        }
+        match self.state {
+            TradeState::Paid | TradeState::Refunded => Ok(()),
+            got => Err(PaymentMismatch::NotPaid { got }),
+        }
+    }
+}
+
+/// A refund to send to the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    /// The order's number.
+    pub out_trade_no: OutTradeNo,
+    /// The provider's trade number, when known (preferred by both providers).
+    pub provider_trade_no: Option<String>,
+    /// The refund's idempotency key; a retry reuses it.
+    pub out_refund_no: OutRefundNo,
+    /// How much to give back.
+    pub refund_amount: Fen,
+    /// The order total (WeChat requires it as `total_fee`).
+    pub order_amount: Fen,
+    /// Shown to the buyer.
+    pub reason: Option<String>,
+    /// Where the provider posts the refund result (WeChat refund notify).
+    pub notify_url: Option<String>,
+}
+
+/// Which refund to look up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundQuery {
+    /// The order's number.
+    pub out_trade_no: OutTradeNo,
+    /// The refund's number.
+    pub out_refund_no: OutRefundNo,
+}
+
+/// A refund's state as the provider reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundState {
+    /// Accepted, not final (WeChat `PROCESSING`, an Alipay refund not yet visible).
+    Processing,
+    /// The money went back.
+    Succeeded,
+    /// Closed or abnormal (WeChat `REFUNDCLOSE`/`CHANGE`); needs a person.
+    Failed,
+    /// The provider has no such refund.
+    NotFound,
+}
+
+/// The facts about one refund that a response, query or notify carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundFacts {
+    /// The order's number.
+    pub out_trade_no: String,
+    /// The refund's number.
+    pub out_refund_no: String,
+    /// The provider's refund id, when it gives one.
+    pub provider_refund_id: Option<String>,
+    /// The refunded amount, when reported.
+    pub amount: Option<Fen>,
+    /// The refund's state.
+    pub state: RefundState,
+    /// When the money went back (UTC).
+    pub succeeded_at: Option<DateTime<Utc>>,
+}
+
+/// A verified provider callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    /// A trade-status notify (WeChat pay notify, Alipay `trade_status_sync`).
+    Payment(TradeFacts),
+    /// A refund-result notify (WeChat encrypted refund notify; Alipay trade notifies that
+    /// carry refund fields are reported as `Payment` with their trade state).
+    Refund(RefundFacts),
+}
+
+/// A raw callback as it reached the notify endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct RawCallback<'a> {
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<&'a str>,
+    /// The exact body bytes.
+    pub body: &'a [u8],
+}
+
+/// The HTTP answer a provider expects to a callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackAck {
+    /// Content type of the reply.
+    pub content_type: &'static str,
+    /// The exact bytes the provider looks for.
+    pub body: String,
+}
+
+/// Why a raw callback was refused. Every variant means "change nothing".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyError {
+    /// The body exceeds the size limit.
+    #[error("callback body of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    /// The body is not a well-formed document of the expected kind.
+    #[error("malformed callback: {0}")]
+    Malformed(String),
+    /// The body declares a DTD or entity (XXE / billion-laughs attempt).
+    #[error("callback declares a DTD or entity")]
+    ForbiddenDtd,
+    /// A field the provider always sends is missing or unparsable.
+    #[error("callback field {field}: {reason}")]
+    BadField {
+        /// The field's wire name.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The signature does not verify.
+    #[error("callback signature does not verify")]
+    BadSignature,
+    /// The encrypted part could not be decrypted (wrong key or bad padding).
+    #[error("callback could not be decrypted: {0}")]
+    Decrypt(String),
+    /// The provider reported a communication-level failure (`return_code=FAIL`).
+    #[error("provider reported failure: {0}")]
+    ProviderFailure(String),
+}
+
+/// Why a provider call failed. The gateway decides from the variant whether an order may be
+/// retried, must be queried, or is definitively refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The request never got a definite answer (timeout, connection reset, 5xx, WeChat
+    /// `SYSTEMERROR`, Alipay `20000`/`ACQ.SYSTEM_ERROR`): it may or may not have taken effect.
+    /// Resolve by querying, or retry with identical parameters.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// The response's signature did not verify, or it was not the provider's shape: treat as
+    /// an attack or a broken proxy, never as success.
+    #[error("provider response failed verification: {0}")]
+    UntrustedResponse(String),
+    /// The provider refused the request with a business or parameter error.
+    #[error("provider refused ({code}): {message}")]
+    Refused {
+        /// The provider's code (`err_code`, `sub_code`).
+        code: String,
+        /// The provider's message.
+        message: String,
+        /// Whether the same request may be sent again later (e.g. `BIZERR_NEED_RETRY`,
+        /// `FREQUENCY_LIMITED`).
+        retryable: bool,
+    },
+    /// The trade is already paid (WeChat `ORDERPAID`, Alipay `ACQ.TRADE_HAS_SUCCESS`): query it
+    /// and mark it paid.
+    #[error("trade already paid")]
+    AlreadyPaid,
+    /// The trade is closed at the provider.
+    #[error("trade already closed")]
+    AlreadyClosed,
+    /// The provider does not know the trade or refund.
+    #[error("trade not found at the provider")]
+    NotFound,
+    /// paygate's request is not acceptable to this provider (missing openid, channel not
+    /// offered, amount over the provider's cap); nothing was sent.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The provider app is misconfigured (bad key, missing certificate).
+    #[error("provider configuration: {0}")]
+    Configuration(String),
+}
+
+impl ProviderError {
+    /// Whether the outcome is unknown and must be resolved by a query before anything else.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, ProviderError::OutcomeUnknown(_))
+    }
+}
+
+/// One configured provider app. Implemented by `paygate-wechat` and `paygate-alipay`.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Which provider this is.
+    fn kind(&self) -> ProviderKind;
+
+    /// The merchant identity callbacks and queries must name.
+    fn merchant(&self) -> &MerchantIdentity;
+
+    /// The channels this app is set up for (a subset of `kind().channels()`).
+    fn channels(&self) -> &[Channel];
+
+    /// Creates the trade at the provider (or signs it locally, for Alipay app pay) and
+    /// returns what the client needs.
+    async fn create_payment(
+        &self,
+        request: &CreatePayment,
+    ) -> Result<CreatedPayment, ProviderError>;
+
+    /// Verifies a raw callback's authenticity and parses it. It does not compare against any
+    /// order; that is [`TradeFacts::check_payment`]'s job.
+    fn verify_notice(&self, callback: RawCallback<'_>) -> Result<Notice, NotifyError>;
+
+    /// The body that tells the provider the callback was (or was not) taken, so it stops (or
+    /// keeps) retrying.
+    fn acknowledge(&self, accepted: bool) -> CallbackAck;
+
+    /// Asks the provider for a trade's current facts.
+    async fn query_payment(&self, out_trade_no: &OutTradeNo) -> Result<TradeFacts, ProviderError>;
+
+    /// Closes an unpaid trade at the provider.
+    async fn close_payment(&self, out_trade_no: &OutTradeNo) -> Result<(), ProviderError>;
+
+    /// Sends a refund; retries must reuse `out_refund_no`.
+    async fn refund(&self, request: &RefundRequest) -> Result<RefundFacts, ProviderError>;
+
+    /// Asks the provider for a refund's current facts.
+    async fn query_refund(&self, query: &RefundQuery) -> Result<RefundFacts, ProviderError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AppName, OrderId, OrderStatus};
+
+    fn order() -> Order {
+        Order {
+            id: OrderId::generate(),
+            provider: ProviderKind::Alipay,
+            app: AppName::parse("shop").unwrap(),
+            channel: Channel::App,
+            out_trade_no: OutTradeNo::parse("order_0001").unwrap(),
+            amount: Fen::new(1999).unwrap(),
+            currency: Currency::Cny,
+            subject: "tea".into(),
+            description: None,
+            status: OrderStatus::Pending,
+            provider_trade_no: None,
+            payer_id: None,
+            pay_params: None,
+            refunded_amount: Fen::ZERO,
+            metadata: None,
+            created_at: Utc::now(),
+            paid_at: None,
+            closed_at: None,
+            expires_at: Utc::now(),
+            version: 0,
+        }
+    }
+
+    fn merchant() -> MerchantIdentity {
+        MerchantIdentity {
+            app_id: "2021000000000001".into(),
+            merchant_id: "2088000000000001".into(),
+        }
+    }
+
+    fn facts() -> TradeFacts {
+        TradeFacts {
+            provider: ProviderKind::Alipay,
+            out_trade_no: "order_0001".into(),
+            provider_trade_no: Some("2024010222001".into()),
+            state: TradeState::Paid,
+            amount: Some(Fen::new(1999).unwrap()),
+            currency: Currency::Cny,
+            app_id: Some("2021000000000001".into()),
+            merchant_id: Some("2088000000000001".into()),
+            payer_id: None,
+            paid_at: None,
+        }
+    }
+
+    #[test]
+    fn matching_facts_prove_payment() {
+        assert_eq!(facts().check_payment(&order(), &merchant()), Ok(()));
+    }
+
+    #[test]
+    fn each_mismatch_is_named() {
+        let o = order();
+        let m = merchant();
+        type Tamper = Box<dyn Fn(&mut TradeFacts)>;
+        let cases: Vec<(Tamper, &str)> = vec![
+            (Box::new(|f| f.provider = ProviderKind::Wechat), "provider"),
+            (
+                Box::new(|f| f.out_trade_no = "order_0002".into()),
+                "out_trade_no",
+            ),
+            (
+                Box::new(|f| f.amount = Some(Fen::new(1).unwrap())),
+                "amount",
+            ),
+            (Box::new(|f| f.amount = None), "amount"),
+            (Box::new(|f| f.app_id = Some("2021999".into())), "app_id"),
+            (Box::new(|f| f.app_id = None), "app_id"),
+            (
+                Box::new(|f| f.merchant_id = Some("2088999".into())),
+                "merchant_id",
+            ),
+            (Box::new(|f| f.merchant_id = None), "merchant_id"),
+            (
+                Box::new(|f| f.state = TradeState::AwaitingPayment),
+                "not_paid",
+            ),
+            (Box::new(|f| f.state = TradeState::Closed), "not_paid"),
+            (Box::new(|f| f.state = TradeState::Failed), "not_paid"),
+        ];
+        for (tamper, name) in cases {
+            let mut f = facts();
+            tamper(&mut f);
+            let err = f.check_payment(&o, &m).unwrap_err();
+            let tag = serde_json::to_value(&err).unwrap()["mismatch"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(tag, name, "{err}");
+        }
+    }
+
+    #[test]
+    fn pay_params_serialise_with_the_wire_names() {
+        let p = PayParams::WechatJsapi {
+            app_id: "wx1".into(),
+            time_stamp: "1490840662".into(),
+            nonce_str: "n".into(),
+            package: "prepay_id=p".into(),
+            sign_type: "MD5".into(),
+            pay_sign: "S".into(),
+        };
+        let json = serde_json::to_value(&p).unwrap();
+        for key in [
+            "appId",
+            "timeStamp",
+            "nonceStr",
+            "package",
+            "signType",
+            "paySign",
+        ] {
+            assert!(json.get(key).is_some(), "{key} missing in {json}");
+        }
+        let back: PayParams = serde_json::from_value(json).unwrap();
+        assert_eq!(back, p);
+    }
+
+    struct Dummy(MerchantIdentity);
+
+    #[async_trait]
+    impl Provider for Dummy {
+        fn kind(&self) -> ProviderKind {
+            ProviderKind::Alipay
+        }
+        fn merchant(&self) -> &MerchantIdentity {
+            &self.0
+        }
+        fn channels(&self) -> &[Channel] {
+            &[Channel::App]
+        }
+        async fn create_payment(&self, r: &CreatePayment) -> Result<CreatedPayment, ProviderError> {
+            Err(ProviderError::InvalidRequest(r.subject.clone()))
+        }
+        fn verify_notice(&self, _: RawCallback<'_>) -> Result<Notice, NotifyError> {
+            Err(NotifyError::BadSignature)
+        }
+        fn acknowledge(&self, accepted: bool) -> CallbackAck {
+            CallbackAck {
+                content_type: "text/plain",
+                body: if accepted { "success" } else { "failure" }.into(),
+            }
+        }
+        async fn query_payment(&self, _: &OutTradeNo) -> Result<TradeFacts, ProviderError> {
+            Err(ProviderError::NotFound)
+        }
+        async fn close_payment(&self, _: &OutTradeNo) -> Result<(), ProviderError> {
+            Err(ProviderError::AlreadyPaid)
+        }
+        async fn refund(&self, _: &RefundRequest) -> Result<RefundFacts, ProviderError> {
+            Err(ProviderError::OutcomeUnknown("timeout".into()))
+        }
+        async fn query_refund(&self, _: &RefundQuery) -> Result<RefundFacts, ProviderError> {
+            Err(ProviderError::NotFound)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_trait_is_object_safe() {
+        let providers: Vec<std::sync::Arc<dyn Provider>> =
+            vec![std::sync::Arc::new(Dummy(merchant()))];
+        let p = &providers[0];
+        assert_eq!(p.kind(), ProviderKind::Alipay);
+        assert!(
+            p.refund(&RefundRequest {
+                out_trade_no: OutTradeNo::parse("order_0001").unwrap(),
+                provider_trade_no: None,
+                out_refund_no: OutRefundNo::parse("refund_01").unwrap(),
+                refund_amount: Fen::new(1).unwrap(),
+                order_amount: Fen::new(1).unwrap(),
+                reason: None,
+                notify_url: None,
+            })
+            .await
+            .unwrap_err()
+            .outcome_unknown()
+        );
+        assert_eq!(p.acknowledge(true).body, "success");
+    }
+}
