@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The provider crates carry byte-identical copies of the team's ground-truth vectors so that
+# `cargo test` needs nothing outside the repo. When ../shared/vectors is present (it is in CI),
+# fail if a copy drifted from it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared="../shared/vectors"
+if [ ! -d "$shared" ]; then
+  echo "no $shared beside the repo: nothing to compare (the vendored copies are used as they are)"
+  exit 0
+fi
+status=0
+for provider in wechat alipay; do
+  copy="crates/$provider/tests/data/vectors/$provider"
+  if [ ! -d "$copy" ]; then
+    echo "missing vendored vectors: $copy" >&2
+    status=1
+    continue
+  fi
+  if diff -r -q "$shared/$provider" "$copy"; then
+    echo "$copy is identical to $shared/$provider"
+  else
+    echo "$copy differs from $shared/$provider: copy them again unchanged" >&2
+    status=1
+  fi
+done
+exit $status
