@@ -1,0 +1,201 @@
+//! Asynchronous trade notifies (`notify_type=trade_status_sync`), verified like Java's
+//! `rsaCheckV1`, and the bodies that acknowledge them.
+//!
+//! The body is form-decoded exactly once; `sign` and `sign_type` are left out of the signed
+//! content; the algorithm is RSA2 from our configuration whatever `sign_type` says (changing
+//! only `sign_type` therefore still verifies, which is what the notify vectors record for a
+//! strict V1 verifier). Every received field is signed and checked, never a whitelist.
+//! Amounts stay strings until the signature passed, then become exact [`Fen`].
+
+use chrono::{DateTime, Utc};
+use paygate_core::{Currency, Fen, ProviderKind, TradeFacts, TradeState};
+
+use crate::AlipayError;
+use crate::form::{decode_unique_form, encode_form};
+use crate::keys::{SigningKey, VerifyingKey};
+use crate::sign::{Params, SignScope, sign_params, verify_params};
+use crate::time::parse_china_time;
+
+/// The reply body that stops Alipay's retries: exactly these 7 ASCII bytes.
+pub const ACK_SUCCESS: &str = "success";
+/// The reply body that makes Alipay retry later (anything but `success` does).
+pub const ACK_FAILURE: &str = "failure";
+
+/// Alipay's `trade_status` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlipayTradeStatus {
+    /// Created, awaiting payment.
+    WaitBuyerPay,
+    /// Unpaid and timed out, or fully refunded.
+    TradeClosed,
+    /// Paid and still refundable.
+    TradeSuccess,
+    /// Paid, no longer refundable.
+    TradeFinished,
+}
+
+impl AlipayTradeStatus {
+    /// Parses the wire value; anything else is an error rather than a guess.
+    pub fn parse(text: &str) -> Result<AlipayTradeStatus, AlipayError> {
+        match text {
+            "WAIT_BUYER_PAY" => Ok(AlipayTradeStatus::WaitBuyerPay),
+            "TRADE_CLOSED" => Ok(AlipayTradeStatus::TradeClosed),
+            "TRADE_SUCCESS" => Ok(AlipayTradeStatus::TradeSuccess),
+            "TRADE_FINISHED" => Ok(AlipayTradeStatus::TradeFinished),
+            other => Err(AlipayError::BadField {
+                field: "trade_status",
+                reason: format!("unknown value {other:?}"),
+            }),
+        }
+    }
+}
+
+impl From<AlipayTradeStatus> for TradeState {
+    fn from(status: AlipayTradeStatus) -> TradeState {
+        match status {
+            AlipayTradeStatus::WaitBuyerPay => TradeState::AwaitingPayment,
+            AlipayTradeStatus::TradeSuccess | AlipayTradeStatus::TradeFinished => TradeState::Paid,
+            AlipayTradeStatus::TradeClosed => TradeState::Closed,
+        }
+    }
+}
+
+/// A verified trade notify with its fields typed. Only built after the signature passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradeNotify {
+    /// `notify_id`, for de-duplication.
+    pub notify_id: Option<String>,
+    /// `app_id` as sent; the gateway compares it with ours.
+    pub app_id: Option<String>,
+    /// `seller_id` (2088…) as sent; the gateway compares it with ours.
+    pub seller_id: Option<String>,
+    /// The merchant's order number.
+    pub out_trade_no: String,
+    /// Alipay's trade number.
+    pub trade_no: Option<String>,
+    /// The trade's status.
+    pub trade_status: AlipayTradeStatus,
+    /// The order total, exactly.
+    pub total_amount: Fen,
+    /// What the merchant actually received.
+    pub receipt_amount: Option<Fen>,
+    /// What the buyer paid out of pocket.
+    pub buyer_pay_amount: Option<Fen>,
+    /// Cumulative refunded amount (refund notifies).
+    pub refund_fee: Option<Fen>,
+    /// The refund's `out_request_no` (refund notifies).
+    pub out_biz_no: Option<String>,
+    /// The buyer's 2088… id or open id.
+    pub buyer_id: Option<String>,
+    /// When the buyer paid.
+    pub gmt_payment: Option<DateTime<Utc>>,
+    /// When the refund went through.
+    pub gmt_refund: Option<DateTime<Utc>>,
+    /// The merchant's `passback_params`, verbatim.
+    pub passback_params: Option<String>,
+    /// Every received parameter, decoded once (for audit logs).
+    pub params: Params,
+}
+
+fn optional<'a>(params: &'a Params, key: &str) -> Option<&'a str> {
+    params
+        .get(key)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+fn required<'a>(params: &'a Params, field: &'static str) -> Result<&'a str, AlipayError> {
+    optional(params, field).ok_or(AlipayError::BadField {
+        field,
+        reason: "missing".to_owned(),
+    })
+}
+
+fn yuan(field: &'static str, text: &str) -> Result<Fen, AlipayError> {
+    Fen::parse_yuan(text).map_err(|e| AlipayError::BadField {
+        field,
+        reason: e.to_string(),
+    })
+}
+
+fn optional_yuan(params: &Params, field: &'static str) -> Result<Option<Fen>, AlipayError> {
+    optional(params, field).map(|t| yuan(field, t)).transpose()
+}
+
+fn optional_time(
+    params: &Params,
+    field: &'static str,
+) -> Result<Option<DateTime<Utc>>, AlipayError> {
+    optional(params, field)
+        .map(|t| parse_china_time(field, t))
+        .transpose()
+}
+
+impl TradeNotify {
+    /// Types the fields of an already verified parameter map.
+    pub fn from_verified_params(params: Params) -> Result<TradeNotify, AlipayError> {
+        let owned = |key: &str| optional(&params, key).map(str::to_owned);
+        Ok(TradeNotify {
+            notify_id: owned("notify_id"),
+            app_id: owned("app_id"),
+            seller_id: owned("seller_id"),
+            out_trade_no: required(&params, "out_trade_no")?.to_owned(),
+            trade_no: owned("trade_no"),
+            trade_status: AlipayTradeStatus::parse(required(&params, "trade_status")?)?,
+            total_amount: yuan("total_amount", required(&params, "total_amount")?)?,
+            receipt_amount: optional_yuan(&params, "receipt_amount")?,
+            buyer_pay_amount: optional_yuan(&params, "buyer_pay_amount")?,
+            refund_fee: optional_yuan(&params, "refund_fee")?,
+            out_biz_no: owned("out_biz_no"),
+            buyer_id: owned("buyer_id").or_else(|| owned("buyer_open_id")),
+            gmt_payment: optional_time(&params, "gmt_payment")?,
+            gmt_refund: optional_time(&params, "gmt_refund")?,
+            passback_params: owned("passback_params"),
+            params,
+        })
+    }
+
+    /// The provider-neutral facts the gateway cross-checks against the order.
+    pub fn to_trade_facts(&self) -> TradeFacts {
+        TradeFacts {
+            provider: ProviderKind::Alipay,
+            out_trade_no: self.out_trade_no.clone(),
+            provider_trade_no: self.trade_no.clone(),
+            state: self.trade_status.into(),
+            amount: Some(self.total_amount),
+            currency: Currency::Cny,
+            app_id: self.app_id.clone(),
+            merchant_id: self.seller_id.clone(),
+            payer_id: self.buyer_id.clone(),
+            paid_at: self.gmt_payment,
+        }
+    }
+}
+
+/// Decodes a notify body once and checks its `rsaCheckV1` signature with Alipay's key; returns
+/// every parameter. Nothing in an unverified body is looked at beyond the signature.
+pub fn verify_notify_body(body: &[u8], alipay_key: &VerifyingKey) -> Result<Params, AlipayError> {
+    let params = decode_unique_form(body)?;
+    verify_params(&params, SignScope::NotifyV1, alipay_key)?;
+    Ok(params)
+}
+
+/// Verifies and types a trade notify body.
+pub fn verify_trade_notify(
+    body: &[u8],
+    alipay_key: &VerifyingKey,
+) -> Result<TradeNotify, AlipayError> {
+    TradeNotify::from_verified_params(verify_notify_body(body, alipay_key)?)
+}
+
+/// Builds the form body Alipay would POST for `params`, signed with Alipay's key under
+/// `rsaCheckV1` rules (`sign_type` is kept in the body but not signed). For the sandbox.
+pub fn build_notify_body(
+    mut params: Params,
+    alipay_key: &SigningKey,
+) -> Result<String, AlipayError> {
+    sign_params(&mut params, SignScope::NotifyV1, alipay_key)?;
+    Ok(encode_form(
+        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ))
+}
