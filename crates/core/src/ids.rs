@@ -125,6 +125,13 @@ impl OutTradeNo {
     }
 }
 
+impl OutRefundNo {
+    /// A fresh refund number for merchants that do not bring their own: `rf` + ULID.
+    pub fn generate() -> Self {
+        Self(format!("rf{}", ulid::Ulid::new()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +169,8 @@ mod tests {
         assert!(id.as_str().starts_with("ord_"));
         assert_eq!(OrderId::parse(id.as_str()).unwrap(), id);
         assert!(RefundId::parse(RefundId::generate().as_str()).is_ok());
+        let refund_no = OutRefundNo::generate();
+        assert_eq!(OutRefundNo::parse(refund_no.as_str()).unwrap(), refund_no);
     }
 
     #[test]
