@@ -204,6 +204,11 @@ impl VerifyingKey {
         Ok(VerifyingKey { key })
     }
 
+    /// The key as SubjectPublicKeyInfo DER, for comparing keys or logging a fingerprint.
+    pub fn spki_der(&self) -> &[u8] {
+        self.key.as_ref()
+    }
+
     /// Checks a base64 `sign` over `message` with RSA2. Any base64 or signature failure is the
     /// same [`AlipayError::BadSignature`]: callers must not learn which.
     pub fn verify_base64(&self, message: &[u8], sign: &str) -> Result<(), AlipayError> {

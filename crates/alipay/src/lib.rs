@@ -18,6 +18,7 @@
 //! - The pieces the sandbox needs to play Alipay's side (signing a notify or a response,
 //!   parsing an orderString, verifying a request) are public.
 
+pub mod cert;
 mod error;
 pub mod form;
 pub mod keys;

@@ -7,6 +7,8 @@
 
 mod support;
 
+mod cert_sn;
+
 mod keys;
 mod notify;
 mod order_string;
