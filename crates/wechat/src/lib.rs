@@ -1,0 +1,2 @@
+//! WeChat Pay merchant API v2 for paygate.
+pub mod sign;
