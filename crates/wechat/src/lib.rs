@@ -1,2 +1,3 @@
 //! WeChat Pay merchant API v2 for paygate.
 pub mod sign;
+pub mod xml;

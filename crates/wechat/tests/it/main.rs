@@ -3,3 +3,4 @@
 
 mod sign_vectors;
 mod vectors;
+mod xml_vectors;
