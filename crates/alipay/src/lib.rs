@@ -19,14 +19,20 @@
 //!   parsing an orderString, verifying a request) are public.
 
 pub mod cert;
+pub mod client;
 mod error;
 pub mod form;
 pub mod keys;
 pub mod notify;
 pub mod order_string;
+mod provider;
 pub mod request;
 pub mod response;
 pub mod sign;
 pub mod time;
 
 pub use error::AlipayError;
+pub use provider::{
+    Alipay, AlipayConfig, AlipayTrust, CertSource, DEFAULT_GATEWAY_URL, MAX_NOTIFY_BYTES,
+    SANDBOX_GATEWAY_URL,
+};

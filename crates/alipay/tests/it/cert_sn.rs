@@ -3,7 +3,7 @@ use paygate_alipay::cert::{
 };
 use paygate_alipay::keys::VerifyingKey;
 
-use crate::support::{cases, read_text, str_field};
+use crate::support::{case_where, cases, read_text, str_field};
 
 const FILE: &str = "cert_sn.json";
 
@@ -30,10 +30,7 @@ fn every_certificate_gets_the_sn_of_the_java_and_node_rule() {
 
 #[test]
 fn a_single_rsa_root_is_its_own_root_sn() {
-    let case = cases(FILE)
-        .into_iter()
-        .find(|c| c["file"] == "root_rsa.crt")
-        .unwrap();
+    let case = case_where(FILE, "file", "root_rsa.crt");
     let pem = read_text("certs/root_rsa.crt");
     assert_eq!(root_cert_sn(&pem).unwrap(), str_field(&case, "expected_sn"));
 }
@@ -46,10 +43,7 @@ fn an_ec_only_bundle_has_no_root_sn() {
 
 #[test]
 fn the_alipay_certificate_key_is_the_one_node_extracted() {
-    let case = cases(FILE)
-        .into_iter()
-        .find(|c| c["file"] == "alipayCertPublicKey_RSA2_test.crt")
-        .unwrap();
+    let case = case_where(FILE, "file", "alipayCertPublicKey_RSA2_test.crt");
     let expected_key =
         VerifyingKey::parse(str_field(&case["node_official"], "public_key_b64")).unwrap();
     let from_cert = cert_public_key(

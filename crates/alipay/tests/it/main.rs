@@ -8,8 +8,10 @@
 mod support;
 
 mod cert_sn;
+mod fake_gateway;
 
 mod keys;
 mod notify;
 mod order_string;
+mod provider;
 mod response;

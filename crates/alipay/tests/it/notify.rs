@@ -7,7 +7,9 @@ use paygate_alipay::sign::{Params, SignScope, canonical_string};
 use paygate_core::{Fen, TradeState};
 use serde_json::Value;
 
-use crate::support::{alipay_signing_key, alipay_verifying_key, cases, load_json, str_field};
+use crate::support::{
+    alipay_signing_key, alipay_verifying_key, case_where, cases, load_json, str_field,
+};
 
 const FILE: &str = "notify.json";
 
@@ -100,10 +102,7 @@ fn listed_params(case: &Value) -> Params {
 }
 
 fn case_named(name: &str) -> Value {
-    cases(FILE)
-        .into_iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("case {name} missing"))
+    case_where(FILE, "name", name)
 }
 
 #[test]

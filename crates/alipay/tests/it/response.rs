@@ -2,7 +2,7 @@ use paygate_alipay::AlipayError;
 use paygate_alipay::response::{extract_response, response_key, sign_response_body};
 use serde_json::Value;
 
-use crate::support::{alipay_signing_key, alipay_verifying_key, cases, str_field};
+use crate::support::{alipay_signing_key, alipay_verifying_key, case_where, cases, str_field};
 
 const FILE: &str = "sync_response.json";
 
@@ -62,10 +62,7 @@ fn the_extracted_text_is_the_signed_substring_whenever_it_was_signed_raw() {
 
 #[test]
 fn escapes_are_kept_as_sent() {
-    let case = cases(FILE)
-        .into_iter()
-        .find(|c| c["name"] == "query_escaped_unicode_and_slashes")
-        .unwrap();
+    let case = case_where(FILE, "name", "query_escaped_unicode_and_slashes");
     let extracted = extract_response(str_field(&case, "raw_body"), "alipay.trade.query").unwrap();
     assert!(extracted.content.contains("\\u6d4b\\u8bd5"));
     assert!(extracted.content.contains("https:\\/\\/qr.alipay.com"));
@@ -76,10 +73,7 @@ fn escapes_are_kept_as_sent() {
 
 #[test]
 fn certificate_mode_responses_expose_the_signing_certificate_sn() {
-    let case = cases(FILE)
-        .into_iter()
-        .find(|c| c["name"] == "query_cert_mode_alipay_cert_sn")
-        .unwrap();
+    let case = case_where(FILE, "name", "query_cert_mode_alipay_cert_sn");
     let extracted = extract_response(str_field(&case, "raw_body"), "alipay.trade.query").unwrap();
     assert_eq!(
         extracted.alipay_cert_sn.as_deref(),

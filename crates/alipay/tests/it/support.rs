@@ -30,6 +30,14 @@ pub fn cases(file: &str) -> Vec<Value> {
     cases
 }
 
+/// The case of `file` whose `key` field equals `value`; panics when there is none.
+pub fn case_where(file: &str, key: &str, value: &str) -> Value {
+    cases(file)
+        .into_iter()
+        .find(|c| c[key] == value)
+        .unwrap_or_else(|| panic!("{file} has no case with {key} = {value}"))
+}
+
 pub fn str_field<'a>(case: &'a Value, field: &str) -> &'a str {
     case[field]
         .as_str()
