@@ -1,6 +1,12 @@
-//! Black-box tests of paygate-wechat, one binary: the shared vectors first, then the client
-//! against a local server.
+//! Black-box tests of paygate-wechat, one binary: every case of every vendored vector file,
+//! then the API client against a local server, then the `Provider` implementation.
 
+// Helpers outside `#[test]` functions (vector loaders, the fake WeChat server) panic on broken
+// fixtures by design: a broken fixture must fail the run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod notify_vectors;
+mod refund_notify_vectors;
 mod sign_vectors;
 mod vectors;
 mod xml_vectors;
