@@ -1,5 +1,6 @@
 //! WeChat Pay merchant API v2 for paygate.
 pub mod notify;
+pub mod pay_params;
 pub mod refund_notify;
 pub mod sign;
 pub mod time;

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod notify_vectors;
+mod paysign_vectors;
 mod refund_notify_vectors;
 mod sign_vectors;
 mod vectors;
