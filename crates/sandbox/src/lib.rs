@@ -1,0 +1,42 @@
+//! paygate's sandbox: local simulators of WeChat Pay v2 and Alipay that speak the real
+//! protocols from the providers' side, so paygate (and any merchant) can run every flow with no
+//! network access to the real providers.
+//!
+//! Design decisions:
+//! - **Real paths, real shapes.** WeChat routes sit at `/pay/unifiedorder`, `/sns/jscode2session`
+//!   …, Alipay at `/gateway.do`, so a client only swaps its base URL. Responses are the
+//!   providers' XML / JSON envelopes, signed the way the providers sign them.
+//! - **Conformance, not mirror-image.** Requests are verified by the providers' rules (WeChat:
+//!   every field but `sign`; Alipay requests: every field but `sign`, `sign_type` included),
+//!   and the tests check those rules against the vendored vectors made by the official SDKs.
+//! - **One process, in memory.** Trades live behind a mutex (optionally snapshotted to a JSON
+//!   file); notifies are tokio tasks on the caller's runtime that follow each provider's retry
+//!   schedule divided by `time_scale`, and every delivery attempt is recorded.
+//! - **Faults are data.** Rules posted to `/sandbox/faults` (or [`RunningSandbox::add_fault`])
+//!   bend notifies or API answers for a provider / API / trade, a counted number of times.
+//!
+//! Embed it with [`Sandbox::start`] and point clients at [`RunningSandbox::credentials`].
+
+mod alipay_wire;
+mod config;
+mod credentials;
+mod error;
+mod faults;
+mod notify;
+mod routes;
+mod server;
+mod state;
+mod trades;
+mod wechat_wire;
+
+pub use alipay_wire::KeyError;
+pub use config::SandboxConfig;
+pub use credentials::{AlipayCredentials, SandboxCredentials, WechatCredentials};
+pub use error::SandboxError;
+pub use faults::{Fault, FaultKind, FaultTimes, NamedTimes};
+pub use notify::{
+    ALIPAY_ACK, ALIPAY_RETRY_SECONDS, NotifyDelivery, NotifyKind, WECHAT_ACK, WECHAT_RETRY_SECONDS,
+};
+pub use server::{RunningSandbox, Sandbox};
+pub use trades::{AlipayTrade, Refund, Trade, TradeDetail, TradeStatus, WechatTrade};
+pub use wechat_wire::{WechatSignType, XmlError};

@@ -1,0 +1,69 @@
+//! `paygate-sandbox`: runs the simulated WeChat Pay and Alipay standalone and prints the
+//! credentials (as the gateway's TOML) to point a gateway at it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use paygate_sandbox::{Sandbox, SandboxConfig};
+
+const USAGE: &str = "usage: paygate-sandbox [--listen ADDR] [--keys-file PATH] [--state-file PATH] [--time-scale N] [--public-url URL]";
+
+fn parse_args() -> Result<SandboxConfig, String> {
+    let mut config = SandboxConfig::new(SocketAddr::from(([127, 0, 0, 1], 8090)));
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--listen" => {
+                config.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?;
+            }
+            "--keys-file" => config.keys_file = Some(PathBuf::from(value()?)),
+            "--state-file" => config.state_file = Some(PathBuf::from(value()?)),
+            "--time-scale" => {
+                config.time_scale = value()?.parse().map_err(|e| format!("--time-scale: {e}"))?;
+            }
+            "--public-url" => config.public_base_url = Some(value()?),
+            "--help" | "-h" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match parse_args() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let sandbox = match Sandbox::start(config).await {
+        Ok(sandbox) => sandbox,
+        Err(e) => {
+            eprintln!("paygate-sandbox: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The bin's whole job is to tell a person where the sandbox is and how to configure it.
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "paygate sandbox on {}  (trades: {}/sandbox)",
+            sandbox.base_url(),
+            sandbox.base_url()
+        );
+        println!("# gateway config for this sandbox (contains secrets):");
+        println!("{}", sandbox.credentials().export_toml("sandbox"));
+    }
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("paygate-sandbox: cannot wait for Ctrl-C: {e}");
+    }
+    sandbox.stop().await;
+    ExitCode::SUCCESS
+}
