@@ -198,3 +198,17 @@ fn a_notify_we_build_verifies_and_matches_alipays_signature() {
     let verified = verify_notify_body(body.as_bytes(), &alipay_verifying_key()).unwrap();
     assert_eq!(verified["sign"], expected_sign);
 }
+
+proptest::proptest! {
+    #[test]
+    fn the_notify_parser_never_panics_on_arbitrary_bytes(
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)
+    ) {
+        let _ = verify_trade_notify(&body, &alipay_verifying_key());
+    }
+
+    #[test]
+    fn the_notify_parser_never_panics_on_form_like_text(body in "[a-z_=&%+0-9A-F]{0,200}") {
+        let _ = verify_trade_notify(body.as_bytes(), &alipay_verifying_key());
+    }
+}
