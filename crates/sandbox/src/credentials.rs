@@ -9,7 +9,10 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 
-use crate::alipay_wire::{RsaSigner, RsaVerifier};
+use paygate_alipay::keys::{SigningKey, VerifyingKey};
+use paygate_wechat::sign::ApiKey;
+
+use crate::alipay_wire::{generate_private_key, key_pair, public_key_of};
 use crate::error::SandboxError;
 
 /// The secret material that survives restarts; URLs are not here because the port may change.
@@ -52,8 +55,8 @@ impl SandboxKeys {
             wechat_app_secret: hex::encode(rand::rng().random::<[u8; 16]>()),
             alipay_app_id: format!("2021{}", random_digits(12)),
             alipay_seller_id: format!("2088{}", random_digits(12)),
-            alipay_app_private_key: RsaSigner::generate()?.pkcs8_base64()?,
-            alipay_platform_private_key: RsaSigner::generate()?.pkcs8_base64()?,
+            alipay_app_private_key: generate_private_key()?,
+            alipay_platform_private_key: generate_private_key()?,
         })
     }
 
@@ -180,10 +183,8 @@ impl SandboxCredentials {
                 app_id: keys.alipay_app_id.clone(),
                 seller_id: keys.alipay_seller_id.clone(),
                 app_private_key: keys.alipay_app_private_key.clone(),
-                app_public_key: RsaSigner::parse(&keys.alipay_app_private_key)?
-                    .public_spki_base64()?,
-                alipay_public_key: RsaSigner::parse(&keys.alipay_platform_private_key)?
-                    .public_spki_base64()?,
+                app_public_key: public_key_of(&keys.alipay_app_private_key)?,
+                alipay_public_key: public_key_of(&keys.alipay_platform_private_key)?,
                 gateway_url: format!("{base_url}/gateway.do"),
             },
         })
@@ -225,17 +226,20 @@ impl SandboxCredentials {
 /// The keys the server uses at run time, parsed once.
 pub(crate) struct ServerKeys {
     pub(crate) keys: SandboxKeys,
-    pub(crate) app_public: RsaVerifier,
-    pub(crate) platform_signer: RsaSigner,
+    /// The WeChat merchant's v2 API key.
+    pub(crate) wechat_api_key: ApiKey,
+    /// Verifies the merchant app's Alipay requests.
+    pub(crate) app_public: VerifyingKey,
+    /// Signs Alipay responses and notifies as "Alipay".
+    pub(crate) platform_signer: SigningKey,
 }
 
 impl ServerKeys {
     pub(crate) fn new(keys: SandboxKeys) -> Result<ServerKeys, SandboxError> {
-        let app_public = RsaVerifier::parse(
-            &RsaSigner::parse(&keys.alipay_app_private_key)?.public_spki_base64()?,
-        )?;
-        let platform_signer = RsaSigner::parse(&keys.alipay_platform_private_key)?;
+        let (_, app_public) = key_pair(&keys.alipay_app_private_key)?;
+        let (platform_signer, _) = key_pair(&keys.alipay_platform_private_key)?;
         Ok(ServerKeys {
+            wechat_api_key: ApiKey::new(keys.wechat_api_key.clone()),
             keys,
             app_public,
             platform_signer,

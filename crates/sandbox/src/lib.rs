@@ -27,7 +27,6 @@ mod routes;
 mod server;
 mod state;
 mod trades;
-mod wechat_wire;
 
 pub use alipay_wire::KeyError;
 pub use config::SandboxConfig;
@@ -39,4 +38,3 @@ pub use notify::{
 };
 pub use server::{RunningSandbox, Sandbox};
 pub use trades::{AlipayTrade, Refund, Trade, TradeDetail, TradeStatus, WechatTrade};
-pub use wechat_wire::{WechatSignType, XmlError};

@@ -9,12 +9,13 @@ use chrono::{DateTime, Utc};
 use paygate_core::{Fen, ProviderKind};
 use serde::{Deserialize, Serialize};
 
-use crate::alipay_wire::{SignScope, canonical_string, encode_form};
 use crate::credentials::ServerKeys;
 use crate::faults::{FaultBook, FaultKind};
-use crate::wechat_wire::{
-    WechatParams, WechatSignType, encrypt_req_info, sign_params, to_xml, to_xml_rooted,
-};
+use paygate_alipay::form::encode_form;
+use paygate_alipay::sign::{Params as AlipayParams, SignScope, sign_params as alipay_sign};
+use paygate_wechat::refund_notify::encrypt_req_info;
+use paygate_wechat::sign::{ApiKey, Params as WechatParams, SignType, sign as wechat_sign};
+use paygate_wechat::xml;
 
 /// WeChat's retry intervals after a failed delivery (15 retries, about 24 h).
 pub const WECHAT_RETRY_SECONDS: [u64; 15] = [
@@ -138,7 +139,7 @@ pub(crate) enum NotifyPayload {
     /// A WeChat payment notify (XML, signed with the order's algorithm).
     WechatPayment {
         params: WechatParams,
-        sign_type: WechatSignType,
+        sign_type: SignType,
     },
     /// A WeChat refund notify: unsigned outer XML around the encrypted `<root>` fields.
     WechatRefund {
@@ -146,7 +147,18 @@ pub(crate) enum NotifyPayload {
         inner: WechatParams,
     },
     /// An Alipay notify (form, RSA2 over all fields but `sign` and `sign_type`).
-    Alipay { params: Vec<(String, String)> },
+    Alipay { params: AlipayParams },
+}
+
+/// Why a notify body could not be built (never expected: our own fields and keys).
+#[derive(Debug, thiserror::Error)]
+enum RenderError {
+    /// RSA signing failed.
+    #[error(transparent)]
+    Alipay(#[from] paygate_alipay::AlipayError),
+    /// A field name is not writable as XML.
+    #[error(transparent)]
+    Xml(#[from] paygate_wechat::xml::XmlError),
 }
 
 /// One notify to deliver.
@@ -173,22 +185,18 @@ fn bump_fen_field(params: &mut WechatParams, name: &str) {
     }
 }
 
-fn bump_yuan_field(params: &mut [(String, String)], name: &str) {
-    for (key, value) in params.iter_mut() {
-        if key == name
-            && let Ok(fen) = Fen::parse_yuan(value)
-            && let Ok(bigger) = fen.checked_add(Fen::new(1).unwrap_or(Fen::ZERO))
-        {
-            *value = bigger.to_yuan_string();
-        }
+fn bump_yuan_field(params: &mut AlipayParams, name: &str) {
+    if let Some(value) = params.get_mut(name)
+        && let Ok(fen) = Fen::parse_yuan(value)
+        && let Ok(bigger) = fen.checked_add(Fen::new(1).unwrap_or(Fen::ZERO))
+    {
+        *value = bigger.to_yuan_string();
     }
 }
 
-fn set_field(params: &mut [(String, String)], name: &str, new_value: &str) {
-    for (key, value) in params.iter_mut() {
-        if key == name {
-            *value = new_value.to_owned();
-        }
+fn set_field(params: &mut AlipayParams, name: &str, new_value: &str) {
+    if let Some(value) = params.get_mut(name) {
+        *value = new_value.to_owned();
     }
 }
 
@@ -203,13 +211,9 @@ fn corrupt(sign: &str) -> String {
 
 impl NotifyPayload {
     /// The body to post for one attempt, with `faults` applied; `Err` only if RSA signing fails.
-    fn render(
-        &self,
-        faults: &[FaultKind],
-        keys: &ServerKeys,
-    ) -> Result<String, crate::alipay_wire::KeyError> {
+    fn render(&self, faults: &[FaultKind], keys: &ServerKeys) -> Result<String, RenderError> {
         let has = |kind: &FaultKind| faults.contains(kind);
-        let api_key = keys.keys.wechat_api_key.as_str();
+        let api_key = &keys.wechat_api_key;
         match self {
             NotifyPayload::WechatPayment { params, sign_type } => {
                 let mut params = params.clone();
@@ -226,12 +230,12 @@ impl NotifyPayload {
                 if has(&FaultKind::OmitSignType) {
                     params.remove("sign_type");
                 }
-                let mut sign = sign_params(&params, *sign_type, api_key);
+                let mut sign = wechat_sign(&params, api_key, *sign_type);
                 if has(&FaultKind::BadSignature) {
                     sign = corrupt(&sign);
                 }
                 params.insert("sign".into(), sign);
-                Ok(to_xml(&params))
+                Ok(xml::write(&params)?)
             }
             NotifyPayload::WechatRefund { outer, inner } => {
                 let mut outer = outer.clone();
@@ -248,16 +252,17 @@ impl NotifyPayload {
                 }
                 // The refund notify is authenticated only by the encryption key, so a "bad
                 // signature" is a req_info the merchant's key cannot decrypt.
+                let wrong_key;
                 let key = if has(&FaultKind::BadSignature) {
-                    "0".repeat(32)
+                    wrong_key = ApiKey::new("0".repeat(32));
+                    &wrong_key
                 } else {
-                    api_key.to_owned()
+                    api_key
                 };
-                outer.insert(
-                    "req_info".into(),
-                    encrypt_req_info(&to_xml_rooted("root", &inner), &key),
-                );
-                Ok(to_xml(&outer))
+                let plaintext =
+                    xml::write_pairs("root", inner.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+                outer.insert("req_info".into(), encrypt_req_info(&plaintext, key));
+                Ok(xml::write(&outer)?)
             }
             NotifyPayload::Alipay { params } => {
                 let mut params = params.clone();
@@ -278,13 +283,15 @@ impl NotifyPayload {
                 if has(&FaultKind::WrongMerchantId) {
                     set_field(&mut params, "seller_id", WRONG_SELLER_ID);
                 }
-                let text = canonical_string(&params, SignScope::Notify);
-                let mut sign = keys.platform_signer.sign_base64(text.as_bytes())?;
-                if has(&FaultKind::BadSignature) {
-                    sign = corrupt(&sign);
+                alipay_sign(&mut params, SignScope::NotifyV1, &keys.platform_signer)?;
+                if has(&FaultKind::BadSignature)
+                    && let Some(sign) = params.get_mut("sign")
+                {
+                    *sign = corrupt(sign);
                 }
-                params.push(("sign".into(), sign));
-                Ok(encode_form(&params))
+                Ok(encode_form(
+                    params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                ))
             }
         }
     }

@@ -13,7 +13,8 @@ use crate::error::SandboxError;
 use crate::faults::FaultBook;
 use crate::notify::{DispatchContext, Dispatcher, NotifyJob, NotifyKind, NotifyLog, NotifyPayload};
 use crate::trades::{Refund, Trade, TradeBook, TradeDetail, TradeStatus};
-use crate::wechat_wire::{WechatParams, WechatSignType};
+use paygate_alipay::sign::Params as AlipayParams;
+use paygate_wechat::sign::{Params as WechatParams, SignType};
 
 /// Login-side state of the simulated WeChat: codes are single-use, tokens must have been issued.
 #[derive(Default)]
@@ -176,7 +177,7 @@ impl SandboxState {
                 w.appid.clone(),
             ),
             None => (
-                WechatSignType::Md5,
+                SignType::Md5,
                 String::new(),
                 String::new(),
                 None,
@@ -213,7 +214,7 @@ impl SandboxState {
         if let Some(attach) = attach {
             params.insert("attach".into(), attach);
         }
-        if sign_type == WechatSignType::HmacSha256 {
+        if sign_type == SignType::HmacSha256 {
             params.insert("sign_type".into(), sign_type.as_str().into());
         }
         NotifyPayload::WechatPayment { params, sign_type }
@@ -278,7 +279,7 @@ impl SandboxState {
             "TRADE_SUCCESS"
         };
         let alipay = trade.alipay();
-        let mut params: Vec<(String, String)> = [
+        let mut params: AlipayParams = [
             ("notify_time", when(now)),
             ("notify_type", "trade_status_sync".to_owned()),
             (
@@ -323,22 +324,22 @@ impl SandboxState {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         if let Some(body) = alipay.and_then(|a| a.body.clone()) {
-            params.push(("body".into(), body));
+            params.insert("body".into(), body);
         }
         if let Some(passback) = alipay.and_then(|a| a.passback_params.clone()) {
-            params.push(("passback_params".into(), passback));
+            params.insert("passback_params".into(), passback);
         }
         if let Some(refund) = refund {
-            params.push(("refund_fee".into(), trade.refunded().to_yuan_string()));
-            params.push((
+            params.insert("refund_fee".into(), trade.refunded().to_yuan_string());
+            params.insert(
                 "gmt_refund".into(),
                 china_time(refund.refunded_at)
                     .format("%Y-%m-%d %H:%M:%S%.3f")
                     .to_string(),
-            ));
-            params.push(("out_biz_no".into(), refund.out_refund_no.clone()));
+            );
+            params.insert("out_biz_no".into(), refund.out_refund_no.clone());
             if status == "TRADE_CLOSED" {
-                params.push(("gmt_close".into(), when(refund.refunded_at)));
+                params.insert("gmt_close".into(), when(refund.refunded_at));
             }
         }
         NotifyPayload::Alipay { params }

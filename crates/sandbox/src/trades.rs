@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use paygate_core::{Fen, ProviderKind};
 use serde::{Deserialize, Serialize};
 
-use crate::wechat_wire::{WechatParams, WechatSignType};
+use paygate_wechat::sign::{Params as WechatParams, SignType};
 
 /// Where a trade is in its life at the provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +56,7 @@ pub struct WechatTrade {
     /// JSAPI / NATIVE / APP / MWEB.
     pub trade_type: String,
     /// The algorithm the order was signed with; notifies use it too.
-    pub sign_type: WechatSignType,
+    pub sign_type: SignType,
     /// The issued prepay id.
     pub prepay_id: String,
     /// `code_url` (NATIVE) or `mweb_url` (MWEB), when issued.
@@ -65,7 +65,7 @@ pub struct WechatTrade {
     pub openid: Option<String>,
     /// `attach`, echoed in queries and notifies.
     pub attach: Option<String>,
-    /// The request's business fields (everything but `sign` and `nonce_str`), to tell an
+    /// The request's business fields (all but `sign`, `sign_type`, `nonce_str`), to tell an
     /// identical re-submit (same prepay_id) from a conflicting one (`OUT_TRADE_NO_USED`).
     pub request_fields: WechatParams,
 }

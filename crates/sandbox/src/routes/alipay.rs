@@ -9,11 +9,13 @@ use chrono::Utc;
 use paygate_core::{Fen, ProviderKind};
 use serde_json::{Map, Value, json};
 
-use crate::alipay_wire::{SignScope, canonical_string, decode_form, signed_response};
 use crate::faults::FaultKind;
 use crate::routes::{html_escape, status_only};
 use crate::state::{SandboxState, china_time, digits};
 use crate::trades::{AlipayTrade, RefundRefusal, Trade, TradeDetail, TradeStatus};
+use paygate_alipay::form::decode_unique_form;
+use paygate_alipay::response::{response_key, sign_response_body};
+use paygate_alipay::sign::{Params as AlipayParams, SignScope, verify_params};
 
 /// The answer of one gateway call before it is wrapped and signed.
 pub(crate) enum AlipayReply {
@@ -88,7 +90,7 @@ fn respond(state: &SandboxState, method: &str, reply: AlipayReply) -> HttpRespon
         }
     };
     let response_method = if method.is_empty() { "error" } else { method };
-    match signed_response(response_method, &Value::Object(content), signer) {
+    match envelope(response_method, &content, signer) {
         Ok(body) => json_response(body),
         Err(e) => {
             tracing::error!(error = %e, "cannot sign Alipay response");
@@ -97,34 +99,47 @@ fn respond(state: &SandboxState, method: &str, reply: AlipayReply) -> HttpRespon
     }
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+fn param<'a>(params: &'a AlipayParams, name: &str) -> Option<&'a str> {
+    params.get(name).map(String::as_str)
+}
+
+/// Writes `{"<method>_response":{…},"sign":"…"}`, signed over exactly the content text when
+/// `signer` is given (gateway-level errors go unsigned, as Alipay's do).
+fn envelope(
+    method: &str,
+    content: &Map<String, Value>,
+    signer: Option<&paygate_alipay::keys::SigningKey>,
+) -> Result<String, paygate_alipay::AlipayError> {
+    let content_text = Value::Object(content.clone()).to_string();
+    match signer {
+        Some(key) => sign_response_body(method, &content_text, key, None),
+        None => Ok(format!(
+            "{{{}:{content_text}}}",
+            Value::String(response_key(method))
+        )),
+    }
 }
 
 /// Checks a request exactly as Alipay does: `sign_type` RSA2, our app_id, RSA2 signature with
 /// the app public key over every parameter but `sign` (so `sign_type` is signed).
 pub(crate) fn verify_request(
     state: &SandboxState,
-    params: &[(String, String)],
+    params: &AlipayParams,
 ) -> Result<(), AlipayReply> {
-    let Some(sign) = param(params, "sign").filter(|s| !s.is_empty()) else {
+    if param(params, "sign").is_none_or(str::is_empty) {
         return Err(AlipayReply::Invalid {
             code: "40001",
             sub_code: "isv.missing-signature",
             sub_msg: "缺少签名参数",
         });
-    };
+    }
     if param(params, "sign_type") != Some("RSA2") {
         return Err(invalid("isv.invalid-signature-type", "无效的签名类型"));
     }
     if param(params, "app_id") != Some(state.keys.keys.alipay_app_id.as_str()) {
         return Err(invalid("isv.invalid-app-id", "无效的AppID参数"));
     }
-    let text = canonical_string(params, SignScope::Request);
-    if !state.keys.app_public.verify_base64(text.as_bytes(), sign) {
+    if verify_params(params, SignScope::Request, &state.keys.app_public).is_err() {
         return Err(invalid(
             "isv.invalid-signature",
             "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配",
@@ -133,7 +148,7 @@ pub(crate) fn verify_request(
     Ok(())
 }
 
-fn biz_content(params: &[(String, String)]) -> Result<Map<String, Value>, AlipayReply> {
+fn biz_content(params: &AlipayParams) -> Result<Map<String, Value>, AlipayReply> {
     let text = param(params, "biz_content").ok_or(AlipayReply::Invalid {
         code: "40001",
         sub_code: "isv.missing-biz-content",
@@ -180,7 +195,7 @@ fn alipay_trade_status(trade: &Trade) -> &'static str {
 pub(crate) fn create_trade(
     state: &SandboxState,
     method: &str,
-    params: &[(String, String)],
+    params: &AlipayParams,
     biz: &Map<String, Value>,
 ) -> Result<Trade, AlipayReply> {
     let (Some(out_trade_no), Some(total_amount), Some(subject)) = (
@@ -404,11 +419,7 @@ fn refund_query(state: &SandboxState, biz: &Map<String, Value>) -> AlipayReply {
     AlipayReply::Success(out)
 }
 
-fn precreate(
-    state: &SandboxState,
-    params: &[(String, String)],
-    biz: &Map<String, Value>,
-) -> AlipayReply {
+fn precreate(state: &SandboxState, params: &AlipayParams, biz: &Map<String, Value>) -> AlipayReply {
     match create_trade(state, "alipay.trade.precreate", params, biz) {
         Ok(trade) => AlipayReply::Success(object(json!({
             "out_trade_no": trade.out_trade_no,
@@ -418,18 +429,14 @@ fn precreate(
     }
 }
 
-fn create(
-    state: &SandboxState,
-    params: &[(String, String)],
-    biz: &Map<String, Value>,
-) -> AlipayReply {
+fn create(state: &SandboxState, params: &AlipayParams, biz: &Map<String, Value>) -> AlipayReply {
     match create_trade(state, "alipay.trade.create", params, biz) {
         Ok(trade) => AlipayReply::Success(trade_ids(&trade)),
         Err(reply) => reply,
     }
 }
 
-fn dispatch(state: &SandboxState, method: &str, params: &[(String, String)]) -> AlipayReply {
+fn dispatch(state: &SandboxState, method: &str, params: &AlipayParams) -> AlipayReply {
     if let Err(reply) = verify_request(state, params) {
         return reply;
     }
@@ -449,10 +456,18 @@ fn dispatch(state: &SandboxState, method: &str, params: &[(String, String)]) -> 
 }
 
 /// Query string plus form body, the way the real gateway reads a call.
-fn gateway_params(request: &HttpRequest, body: &[u8]) -> Vec<(String, String)> {
-    let mut params = decode_form(request.query_string().as_bytes());
-    params.extend(decode_form(body));
-    params
+/// A repeated key (within or across query and body) is refused: two readers could otherwise
+/// see different values under one signature.
+fn gateway_params(request: &HttpRequest, body: &[u8]) -> Result<AlipayParams, AlipayReply> {
+    let malformed = || invalid("isv.invalid-parameter", "参数格式错误或重复");
+    let mut params =
+        decode_unique_form(request.query_string().as_bytes()).map_err(|_| malformed())?;
+    for (key, value) in decode_unique_form(body).map_err(|_| malformed())? {
+        if params.insert(key, value).is_some() {
+            return Err(malformed());
+        }
+    }
+    Ok(params)
 }
 
 async fn gateway(
@@ -460,7 +475,10 @@ async fn gateway(
     request: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let params = gateway_params(&request, &body);
+    let params = match gateway_params(&request, &body) {
+        Ok(params) => params,
+        Err(reply) => return respond(&state, "", reply),
+    };
     let method = param(&params, "method").unwrap_or_default().to_owned();
     if method == "alipay.trade.wap.pay" || method == "alipay.trade.page.pay" {
         return pay_page(&state, &method, &params);
@@ -506,11 +524,7 @@ async fn gateway(
             "sub_code": "isp.unknow-error",
             "sub_msg": "系统繁忙",
         }));
-        return match signed_response(
-            &method,
-            &Value::Object(content),
-            Some(&state.keys.platform_signer),
-        ) {
+        return match envelope(&method, &content, Some(&state.keys.platform_signer)) {
             Ok(body) => json_response(body),
             Err(_) => HttpResponse::InternalServerError().finish(),
         };
@@ -520,7 +534,7 @@ async fn gateway(
 }
 
 /// wap/page pay: verify, create the trade, show a page where the buyer presses "pay".
-fn pay_page(state: &SandboxState, method: &str, params: &[(String, String)]) -> HttpResponse {
+fn pay_page(state: &SandboxState, method: &str, params: &AlipayParams) -> HttpResponse {
     let created = verify_request(state, params)
         .and_then(|()| biz_content(params))
         .and_then(|biz| create_trade(state, method, params, &biz));
@@ -563,7 +577,8 @@ pub(crate) fn accept_order_string(
     state: &SandboxState,
     order_string: &str,
 ) -> Result<Trade, String> {
-    let params = decode_form(order_string.trim().as_bytes());
+    let params = paygate_alipay::order_string::parse_order_string(order_string.trim())
+        .map_err(|e| e.to_string())?;
     if param(&params, "method") != Some("alipay.trade.app.pay") {
         return Err("method is not alipay.trade.app.pay".into());
     }

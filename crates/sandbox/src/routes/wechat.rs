@@ -11,9 +11,8 @@ use serde::Deserialize;
 use crate::faults::FaultKind;
 use crate::state::{SandboxState, digits, nonce};
 use crate::trades::{Refund, RefundRefusal, Trade, TradeDetail, TradeStatus, WechatTrade};
-use crate::wechat_wire::{
-    WechatParams, WechatSignType, parse_xml, sign_params, to_xml, verify_params,
-};
+use paygate_wechat::sign::{self, ApiKey, Params as WechatParams, SignType};
+use paygate_wechat::xml;
 
 /// The answer of one pay API call before the common fields are added and it is signed.
 enum WechatReply {
@@ -33,10 +32,31 @@ fn fail(code: &'static str, description: impl Into<String>) -> WechatReply {
     }
 }
 
-fn xml_response(body: String) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/xml; charset=utf-8")
-        .body(body)
+fn xml_response(params: &WechatParams) -> HttpResponse {
+    match xml::write(params) {
+        Ok(body) => HttpResponse::Ok()
+            .content_type("text/xml; charset=utf-8")
+            .body(body),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot write WeChat XML");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+/// Reads a request's `sign_type` as WeChat does: absent means MD5, unknown is refused.
+fn request_sign_type(request: &WechatParams) -> Option<SignType> {
+    match request.get("sign_type") {
+        None => Some(SignType::Md5),
+        Some(declared) => SignType::parse(declared),
+    }
+}
+
+/// Checks `sign` over every received field but `sign`, in constant time.
+fn signature_valid(request: &WechatParams, sign_type: SignType, key: &ApiKey) -> bool {
+    request
+        .get("sign")
+        .is_some_and(|received| sign::verify(request, key, sign_type, received))
 }
 
 /// `return_code=FAIL`: communication-level errors, unsigned, as WeChat sends them.
@@ -44,7 +64,7 @@ fn return_fail(message: &str) -> HttpResponse {
     let mut params = WechatParams::new();
     params.insert("return_code".into(), "FAIL".into());
     params.insert("return_msg".into(), message.into());
-    xml_response(to_xml(&params))
+    xml_response(&params)
 }
 
 fn fields<const N: usize>(pairs: [(&str, String); N]) -> WechatParams {
@@ -59,7 +79,7 @@ async fn run(
     body: String,
     operation: fn(&SandboxState, &WechatParams) -> WechatReply,
 ) -> HttpResponse {
-    let request = match parse_xml(&body) {
+    let request = match xml::parse(body.as_bytes()) {
         Ok(params) => params,
         Err(_) => return return_fail("XML格式错误"),
     };
@@ -67,8 +87,7 @@ async fn run(
     let fault = state
         .faults
         .take_api_fault(ProviderKind::Wechat, api, out_trade_no);
-    let Some(sign_type) = WechatSignType::from_field(request.get("sign_type").map(String::as_str))
-    else {
+    let Some(sign_type) = request_sign_type(&request) else {
         return return_fail("签名类型错误");
     };
     let keys = &state.keys.keys;
@@ -93,7 +112,7 @@ async fn run(
     if request.get("mch_id") != Some(&keys.wechat_mch_id) {
         return return_fail("mch_id参数格式错误");
     }
-    if !verify_params(&request, sign_type, &keys.wechat_api_key) {
+    if !signature_valid(&request, sign_type, &state.keys.wechat_api_key) {
         return return_fail("签名错误");
     }
     let reply = authenticated(&state, &request, sign_type, operation);
@@ -108,12 +127,12 @@ async fn run(
 fn authenticated(
     state: &SandboxState,
     request: &WechatParams,
-    sign_type: WechatSignType,
+    sign_type: SignType,
     operation: fn(&SandboxState, &WechatParams) -> WechatReply,
 ) -> WechatReply {
     let keys = &state.keys.keys;
     if request.get("mch_id") != Some(&keys.wechat_mch_id)
-        || !verify_params(request, sign_type, &keys.wechat_api_key)
+        || !signature_valid(request, sign_type, &state.keys.wechat_api_key)
     {
         return fail("SIGNERROR", "签名错误");
     }
@@ -125,7 +144,7 @@ fn authenticated(
 
 fn signed(
     state: &SandboxState,
-    sign_type: WechatSignType,
+    sign_type: SignType,
     reply: WechatReply,
     appid: String,
 ) -> HttpResponse {
@@ -148,9 +167,8 @@ fn signed(
             params.insert("err_code_des".into(), description);
         }
     }
-    let sign = sign_params(&params, sign_type, &keys.wechat_api_key);
-    params.insert("sign".into(), sign);
-    xml_response(to_xml(&params))
+    sign::sign_in_place(&mut params, &state.keys.wechat_api_key, sign_type);
+    xml_response(&params)
 }
 
 const REQUIRED_UNIFIEDORDER: [&str; 7] = [
@@ -222,8 +240,9 @@ fn unifiedorder(state: &SandboxState, request: &WechatParams) -> WechatReply {
     let mut request_fields = request.clone();
     request_fields.remove("sign");
     request_fields.remove("nonce_str");
-    let sign_type = WechatSignType::from_field(request.get("sign_type").map(String::as_str))
-        .unwrap_or(WechatSignType::Md5);
+    // MD5 spelled out or implied is the same order; only business fields must match.
+    request_fields.remove("sign_type");
+    let sign_type = request_sign_type(request).unwrap_or(SignType::Md5);
     state
         .trades
         .update(ProviderKind::Wechat, &out_trade_no, |slot| {
@@ -586,9 +605,11 @@ fn use_code(state: &SandboxState, code: Option<&String>) -> Result<String, Login
 /// The sandbox's openid for a login code: `oSbx` + 24 hex of SHA-256(appid ":" code), so the
 /// same code always maps to the same user.
 pub(crate) fn openid_for_code(appid: &str, code: &str) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("{appid}:{code}").as_bytes());
-    format!("oSbx{}", &hex::encode(digest)[..24])
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("{appid}:{code}").as_bytes(),
+    );
+    format!("oSbx{}", &hex::encode(digest.as_ref())[..24])
 }
 
 async fn jscode2session(
