@@ -1,4 +1,7 @@
 //! WeChat Pay merchant API v2 for paygate.
+pub mod client;
+pub mod config;
+pub mod fields;
 pub mod notify;
 pub mod pay_params;
 pub mod refund_notify;

@@ -11,8 +11,9 @@
 //! Comparing the verified facts with the stored order (amount, appid, mch_id, result) is the
 //! gateway's job through `TradeFacts::check_payment`; the notice carries everything it needs.
 
-use paygate_core::{Currency, Fen, NotifyError, ProviderKind, TradeFacts, TradeState};
+use paygate_core::{Fen, NotifyError, ProviderKind, TradeFacts, TradeState};
 
+use crate::fields::{FieldError, currency, optional, optional_fen, optional_time, required};
 use crate::sign::{self, ApiKey, Params, SignType};
 use crate::time;
 use crate::xml::{self, XmlError};
@@ -80,14 +81,13 @@ pub fn payment_notice_from_fields(
     let state = match required(&fields, "result_code")? {
         "SUCCESS" => TradeState::Paid,
         "FAIL" => TradeState::Failed,
-        other => return Err(bad_field("result_code", format!("unknown value {other:?}"))),
+        other => {
+            return Err(FieldError::new("result_code", format!("unknown value {other:?}")).into());
+        }
     };
     let amount = optional_fen(&fields, "total_fee")?;
     if state == TradeState::Paid && amount.is_none() {
-        return Err(bad_field(
-            "total_fee",
-            "missing on a successful payment".into(),
-        ));
+        return Err(FieldError::new("total_fee", "missing on a successful payment").into());
     }
     let facts = TradeFacts {
         provider: ProviderKind::Wechat,
@@ -95,17 +95,11 @@ pub fn payment_notice_from_fields(
         provider_trade_no: optional(&fields, "transaction_id"),
         state,
         amount,
-        currency: currency(&fields)?,
+        currency: currency(&fields, "fee_type")?,
         app_id: optional(&fields, "appid"),
         merchant_id: optional(&fields, "mch_id"),
         payer_id: optional(&fields, "openid"),
-        paid_at: match fields.get("time_end").filter(|t| !t.is_empty()) {
-            Some(text) => Some(
-                time::parse_china_compact(text)
-                    .map_err(|e| bad_field("time_end", e.to_string()))?,
-            ),
-            None => None,
-        },
+        paid_at: optional_time(&fields, "time_end", time::parse_china_compact)?,
     };
     Ok(PaymentNotice {
         facts,
@@ -149,51 +143,7 @@ pub(crate) fn require_return_success(fields: &Params) -> Result<(), NotifyError>
         Some(_) => Err(NotifyError::ProviderFailure(
             fields.get("return_msg").cloned().unwrap_or_default(),
         )),
-        None => Err(bad_field("return_code", "missing".into())),
-    }
-}
-
-pub(crate) fn bad_field(field: &'static str, reason: String) -> NotifyError {
-    NotifyError::BadField { field, reason }
-}
-
-pub(crate) fn required<'a>(fields: &'a Params, name: &'static str) -> Result<&'a str, NotifyError> {
-    fields
-        .get(name)
-        .map(String::as_str)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| bad_field(name, "missing".into()))
-}
-
-pub(crate) fn optional(fields: &Params, name: &str) -> Option<String> {
-    fields.get(name).filter(|v| !v.is_empty()).cloned()
-}
-
-/// Reads an integer fen amount; WeChat's amounts are plain non-negative integers.
-pub(crate) fn optional_fen(
-    fields: &Params,
-    name: &'static str,
-) -> Result<Option<Fen>, NotifyError> {
-    match fields.get(name).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(text) => parse_fen(text)
-            .map(Some)
-            .ok_or_else(|| bad_field(name, format!("{text:?} is not an amount in fen"))),
-    }
-}
-
-/// Parses WeChat's integer fen (digits only: no sign, no decimals, no spaces).
-pub(crate) fn parse_fen(text: &str) -> Option<Fen> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse::<i64>().ok().and_then(|fen| Fen::new(fen).ok())
-}
-
-fn currency(fields: &Params) -> Result<Currency, NotifyError> {
-    match fields.get("fee_type").filter(|v| !v.is_empty()) {
-        None => Ok(Currency::Cny),
-        Some(code) => Currency::parse(code).map_err(|e| bad_field("fee_type", e.to_string())),
+        None => Err(FieldError::new("return_code", "missing").into()),
     }
 }
 

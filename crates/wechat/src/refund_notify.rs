@@ -15,9 +15,8 @@ use ecb::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit};
 use md5::{Digest, Md5};
 use paygate_core::{NotifyError, RefundFacts, RefundState};
 
-use crate::notify::{
-    bad_field, notify_error_from_xml, optional, optional_fen, require_return_success, required,
-};
+use crate::fields::{FieldError, optional, optional_fen, optional_time, required};
+use crate::notify::{notify_error_from_xml, require_return_success};
 use crate::sign::{ApiKey, Params};
 use crate::time;
 use crate::xml::{self, DEFAULT_MAX_BYTES};
@@ -110,10 +109,9 @@ pub fn refund_notice_from_fields(
         "CHANGE" | "REFUNDCLOSE" => RefundState::Failed,
         "PROCESSING" => RefundState::Processing,
         other => {
-            return Err(bad_field(
-                "refund_status",
-                format!("unknown value {other:?}"),
-            ));
+            return Err(
+                FieldError::new("refund_status", format!("unknown value {other:?}")).into(),
+            );
         }
     };
     let facts = RefundFacts {
@@ -122,13 +120,7 @@ pub fn refund_notice_from_fields(
         provider_refund_id: optional(&fields, "refund_id"),
         amount: optional_fen(&fields, "refund_fee")?,
         state,
-        succeeded_at: match fields.get("success_time").filter(|t| !t.is_empty()) {
-            Some(text) => Some(
-                time::parse_china_dashed(text)
-                    .map_err(|e| bad_field("success_time", e.to_string()))?,
-            ),
-            None => None,
-        },
+        succeeded_at: optional_time(&fields, "success_time", time::parse_china_dashed)?,
     };
     Ok(RefundNotice {
         facts,

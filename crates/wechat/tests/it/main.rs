@@ -9,5 +9,6 @@ mod notify_vectors;
 mod paysign_vectors;
 mod refund_notify_vectors;
 mod sign_vectors;
+mod unifiedorder_vectors;
 mod vectors;
 mod xml_vectors;
