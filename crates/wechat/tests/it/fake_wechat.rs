@@ -1,0 +1,261 @@
+//! A minimal WeChat Pay stand-in on 127.0.0.1, port 0: a hand-rolled HTTP/1.1 loop on tokio
+//! (one request per connection) so the tests need no web framework. It checks every request's
+//! signature and answers by scenario, chosen from `out_trade_no` / `out_refund_no`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use paygate_wechat::notify::build_signed_xml;
+use paygate_wechat::sign::{self, ApiKey, Params, SignType};
+use paygate_wechat::xml;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const APPID: &str = "wxd930ea5d5a258f4f";
+pub const MCH_ID: &str = "10000100";
+pub const API_KEY: &str = "192006250b4c09247ec02edce69f6a2d";
+
+/// One request the server received, with its verdict on the signature.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub fields: Params,
+    pub signature_ok: bool,
+}
+
+/// A running fake server.
+pub struct FakeWechat {
+    pub base_url: String,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl FakeWechat {
+    /// Starts the server on a fresh port; it lives until the test's runtime ends.
+    pub async fn start() -> FakeWechat {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        tokio::spawn(async move {
+            // Bounded: a test never sends more than a few dozen requests.
+            for _ in 0..200 {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(serve(stream, log.clone()));
+            }
+        });
+        FakeWechat { base_url, received }
+    }
+
+    /// The requests received so far.
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Received>>>) {
+    let Some((path, body)) = read_request(&mut stream).await else {
+        return;
+    };
+    let fields = xml::parse(&body).unwrap_or_default();
+    let key = ApiKey::new(API_KEY);
+    let sign_type = fields
+        .get("sign_type")
+        .and_then(|s| SignType::parse(s))
+        .unwrap_or(SignType::Md5);
+    let signature_ok = fields
+        .get("sign")
+        .is_some_and(|s| sign::verify(&fields, &key, sign_type, s));
+    log.lock().unwrap().push(Received {
+        path: path.clone(),
+        fields: fields.clone(),
+        signature_ok,
+    });
+    let (delay, reply) = if signature_ok {
+        answer(&path, &fields, &key, sign_type)
+    } else {
+        (None, fail("签名错误"))
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reply.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(reply.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let header_end = loop {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if buffer.len() > 1 << 20 {
+            return None;
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..header_end]).to_string();
+    let path = head.split_whitespace().nth(1)?.to_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while buffer.len() < header_end + length {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    Some((path, buffer[header_end..header_end + length].to_vec()))
+}
+
+fn fail(message: &str) -> String {
+    xml::write_pairs("xml", [("return_code", "FAIL"), ("return_msg", message)]).unwrap()
+}
+
+fn params(pairs: &[(&str, &str)]) -> Params {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// A signed SUCCESS envelope around `extra`, with WeChat's return/result codes.
+fn signed(extra: &[(&str, &str)], key: &ApiKey, sign_type: SignType) -> String {
+    let mut fields = params(&[
+        ("return_code", "SUCCESS"),
+        ("return_msg", "OK"),
+        ("appid", APPID),
+        ("mch_id", MCH_ID),
+        ("nonce_str", "IITRi8Iabbblz1Jc"),
+        ("result_code", "SUCCESS"),
+    ]);
+    fields.extend(params(extra));
+    build_signed_xml(fields, key, sign_type).unwrap()
+}
+
+fn business_error(code: &str, key: &ApiKey, sign_type: SignType) -> String {
+    signed(
+        &[
+            ("result_code", "FAIL"),
+            ("err_code", code),
+            ("err_code_des", "test"),
+        ],
+        key,
+        sign_type,
+    )
+}
+
+fn answer(
+    path: &str,
+    fields: &Params,
+    key: &ApiKey,
+    sign_type: SignType,
+) -> (Option<Duration>, String) {
+    let trade = fields.get("out_trade_no").map(String::as_str).unwrap_or("");
+    let reply = match (path, trade) {
+        (_, "order_slow") => return (Some(Duration::from_secs(3)), fail("late")),
+        (_, "order_fail") => fail("参数格式校验错误"),
+        (_, "order_syserr") => business_error("SYSTEMERROR", key, sign_type),
+        (_, "order_paid") => business_error("ORDERPAID", key, sign_type),
+        (_, "order_used") => business_error("OUT_TRADE_NO_USED", key, sign_type),
+        ("/pay/unifiedorder", "order_forged") => {
+            let good = signed(
+                &[("prepay_id", "wx_real"), ("trade_type", "JSAPI")],
+                key,
+                sign_type,
+            );
+            good.replace("wx_real", "wx_attacker")
+        }
+        ("/pay/unifiedorder", _) => {
+            let trade_type = fields.get("trade_type").cloned().unwrap_or_default();
+            let mut extra = vec![
+                ("prepay_id", "wx201410272009395522657a690389285100"),
+                ("trade_type", trade_type.as_str()),
+            ];
+            if trade_type == "NATIVE" {
+                extra.push(("code_url", "weixin://wxpay/bizpayurl/up?pr=NwY5Mz9"));
+            }
+            if trade_type == "MWEB" {
+                extra.push((
+                    "mweb_url",
+                    "https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id=wx2016",
+                ));
+            }
+            signed(&extra, key, sign_type)
+        }
+        ("/pay/orderquery", _) => signed(
+            &[
+                ("trade_state", "SUCCESS"),
+                ("out_trade_no", trade),
+                ("transaction_id", "4200000001"),
+                ("total_fee", "1999"),
+                ("fee_type", "CNY"),
+                ("openid", "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"),
+                ("time_end", "20240101120000"),
+                ("trade_type", "JSAPI"),
+            ],
+            key,
+            sign_type,
+        ),
+        ("/pay/closeorder", _) => signed(&[], key, sign_type),
+        ("/secapi/pay/refund", _) => signed(
+            &[
+                ("out_trade_no", trade),
+                (
+                    "out_refund_no",
+                    fields
+                        .get("out_refund_no")
+                        .map(String::as_str)
+                        .unwrap_or(""),
+                ),
+                ("refund_id", "50000000001"),
+                (
+                    "refund_fee",
+                    fields.get("refund_fee").map(String::as_str).unwrap_or(""),
+                ),
+                (
+                    "total_fee",
+                    fields.get("total_fee").map(String::as_str).unwrap_or(""),
+                ),
+            ],
+            key,
+            sign_type,
+        ),
+        ("/pay/refundquery", _) => match fields.get("out_refund_no").map(String::as_str) {
+            Some("refund_missing") => business_error("REFUNDNOTEXIST", key, sign_type),
+            Some(no) => signed(
+                &[
+                    ("out_trade_no", "order_ok_01"),
+                    ("refund_count", "1"),
+                    ("out_refund_no_0", no),
+                    ("refund_id_0", "50000000001"),
+                    ("refund_fee_0", "500"),
+                    ("refund_status_0", "SUCCESS"),
+                    ("refund_success_time_0", "2024-01-01 12:00:00"),
+                ],
+                key,
+                sign_type,
+            ),
+            None => fail("缺少参数"),
+        },
+        _ => fail("unknown path"),
+    };
+    (None, reply)
+}
