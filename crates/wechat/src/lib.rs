@@ -2,6 +2,7 @@
 pub mod client;
 pub mod config;
 pub mod fields;
+pub mod login;
 pub mod notify;
 pub mod pay_params;
 pub mod refund_notify;

@@ -32,6 +32,11 @@ pub struct FakeWechat {
 impl FakeWechat {
     /// Starts the server on a fresh port; it lives until the test's runtime ends.
     pub async fn start() -> FakeWechat {
+        Self::start_with_token_lifetime(7200).await
+    }
+
+    /// Starts a server whose access tokens live `token_lifetime` seconds.
+    pub async fn start_with_token_lifetime(token_lifetime: u64) -> FakeWechat {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -42,7 +47,7 @@ impl FakeWechat {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                tokio::spawn(serve(stream, log.clone()));
+                tokio::spawn(serve(stream, log.clone(), token_lifetime));
             }
         });
         FakeWechat { base_url, received }
@@ -54,10 +59,15 @@ impl FakeWechat {
     }
 }
 
-async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Received>>>) {
+async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Received>>>, token_lifetime: u64) {
     let Some((path, body)) = read_request(&mut stream).await else {
         return;
     };
+    if path.starts_with("/sns/") || path.starts_with("/cgi-bin/") {
+        let reply = login_answer(&path, &log, token_lifetime);
+        write_response(&mut stream, "application/json", &reply).await;
+        return;
+    }
     let fields = xml::parse(&body).unwrap_or_default();
     let key = ApiKey::new(API_KEY);
     let sign_type = fields
@@ -80,12 +90,16 @@ async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Received>>>) {
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
+    write_response(&mut stream, "text/xml", &reply).await;
+}
+
+async fn write_response(stream: &mut TcpStream, content_type: &str, body: &str) {
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        reply.len()
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     );
     let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(reply.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
     let _ = stream.shutdown().await;
 }
 
@@ -258,4 +272,64 @@ fn answer(
         _ => fail("unknown path"),
     };
     (None, reply)
+}
+
+pub const APP_SECRET: &str = "appsecret0123456789";
+/// The ticket of the official JS-SDK signature example.
+pub const JSAPI_TICKET: &str =
+    "sM4AOVdWfPE4DxkXGEs8VMCPGGVi4C3VM0P37wVUCFvkVAy_90u5h9nbSlYy3-Sl-HhTdfl2fzFy1AOcHKP7qg";
+
+/// The login/token endpoints (GET + JSON). Requests are logged with their query as fields.
+fn login_answer(path: &str, log: &Arc<Mutex<Vec<Received>>>, token_lifetime: u64) -> String {
+    let url = url::Url::parse(&format!("http://fake{path}")).unwrap();
+    let query: Params = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    log.lock().unwrap().push(Received {
+        path: url.path().to_owned(),
+        fields: query.clone(),
+        signature_ok: true,
+    });
+    let credentials_ok = query.get("appid").map(String::as_str) == Some(APPID)
+        && query.get("secret").map(String::as_str) == Some(APP_SECRET);
+    let error = |code: i64, message: &str| serde_json::json!({"errcode": code, "errmsg": message});
+    let reply = match url.path() {
+        "/sns/jscode2session" if !credentials_ok => error(40125, "invalid appsecret"),
+        "/sns/jscode2session" => match query.get("js_code").map(String::as_str) {
+            Some("code_ok") => serde_json::json!({
+                "openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+                "session_key": "tiihtNczf5v6AKRyjwEUhQ==",
+                "unionid": "o6_bmasdasdsad6_2sgVt7hMZOPfL",
+            }),
+            Some("code_used") => error(40029, "invalid code"),
+            Some("code_busy") => error(-1, "system error"),
+            Some("code_rate") => error(45011, "api minute-quota reach limit"),
+            Some("code_risk") => error(40226, "invalid user"),
+            _ => error(41008, "missing code"),
+        },
+        "/sns/oauth2/access_token" if credentials_ok => serde_json::json!({
+            "access_token": "USER_ACCESS_TOKEN", "expires_in": 7200,
+            "refresh_token": "REFRESH", "openid": "oLVPpjqs9BhvzwPj5A-vTYAX3GLc",
+            "scope": "snsapi_base",
+        }),
+        "/cgi-bin/token" if credentials_ok => {
+            let fetched = log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.path == "/cgi-bin/token")
+                .count();
+            serde_json::json!({"access_token": format!("ACCESS_TOKEN_{fetched}"), "expires_in": token_lifetime})
+        }
+        "/cgi-bin/ticket/getticket"
+            if query
+                .get("access_token")
+                .is_some_and(|t| t.starts_with("ACCESS_TOKEN_")) =>
+        {
+            serde_json::json!({"errcode": 0, "errmsg": "ok", "ticket": JSAPI_TICKET, "expires_in": 7200})
+        }
+        _ => error(40001, "invalid credential"),
+    };
+    reply.to_string()
 }

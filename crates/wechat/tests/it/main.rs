@@ -7,6 +7,7 @@
 
 mod client;
 mod fake_wechat;
+mod login;
 mod notify_vectors;
 mod paysign_vectors;
 mod refund_notify_vectors;
