@@ -10,6 +10,7 @@ mod fake_wechat;
 mod login;
 mod notify_vectors;
 mod paysign_vectors;
+mod provider;
 mod refund_notify_vectors;
 mod sign_vectors;
 mod unifiedorder_vectors;
