@@ -1,0 +1,368 @@
+//! Every fault the sandbox can inject, driven over HTTP and the Rust API.
+
+use std::time::Duration;
+
+use paygate_core::{Channel, OutTradeNo, Provider, ProviderKind};
+use paygate_sandbox::{Fault, FaultKind, FaultTimes, NotifyDelivery, RunningSandbox};
+use paygate_wechat::sign::{ApiKey, SignType};
+
+use crate::helpers::{
+    NotifyReceiver, WAIT, WECHAT_SUCCESS_XML, WechatMerchant, alipay_create, alipay_merchant,
+    for_trade, spawn_sandbox, trade_no, wait_acknowledged,
+};
+
+/// A WeChat receiver that acknowledges only notifies whose signature verifies.
+async fn verifying_wechat_receiver(sandbox: &RunningSandbox) -> NotifyReceiver {
+    let key = ApiKey::new(sandbox.credentials().wechat.api_key.clone());
+    NotifyReceiver::start(move |body| {
+        let verified = paygate_wechat::xml::parse(body).ok().and_then(|fields| {
+            paygate_wechat::notify::verify_received(&fields, &key, SignType::HmacSha256)
+        });
+        match verified {
+            Some(_) => (200, WECHAT_SUCCESS_XML.to_owned()),
+            None => (
+                200,
+                "<xml><return_code><![CDATA[FAIL]]></return_code></xml>".to_owned(),
+            ),
+        }
+    })
+    .await
+}
+
+/// Creates a WeChat order, adds `fault` for it, pays it and waits until `done`.
+async fn pay_wechat_with_fault(
+    sandbox: &RunningSandbox,
+    receiver: &NotifyReceiver,
+    kind: FaultKind,
+    times: FaultTimes,
+    done: impl Fn(&[&NotifyDelivery]) -> bool + Send + 'static,
+) -> (String, Vec<NotifyDelivery>) {
+    let merchant = WechatMerchant::of(sandbox);
+    let no = trade_no("WXFAULT");
+    merchant
+        .jsapi_order(&no, "100", &receiver.url, SignType::HmacSha256)
+        .await;
+    sandbox.add_fault(Fault::once(kind).for_trade(&no).times(times));
+    sandbox.pay(ProviderKind::Wechat, &no).unwrap();
+    let no_for_wait = no.clone();
+    let deliveries = sandbox
+        .wait_for_deliveries(WAIT, move |d| done(&for_trade(d, &no_for_wait)))
+        .await
+        .unwrap();
+    let mine = for_trade(&deliveries, &no).into_iter().cloned().collect();
+    (no, mine)
+}
+
+#[tokio::test]
+async fn an_always_dropped_notify_is_attempted_on_the_whole_schedule_and_never_sent() {
+    let sandbox = spawn_sandbox().await;
+    let receiver = NotifyReceiver::always(WECHAT_SUCCESS_XML).await;
+    // 1 first delivery + 15 retries, per WeChat's schedule.
+    let (_, mine) = pay_wechat_with_fault(
+        &sandbox,
+        &receiver,
+        FaultKind::DropNotify,
+        FaultTimes::ALWAYS,
+        |d| d.len() == 16,
+    )
+    .await;
+    assert!(mine.iter().all(|d| d.dropped && !d.acknowledged));
+    assert_eq!(mine.iter().map(|d| d.attempt).max(), Some(16));
+    assert!(receiver.bodies().is_empty());
+}
+
+#[tokio::test]
+async fn a_notify_dropped_once_is_delivered_by_the_first_retry() {
+    let sandbox = spawn_sandbox().await;
+    let receiver = NotifyReceiver::always(WECHAT_SUCCESS_XML).await;
+    let (_, mine) = pay_wechat_with_fault(
+        &sandbox,
+        &receiver,
+        FaultKind::DropNotify,
+        FaultTimes::ONCE,
+        |d| d.iter().any(|x| x.acknowledged),
+    )
+    .await;
+    assert_eq!(mine.len(), 2);
+    assert!(mine[0].dropped);
+    assert!(mine[1].acknowledged && mine[1].attempt == 2);
+    assert_eq!(receiver.bodies().len(), 1);
+}
+
+#[tokio::test]
+async fn a_duplicated_notify_arrives_twice_with_the_same_body() {
+    let sandbox = spawn_sandbox().await;
+    let receiver = NotifyReceiver::always(WECHAT_SUCCESS_XML).await;
+    let (_, mine) = pay_wechat_with_fault(
+        &sandbox,
+        &receiver,
+        FaultKind::DuplicateNotify,
+        FaultTimes::ONCE,
+        |d| d.len() == 2,
+    )
+    .await;
+    assert_eq!(receiver.bodies().len(), 2);
+    assert_eq!(receiver.bodies()[0], receiver.bodies()[1]);
+    assert!(mine.iter().all(|d| d.attempt == 1 && d.acknowledged));
+}
+
+#[tokio::test]
+async fn concurrent_copies_all_arrive_for_the_same_attempt() {
+    let sandbox = spawn_sandbox().await;
+    let receiver = NotifyReceiver::always(WECHAT_SUCCESS_XML).await;
+    let (_, mine) = pay_wechat_with_fault(
+        &sandbox,
+        &receiver,
+        FaultKind::ConcurrentNotify { copies: 8 },
+        FaultTimes::ONCE,
+        |d| d.len() == 8,
+    )
+    .await;
+    assert_eq!(receiver.bodies().len(), 8);
+    let mut copies: Vec<u32> = mine.iter().map(|d| d.copy).collect();
+    copies.sort_unstable();
+    assert_eq!(copies, (1..=8).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_delayed_notify_still_arrives_and_records_the_delay() {
+    let sandbox = spawn_sandbox().await;
+    let receiver = NotifyReceiver::always(WECHAT_SUCCESS_XML).await;
+    let (_, mine) = pay_wechat_with_fault(
+        &sandbox,
+        &receiver,
+        FaultKind::DelayNotify { millis: 50 },
+        FaultTimes::ONCE,
+        |d| d.iter().any(|x| x.acknowledged),
+    )
+    .await;
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].faults, vec![FaultKind::DelayNotify { millis: 50 }]);
+}
+
+#[tokio::test]
+async fn a_bad_signature_is_refused_by_the_receiver_and_the_retry_is_accepted() {
+    let sandbox = spawn_sandbox().await;
+    let receiver = verifying_wechat_receiver(&sandbox).await;
+    let (_, mine) = pay_wechat_with_fault(
+        &sandbox,
+        &receiver,
+        FaultKind::BadSignature,
+        FaultTimes::ONCE,
+        |d| d.iter().any(|x| x.acknowledged),
+    )
+    .await;
+    assert_eq!(mine.len(), 2, "acknowledged after exactly two deliveries");
+    assert!(!mine[0].acknowledged);
+    assert!(mine[1].acknowledged);
+}
+
+#[tokio::test]
+async fn wrong_amount_appid_and_mch_id_notifies_are_genuinely_signed_but_say_something_else() {
+    let sandbox = spawn_sandbox().await;
+    let receiver = verifying_wechat_receiver(&sandbox).await;
+    let credentials = sandbox.credentials().wechat.clone();
+    for (kind, field, ours) in [
+        (FaultKind::WrongAmount, "total_fee", "100".to_owned()),
+        (FaultKind::WrongAppId, "appid", credentials.appid.clone()),
+        (
+            FaultKind::WrongMerchantId,
+            "mch_id",
+            credentials.mch_id.clone(),
+        ),
+    ] {
+        let (_, mine) =
+            pay_wechat_with_fault(&sandbox, &receiver, kind.clone(), FaultTimes::ONCE, |d| {
+                d.iter().any(|x| x.acknowledged)
+            })
+            .await;
+        assert_eq!(
+            mine.len(),
+            1,
+            "{kind:?}: signature verified, so acknowledged at once"
+        );
+        let fields = paygate_wechat::xml::parse(mine[0].body.as_bytes()).unwrap();
+        assert_ne!(fields[field], ours, "{kind:?} changes {field}");
+    }
+}
+
+#[tokio::test]
+async fn an_hmac_notify_without_sign_type_still_verifies_by_its_length() {
+    let sandbox = spawn_sandbox().await;
+    let receiver = verifying_wechat_receiver(&sandbox).await;
+    let (_, mine) = pay_wechat_with_fault(
+        &sandbox,
+        &receiver,
+        FaultKind::OmitSignType,
+        FaultTimes::ONCE,
+        |d| d.iter().any(|x| x.acknowledged),
+    )
+    .await;
+    let fields = paygate_wechat::xml::parse(mine[0].body.as_bytes()).unwrap();
+    assert!(!fields.contains_key("sign_type"));
+    assert_eq!(fields["sign"].len(), 64);
+}
+
+#[tokio::test]
+async fn api_faults_answer_5xx_systemerror_or_late_and_then_clear() {
+    let sandbox = spawn_sandbox().await;
+    let merchant = WechatMerchant::of(&sandbox);
+    let http = reqwest::Client::new();
+    // Posted over HTTP, as a reliability test in another process would.
+    let post = |fault: serde_json::Value| {
+        let http = http.clone();
+        let url = format!("{}/sandbox/faults", sandbox.base_url());
+        async move {
+            http.post(url)
+                .json(&fault)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        post(
+            serde_json::json!({"fault": "http_status", "status": 503, "api": "/pay/unifiedorder"})
+        )
+        .await,
+        201
+    );
+    let no = trade_no("WXAPI");
+    let unavailable = merchant
+        .http
+        .post(format!("{}/pay/unifiedorder", merchant.base))
+        .body("<xml></xml>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unavailable.status().as_u16(), 503);
+
+    assert_eq!(
+        post(
+            serde_json::json!({"fault": "system_error", "provider": "wechat", "out_trade_no": no})
+        )
+        .await,
+        201
+    );
+    let busy = merchant
+        .jsapi_order(&no, "1", "http://127.0.0.1:9/n", SignType::Md5)
+        .await;
+    assert_eq!(busy["err_code"], "SYSTEMERROR");
+    assert!(busy.contains_key("sign"));
+    assert!(
+        sandbox.trade(ProviderKind::Wechat, &no).is_none(),
+        "nothing was created"
+    );
+
+    // A processed timeout: the order exists although the caller gave up.
+    sandbox.add_fault(
+        Fault::once(FaultKind::Timeout { millis: 400 })
+            .for_trade(&no)
+            .after_processing(),
+    );
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let timed_out = WechatMerchant {
+        http: impatient,
+        ..WechatMerchant::of(&sandbox)
+    };
+    let slow = timed_out
+        .call_raw(
+            "/pay/unifiedorder",
+            &[
+                ("body", "sandbox test"),
+                ("out_trade_no", &no),
+                ("total_fee", "1"),
+                ("spbill_create_ip", "127.0.0.1"),
+                ("notify_url", "http://127.0.0.1:9/n"),
+                ("trade_type", "JSAPI"),
+                ("openid", "oTestOpenid0001"),
+            ],
+            SignType::Md5,
+        )
+        .await;
+    assert!(slow.is_err(), "the client timed out");
+    assert!(
+        sandbox.trade(ProviderKind::Wechat, &no).is_some(),
+        "but the provider processed it"
+    );
+    let retry = merchant
+        .jsapi_order(&no, "1", "http://127.0.0.1:9/n", SignType::Md5)
+        .await;
+    assert_eq!(
+        retry["result_code"], "SUCCESS",
+        "a retry with the same parameters succeeds"
+    );
+
+    let cleared = http
+        .delete(format!("{}/sandbox/faults", sandbox.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status().as_u16(), 204);
+    let listed: serde_json::Value = http
+        .get(format!("{}/sandbox/faults", sandbox.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn alipay_faults_answer_20000_and_bend_notifies() {
+    let sandbox = spawn_sandbox().await;
+    let merchant = std::sync::Arc::new(alipay_merchant(&sandbox));
+    let verifier = std::sync::Arc::clone(&merchant);
+    let receiver = NotifyReceiver::start(move |body| {
+        let ok = verifier
+            .verify_notice(paygate_core::RawCallback {
+                content_type: None,
+                body,
+            })
+            .is_ok();
+        (200, verifier.acknowledge(ok).body)
+    })
+    .await;
+    let no = trade_no("APFAULT");
+    merchant
+        .create_payment(&alipay_create(Channel::Precreate, &no, 500, &receiver.url))
+        .await
+        .unwrap();
+
+    sandbox.add_fault(
+        Fault::once(FaultKind::SystemError)
+            .for_provider(ProviderKind::Alipay)
+            .for_api("alipay.trade.query"),
+    );
+    let unknown = merchant
+        .query_payment(&OutTradeNo::parse(&no).unwrap())
+        .await;
+    assert!(
+        unknown.is_err(),
+        "20000 is an unknown outcome, never an answer"
+    );
+    assert!(
+        merchant
+            .query_payment(&OutTradeNo::parse(&no).unwrap())
+            .await
+            .is_ok(),
+        "the fault fired once"
+    );
+
+    sandbox.add_fault(Fault::once(FaultKind::BadSignature).for_trade(&no));
+    sandbox.add_fault(Fault::once(FaultKind::WrongMerchantId).for_trade(&no));
+    sandbox.pay(ProviderKind::Alipay, &no).unwrap();
+    let deliveries = wait_acknowledged(&sandbox, &no).await;
+    let mine = for_trade(&deliveries, &no);
+    assert_eq!(mine.len(), 2);
+    assert!(!mine[0].acknowledged, "the corrupted signature is refused");
+    assert!(mine[0].body.contains("seller_id=2088000000000000"));
+    assert!(mine[1].acknowledged);
+}

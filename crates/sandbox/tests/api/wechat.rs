@@ -1,0 +1,365 @@
+//! WeChat flows over HTTP: unifiedorder → pay → notify → query → refund → refund notify, and
+//! the business errors WeChat answers with.
+
+use paygate_core::ProviderKind;
+use paygate_sandbox::NotifyKind;
+use paygate_wechat::sign::SignType;
+
+use crate::helpers::{
+    NotifyReceiver, WECHAT_SUCCESS_XML, WechatMerchant, for_trade, pay_over_http, spawn_sandbox,
+    trade_no, wait_acknowledged,
+};
+
+fn field<'a>(params: &'a paygate_wechat::sign::Params, name: &str) -> &'a str {
+    params.get(name).map(String::as_str).unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_jsapi_order_is_paid_notified_queried_and_refunded() {
+    // Arrange
+    let sandbox = spawn_sandbox().await;
+    let merchant = WechatMerchant::of(&sandbox);
+    let receiver = NotifyReceiver::always(WECHAT_SUCCESS_XML).await;
+    let no = trade_no("WXFLOW");
+
+    // Act: order
+    let created = merchant
+        .jsapi_order(&no, "101", &receiver.url, SignType::HmacSha256)
+        .await;
+    assert_eq!(field(&created, "return_code"), "SUCCESS");
+    assert_eq!(field(&created, "result_code"), "SUCCESS");
+    let prepay_id = field(&created, "prepay_id").to_owned();
+    assert!(prepay_id.starts_with("wx"));
+    let before = merchant
+        .call("/pay/orderquery", &[("out_trade_no", &no)], SignType::Md5)
+        .await;
+    assert_eq!(field(&before, "trade_state"), "NOTPAY");
+
+    // Act: the buyer pays by prepay_id
+    assert_eq!(
+        pay_over_http(&sandbox, serde_json::json!({"prepay_id": prepay_id})).await,
+        200
+    );
+    let deliveries = wait_acknowledged(&sandbox, &no).await;
+
+    // Assert: acknowledged after exactly one delivery, and the query agrees
+    let mine = for_trade(&deliveries, &no);
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].attempt, 1);
+    assert_eq!(receiver.bodies().len(), 1);
+    let paid = merchant
+        .call("/pay/orderquery", &[("out_trade_no", &no)], SignType::Md5)
+        .await;
+    assert_eq!(field(&paid, "trade_state"), "SUCCESS");
+    assert_eq!(field(&paid, "total_fee"), "101");
+    assert_eq!(field(&paid, "transaction_id").len(), 28);
+
+    // Act: partial refund with a refund notify_url
+    let refund = merchant
+        .call(
+            "/secapi/pay/refund",
+            &[
+                ("out_trade_no", &no),
+                ("out_refund_no", &format!("{no}R1")),
+                ("total_fee", "101"),
+                ("refund_fee", "40"),
+                ("notify_url", &receiver.url),
+            ],
+            SignType::Md5,
+        )
+        .await;
+    assert_eq!(field(&refund, "result_code"), "SUCCESS");
+    assert_eq!(field(&refund, "refund_fee"), "40");
+    let no_for_wait = no.clone();
+    sandbox
+        .wait_for_deliveries(crate::helpers::WAIT, move |d| {
+            d.iter().any(|x| {
+                x.out_trade_no == no_for_wait && x.kind == NotifyKind::Refund && x.acknowledged
+            })
+        })
+        .await
+        .unwrap();
+    let refunds = merchant
+        .call("/pay/refundquery", &[("out_trade_no", &no)], SignType::Md5)
+        .await;
+    assert_eq!(field(&refunds, "refund_count"), "1");
+    assert_eq!(field(&refunds, "refund_fee_0"), "40");
+    assert_eq!(field(&refunds, "refund_status_0"), "SUCCESS");
+    let after = merchant
+        .call("/pay/orderquery", &[("out_trade_no", &no)], SignType::Md5)
+        .await;
+    assert_eq!(field(&after, "trade_state"), "REFUND");
+    sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn an_identical_resubmit_gets_the_same_prepay_id_and_a_changed_one_is_refused() {
+    let sandbox = spawn_sandbox().await;
+    let merchant = WechatMerchant::of(&sandbox);
+    let no = trade_no("WXDUP");
+    let first = merchant
+        .jsapi_order(&no, "100", "http://127.0.0.1:9/n", SignType::Md5)
+        .await;
+    let again = merchant
+        .jsapi_order(&no, "100", "http://127.0.0.1:9/n", SignType::Md5)
+        .await;
+    let changed = merchant
+        .jsapi_order(&no, "200", "http://127.0.0.1:9/n", SignType::Md5)
+        .await;
+    assert_eq!(field(&first, "prepay_id"), field(&again, "prepay_id"));
+    assert_eq!(field(&changed, "result_code"), "FAIL");
+    assert_eq!(field(&changed, "err_code"), "OUT_TRADE_NO_USED");
+}
+
+#[tokio::test]
+async fn jsapi_without_openid_is_refused_with_param_error() {
+    let sandbox = spawn_sandbox().await;
+    let merchant = WechatMerchant::of(&sandbox);
+    let answer = merchant
+        .call(
+            "/pay/unifiedorder",
+            &[
+                ("body", "x"),
+                ("out_trade_no", &trade_no("WXNOOPENID")),
+                ("total_fee", "1"),
+                ("spbill_create_ip", "127.0.0.1"),
+                ("notify_url", "http://127.0.0.1:9/n"),
+                ("trade_type", "JSAPI"),
+            ],
+            SignType::Md5,
+        )
+        .await;
+    assert_eq!(field(&answer, "return_code"), "SUCCESS");
+    assert_eq!(field(&answer, "result_code"), "FAIL");
+    assert_eq!(field(&answer, "err_code"), "PARAM_ERROR");
+}
+
+#[tokio::test]
+async fn native_and_h5_orders_get_a_code_url_and_an_mweb_url() {
+    let sandbox = spawn_sandbox().await;
+    let merchant = WechatMerchant::of(&sandbox);
+    for (trade_type, url_field, extra) in [
+        ("NATIVE", "code_url", ("product_id", "P1")),
+        (
+            "MWEB",
+            "mweb_url",
+            ("scene_info", r#"{"h5_info":{"type":"Wap"}}"#),
+        ),
+    ] {
+        let answer = merchant
+            .call(
+                "/pay/unifiedorder",
+                &[
+                    ("body", "x"),
+                    ("out_trade_no", &trade_no("WXURL")),
+                    ("total_fee", "1"),
+                    ("spbill_create_ip", "127.0.0.1"),
+                    ("notify_url", "http://127.0.0.1:9/n"),
+                    ("trade_type", trade_type),
+                    extra,
+                ],
+                SignType::Md5,
+            )
+            .await;
+        assert_eq!(field(&answer, "result_code"), "SUCCESS", "{trade_type}");
+        assert!(
+            !field(&answer, url_field).is_empty(),
+            "{trade_type} has {url_field}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_signature_or_foreign_mch_id_is_answered_with_return_code_fail() {
+    let sandbox = spawn_sandbox().await;
+    let mut merchant = WechatMerchant::of(&sandbox);
+    let real_key = merchant.key.clone();
+    merchant.key = paygate_wechat::sign::ApiKey::new("0123456789abcdef0123456789abcdef");
+    let wrong_key = merchant
+        .jsapi_order(
+            &trade_no("WXSIG"),
+            "1",
+            "http://127.0.0.1:9/n",
+            SignType::Md5,
+        )
+        .await;
+    assert_eq!(field(&wrong_key, "return_code"), "FAIL");
+    assert_eq!(field(&wrong_key, "return_msg"), "签名错误");
+    assert!(!wrong_key.contains_key("sign"));
+
+    merchant.key = real_key;
+    merchant.mch_id = "1900000109".into();
+    let wrong_mch = merchant
+        .jsapi_order(
+            &trade_no("WXMCH"),
+            "1",
+            "http://127.0.0.1:9/n",
+            SignType::Md5,
+        )
+        .await;
+    assert_eq!(field(&wrong_mch, "return_code"), "FAIL");
+}
+
+#[tokio::test]
+async fn a_paid_order_answers_orderpaid_and_a_closed_one_orderclosed() {
+    let sandbox = spawn_sandbox().await;
+    let merchant = WechatMerchant::of(&sandbox);
+    let paid_no = trade_no("WXPAID");
+    merchant
+        .jsapi_order(&paid_no, "5", "http://127.0.0.1:9/n", SignType::Md5)
+        .await;
+    sandbox.pay(ProviderKind::Wechat, &paid_no).unwrap();
+    let reorder = merchant
+        .jsapi_order(&paid_no, "5", "http://127.0.0.1:9/n", SignType::Md5)
+        .await;
+    assert_eq!(field(&reorder, "err_code"), "ORDERPAID");
+    let close_paid = merchant
+        .call(
+            "/pay/closeorder",
+            &[("out_trade_no", &paid_no)],
+            SignType::Md5,
+        )
+        .await;
+    assert_eq!(field(&close_paid, "err_code"), "ORDERPAID");
+
+    let closed_no = trade_no("WXCLOSED");
+    merchant
+        .jsapi_order(&closed_no, "5", "http://127.0.0.1:9/n", SignType::Md5)
+        .await;
+    let close = merchant
+        .call(
+            "/pay/closeorder",
+            &[("out_trade_no", &closed_no)],
+            SignType::Md5,
+        )
+        .await;
+    assert_eq!(field(&close, "result_code"), "SUCCESS");
+    let reorder_closed = merchant
+        .jsapi_order(&closed_no, "5", "http://127.0.0.1:9/n", SignType::Md5)
+        .await;
+    assert_eq!(field(&reorder_closed, "err_code"), "ORDERCLOSED");
+    assert_eq!(
+        pay_over_http(
+            &sandbox,
+            serde_json::json!({"provider": "wechat", "out_trade_no": closed_no})
+        )
+        .await,
+        409
+    );
+}
+
+#[tokio::test]
+async fn refunds_are_idempotent_by_out_refund_no_and_never_exceed_the_total() {
+    let sandbox = spawn_sandbox().await;
+    let merchant = WechatMerchant::of(&sandbox);
+    let no = trade_no("WXREF");
+    merchant
+        .jsapi_order(&no, "100", "http://127.0.0.1:9/n", SignType::Md5)
+        .await;
+    sandbox.pay(ProviderKind::Wechat, &no).unwrap();
+    let refund = |out_refund_no: String, fee: &'static str| {
+        let merchant = &merchant;
+        let no = no.clone();
+        async move {
+            merchant
+                .call(
+                    "/secapi/pay/refund",
+                    &[
+                        ("out_trade_no", &no),
+                        ("out_refund_no", &out_refund_no),
+                        ("total_fee", "100"),
+                        ("refund_fee", fee),
+                    ],
+                    SignType::Md5,
+                )
+                .await
+        }
+    };
+    let first = refund(format!("{no}A"), "60").await;
+    let retry = refund(format!("{no}A"), "60").await;
+    let too_much = refund(format!("{no}B"), "41").await;
+    let rest = refund(format!("{no}C"), "40").await;
+    assert_eq!(field(&first, "refund_id"), field(&retry, "refund_id"));
+    assert_eq!(field(&too_much, "result_code"), "FAIL");
+    assert_eq!(field(&rest, "result_code"), "SUCCESS");
+    let trade = sandbox.trade(ProviderKind::Wechat, &no).unwrap();
+    assert_eq!(trade.refunds.len(), 2);
+    assert_eq!(trade.refunded().get(), 100);
+}
+
+#[tokio::test]
+async fn login_codes_give_one_stable_openid_once_and_tokens_unlock_jsapi_tickets() {
+    let sandbox = spawn_sandbox().await;
+    let credentials = sandbox.credentials().wechat.clone();
+    let http = reqwest::Client::new();
+    let session = |code: &'static str| {
+        let http = http.clone();
+        let url = format!(
+            "{}/sns/jscode2session?appid={}&secret={}&js_code={code}&grant_type=authorization_code",
+            credentials.login_base, credentials.appid, credentials.app_secret
+        );
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let first = session("code-1").await;
+    assert_eq!(first["openid"], sandbox.openid_for_code("code-1"));
+    assert!(first["session_key"].is_string());
+    assert_eq!(session("code-1").await["errcode"], 40163);
+    let bad_secret: serde_json::Value = http
+        .get(format!(
+            "{}/sns/jscode2session?appid={}&secret=nope&js_code=c2&grant_type=authorization_code",
+            credentials.login_base, credentials.appid
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bad_secret["errcode"], 40125);
+
+    let token: serde_json::Value = http
+        .get(format!(
+            "{}/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
+            credentials.login_base, credentials.appid, credentials.app_secret
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access_token = token["access_token"].as_str().unwrap();
+    let ticket: serde_json::Value = http
+        .get(format!(
+            "{}/cgi-bin/ticket/getticket?access_token={access_token}&type=jsapi",
+            credentials.login_base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ticket["errcode"], 0);
+    assert!(ticket["ticket"].is_string());
+    let forged: serde_json::Value = http
+        .get(format!(
+            "{}/cgi-bin/ticket/getticket?access_token=forged&type=jsapi",
+            credentials.login_base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(forged["errcode"], 40001);
+}
