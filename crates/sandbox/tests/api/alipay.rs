@@ -11,8 +11,8 @@ use paygate_core::{
 use paygate_sandbox::NotifyKind;
 
 use crate::helpers::{
-    NotifyReceiver, WAIT, alipay_create, alipay_merchant, for_trade, pay_over_http, spawn_sandbox,
-    trade_no, wait_acknowledged,
+    NotifyReceiver, WAIT, alipay_create, alipay_merchant, assert_refunded, for_trade,
+    pay_over_http, spawn_sandbox, trade_no, wait_acknowledged,
 };
 
 /// A receiver that plays the gateway: verifies with paygate-alipay and answers its ack.
@@ -243,9 +243,7 @@ async fn a_repeated_out_request_no_never_refunds_twice() {
         .refund(&refund_request(&no, &format!("{no}X"), 701, 1000))
         .await;
     assert!(over.is_err());
-    let trade = sandbox.trade(ProviderKind::Alipay, &no).unwrap();
-    assert_eq!(trade.refunds.len(), 1);
-    assert_eq!(trade.refunded().get(), 300);
+    assert_refunded(&sandbox, ProviderKind::Alipay, &no, 1, 300);
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use paygate_wechat::sign::{ApiKey, SignType};
 
 use crate::helpers::{
     NotifyReceiver, WAIT, WECHAT_SUCCESS_XML, WechatMerchant, alipay_create, alipay_merchant,
-    for_trade, spawn_sandbox, trade_no, wait_acknowledged,
+    for_trade, get_json, spawn_sandbox, trade_no, wait_acknowledged,
 };
 
 /// A WeChat receiver that acknowledges only notifies whose signature verifies.
@@ -304,14 +304,8 @@ async fn api_faults_answer_5xx_systemerror_or_late_and_then_clear() {
         .await
         .unwrap();
     assert_eq!(cleared.status().as_u16(), 204);
-    let listed: serde_json::Value = http
-        .get(format!("{}/sandbox/faults", sandbox.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value =
+        get_json(format!("{}/sandbox/faults", sandbox.base_url())).await;
     assert_eq!(listed, serde_json::json!([]));
 }
 

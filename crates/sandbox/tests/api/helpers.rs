@@ -279,3 +279,21 @@ pub async fn pay_over_http(sandbox: &RunningSandbox, body: serde_json::Value) ->
         .status()
         .as_u16()
 }
+
+/// GETs a URL and reads the JSON answer.
+pub async fn get_json(url: impl reqwest::IntoUrl) -> serde_json::Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// Asserts what the sandbox holds after refunds: how many, and their sum in fen.
+pub fn assert_refunded(
+    sandbox: &RunningSandbox,
+    provider: paygate_core::ProviderKind,
+    no: &str,
+    count: usize,
+    fen: i64,
+) {
+    let trade = sandbox.trade(provider, no).unwrap();
+    assert_eq!(trade.refunds.len(), count);
+    assert_eq!(trade.refunded().get(), fen);
+}

@@ -6,8 +6,8 @@ use paygate_sandbox::NotifyKind;
 use paygate_wechat::sign::SignType;
 
 use crate::helpers::{
-    NotifyReceiver, WECHAT_SUCCESS_XML, WechatMerchant, for_trade, pay_over_http, spawn_sandbox,
-    trade_no, wait_acknowledged,
+    NotifyReceiver, WECHAT_SUCCESS_XML, WechatMerchant, assert_refunded, for_trade, get_json,
+    pay_over_http, spawn_sandbox, trade_no, wait_acknowledged,
 };
 
 fn field<'a>(params: &'a paygate_wechat::sign::Params, name: &str) -> &'a str {
@@ -282,84 +282,47 @@ async fn refunds_are_idempotent_by_out_refund_no_and_never_exceed_the_total() {
     assert_eq!(field(&first, "refund_id"), field(&retry, "refund_id"));
     assert_eq!(field(&too_much, "result_code"), "FAIL");
     assert_eq!(field(&rest, "result_code"), "SUCCESS");
-    let trade = sandbox.trade(ProviderKind::Wechat, &no).unwrap();
-    assert_eq!(trade.refunds.len(), 2);
-    assert_eq!(trade.refunded().get(), 100);
+    assert_refunded(&sandbox, ProviderKind::Wechat, &no, 2, 100);
 }
 
 #[tokio::test]
 async fn login_codes_give_one_stable_openid_once_and_tokens_unlock_jsapi_tickets() {
     let sandbox = spawn_sandbox().await;
     let credentials = sandbox.credentials().wechat.clone();
-    let http = reqwest::Client::new();
     let session = |code: &'static str| {
-        let http = http.clone();
-        let url = format!(
+        get_json(format!(
             "{}/sns/jscode2session?appid={}&secret={}&js_code={code}&grant_type=authorization_code",
             credentials.login_base, credentials.appid, credentials.app_secret
-        );
-        async move {
-            http.get(url)
-                .send()
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()
-        }
+        ))
     };
     let first = session("code-1").await;
     assert_eq!(first["openid"], sandbox.openid_for_code("code-1"));
     assert!(first["session_key"].is_string());
     assert_eq!(session("code-1").await["errcode"], 40163);
-    let bad_secret: serde_json::Value = http
-        .get(format!(
-            "{}/sns/jscode2session?appid={}&secret=nope&js_code=c2&grant_type=authorization_code",
-            credentials.login_base, credentials.appid
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bad_secret = get_json(format!(
+        "{}/sns/jscode2session?appid={}&secret=nope&js_code=c2&grant_type=authorization_code",
+        credentials.login_base, credentials.appid
+    ))
+    .await;
     assert_eq!(bad_secret["errcode"], 40125);
 
-    let token: serde_json::Value = http
-        .get(format!(
-            "{}/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
-            credentials.login_base, credentials.appid, credentials.app_secret
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token: serde_json::Value = get_json(format!(
+        "{}/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
+        credentials.login_base, credentials.appid, credentials.app_secret
+    ))
+    .await;
     let access_token = token["access_token"].as_str().unwrap();
-    let ticket: serde_json::Value = http
-        .get(format!(
-            "{}/cgi-bin/ticket/getticket?access_token={access_token}&type=jsapi",
-            credentials.login_base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ticket: serde_json::Value = get_json(format!(
+        "{}/cgi-bin/ticket/getticket?access_token={access_token}&type=jsapi",
+        credentials.login_base
+    ))
+    .await;
     assert_eq!(ticket["errcode"], 0);
     assert!(ticket["ticket"].is_string());
-    let forged: serde_json::Value = http
-        .get(format!(
-            "{}/cgi-bin/ticket/getticket?access_token=forged&type=jsapi",
-            credentials.login_base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let forged: serde_json::Value = get_json(format!(
+        "{}/cgi-bin/ticket/getticket?access_token=forged&type=jsapi",
+        credentials.login_base
+    ))
+    .await;
     assert_eq!(forged["errcode"], 40001);
 }
