@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use paygate_core::{Currency, Fen, ProviderKind, TradeFacts, TradeState};
 
 use crate::AlipayError;
-use crate::form::{decode_unique_form, encode_form};
+use crate::form::{FormPairs, decode_sorted_unique, encode_form, lookup};
 use crate::keys::{SigningKey, VerifyingKey};
-use crate::sign::{Params, SignScope, sign_params, verify_params};
+use crate::sign::{Params, SignScope, sign_params, verify_signature};
 use crate::time::parse_china_time;
 
 /// The reply body that stops Alipay's retries: exactly these 7 ASCII bytes.
@@ -93,66 +93,79 @@ pub struct TradeNotify {
     pub gmt_refund: Option<DateTime<Utc>>,
     /// The merchant's `passback_params`, verbatim.
     pub passback_params: Option<String>,
-    /// Every received parameter, decoded once (for audit logs).
-    pub params: Params,
 }
 
-fn optional<'a>(params: &'a Params, key: &str) -> Option<&'a str> {
-    params
-        .get(key)
-        .map(String::as_str)
-        .filter(|v| !v.is_empty())
-}
+/// Reads fields of a verified notify; empty values count as absent, as they are unsigned.
+struct Fields<F>(F);
 
-fn required<'a>(params: &'a Params, field: &'static str) -> Result<&'a str, AlipayError> {
-    optional(params, field).ok_or(AlipayError::BadField {
-        field,
-        reason: "missing".to_owned(),
-    })
-}
+impl<'a, F: Fn(&str) -> Option<&'a str>> Fields<F> {
+    fn optional(&self, key: &str) -> Option<&'a str> {
+        (self.0)(key).filter(|v| !v.is_empty())
+    }
 
-fn yuan(field: &'static str, text: &str) -> Result<Fen, AlipayError> {
-    Fen::parse_yuan(text).map_err(|e| AlipayError::BadField {
-        field,
-        reason: e.to_string(),
-    })
-}
+    fn owned(&self, key: &str) -> Option<String> {
+        self.optional(key).map(str::to_owned)
+    }
 
-fn optional_yuan(params: &Params, field: &'static str) -> Result<Option<Fen>, AlipayError> {
-    optional(params, field).map(|t| yuan(field, t)).transpose()
-}
+    fn required(&self, field: &'static str) -> Result<&'a str, AlipayError> {
+        self.optional(field).ok_or(AlipayError::BadField {
+            field,
+            reason: "missing".to_owned(),
+        })
+    }
 
-fn optional_time(
-    params: &Params,
-    field: &'static str,
-) -> Result<Option<DateTime<Utc>>, AlipayError> {
-    optional(params, field)
-        .map(|t| parse_china_time(field, t))
-        .transpose()
+    fn yuan(&self, field: &'static str) -> Result<Option<Fen>, AlipayError> {
+        self.optional(field)
+            .map(|text| {
+                Fen::parse_yuan(text).map_err(|e| AlipayError::BadField {
+                    field,
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    fn time(&self, field: &'static str) -> Result<Option<DateTime<Utc>>, AlipayError> {
+        self.optional(field)
+            .map(|text| parse_china_time(field, text))
+            .transpose()
+    }
 }
 
 impl TradeNotify {
-    /// Types the fields of an already verified parameter map.
-    pub fn from_verified_params(params: Params) -> Result<TradeNotify, AlipayError> {
-        let owned = |key: &str| optional(&params, key).map(str::to_owned);
+    /// Types the fields of an already verified notify, looked up with `get`.
+    pub fn from_verified<'a>(
+        get: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<TradeNotify, AlipayError> {
+        let fields = Fields(get);
+        let total_amount = fields.yuan("total_amount")?.ok_or(AlipayError::BadField {
+            field: "total_amount",
+            reason: "missing".to_owned(),
+        })?;
         Ok(TradeNotify {
-            notify_id: owned("notify_id"),
-            app_id: owned("app_id"),
-            seller_id: owned("seller_id"),
-            out_trade_no: required(&params, "out_trade_no")?.to_owned(),
-            trade_no: owned("trade_no"),
-            trade_status: AlipayTradeStatus::parse(required(&params, "trade_status")?)?,
-            total_amount: yuan("total_amount", required(&params, "total_amount")?)?,
-            receipt_amount: optional_yuan(&params, "receipt_amount")?,
-            buyer_pay_amount: optional_yuan(&params, "buyer_pay_amount")?,
-            refund_fee: optional_yuan(&params, "refund_fee")?,
-            out_biz_no: owned("out_biz_no"),
-            buyer_id: owned("buyer_id").or_else(|| owned("buyer_open_id")),
-            gmt_payment: optional_time(&params, "gmt_payment")?,
-            gmt_refund: optional_time(&params, "gmt_refund")?,
-            passback_params: owned("passback_params"),
-            params,
+            notify_id: fields.owned("notify_id"),
+            app_id: fields.owned("app_id"),
+            seller_id: fields.owned("seller_id"),
+            out_trade_no: fields.required("out_trade_no")?.to_owned(),
+            trade_no: fields.owned("trade_no"),
+            trade_status: AlipayTradeStatus::parse(fields.required("trade_status")?)?,
+            total_amount,
+            receipt_amount: fields.yuan("receipt_amount")?,
+            buyer_pay_amount: fields.yuan("buyer_pay_amount")?,
+            refund_fee: fields.yuan("refund_fee")?,
+            out_biz_no: fields.owned("out_biz_no"),
+            buyer_id: fields
+                .owned("buyer_id")
+                .or_else(|| fields.owned("buyer_open_id")),
+            gmt_payment: fields.time("gmt_payment")?,
+            gmt_refund: fields.time("gmt_refund")?,
+            passback_params: fields.owned("passback_params"),
         })
+    }
+
+    /// Types the fields of an already verified parameter map.
+    pub fn from_verified_params(params: &Params) -> Result<TradeNotify, AlipayError> {
+        TradeNotify::from_verified(|key| params.get(key).map(String::as_str))
     }
 
     /// The provider-neutral facts the gateway cross-checks against the order.
@@ -172,20 +185,34 @@ impl TradeNotify {
     }
 }
 
+fn verify_pairs(pairs: &FormPairs<'_>, alipay_key: &VerifyingKey) -> Result<(), AlipayError> {
+    verify_signature(
+        pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
+        SignScope::NotifyV1,
+        alipay_key,
+    )
+}
+
 /// Decodes a notify body once and checks its `rsaCheckV1` signature with Alipay's key; returns
 /// every parameter. Nothing in an unverified body is looked at beyond the signature.
 pub fn verify_notify_body(body: &[u8], alipay_key: &VerifyingKey) -> Result<Params, AlipayError> {
-    let params = decode_unique_form(body)?;
-    verify_params(&params, SignScope::NotifyV1, alipay_key)?;
-    Ok(params)
+    let pairs = decode_sorted_unique(body)?;
+    verify_pairs(&pairs, alipay_key)?;
+    Ok(pairs
+        .into_iter()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
 }
 
-/// Verifies and types a trade notify body.
+/// Verifies and types a trade notify body. Values are borrowed from the body until the
+/// signature passed, so the whole check costs little more than the RSA verification itself.
 pub fn verify_trade_notify(
     body: &[u8],
     alipay_key: &VerifyingKey,
 ) -> Result<TradeNotify, AlipayError> {
-    TradeNotify::from_verified_params(verify_notify_body(body, alipay_key)?)
+    let pairs = decode_sorted_unique(body)?;
+    verify_pairs(&pairs, alipay_key)?;
+    TradeNotify::from_verified(|key| lookup(&pairs, key))
 }
 
 /// Builds the form body Alipay would POST for `params`, signed with Alipay's key under

@@ -58,7 +58,7 @@ where
 /// A parameter map whose iteration order is byte order of the keys, as signing needs.
 pub type Params = BTreeMap<String, String>;
 
-fn pairs(params: &Params) -> impl Iterator<Item = (&str, &str)> {
+fn pairs(params: &Params) -> impl Iterator<Item = (&str, &str)> + Clone {
     params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
@@ -77,18 +77,33 @@ pub fn sign_params(
     Ok(())
 }
 
+/// Checks the `sign` among `params` (any order) under `scope` with `key`.
+pub fn verify_signature<'a, I>(
+    params: I,
+    scope: SignScope,
+    key: &VerifyingKey,
+) -> Result<(), AlipayError>
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+    I::IntoIter: Clone,
+{
+    let params = params.into_iter();
+    let sign = params
+        .clone()
+        .find_map(|(k, v)| (k == SIGN).then_some(v))
+        .filter(|s| !s.is_empty())
+        .ok_or(AlipayError::MissingSignature)?;
+    let content = canonical_string(params, scope);
+    key.verify_base64(content.as_bytes(), sign)
+}
+
 /// Checks the `sign` of a parameter map under `scope` with `key`.
 pub fn verify_params(
     params: &Params,
     scope: SignScope,
     key: &VerifyingKey,
 ) -> Result<(), AlipayError> {
-    let sign = params
-        .get(SIGN)
-        .filter(|s| !s.is_empty())
-        .ok_or(AlipayError::MissingSignature)?;
-    let content = canonical_string(pairs(params), scope);
-    key.verify_base64(content.as_bytes(), sign)
+    verify_signature(pairs(params), scope, key)
 }
 
 #[cfg(test)]
