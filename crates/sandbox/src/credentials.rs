@@ -22,6 +22,13 @@ pub(crate) struct SandboxKeys {
     pub(crate) wechat_mch_id: String,
     pub(crate) wechat_api_key: String,
     pub(crate) wechat_app_secret: String,
+    /// The merchant API certificate (PEM) a WeChat client presents on `secapi` calls; absent
+    /// in keys files written before it existed, then generated on load.
+    #[serde(default)]
+    pub(crate) wechat_cert_pem: String,
+    /// Its private key (PEM, PKCS#8).
+    #[serde(default)]
+    pub(crate) wechat_cert_key_pem: String,
     pub(crate) alipay_app_id: String,
     pub(crate) alipay_seller_id: String,
     /// The merchant app's private key (bare base64 PKCS#8): handed to the gateway.
@@ -45,28 +52,51 @@ fn random_digits(len: usize) -> String {
         .collect()
 }
 
+/// A self-signed merchant API certificate and its key, both PEM. The sandbox serves plain
+/// HTTP, so the certificate only has to be loadable by the merchant's mutual-TLS client.
+fn merchant_certificate(mch_id: &str) -> Result<(String, String), SandboxError> {
+    let certified = rcgen::generate_simple_self_signed(vec![format!("{mch_id}.sandbox.paygate")])
+        .map_err(|e| SandboxError::Certificate(e.to_string()))?;
+    Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
+}
+
 impl SandboxKeys {
+    /// Fills in what older keys files lack, so they keep working.
+    fn complete(mut self) -> Result<SandboxKeys, SandboxError> {
+        if self.wechat_cert_pem.is_empty() || self.wechat_cert_key_pem.is_empty() {
+            let (cert, key) = merchant_certificate(&self.wechat_mch_id)?;
+            self.wechat_cert_pem = cert;
+            self.wechat_cert_key_pem = key;
+        }
+        Ok(self)
+    }
+
     /// Fresh identities: `wx…` appid, 10-digit mch_id, 32-char API key, 2021… app_id, 2088… seller.
     pub(crate) fn generate() -> Result<SandboxKeys, SandboxError> {
-        Ok(SandboxKeys {
+        SandboxKeys {
             wechat_appid: format!("wx{}", hex::encode(rand::rng().random::<[u8; 8]>())),
             wechat_mch_id: format!("1{}", random_digits(9)),
+            wechat_cert_pem: String::new(),
+            wechat_cert_key_pem: String::new(),
             wechat_api_key: random_text(32),
             wechat_app_secret: hex::encode(rand::rng().random::<[u8; 16]>()),
             alipay_app_id: format!("2021{}", random_digits(12)),
             alipay_seller_id: format!("2088{}", random_digits(12)),
             alipay_app_private_key: generate_private_key()?,
             alipay_platform_private_key: generate_private_key()?,
-        })
+        }
+        .complete()
     }
 
     /// Loads the keys file, or generates keys and writes it when it does not exist.
     pub(crate) fn load_or_create(path: &Path) -> Result<SandboxKeys, SandboxError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|source| SandboxError::KeysFile {
-                path: path.to_owned(),
-                reason: source.to_string(),
-            }),
+            Ok(text) => serde_json::from_str::<SandboxKeys>(&text)
+                .map_err(|source| SandboxError::KeysFile {
+                    path: path.to_owned(),
+                    reason: source.to_string(),
+                })?
+                .complete(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let keys = SandboxKeys::generate()?;
                 let text = serde_json::to_string_pretty(&keys).map_err(|source| {
@@ -104,6 +134,11 @@ pub struct WechatCredentials {
     pub api_base: String,
     /// Base of the login/OAuth API (`{login_base}/sns/jscode2session`).
     pub login_base: String,
+    /// The merchant API certificate (PEM) for refunds; the sandbox does not check it over
+    /// plain HTTP, but a client that insists on one can load it.
+    pub merchant_cert_pem: String,
+    /// Its private key (PEM, secret).
+    pub merchant_key_pem: String,
 }
 
 impl fmt::Debug for WechatCredentials {
@@ -115,6 +150,7 @@ impl fmt::Debug for WechatCredentials {
             .field("app_secret", &"[redacted]")
             .field("api_base", &self.api_base)
             .field("login_base", &self.login_base)
+            .field("merchant_key_pem", &"[redacted]")
             .finish()
     }
 }
@@ -178,6 +214,8 @@ impl SandboxCredentials {
                 app_secret: keys.wechat_app_secret.clone(),
                 api_base: base_url.to_owned(),
                 login_base: base_url.to_owned(),
+                merchant_cert_pem: keys.wechat_cert_pem.clone(),
+                merchant_key_pem: keys.wechat_cert_key_pem.clone(),
             },
             alipay: AlipayCredentials {
                 app_id: keys.alipay_app_id.clone(),
@@ -209,6 +247,11 @@ impl SandboxCredentials {
         ] {
             out.push_str(&format!("{key} = {}\n", toml_string(value)));
         }
+        out.push_str(&format!(
+            "\n[wechat.{app_name}.merchant_certificate]\nformat = \"pem\"\ncert_pem = {}\nkey_pem = {}\n",
+            toml_string(&w.merchant_cert_pem),
+            toml_string(&w.merchant_key_pem)
+        ));
         out.push_str(&format!("\n[alipay.{app_name}]\n"));
         for (key, value) in [
             ("app_id", &a.app_id),

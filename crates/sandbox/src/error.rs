@@ -23,6 +23,9 @@ pub enum SandboxError {
         /// What went wrong.
         reason: String,
     },
+    /// The merchant API certificate could not be generated.
+    #[error("cannot generate the merchant certificate: {0}")]
+    Certificate(String),
     /// An RSA key could not be generated or parsed.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -47,7 +50,7 @@ pub enum SandboxError {
     OrderStringRejected(String),
     /// The HTTP client that delivers notifies could not be built.
     #[error("cannot build the notify HTTP client: {0}")]
-    Client(String),
+    Client(#[source] reqwest::Error),
     /// A wait for notify deliveries gave up.
     #[error("gave up waiting for notify deliveries after {0:?}")]
     WaitTimedOut(std::time::Duration),

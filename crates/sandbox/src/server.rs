@@ -45,7 +45,7 @@ impl Sandbox {
         let client = reqwest::Client::builder()
             .timeout(config.notify_timeout)
             .build()
-            .map_err(|e| SandboxError::Client(e.to_string()))?;
+            .map_err(SandboxError::Client)?;
         let faults = Arc::new(FaultBook::default());
         let log = Arc::new(NotifyLog::new());
         let state = Arc::new(SandboxState {

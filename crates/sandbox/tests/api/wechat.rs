@@ -326,3 +326,137 @@ async fn login_codes_give_one_stable_openid_once_and_tokens_unlock_jsapi_tickets
     .await;
     assert_eq!(forged["errcode"], 40001);
 }
+
+/// paygate-wechat's client, configured from the sandbox's exported TOML (the gateway's config
+/// shape) plus the channels to serve.
+fn wechat_client_from_exported_toml(
+    sandbox: &paygate_sandbox::RunningSandbox,
+) -> paygate_wechat::WechatPay {
+    let exported: toml::Table = sandbox
+        .credentials()
+        .export_toml("sandbox")
+        .parse()
+        .unwrap();
+    let mut app = exported["wechat"]["sandbox"].as_table().unwrap().clone();
+    app.insert(
+        "channels".into(),
+        toml::Value::Array(vec!["mini_program".into(), "jsapi".into(), "native".into()]),
+    );
+    let config: paygate_wechat::config::WechatConfig = toml::Value::Table(app).try_into().unwrap();
+    paygate_wechat::WechatPay::new(config).unwrap()
+}
+
+#[tokio::test]
+async fn the_paygate_wechat_client_configured_from_the_exported_toml_pays_refunds_and_logs_in() {
+    use std::sync::Arc;
+
+    use paygate_core::{
+        Channel, CreatePayment, Currency, Fen, Notice, OutRefundNo, OutTradeNo, PayParams,
+        Provider, RawCallback, RefundQuery, RefundRequest, RefundState, TradeState,
+    };
+
+    // Arrange: the client plays the merchant, its own verification plays the gateway's receiver
+    let sandbox = spawn_sandbox().await;
+    let client = Arc::new(wechat_client_from_exported_toml(&sandbox));
+    let verifier = Arc::clone(&client);
+    let receiver = NotifyReceiver::start(move |body| {
+        let ok = verifier
+            .verify_notice(RawCallback {
+                content_type: None,
+                body,
+            })
+            .is_ok();
+        (200, verifier.acknowledge(ok).body)
+    })
+    .await;
+    let login = client
+        .login()
+        .jscode2session(
+            "wx-login-code",
+            paygate_wechat::login::SessionKeyUse::Discard,
+        )
+        .await
+        .unwrap();
+    assert_eq!(login.openid, sandbox.openid_for_code("wx-login-code"));
+    let no = trade_no("WXCLIENT");
+    let out_trade_no = OutTradeNo::parse(&no).unwrap();
+
+    // Act: create a mini-program payment and pay it by prepay_id
+    let created = client
+        .create_payment(&CreatePayment {
+            channel: Channel::MiniProgram,
+            out_trade_no: out_trade_no.clone(),
+            amount: Fen::new(2500).unwrap(),
+            currency: Currency::Cny,
+            subject: "sandbox test".into(),
+            description: None,
+            payer_id: Some(login.openid.clone()),
+            client_ip: Some("127.0.0.1".parse().unwrap()),
+            expires_at: chrono::Utc::now() + chrono::Duration::minutes(30),
+            notify_url: receiver.url.clone(),
+            return_url: None,
+        })
+        .await
+        .unwrap();
+    let PayParams::WechatJsapi { package, .. } = created.pay_params else {
+        panic!("mini-program pay params");
+    };
+    let prepay_id = package.strip_prefix("prepay_id=").unwrap();
+    assert_eq!(
+        pay_over_http(&sandbox, serde_json::json!({"prepay_id": prepay_id})).await,
+        200
+    );
+    let deliveries = wait_acknowledged(&sandbox, &no).await;
+
+    // Assert: the client's own notify check accepted the first delivery; the query agrees
+    assert_eq!(for_trade(&deliveries, &no).len(), 1);
+    let facts = client.query_payment(&out_trade_no).await.unwrap();
+    assert_eq!(facts.state, TradeState::Paid);
+    assert_eq!(facts.amount, Some(Fen::new(2500).unwrap()));
+
+    // Act: refund with a notify_url; the encrypted refund notify must pass the client's check
+    let out_refund_no = OutRefundNo::parse(format!("{no}R")).unwrap();
+    client
+        .refund(&RefundRequest {
+            out_trade_no: out_trade_no.clone(),
+            provider_trade_no: facts.provider_trade_no.clone(),
+            out_refund_no: out_refund_no.clone(),
+            refund_amount: Fen::new(500).unwrap(),
+            order_amount: Fen::new(2500).unwrap(),
+            reason: None,
+            notify_url: Some(receiver.url.clone()),
+        })
+        .await
+        .unwrap();
+    let no_for_wait = no.clone();
+    sandbox
+        .wait_for_deliveries(crate::helpers::WAIT, move |d| {
+            d.iter().any(|x| {
+                x.out_trade_no == no_for_wait && x.kind == NotifyKind::Refund && x.acknowledged
+            })
+        })
+        .await
+        .unwrap();
+    let refund_body = receiver
+        .bodies()
+        .into_iter()
+        .find(|b| String::from_utf8_lossy(b).contains("req_info"))
+        .unwrap();
+    let notice = client
+        .verify_notice(RawCallback {
+            content_type: None,
+            body: &refund_body,
+        })
+        .unwrap();
+    assert!(
+        matches!(notice, Notice::Refund(ref refund) if refund.amount == Some(Fen::new(500).unwrap()))
+    );
+    let queried = client
+        .query_refund(&RefundQuery {
+            out_trade_no,
+            out_refund_no,
+        })
+        .await
+        .unwrap();
+    assert_eq!(queried.state, RefundState::Succeeded);
+}
