@@ -8,11 +8,10 @@ use paygate_core::{
     Channel, Fen, Notice, OutRefundNo, OutTradeNo, PayParams, Provider, ProviderKind, RawCallback,
     RefundQuery, RefundRequest, RefundState, TradeState,
 };
-use paygate_sandbox::NotifyKind;
 
 use crate::helpers::{
     NotifyReceiver, WAIT, alipay_create, alipay_merchant, assert_refunded, for_trade,
-    pay_over_http, spawn_sandbox, trade_no, wait_acknowledged,
+    pay_over_http, spawn_sandbox, trade_no, wait_acknowledged, wait_refunds_acknowledged,
 };
 
 /// A receiver that plays the gateway: verifies with paygate-alipay and answers its ack.
@@ -90,18 +89,7 @@ async fn a_precreate_order_is_paid_notified_queried_and_refunded_through_the_ali
         .await
         .unwrap();
     assert_eq!(rest.state, RefundState::Succeeded);
-    let no_for_wait = no.clone();
-    let deliveries = sandbox
-        .wait_for_deliveries(WAIT, move |d| {
-            d.iter()
-                .filter(|x| {
-                    x.out_trade_no == no_for_wait && x.kind == NotifyKind::Refund && x.acknowledged
-                })
-                .count()
-                == 2
-        })
-        .await
-        .unwrap();
+    let deliveries = wait_refunds_acknowledged(&sandbox, &no, 2).await;
 
     // Assert: the last refund notify closes the trade; refund query finds each refund
     let last = deliveries
@@ -314,11 +302,7 @@ async fn the_refund_notify_reaches_the_client_as_a_verified_notice() {
         })
         .await
         .unwrap();
-    let refund_body = receiver
-        .bodies()
-        .into_iter()
-        .find(|b| String::from_utf8_lossy(b).contains("out_biz_no"))
-        .unwrap();
+    let refund_body = receiver.body_containing("out_biz_no");
     let notice = merchant
         .verify_notice(RawCallback {
             content_type: None,

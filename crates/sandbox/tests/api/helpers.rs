@@ -137,6 +137,38 @@ pub async fn wait_acknowledged(
         .expect("an acknowledged delivery")
 }
 
+/// Waits until `count` refund notifies for `out_trade_no` were acknowledged.
+pub async fn wait_refunds_acknowledged(
+    sandbox: &RunningSandbox,
+    out_trade_no: &str,
+    count: usize,
+) -> Vec<NotifyDelivery> {
+    let no = out_trade_no.to_owned();
+    sandbox
+        .wait_for_deliveries(WAIT, move |d| {
+            d.iter()
+                .filter(|x| {
+                    x.out_trade_no == no
+                        && x.kind == paygate_sandbox::NotifyKind::Refund
+                        && x.acknowledged
+                })
+                .count()
+                >= count
+        })
+        .await
+        .expect("acknowledged refund notifies")
+}
+
+impl NotifyReceiver {
+    /// The first body received that contains `needle`.
+    pub fn body_containing(&self, needle: &str) -> Vec<u8> {
+        self.bodies()
+            .into_iter()
+            .find(|b| String::from_utf8_lossy(b).contains(needle))
+            .expect("a body with the needle")
+    }
+}
+
 /// The WeChat merchant, speaking raw signed XML (paygate-wechat's signer and codec).
 pub struct WechatMerchant {
     pub http: reqwest::Client,

@@ -2,12 +2,11 @@
 //! the business errors WeChat answers with.
 
 use paygate_core::ProviderKind;
-use paygate_sandbox::NotifyKind;
 use paygate_wechat::sign::SignType;
 
 use crate::helpers::{
     NotifyReceiver, WECHAT_SUCCESS_XML, WechatMerchant, assert_refunded, for_trade, get_json,
-    pay_over_http, spawn_sandbox, trade_no, wait_acknowledged,
+    pay_over_http, spawn_sandbox, trade_no, wait_acknowledged, wait_refunds_acknowledged,
 };
 
 fn field<'a>(params: &'a paygate_wechat::sign::Params, name: &str) -> &'a str {
@@ -70,15 +69,7 @@ async fn a_jsapi_order_is_paid_notified_queried_and_refunded() {
         .await;
     assert_eq!(field(&refund, "result_code"), "SUCCESS");
     assert_eq!(field(&refund, "refund_fee"), "40");
-    let no_for_wait = no.clone();
-    sandbox
-        .wait_for_deliveries(crate::helpers::WAIT, move |d| {
-            d.iter().any(|x| {
-                x.out_trade_no == no_for_wait && x.kind == NotifyKind::Refund && x.acknowledged
-            })
-        })
-        .await
-        .unwrap();
+    wait_refunds_acknowledged(&sandbox, &no, 1).await;
     let refunds = merchant
         .call("/pay/refundquery", &[("out_trade_no", &no)], SignType::Md5)
         .await;
@@ -428,20 +419,8 @@ async fn the_paygate_wechat_client_configured_from_the_exported_toml_pays_refund
         })
         .await
         .unwrap();
-    let no_for_wait = no.clone();
-    sandbox
-        .wait_for_deliveries(crate::helpers::WAIT, move |d| {
-            d.iter().any(|x| {
-                x.out_trade_no == no_for_wait && x.kind == NotifyKind::Refund && x.acknowledged
-            })
-        })
-        .await
-        .unwrap();
-    let refund_body = receiver
-        .bodies()
-        .into_iter()
-        .find(|b| String::from_utf8_lossy(b).contains("req_info"))
-        .unwrap();
+    wait_refunds_acknowledged(&sandbox, &no, 1).await;
+    let refund_body = receiver.body_containing("req_info");
     let notice = client
         .verify_notice(RawCallback {
             content_type: None,
