@@ -312,6 +312,18 @@ mod tests {
         assert!(book.list().is_empty());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_fault_with_a_count_fires_exactly_that_many_times(count in 0u32..20, calls in 0u32..40) {
+            let book = FaultBook::default();
+            book.add(Fault::once(FaultKind::DuplicateNotify).times(FaultTimes::Count(count)));
+            let fired = (0..calls)
+                .filter(|_| !book.take_notify_faults(ProviderKind::Alipay, "T").is_empty())
+                .count();
+            proptest::prop_assert_eq!(fired as u32, count.min(calls));
+        }
+    }
+
     #[test]
     fn api_faults_and_notify_faults_do_not_consume_each_other() {
         let book = FaultBook::default();

@@ -9,9 +9,10 @@ use paygate_sandbox::{Sandbox, SandboxConfig};
 
 const USAGE: &str = "usage: paygate-sandbox [--listen ADDR] [--keys-file PATH] [--state-file PATH] [--time-scale N] [--public-url URL]";
 
-fn parse_args() -> Result<SandboxConfig, String> {
+/// Reads the command line (without the program name) into a config.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<SandboxConfig, String> {
     let mut config = SandboxConfig::new(SocketAddr::from(([127, 0, 0, 1], 8090)));
-    let mut args = std::env::args().skip(1);
+    let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         let mut value = || {
             args.next()
@@ -36,7 +37,7 @@ fn parse_args() -> Result<SandboxConfig, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match parse_args() {
+    let config = match parse_args(std::env::args().skip(1)) {
         Ok(config) => config,
         Err(message) => {
             eprintln!("{message}");
@@ -66,4 +67,35 @@ async fn main() -> ExitCode {
     }
     sandbox.stop().await;
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn listen_keys_file_and_time_scale_are_read_from_the_command_line() {
+        let config = parse_args(args(
+            "--listen 0.0.0.0:9000 --keys-file k.json --time-scale 60",
+        ))
+        .unwrap();
+        assert_eq!(config.listen, SocketAddr::from(([0, 0, 0, 0], 9000)));
+        assert_eq!(config.keys_file, Some(PathBuf::from("k.json")));
+        assert!((config.time_scale - 60.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn an_unknown_flag_or_a_missing_value_is_refused_with_the_usage() {
+        assert!(parse_args(args("--bogus")).unwrap_err().contains("usage"));
+        assert!(
+            parse_args(args("--listen"))
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(parse_args(args("--listen not-an-address")).is_err());
+    }
 }

@@ -553,3 +553,32 @@ async fn the_exported_toml_and_the_notify_log_endpoint_describe_the_running_sand
     assert_eq!(log[0]["acknowledged"], true);
     assert_eq!(log[0]["attempt"], 1);
 }
+
+#[tokio::test]
+async fn a_restarted_sandbox_keeps_its_keys_and_every_order_payable() {
+    // Arrange: keys and trades in files, as the gateway's default run keeps them
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut config = SandboxConfig::for_tests(TIME_SCALE);
+        config.keys_file = Some(dir.path().join("sandbox-keys.json"));
+        config.state_file = Some(dir.path().join("sandbox-trades.json"));
+        config
+    };
+    let first = Sandbox::start(config()).await.unwrap();
+    let api_key = first.credentials().wechat.api_key.clone();
+    let merchant = WechatMerchant::of(&first);
+    let no = trade_no("RESTART");
+    let created = merchant
+        .jsapi_order(&no, "42", "http://127.0.0.1:9/n", SignType::Md5)
+        .await;
+    first.stop().await;
+
+    // Act
+    let second = Sandbox::start(config()).await.unwrap();
+
+    // Assert: same merchant key, the order is still there and can be paid
+    assert_eq!(second.credentials().wechat.api_key, api_key);
+    let paid = second.pay_prepay_id(&created["prepay_id"]).unwrap();
+    assert_eq!(paid.out_trade_no, no);
+    assert_eq!(paid.amount.get(), 42);
+}
