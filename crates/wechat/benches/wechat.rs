@@ -14,7 +14,10 @@ use paygate_wechat::xml;
 
 /// The N01 notify body from the vendored vectors (a real 17-field, CDATA-wrapped notify).
 fn vector_notify() -> (String, String) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vectors/wechat/notify.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/vectors/wechat/notify.json"
+    );
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let case = &doc["cases"][0];
@@ -43,7 +46,9 @@ fn benches(c: &mut Criterion) {
     c.bench_function("xml_parse_notify", |b| {
         b.iter(|| xml::parse(black_box(notify_xml.as_bytes())))
     });
-    c.bench_function("xml_write_notify", |b| b.iter(|| xml::write(black_box(&fields))));
+    c.bench_function("xml_write_notify", |b| {
+        b.iter(|| xml::write(black_box(&fields)))
+    });
     c.bench_function("notify_parse_verify_e2e", |b| {
         b.iter(|| verify_payment_notify(black_box(notify_xml.as_bytes()), &key, SignType::Md5))
     });

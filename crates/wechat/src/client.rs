@@ -278,13 +278,21 @@ pub struct ApiClient {
     sign_type: SignType,
 }
 
-fn http_client(
-    timeout: Duration,
+/// Builds a reqwest client with the app's timeout, extra trusted roots and, for `secapi`
+/// calls, the merchant certificate. Shared with the login client.
+pub(crate) fn http_client(
+    config: &WechatConfig,
     identity: Option<reqwest::Identity>,
 ) -> Result<reqwest::Client, ConfigError> {
+    let timeout = config.request_timeout();
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)));
+    if let Some(pem) = &config.extra_root_certificates_pem {
+        let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| ConfigError::Certificate(format!("extra root certificates: {e}")))?;
+        builder = builder.tls_certs_merge(roots);
+    }
     if let Some(identity) = identity {
         builder = builder.identity(identity);
     }
@@ -297,18 +305,17 @@ impl ApiClient {
     /// Builds the client (and, with a merchant certificate, the mutual-TLS client for refunds).
     pub fn new(config: &WechatConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let timeout = config.request_timeout();
         let cert_http = match &config.merchant_certificate {
             None => None,
             Some(certificate) => {
                 let bundle = certificate.to_pem_bundle()?;
                 let identity = reqwest::Identity::from_pem(bundle.expose_secret().as_bytes())
                     .map_err(|e| ConfigError::Certificate(e.to_string()))?;
-                Some(http_client(timeout, Some(identity))?)
+                Some(http_client(config, Some(identity))?)
             }
         };
         Ok(Self {
-            http: http_client(timeout, None)?,
+            http: http_client(config, None)?,
             cert_http,
             api_base: config.api_base.trim_end_matches('/').to_owned(),
             appid: config.appid.clone(),

@@ -170,6 +170,10 @@ pub struct WechatConfig {
     /// carries no client IP.
     #[serde(default)]
     pub server_ip: Option<IpAddr>,
+    /// CA certificates (PEM) to trust besides the system's, for a sandbox or test server that
+    /// has its own TLS certificate. Not needed for WeChat itself.
+    #[serde(default)]
+    pub extra_root_certificates_pem: Option<String>,
 }
 
 fn default_api_base() -> String {
@@ -210,6 +214,7 @@ impl WechatConfig {
                 .collect(),
             h5_scene: None,
             server_ip: None,
+            extra_root_certificates_pem: None,
         }
     }
 
@@ -259,6 +264,10 @@ impl fmt::Debug for WechatConfig {
             .field("channels", &self.channels)
             .field("h5_scene", &self.h5_scene)
             .field("server_ip", &self.server_ip)
+            .field(
+                "extra_root_certificates_pem",
+                &self.extra_root_certificates_pem.as_ref().map(String::len),
+            )
             .finish()
     }
 }

@@ -190,12 +190,8 @@ pub struct LoginClient {
 impl LoginClient {
     /// Builds the client from the app's configuration.
     pub fn new(config: &WechatConfig) -> Result<Self, ConfigError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout())
-            .build()
-            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
         Ok(Self {
-            http,
+            http: crate::client::http_client(config, None)?,
             base: config.login_base.trim_end_matches('/').to_owned(),
             appid: config.appid.clone(),
             secret: config.app_secret.clone(),

@@ -8,8 +8,8 @@ use std::time::Duration;
 use paygate_wechat::notify::build_signed_xml;
 use paygate_wechat::sign::{self, ApiKey, Params, SignType};
 use paygate_wechat::xml;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 pub const APPID: &str = "wxd930ea5d5a258f4f";
 pub const MCH_ID: &str = "10000100";
@@ -53,13 +53,70 @@ impl FakeWechat {
         FakeWechat { base_url, received }
     }
 
+    /// Starts an HTTPS server that demands a client certificate issued by `client_ca_der`,
+    /// as WeChat's `secapi` endpoints do. `client_certificates` records what each accepted
+    /// connection presented; a handshake without one fails.
+    pub async fn start_mtls(
+        client_ca_der: Vec<u8>,
+        server_cert_der: Vec<u8>,
+        server_key_der: Vec<u8>,
+    ) -> (FakeWechat, Arc<Mutex<Vec<Vec<u8>>>>) {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(client_ca_der)).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from(server_cert_der)],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key_der)),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("https://{}", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let presented = Arc::new(Mutex::new(Vec::new()));
+        let (log, seen) = (received.clone(), presented.clone());
+        tokio::spawn(async move {
+            for _ in 0..50 {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, log, seen) = (acceptor.clone(), log.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    if let Some(chain) = tls.get_ref().1.peer_certificates() {
+                        seen.lock().unwrap().push(chain[0].to_vec());
+                    }
+                    serve(tls, log, 7200).await;
+                });
+            }
+        });
+        (FakeWechat { base_url, received }, presented)
+    }
+
     /// The requests received so far.
     pub fn requests(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 }
 
-async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Received>>>, token_lifetime: u64) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    log: Arc<Mutex<Vec<Received>>>,
+    token_lifetime: u64,
+) {
     let Some((path, body)) = read_request(&mut stream).await else {
         return;
     };
@@ -93,7 +150,7 @@ async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Received>>>, token_life
     write_response(&mut stream, "text/xml", &reply).await;
 }
 
-async fn write_response(stream: &mut TcpStream, content_type: &str, body: &str) {
+async fn write_response<S: AsyncWrite + Unpin>(stream: &mut S, content_type: &str, body: &str) {
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -103,7 +160,7 @@ async fn write_response(stream: &mut TcpStream, content_type: &str, body: &str) 
     let _ = stream.shutdown().await;
 }
 
-async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<(String, Vec<u8>)> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
     let header_end = loop {

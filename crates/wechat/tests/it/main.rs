@@ -8,6 +8,7 @@
 mod client;
 mod fake_wechat;
 mod login;
+mod mtls;
 mod notify_vectors;
 mod paysign_vectors;
 mod provider;
