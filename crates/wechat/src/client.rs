@@ -18,9 +18,8 @@ use secrecy::ExposeSecret;
 
 use crate::config::{ConfigError, WechatConfig};
 use crate::fields::{FieldError, currency, optional, optional_fen, optional_time, required};
-use crate::notify::verify_received;
 use crate::pay_params::nonce_str;
-use crate::sign::{self, ApiKey, Params, SignType};
+use crate::sign::{self, ApiKey, Params, SignType, verify_received};
 use crate::time;
 use crate::xml::{self, XmlError};
 

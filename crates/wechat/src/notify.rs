@@ -14,7 +14,7 @@
 use paygate_core::{Fen, NotifyError, ProviderKind, TradeFacts, TradeState};
 
 use crate::fields::{FieldError, currency, optional, optional_fen, optional_time, required};
-use crate::sign::{self, ApiKey, Params, SignType};
+use crate::sign::{self, ApiKey, Params, SignType, verify_received};
 use crate::time;
 use crate::xml::{self, XmlError};
 
@@ -110,20 +110,6 @@ pub fn payment_notice_from_fields(
         sign_type,
         fields,
     })
-}
-
-/// Verifies the `sign` of a received document (notify or API response) and returns the
-/// algorithm that verified it, or `None`. A declared `sign_type` is trusted because it is itself
-/// signed; without one the expected algorithm is used unless the signature's length says
-/// otherwise.
-pub fn verify_received(fields: &Params, key: &ApiKey, expected: SignType) -> Option<SignType> {
-    let signature = fields.get("sign")?;
-    let sign_type = match fields.get("sign_type") {
-        Some(declared) => SignType::parse(declared)?,
-        None if signature.len() == expected.signature_len() => expected,
-        None => SignType::from_signature_len(signature.len())?,
-    };
-    sign::verify(fields, key, sign_type, signature).then_some(sign_type)
 }
 
 /// Signs `fields` and writes the notify body WeChat would post; for the sandbox and tests that

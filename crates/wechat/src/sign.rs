@@ -157,6 +157,20 @@ pub fn verify(params: &Params, key: &ApiKey, sign_type: SignType, signature: &st
     bool::from(expected.as_bytes().ct_eq(signature.as_bytes()))
 }
 
+/// Verifies the `sign` of a received document (notify or API response) and returns the
+/// algorithm that verified it, or `None`. A declared `sign_type` is trusted because it is itself
+/// signed; without one the expected algorithm is used unless the signature's length says
+/// otherwise.
+pub fn verify_received(fields: &Params, key: &ApiKey, expected: SignType) -> Option<SignType> {
+    let signature = fields.get("sign")?;
+    let sign_type = match fields.get("sign_type") {
+        Some(declared) => SignType::parse(declared)?,
+        None if signature.len() == expected.signature_len() => expected,
+        None => SignType::from_signature_len(signature.len())?,
+    };
+    verify(fields, key, sign_type, signature).then_some(sign_type)
+}
+
 /// Signs `params` and stores the result in its `sign` field, announcing HMAC with `sign_type`
 /// first (the `sign_type` field is itself signed).
 pub fn sign_in_place(params: &mut Params, key: &ApiKey, sign_type: SignType) {
