@@ -15,7 +15,30 @@
 //! - **Faults are data.** Rules posted to `/sandbox/faults` (or [`RunningSandbox::add_fault`])
 //!   bend notifies or API answers for a provider / API / trade, a counted number of times.
 //!
-//! Embed it with [`Sandbox::start`] and point clients at [`RunningSandbox::credentials`].
+//! Routes: WeChat `/pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder`,
+//! `/secapi/pay/refund` (plain HTTP, `mch_id` and signature still checked), `/pay/refundquery`,
+//! `/sns/jscode2session`, `/sns/oauth2/access_token`, `/cgi-bin/token`,
+//! `/cgi-bin/ticket/getticket`; Alipay `GET|POST /gateway.do` and `POST /sandbox/alipay/app-pay`
+//! (an orderString, as the Alipay app receives it); the buyer and tests: `GET /sandbox` (HTML),
+//! `POST /sandbox/pay`, `GET /sandbox/trades`, `GET /sandbox/notifies`,
+//! `POST|GET|DELETE /sandbox/faults`.
+//!
+//! Embedding (what the gateway does for its default run):
+//!
+//! ```no_run
+//! # async fn embed() -> Result<(), paygate_sandbox::SandboxError> {
+//! use paygate_sandbox::{Sandbox, SandboxConfig};
+//!
+//! let mut config = SandboxConfig::new("127.0.0.1:0".parse().expect("address"));
+//! config.keys_file = Some("sandbox-keys.json".into()); // beside the database
+//! config.state_file = Some("sandbox-trades.json".into());
+//! let sandbox = Sandbox::start(config).await?;
+//! let toml = sandbox.credentials().export_toml("sandbox"); // [wechat.sandbox], [alipay.sandbox]
+//! # drop(toml);
+//! sandbox.stop().await;
+//! # Ok(())
+//! # }
+//! ```
 
 mod alipay_wire;
 mod config;
