@@ -164,9 +164,12 @@ async fn a_slow_answer_is_a_timeout_with_unknown_outcome() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_an_unknown_outcome() {
+    // A port that was just free and is closed again: the connection is refused at once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
     let mut config = WechatConfig::new(APPID, MCH_ID, API_KEY);
-    // Port 9 on loopback (discard) has no listener here; the connection is refused at once.
-    config.api_base = "http://127.0.0.1:9".into();
+    config.api_base = format!("http://{address}");
     let client = ApiClient::new(&config).unwrap();
     let error = client
         .order_query(TradeRef::OutTradeNo("order_ok_06"))
