@@ -14,7 +14,10 @@
 use paygate_core::{Fen, NotifyError, ProviderKind, TradeFacts, TradeState};
 
 use crate::fields::{FieldError, currency, optional, optional_fen, optional_time, required};
-use crate::sign::{self, ApiKey, Params, SignType, verify_received};
+/// Re-exported here because notify handlers (and the sandbox's tests) reach for it beside the
+/// notify functions.
+pub use crate::sign::verify_received;
+use crate::sign::{self, ApiKey, Params, SignType};
 use crate::time;
 use crate::xml::{self, XmlError};
 
