@@ -81,12 +81,18 @@ pub fn decode_component(raw: &[u8]) -> Result<Cow<'_, str>, AlipayError> {
             .map_err(not_utf8);
     }
     let mut bytes = Vec::with_capacity(raw.len());
+    append_decoded(raw, &mut bytes)?;
+    String::from_utf8(bytes).map(Cow::Owned).map_err(not_utf8)
+}
+
+/// Appends the form-decoded bytes of `raw` to `out` (UTF-8 is the caller's to check).
+pub fn append_decoded(raw: &[u8], out: &mut Vec<u8>) -> Result<(), AlipayError> {
     let mut rest = raw;
     // Copy the plain runs whole and decode only at each '+' or '%'.
     while let Some(at) = memchr::memchr2(b'%', b'+', rest) {
-        bytes.extend_from_slice(rest.get(..at).unwrap_or_default());
+        out.extend_from_slice(rest.get(..at).unwrap_or_default());
         if rest.get(at) == Some(&b'+') {
-            bytes.push(b' ');
+            out.push(b' ');
             rest = rest.get(at + 1..).unwrap_or_default();
             continue;
         }
@@ -97,11 +103,34 @@ pub fn decode_component(raw: &[u8]) -> Result<Cow<'_, str>, AlipayError> {
                 "a % is not followed by two hex digits",
             ));
         };
-        bytes.push((high << 4) | low);
+        out.push((high << 4) | low);
         rest = rest.get(at + 3..).unwrap_or_default();
     }
-    bytes.extend_from_slice(rest);
-    String::from_utf8(bytes).map(Cow::Owned).map_err(not_utf8)
+    out.extend_from_slice(rest);
+    Ok(())
+}
+
+/// Splits a form body into raw `(key, value)` byte slices, in the order sent. Empty segments
+/// (`a=1&&b=2`) are skipped; a segment without `=` is a key with an empty value, as browsers
+/// treat it. The split is on the first `=` only, so a base64 `sign` ending in `=` survives.
+pub fn raw_pairs(body: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    // memchr finds the separators with SIMD; this path runs on every notify.
+    let ends = memchr::memchr_iter(b'&', body).chain(std::iter::once(body.len()));
+    let mut start = 0;
+    ends.filter_map(move |end| {
+        let segment = body.get(start..end).unwrap_or_default();
+        start = end + 1;
+        if segment.is_empty() {
+            return None;
+        }
+        Some(match memchr::memchr(b'=', segment) {
+            Some(at) => (
+                segment.get(..at).unwrap_or_default(),
+                segment.get(at + 1..).unwrap_or_default(),
+            ),
+            None => (segment, &[][..]),
+        })
+    })
 }
 
 /// Decoded `(key, value)` pairs that borrow from the body wherever nothing was escaped.
@@ -111,26 +140,9 @@ pub type FormPairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 /// Empty segments (`a=1&&b=2`) are skipped; a segment without `=` is a key with an empty
 /// value, as browsers treat it.
 pub fn decode_form_borrowed(body: &[u8]) -> Result<FormPairs<'_>, AlipayError> {
-    let mut pairs = Vec::with_capacity(32);
-    // memchr finds the separators with SIMD; this path runs on every notify.
-    let ends = memchr::memchr_iter(b'&', body).chain(std::iter::once(body.len()));
-    let mut start = 0;
-    for end in ends {
-        let segment = body.get(start..end).unwrap_or_default();
-        start = end + 1;
-        if segment.is_empty() {
-            continue;
-        }
-        let (key, value) = match memchr::memchr(b'=', segment) {
-            Some(at) => (
-                segment.get(..at).unwrap_or_default(),
-                segment.get(at + 1..).unwrap_or_default(),
-            ),
-            None => (segment, &[][..]),
-        };
-        pairs.push((decode_component(key)?, decode_component(value)?));
-    }
-    Ok(pairs)
+    raw_pairs(body)
+        .map(|(key, value)| Ok((decode_component(key)?, decode_component(value)?)))
+        .collect()
 }
 
 /// Decodes a whole form body into owned pairs, in the order sent.
@@ -143,7 +155,7 @@ pub fn decode_form(body: &[u8]) -> Result<Vec<(String, String)>, AlipayError> {
 
 /// Decodes a form body whose keys must be unique, as every signed Alipay message's are (a
 /// repeated key would let two readers see different values under one signature), sorted by
-/// key bytes: the order signing needs and [`lookup`] expects.
+/// key bytes, the order signing needs.
 pub fn decode_sorted_unique(body: &[u8]) -> Result<FormPairs<'_>, AlipayError> {
     let mut pairs = decode_form_borrowed(body)?;
     pairs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
@@ -151,15 +163,6 @@ pub fn decode_sorted_unique(body: &[u8]) -> Result<FormPairs<'_>, AlipayError> {
         return Err(AlipayError::DuplicateParam(twice[0].0.clone().into_owned()));
     }
     Ok(pairs)
-}
-
-/// Finds `key` in pairs sorted by [`decode_sorted_unique`].
-pub fn lookup<'p>(pairs: &'p FormPairs<'_>, key: &str) -> Option<&'p str> {
-    pairs
-        .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
-        .ok()
-        .and_then(|at| pairs.get(at))
-        .map(|(_, v)| v.as_ref())
 }
 
 /// Decodes a form body with unique keys into an owned, sorted parameter map.

@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use paygate_core::{Currency, Fen, ProviderKind, TradeFacts, TradeState};
 
 use crate::AlipayError;
-use crate::form::{FormPairs, decode_sorted_unique, encode_form, lookup};
+use crate::form::{decode_unique_form, encode_form};
 use crate::keys::{SigningKey, VerifyingKey};
-use crate::sign::{Params, SignScope, sign_params, verify_signature};
+use crate::sign::{Params, SignScope, sign_params, verify_form_body, verify_params};
 use crate::time::parse_china_time;
 
 /// The reply body that stops Alipay's retries: exactly these 7 ASCII bytes.
@@ -185,34 +185,22 @@ impl TradeNotify {
     }
 }
 
-fn verify_pairs(pairs: &FormPairs<'_>, alipay_key: &VerifyingKey) -> Result<(), AlipayError> {
-    verify_signature(
-        pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
-        SignScope::NotifyV1,
-        alipay_key,
-    )
-}
-
 /// Decodes a notify body once and checks its `rsaCheckV1` signature with Alipay's key; returns
 /// every parameter. Nothing in an unverified body is looked at beyond the signature.
 pub fn verify_notify_body(body: &[u8], alipay_key: &VerifyingKey) -> Result<Params, AlipayError> {
-    let pairs = decode_sorted_unique(body)?;
-    verify_pairs(&pairs, alipay_key)?;
-    Ok(pairs
-        .into_iter()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect())
+    let params = decode_unique_form(body)?;
+    verify_params(&params, SignScope::NotifyV1, alipay_key)?;
+    Ok(params)
 }
 
-/// Verifies and types a trade notify body. Values are borrowed from the body until the
-/// signature passed, so the whole check costs little more than the RSA verification itself.
+/// Verifies and types a trade notify body. The body is decoded straight into the string-to-sign
+/// and fields are read from it, so the check costs little more than the RSA verification.
 pub fn verify_trade_notify(
     body: &[u8],
     alipay_key: &VerifyingKey,
 ) -> Result<TradeNotify, AlipayError> {
-    let pairs = decode_sorted_unique(body)?;
-    verify_pairs(&pairs, alipay_key)?;
-    TradeNotify::from_verified(|key| lookup(&pairs, key))
+    let form = verify_form_body(body, SignScope::NotifyV1, alipay_key)?;
+    TradeNotify::from_verified(|key| form.get(key))
 }
 
 /// Builds the form body Alipay would POST for `params`, signed with Alipay's key under

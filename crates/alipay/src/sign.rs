@@ -106,6 +106,86 @@ pub fn verify_params(
     verify_signature(pairs(params), scope, key)
 }
 
+/// A form body whose signature verified, decoded exactly once straight into its
+/// string-to-sign; fields are read back out of that string without further copies.
+///
+/// Only the signed fields can be read: under [`SignScope::NotifyV1`] `sign_type` is not
+/// among them, and empty values never are (they are unsigned, so they count as absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedForm {
+    content: String,
+    /// (key, value) byte ranges in `content`, sorted by key.
+    fields: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+}
+
+impl VerifiedForm {
+    /// The exact string whose signature verified.
+    pub fn content(&self) -> &str {
+        &self.content
+    }
+
+    /// A signed field's decoded value.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let text =
+            |range: &std::ops::Range<usize>| self.content.get(range.clone()).unwrap_or_default();
+        self.fields
+            .binary_search_by(|(k, _)| text(k).as_bytes().cmp(key.as_bytes()))
+            .ok()
+            .and_then(|at| self.fields.get(at))
+            .map(|(_, v)| text(v))
+    }
+}
+
+/// Decodes a form body once and checks its `sign` under `scope` with `key`.
+///
+/// This is the hot path of notify handling, so nothing is copied per value: raw pairs are
+/// sorted by key, each value is decoded straight into the string-to-sign, and UTF-8 is
+/// checked once over the result. The outcome is the same as decoding into a map and calling
+/// [`verify_params`].
+pub fn verify_form_body(
+    body: &[u8],
+    scope: SignScope,
+    key: &VerifyingKey,
+) -> Result<VerifiedForm, AlipayError> {
+    use crate::form::{append_decoded, decode_component, raw_pairs};
+    let mut pairs = raw_pairs(body)
+        .map(|(k, v)| Ok((decode_component(k)?, v)))
+        .collect::<Result<Vec<_>, AlipayError>>()?;
+    pairs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    if let Some(twice) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(AlipayError::DuplicateParam(twice[0].0.clone().into_owned()));
+    }
+    let mut sign = None;
+    let mut content = Vec::with_capacity(body.len());
+    let mut fields = Vec::with_capacity(pairs.len());
+    for (name, raw_value) in &pairs {
+        if name == SIGN {
+            sign = Some(decode_component(raw_value)?);
+        }
+        // A non-empty raw value always decodes to at least one byte.
+        if raw_value.is_empty() || scope.excludes(name) {
+            continue;
+        }
+        if !content.is_empty() {
+            content.push(b'&');
+        }
+        let key_range = content.len()..content.len() + name.len();
+        content.extend_from_slice(name.as_bytes());
+        content.push(b'=');
+        let value_start = content.len();
+        append_decoded(raw_value, &mut content)?;
+        fields.push((key_range, value_start..content.len()));
+    }
+    let sign = sign
+        .filter(|s| !s.is_empty())
+        .ok_or(AlipayError::MissingSignature)?;
+    // Pieces joined by ASCII separators are valid UTF-8 exactly when each piece is.
+    let content = String::from_utf8(content)
+        .map_err(|_| AlipayError::MalformedForm("a value is not UTF-8"))?;
+    key.verify_base64(content.as_bytes(), &sign)?;
+    Ok(VerifiedForm { content, fields })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

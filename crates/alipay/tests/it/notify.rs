@@ -3,7 +3,7 @@ use paygate_alipay::AlipayError;
 use paygate_alipay::notify::{
     AlipayTradeStatus, build_notify_body, verify_notify_body, verify_trade_notify,
 };
-use paygate_alipay::sign::{Params, SignScope, canonical_string};
+use paygate_alipay::sign::{Params, SignScope, canonical_string, verify_form_body};
 use paygate_core::{Fen, TradeState};
 use serde_json::Value;
 
@@ -57,6 +57,32 @@ fn every_notify_case_gets_the_verdict_the_v1_rule_implies() {
             expected_verdict(&case),
             "{name}: {verdict:?}"
         );
+    }
+}
+
+#[test]
+fn the_zero_copy_verifier_agrees_with_the_map_verifier_on_every_case() {
+    let key = alipay_verifying_key();
+    for case in cases(FILE) {
+        let name = str_field(&case, "name");
+        let body = str_field(&case, "form_body").as_bytes();
+        let by_map = verify_notify_body(body, &key);
+        let by_form = verify_form_body(body, SignScope::NotifyV1, &key);
+        assert_eq!(by_form.is_ok(), by_map.is_ok(), "{name}");
+        if let (Ok(form), Ok(params)) = (by_form, by_map) {
+            assert_eq!(form.content(), str_field(&case, "string_to_sign"), "{name}");
+            for (k, v) in params
+                .iter()
+                .filter(|(k, v)| !v.is_empty() && *k != "sign_type" && *k != "sign")
+            {
+                assert_eq!(form.get(k), Some(v.as_str()), "{name}: {k}");
+            }
+            assert_eq!(
+                form.get("sign_type"),
+                None,
+                "{name}: sign_type is unsigned in V1"
+            );
+        }
     }
 }
 
@@ -205,6 +231,18 @@ proptest::proptest! {
         body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)
     ) {
         let _ = verify_trade_notify(&body, &alipay_verifying_key());
+    }
+
+    #[test]
+    fn any_notify_we_sign_verifies_and_reads_back_its_values(
+        params in proptest::collection::btree_map("[a-z_]{1,10}", "[ -~测]{0,16}", 1..16)
+    ) {
+        let body = build_notify_body(params.clone(), &alipay_signing_key()).unwrap();
+        let form = verify_form_body(body.as_bytes(), SignScope::NotifyV1, &alipay_verifying_key()).unwrap();
+        for (k, v) in &params {
+            let expected = (!v.is_empty() && k != "sign_type" && k != "sign").then_some(v.as_str());
+            proptest::prop_assert_eq!(form.get(k), expected);
+        }
     }
 
     #[test]
