@@ -394,6 +394,18 @@ impl ApiClient {
         if status != reqwest::StatusCode::OK {
             return Err(ApiError::HttpStatus(status.as_u16()));
         }
+        // Refuse an announced oversized body before reading it; the parser re-checks the
+        // actual length for bodies sent without Content-Length.
+        if let Some(size) = response.content_length() {
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            if size > MAX_RESPONSE_BYTES {
+                return Err(XmlError::TooLarge {
+                    size,
+                    limit: MAX_RESPONSE_BYTES,
+                }
+                .into());
+            }
+        }
         let bytes = response.bytes().await.map_err(transport_error)?;
         let fields = xml::parse_with_root(&bytes, "xml", MAX_RESPONSE_BYTES)?;
         self.check_response(fields)

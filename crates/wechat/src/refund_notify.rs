@@ -40,11 +40,12 @@ pub enum DecryptError {
 
 /// The AES-256 key for `req_info`: the ASCII bytes of lowercase hex `MD5(api key)`.
 pub fn req_info_key(key: &ApiKey) -> [u8; 32] {
-    let mut out = [0u8; 32];
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Md5::digest(key.expose().as_bytes());
-    // hex of 16 bytes is exactly 32 ASCII bytes.
-    if hex::encode_to_slice(digest, &mut out).is_err() {
-        out = [0u8; 32];
+    let mut out = [0u8; 32];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(digest.iter()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0x0f)];
     }
     out
 }

@@ -9,6 +9,7 @@ use paygate_core::{
 use paygate_wechat::client::{ApiClient, ApiError, TradeRef, TradeType, UnifiedOrder};
 use paygate_wechat::config::{MerchantCertificate, WechatConfig};
 use paygate_wechat::sign::SignType;
+use paygate_wechat::xml::XmlError;
 use secrecy::SecretString;
 
 use crate::fake_wechat::{API_KEY, APPID, FakeWechat, MCH_ID};
@@ -133,6 +134,24 @@ async fn fail_and_business_errors_keep_their_codes_and_retry_semantics() {
 
     let paid = client.close_order("order_paid").await.unwrap_err();
     assert_eq!(ProviderError::from(paid), ProviderError::AlreadyPaid);
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused_unread() {
+    let server = FakeWechat::start().await;
+    let client = ApiClient::new(&config(&server)).unwrap();
+    let error = client
+        .unified_order(&order("order_huge"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ApiError::Xml(XmlError::TooLarge { .. })),
+        "{error:?}"
+    );
+    assert!(matches!(
+        ProviderError::from(error),
+        ProviderError::UntrustedResponse(_)
+    ));
 }
 
 #[tokio::test]

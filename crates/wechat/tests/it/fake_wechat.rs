@@ -243,6 +243,7 @@ fn answer(
     let reply = match (path, trade) {
         (_, "order_slow") => return (Some(Duration::from_secs(3)), fail("late")),
         (_, "order_fail") => fail("参数格式校验错误"),
+        (_, "order_huge") => fail(&"x".repeat(70 * 1024)),
         (_, "order_syserr") => business_error("SYSTEMERROR", key, sign_type),
         (_, "order_paid") => business_error("ORDERPAID", key, sign_type),
         (_, "order_used") => business_error("OUT_TRADE_NO_USED", key, sign_type),
