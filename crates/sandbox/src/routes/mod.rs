@@ -101,8 +101,29 @@ async fn list_trades(state: web::Data<SandboxState>) -> HttpResponse {
     HttpResponse::Ok().json(state.trades.list())
 }
 
-async fn list_notifies(state: web::Data<SandboxState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.log.list())
+/// `GET /sandbox/notifies?out_trade_no=…`: the filter lets a test in another process look at
+/// one trade's deliveries only.
+#[derive(Debug, Deserialize)]
+struct NotifyFilter {
+    out_trade_no: Option<String>,
+}
+
+async fn list_notifies(
+    state: web::Data<SandboxState>,
+    filter: web::Query<NotifyFilter>,
+) -> HttpResponse {
+    let deliveries: Vec<_> = state
+        .log
+        .list()
+        .into_iter()
+        .filter(|d| {
+            filter
+                .out_trade_no
+                .as_ref()
+                .is_none_or(|no| *no == d.out_trade_no)
+        })
+        .collect();
+    HttpResponse::Ok().json(deliveries)
 }
 
 async fn add_fault(state: web::Data<SandboxState>, fault: web::Json<Fault>) -> HttpResponse {

@@ -547,8 +547,12 @@ async fn the_exported_toml_and_the_notify_log_endpoint_describe_the_running_sand
         .await;
     sandbox.pay(ProviderKind::Wechat, &no).unwrap();
     crate::helpers::wait_acknowledged(&sandbox, &no).await;
-    let log: serde_json::Value =
-        crate::helpers::get_json(format!("{}/sandbox/notifies", sandbox.base_url())).await;
+    let log: serde_json::Value = crate::helpers::get_json(format!(
+        "{}/sandbox/notifies?out_trade_no={no}",
+        sandbox.base_url()
+    ))
+    .await;
+    assert_eq!(log.as_array().map(Vec::len), Some(1));
     assert_eq!(log[0]["out_trade_no"], no);
     assert_eq!(log[0]["acknowledged"], true);
     assert_eq!(log[0]["attempt"], 1);

@@ -16,7 +16,7 @@ async fn verifying_wechat_receiver(sandbox: &RunningSandbox) -> NotifyReceiver {
     let key = ApiKey::new(sandbox.credentials().wechat.api_key.clone());
     NotifyReceiver::start(move |body| {
         let verified = paygate_wechat::xml::parse(body).ok().and_then(|fields| {
-            paygate_wechat::notify::verify_received(&fields, &key, SignType::HmacSha256)
+            paygate_wechat::sign::verify_received(&fields, &key, SignType::HmacSha256)
         });
         match verified {
             Some(_) => (200, WECHAT_SUCCESS_XML.to_owned()),
