@@ -1,0 +1,337 @@
+//! The audit trail: every raw provider callback with its verdict, and the anomalies finance
+//! must look at.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use paygate_core::{OrderId, ProviderKind};
+
+use crate::schema::{anomalies, callbacks};
+use crate::text::text_enum;
+use crate::{AnomalyId, CallbackId, Cursor, Page, Store, StoreError, corrupt, db_time, utc};
+
+text_enum!(
+    /// Which notify endpoint received the callback.
+    CallbackKind {
+        /// A payment (trade status) notify.
+        Payment => "payment",
+        /// A refund result notify.
+        Refund => "refund",
+    }
+);
+
+text_enum!(
+    /// What paygate made of a callback.
+    CallbackVerdict {
+        /// Stored, not judged yet (or the process died while judging it).
+        Received => "received",
+        /// Verified and applied.
+        Accepted => "accepted",
+        /// Verified, and it reported what was already recorded.
+        Duplicate => "duplicate",
+        /// The signature did not verify.
+        BadSignature => "bad_signature",
+        /// Not a well-formed callback.
+        Malformed => "malformed",
+        /// The body exceeded the size limit.
+        TooLarge => "too_large",
+        /// Verified, but its facts contradict the order (amount, app id, …).
+        Mismatch => "mismatch",
+        /// Verified, but no such order exists.
+        UnknownOrder => "unknown_order",
+        /// Processing failed on paygate's side (the provider will retry).
+        Error => "error",
+    }
+);
+
+text_enum!(
+    /// What kind of anomaly finance is looking at.
+    AnomalyKind {
+        /// A verified callback or query whose facts contradict the order.
+        PaymentMismatch => "payment_mismatch",
+        /// Money arrived for an order already closed locally.
+        LatePayment => "late_payment",
+        /// A verified callback for an order paygate does not have.
+        UnknownOrder => "unknown_order",
+        /// A refund the provider refused or closed.
+        RefundFailed => "refund_failed",
+        /// The provider and paygate disagree about a trade's state.
+        StateDisagreement => "state_disagreement",
+    }
+);
+
+/// A raw callback to record before anything is parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCallback {
+    /// The provider of the endpoint it reached.
+    pub provider: ProviderKind,
+    /// The app named in the endpoint's URL, as received (it may not be configured).
+    pub app: String,
+    /// Which endpoint.
+    pub kind: CallbackKind,
+    /// When it arrived (UTC).
+    pub received_at: DateTime<Utc>,
+    /// The exact body bytes.
+    pub body: Vec<u8>,
+    /// The `Content-Type` header.
+    pub content_type: Option<String>,
+}
+
+/// A recorded callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    /// Its id.
+    pub id: CallbackId,
+    /// The provider of the endpoint it reached.
+    pub provider: ProviderKind,
+    /// The app named in the endpoint's URL.
+    pub app: String,
+    /// Which endpoint.
+    pub kind: CallbackKind,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// The exact body bytes.
+    pub body: Vec<u8>,
+    /// The `Content-Type` header.
+    pub content_type: Option<String>,
+    /// What paygate made of it.
+    pub verdict: CallbackVerdict,
+    /// Why, in words.
+    pub reason: Option<String>,
+    /// The order it was matched to.
+    pub order_id: Option<OrderId>,
+}
+
+/// Something finance should look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAnomaly {
+    /// The order concerned, if known.
+    pub order_id: Option<OrderId>,
+    /// The provider concerned.
+    pub provider: ProviderKind,
+    /// The app concerned.
+    pub app: String,
+    /// What kind of anomaly.
+    pub kind: AnomalyKind,
+    /// A human-readable account.
+    pub detail: String,
+    /// The callback that revealed it, if any.
+    pub callback_id: Option<CallbackId>,
+    /// When it was found (UTC).
+    pub created_at: DateTime<Utc>,
+}
+
+/// A recorded anomaly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    /// Its id.
+    pub id: AnomalyId,
+    /// The order concerned.
+    pub order_id: Option<OrderId>,
+    /// The provider concerned.
+    pub provider: ProviderKind,
+    /// The app concerned.
+    pub app: String,
+    /// What kind of anomaly.
+    pub kind: AnomalyKind,
+    /// A human-readable account.
+    pub detail: String,
+    /// The callback that revealed it.
+    pub callback_id: Option<CallbackId>,
+    /// When it was found.
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = callbacks)]
+struct CallbackRow {
+    id: String,
+    provider: String,
+    app: String,
+    kind: String,
+    received_at: NaiveDateTime,
+    body: Vec<u8>,
+    content_type: Option<String>,
+    verdict: String,
+    reason: Option<String>,
+    order_id: Option<String>,
+}
+
+impl CallbackRow {
+    fn into_callback(self) -> Result<Callback, StoreError> {
+        let bad = |reason: String| corrupt("callbacks", &self.id, reason);
+        Ok(Callback {
+            id: CallbackId::parse(&self.id).map_err(|e| bad(e.to_string()))?,
+            provider: ProviderKind::parse(&self.provider).map_err(|e| bad(e.to_string()))?,
+            kind: CallbackKind::parse(&self.kind)
+                .ok_or_else(|| bad(format!("unknown kind {:?}", self.kind)))?,
+            verdict: CallbackVerdict::parse(&self.verdict)
+                .ok_or_else(|| bad(format!("unknown verdict {:?}", self.verdict)))?,
+            order_id: parse_order_id(self.order_id.as_deref()).map_err(bad)?,
+            app: self.app,
+            received_at: utc(self.received_at),
+            body: self.body,
+            content_type: self.content_type,
+            reason: self.reason,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = anomalies)]
+struct AnomalyRow {
+    id: String,
+    order_id: Option<String>,
+    provider: String,
+    app: String,
+    kind: String,
+    detail: String,
+    callback_id: Option<String>,
+    created_at: NaiveDateTime,
+}
+
+impl AnomalyRow {
+    fn into_anomaly(self) -> Result<Anomaly, StoreError> {
+        let bad = |reason: String| corrupt("anomalies", &self.id, reason);
+        Ok(Anomaly {
+            id: AnomalyId::parse(&self.id).map_err(|e| bad(e.to_string()))?,
+            order_id: parse_order_id(self.order_id.as_deref()).map_err(bad)?,
+            provider: ProviderKind::parse(&self.provider).map_err(|e| bad(e.to_string()))?,
+            kind: AnomalyKind::parse(&self.kind)
+                .ok_or_else(|| bad(format!("unknown kind {:?}", self.kind)))?,
+            callback_id: self
+                .callback_id
+                .as_deref()
+                .map(CallbackId::parse)
+                .transpose()
+                .map_err(|e| bad(e.to_string()))?,
+            app: self.app,
+            detail: self.detail,
+            created_at: utc(self.created_at),
+        })
+    }
+}
+
+fn parse_order_id(text: Option<&str>) -> Result<Option<OrderId>, String> {
+    text.map(OrderId::parse)
+        .transpose()
+        .map_err(|e| e.to_string())
+}
+
+impl Store {
+    /// Stores a raw callback with verdict `received`, before any parsing, so even a callback
+    /// that crashes the parser is on record.
+    pub async fn record_callback(&self, new: NewCallback) -> Result<CallbackId, StoreError> {
+        let id = CallbackId::generate();
+        let row = CallbackRow {
+            id: id.to_string(),
+            provider: new.provider.as_str().to_owned(),
+            app: new.app,
+            kind: new.kind.as_str().to_owned(),
+            received_at: db_time(new.received_at),
+            body: new.body,
+            content_type: new.content_type,
+            verdict: CallbackVerdict::Received.as_str().to_owned(),
+            reason: None,
+            order_id: None,
+        };
+        self.run(move |conn| {
+            diesel::insert_into(callbacks::table)
+                .values(&row)
+                .execute(conn)?;
+            Ok(id)
+        })
+        .await
+    }
+
+    /// Records what paygate made of a callback, and the order it matched.
+    pub async fn set_callback_verdict(
+        &self,
+        id: &CallbackId,
+        verdict: CallbackVerdict,
+        reason: Option<String>,
+        order_id: Option<OrderId>,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.run(move |conn| {
+            let updated = diesel::update(callbacks::table.find(id.as_str()))
+                .set((
+                    callbacks::verdict.eq(verdict.as_str()),
+                    callbacks::reason.eq(reason),
+                    callbacks::order_id.eq(order_id.map(|o| o.to_string())),
+                ))
+                .execute(conn)?;
+            if updated == 0 {
+                return Err(StoreError::NotFound {
+                    entity: "callback",
+                    key: id.to_string(),
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every callback matched to an order, oldest first.
+    pub async fn callbacks_for_order(
+        &self,
+        order_id: &OrderId,
+    ) -> Result<Vec<Callback>, StoreError> {
+        let query = callbacks::table
+            .filter(callbacks::order_id.eq(order_id.to_string()))
+            .order(callbacks::id.asc())
+            .select(CallbackRow::as_select());
+        self.run(move |conn| {
+            let rows: Vec<CallbackRow> = query.load(conn)?;
+            rows.into_iter().map(CallbackRow::into_callback).collect()
+        })
+        .await
+    }
+
+    /// Records an anomaly for finance.
+    pub async fn record_anomaly(&self, new: NewAnomaly) -> Result<AnomalyId, StoreError> {
+        let id = AnomalyId::generate();
+        let row = AnomalyRow {
+            id: id.to_string(),
+            order_id: new.order_id.map(|o| o.to_string()),
+            provider: new.provider.as_str().to_owned(),
+            app: new.app,
+            kind: new.kind.as_str().to_owned(),
+            detail: new.detail,
+            callback_id: new.callback_id.map(|c| c.to_string()),
+            created_at: db_time(new.created_at),
+        };
+        self.run(move |conn| {
+            diesel::insert_into(anomalies::table)
+                .values(&row)
+                .execute(conn)?;
+            Ok(id)
+        })
+        .await
+    }
+
+    /// A newest-first page of anomalies.
+    pub async fn list_anomalies(
+        &self,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<Anomaly>, StoreError> {
+        let mut query = anomalies::table
+            .select(AnomalyRow::as_select())
+            .into_boxed::<crate::conn::Db>();
+        if let Some(cursor) = cursor {
+            query = query.filter(anomalies::id.lt(cursor.as_str().to_owned()));
+        }
+        let query = query
+            .order(anomalies::id.desc())
+            .limit(crate::page_fetch(limit));
+        self.run(move |conn| {
+            let rows: Vec<AnomalyRow> = query.load(conn)?;
+            let items = rows
+                .into_iter()
+                .map(AnomalyRow::into_anomaly)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Page::from_fetched(items, limit, |a| a.id.as_str()))
+        })
+        .await
+    }
+}

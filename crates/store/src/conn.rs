@@ -1,0 +1,240 @@
+//! Connections: the one diesel connection type over both backends, how a URL picks the backend,
+//! the r2d2 manager that builds the right variant, SQLite's pragmas, and start-up migrations.
+
+use std::fmt;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::R2D2Connection;
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::StoreError;
+
+/// Migrations per backend (same names in both folders; only the dialect differs), embedded so
+/// the binary carries its schema and applies it at start-up.
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// The connection every query runs on: PostgreSQL or SQLite, chosen at run time.
+///
+/// SQLite comes last because it accepts any string as a path; the derive's own `establish`
+/// would try it after PostgreSQL fails and hide PostgreSQL's error, so [`Store::connect`]
+/// (crate::Store::connect) picks the variant itself from the URL scheme.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    /// A PostgreSQL connection (libpq).
+    Pg(PgConnection),
+    /// A SQLite connection (bundled libsqlite3).
+    Sqlite(SqliteConnection),
+}
+
+/// The backend type queries are built for: diesel's generated union of both backends.
+pub(crate) type Db = <DbConnection as Connection>::Backend;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// PostgreSQL, for deployments with more than one gateway process.
+    Postgres,
+    /// SQLite, the embedded default for a single process.
+    Sqlite,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Postgres => "PostgreSQL",
+            Backend::Sqlite => "SQLite",
+        })
+    }
+}
+
+/// A database URL split into the backend and what that backend's driver is given.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub(crate) backend: Backend,
+    /// What libpq or sqlite3_open_v2 receives; may hold a password, so never printed.
+    driver_url: String,
+    /// The URL with any password replaced, safe for errors and logs.
+    pub(crate) redacted: String,
+    /// The password, kept only to scrub it from driver messages.
+    password: Option<String>,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("backend", &self.backend)
+            .field("url", &self.redacted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    /// Picks the backend from the scheme: `postgres://`/`postgresql://` → PostgreSQL;
+    /// `sqlite://path`, `sqlite::memory:`, `sqlite:path`, `file:…` (a SQLite URI) or a bare
+    /// path → SQLite. Any other `scheme://` is refused rather than taken as a file name.
+    pub(crate) fn parse(url: &str) -> Result<Target, StoreError> {
+        let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let (redacted, password) = redact_password(url);
+            return Ok(Target {
+                backend: Backend::Postgres,
+                driver_url: url.to_owned(),
+                redacted,
+                password,
+            });
+        }
+        let sqlite_path = if let Some(rest) = url.strip_prefix("sqlite://") {
+            rest
+        } else if let Some(rest) = url.strip_prefix("sqlite:") {
+            rest
+        } else if url.starts_with("file:") {
+            url
+        } else if let Some((scheme, _)) = url.split_once("://") {
+            return Err(StoreError::UnsupportedUrl {
+                scheme: scheme.to_owned(),
+            });
+        } else {
+            url
+        };
+        if sqlite_path.is_empty() {
+            return Err(StoreError::UnsupportedUrl {
+                scheme: "sqlite (no path)".to_owned(),
+            });
+        }
+        Ok(Target {
+            backend: Backend::Sqlite,
+            driver_url: sqlite_path.to_owned(),
+            redacted: url.to_owned(),
+            password: None,
+        })
+    }
+
+    /// Whether every connection would open its own private database, so the pool must hold
+    /// exactly one connection for the data to be shared.
+    pub(crate) fn is_private_memory(&self) -> bool {
+        let memory =
+            self.driver_url.contains(":memory:") || self.driver_url.contains("mode=memory");
+        self.backend == Backend::Sqlite && memory && !self.driver_url.contains("cache=shared")
+    }
+
+    /// Opens one connection of the right variant, with SQLite's pragmas applied.
+    pub(crate) fn establish(&self) -> Result<DbConnection, StoreError> {
+        let connected = match self.backend {
+            Backend::Postgres => PgConnection::establish(&self.driver_url).map(DbConnection::Pg),
+            Backend::Sqlite => {
+                SqliteConnection::establish(&self.driver_url).map(DbConnection::Sqlite)
+            }
+        };
+        let mut conn = connected.map_err(|e| self.connect_error(e.to_string()))?;
+        apply_sqlite_pragmas(&mut conn).map_err(|e| self.connect_error(e.to_string()))?;
+        Ok(conn)
+    }
+
+    /// A connection error naming the backend, the redacted URL and the driver's reason.
+    pub(crate) fn connect_error(&self, reason: String) -> StoreError {
+        let reason = match &self.password {
+            Some(password) if !password.is_empty() => reason.replace(password.as_str(), "***"),
+            _ => reason,
+        };
+        StoreError::Connect {
+            backend: self.backend,
+            url: self.redacted.clone(),
+            reason: reason.trim().to_owned(),
+        }
+    }
+}
+
+/// Replaces the password of a `scheme://user:password@host/…` URL with `***`. A URL that does
+/// not parse keeps only its scheme, so a password can never leak through a typo.
+fn redact_password(url: &str) -> (String, Option<String>) {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let password = parsed.password().map(str::to_owned);
+            if password.is_some() && parsed.set_password(Some("***")).is_err() {
+                return (format!("{}://<redacted>", parsed.scheme()), password);
+            }
+            (parsed.to_string(), password)
+        }
+        Err(_) => {
+            let scheme = url.split("://").next().unwrap_or("postgres");
+            (format!("{scheme}://<unparsable URL>"), None)
+        }
+    }
+}
+
+/// Sets SQLite up for a concurrent server: WAL so readers never block the writer, a busy
+/// timeout so writers queue instead of failing at once, NORMAL sync (safe with WAL), and
+/// foreign keys, which SQLite leaves off unless asked. PostgreSQL needs nothing.
+fn apply_sqlite_pragmas(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(sqlite) => sqlite.batch_execute(
+            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        ),
+        DbConnection::Pg(_) => Ok(()),
+    }
+}
+
+/// Applies the pending embedded migrations of the connection's backend.
+pub(crate) fn run_migrations(conn: &mut DbConnection) -> Result<(), StoreError> {
+    let applied = match conn {
+        DbConnection::Pg(pg) => pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+        DbConnection::Sqlite(sqlite) => {
+            sqlite.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ())
+        }
+    };
+    applied.map_err(|e| StoreError::Migration(e.to_string()))
+}
+
+/// Builds connections of the variant the URL named; diesel's generic `ConnectionManager`
+/// would go through the derive's `establish` and lose the driver's error.
+#[derive(Debug)]
+pub(crate) struct Manager {
+    pub(crate) target: Target,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = StoreError;
+
+    fn connect(&self) -> Result<DbConnection, StoreError> {
+        self.target.establish()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        conn.ping().map_err(StoreError::from)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        std::thread::panicking() || conn.is_broken()
+    }
+}
+
+/// Builds the pool. A private in-memory SQLite database gets a single connection that is never
+/// recycled, because closing it would drop the data.
+pub(crate) fn build_pool(
+    target: Target,
+    pool_size: u32,
+    acquire_timeout: Duration,
+) -> Result<r2d2::Pool<Manager>, StoreError> {
+    let private_memory = target.is_private_memory();
+    let mut builder = r2d2::Pool::builder().connection_timeout(acquire_timeout);
+    builder = if private_memory {
+        builder
+            .max_size(1)
+            .min_idle(Some(1))
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        builder.max_size(pool_size.max(1)).min_idle(Some(1))
+    };
+    let manager = Manager {
+        target: target.clone(),
+    };
+    builder
+        .build(manager)
+        .map_err(|e| target.connect_error(e.to_string()))
+}

@@ -1,0 +1,187 @@
+#![doc = include_str!("../README.md")]
+//!
+//! ## Design decisions
+//!
+//! - **One connection type** ([`DbConnection`], diesel's `MultiConnection` derive) and **one
+//!   schema**, with **migrations per backend** (`migrations/{sqlite,postgres}`, same names),
+//!   embedded and applied by [`Store::connect`].
+//! - **Async outside, blocking inside**: every method is `async`; the diesel work runs on
+//!   `spawn_blocking` with a pooled connection, behind a semaphore as wide as the pool, and a
+//!   panic in that work comes back as [`StoreError::TaskPanicked`].
+//! - **Status changes only by compare-and-set** ([`Store::transition_order`]):
+//!   `UPDATE … WHERE id = ? AND status = ?`, with the new status computed by
+//!   [`paygate_core::OrderStatus::apply`], and any outbox event written in the same transaction.
+//! - **Write-first transactions**: every multi-statement transaction starts with an `UPDATE`
+//!   of the row it guards. On PostgreSQL that takes the row lock (like `SELECT … FOR UPDATE`,
+//!   and later statements see rows committed while waiting, under READ COMMITTED); on SQLite the
+//!   first write takes the database write lock with the busy timeout (like `BEGIN IMMEDIATE`),
+//!   so a read-then-write upgrade can never fail with `SQLITE_BUSY`. Same SQL on both backends.
+//! - **Timestamps** are UTC `TIMESTAMP`s truncated to microseconds (PostgreSQL's precision), so
+//!   what a caller gets back is what either backend stores.
+
+mod api_keys;
+mod callbacks;
+mod conn;
+mod error;
+mod ids;
+mod orders;
+mod outbox;
+mod refunds;
+mod schema;
+mod summary;
+mod text;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use paygate_core::Fen;
+use tokio::sync::Semaphore;
+
+pub use api_keys::{ApiKey, ApiKeyRole, NewApiKey, hash_api_key_secret};
+pub use callbacks::{
+    Anomaly, AnomalyKind, Callback, CallbackKind, CallbackVerdict, NewAnomaly, NewCallback,
+};
+pub use conn::{Backend, DbConnection};
+pub use error::StoreError;
+pub use ids::{AnomalyId, ApiKeyId, CallbackId, Cursor, EventId, Page};
+pub use orders::{NewOrder, OrderChanges, OrderFilter, Transition};
+pub use outbox::{EventKind, NewOutboxEvent, OutboxEvent};
+pub use refunds::{NewRefund, Refund, RefundCompletion};
+pub use summary::{GroupBy, SummaryRow};
+
+/// How long a caller waits for a free connection before getting [`StoreError::Unavailable`].
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// paygate's database: a connection pool plus the repository functions. Cheap to clone; every
+/// clone shares the pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: r2d2::Pool<conn::Manager>,
+    backend: Backend,
+    /// One permit per pooled connection, so waiting callers queue on the async side instead of
+    /// parking blocking threads on the pool.
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("pool_size", &self.pool.max_size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the database the URL names (see the crate docs for the accepted forms), applies
+    /// pending migrations and keeps a pool of up to `pool_size` connections. A private
+    /// in-memory SQLite database always gets exactly one connection.
+    pub async fn connect(url: &str, pool_size: u32) -> Result<Store, StoreError> {
+        let target = conn::Target::parse(url)?;
+        let joined = tokio::task::spawn_blocking(move || {
+            // A first direct connection reports the driver's own error (wrong password, no such
+            // host, unwritable file) instead of the pool's generic timeout.
+            drop(target.establish()?);
+            let backend = target.backend;
+            let pool = conn::build_pool(target, pool_size, ACQUIRE_TIMEOUT)?;
+            conn::run_migrations(&mut *pool.get()?)?;
+            Ok::<_, StoreError>((pool, backend))
+        })
+        .await;
+        let (pool, backend) = unpanic(joined)?;
+        let permits = Arc::new(Semaphore::new(pool.max_size() as usize));
+        Ok(Store {
+            pool,
+            backend,
+            permits,
+        })
+    }
+
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks that the database answers, for health endpoints.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|conn| {
+            use diesel::r2d2::R2D2Connection;
+            conn.ping().map_err(StoreError::from)
+        })
+        .await
+    }
+
+    /// Runs blocking diesel work on a pooled connection off the async runtime.
+    pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out waiting for a connection".into()))?
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        let pool = self.pool.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut conn = pool.get()?;
+            work(&mut conn)
+        })
+        .await;
+        unpanic(joined)
+    }
+}
+
+/// Turns a panicked or cancelled blocking task into an error instead of propagating the panic.
+fn unpanic<T>(
+    joined: Result<Result<T, StoreError>, tokio::task::JoinError>,
+) -> Result<T, StoreError> {
+    match joined {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => {
+            let payload = error.into_panic();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-text panic payload".to_owned());
+            Err(StoreError::TaskPanicked(message))
+        }
+        Err(error) => Err(StoreError::TaskPanicked(error.to_string())),
+    }
+}
+
+/// A UTC instant as stored: naive UTC, truncated to microseconds.
+pub(crate) fn db_time(at: DateTime<Utc>) -> NaiveDateTime {
+    at.naive_utc().trunc_subsecs(6)
+}
+
+/// A stored naive UTC timestamp as an instant.
+pub(crate) fn utc(at: NaiveDateTime) -> DateTime<Utc> {
+    at.and_utc()
+}
+
+/// The current time as stored.
+pub(crate) fn db_now() -> NaiveDateTime {
+    db_time(Utc::now())
+}
+
+/// Converts a stored `BIGINT` to fen, reporting a negative value as a corrupt row.
+pub(crate) fn fen_column(table: &'static str, id: &str, fen: i64) -> Result<Fen, StoreError> {
+    Fen::new(fen).map_err(|e| corrupt(table, id, e))
+}
+
+/// A corrupt-row error for `table`/`id`.
+pub(crate) fn corrupt(table: &'static str, id: &str, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        id: id.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The number of rows to fetch for a page of `limit` (one extra tells whether more exist).
+pub(crate) fn page_fetch(limit: u32) -> i64 {
+    i64::from(limit.clamp(1, 1000)) + 1
+}

@@ -1,0 +1,535 @@
+//! Orders: insert, look-ups, filtered listing, and the compare-and-set status transition.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use paygate_core::{
+    AppName, Channel, Currency, Fen, Order, OrderEvent, OrderId, OrderStatus, OutTradeNo,
+    PayParams, ProviderKind,
+};
+
+use crate::conn::{Db, DbConnection};
+use crate::error::is_unique_violation;
+use crate::outbox::{NewOutboxEvent, insert_event};
+use crate::schema::orders;
+use crate::{Cursor, Page, Store, StoreError, corrupt, db_now, db_time, fen_column, utc};
+
+/// What the gateway knows when it creates an order; the store adds the id, the `pending`
+/// status and the bookkeeping columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOrder {
+    /// The provider that takes the money.
+    pub provider: ProviderKind,
+    /// The configured provider app.
+    pub app: AppName,
+    /// The payment product.
+    pub channel: Channel,
+    /// The merchant's order number, unique per app.
+    pub out_trade_no: OutTradeNo,
+    /// The amount to collect.
+    pub amount: Fen,
+    /// The currency of `amount`.
+    pub currency: Currency,
+    /// Item name shown to the buyer.
+    pub subject: String,
+    /// Optional longer description.
+    pub description: Option<String>,
+    /// The buyer at the provider, when the channel needs it up front (openid).
+    pub payer_id: Option<String>,
+    /// Pay params, when they are known before the insert (e.g. signed locally).
+    pub pay_params: Option<PayParams>,
+    /// The merchant's free-form JSON metadata, verbatim.
+    pub metadata: Option<String>,
+    /// Fingerprint of the create request, so a retry with the same body can be told apart
+    /// from a different request reusing the number.
+    pub request_hash: String,
+    /// When the order was created (UTC).
+    pub created_at: DateTime<Utc>,
+    /// When it stops being payable (UTC).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The optional facts a transition records alongside the new status. `None` leaves a column
+/// as it is; nothing here can clear a column.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderChanges {
+    /// The provider's trade number (`transaction_id` / `trade_no`).
+    pub provider_trade_no: Option<String>,
+    /// The buyer at the provider.
+    pub payer_id: Option<String>,
+    /// When the buyer paid.
+    pub paid_at: Option<DateTime<Utc>>,
+    /// When the order was closed.
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// The outcome of a compare-and-set transition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// The order was in the expected status and has moved; carries the updated order.
+    Applied(Order),
+    /// Someone else moved the order first; carries the order as it is now. Nothing was written.
+    Lost(Order),
+}
+
+/// Filters of [`Store::list_orders`]; every `None`/empty field matches everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrderFilter {
+    /// Any of these statuses.
+    pub statuses: Vec<OrderStatus>,
+    /// This provider.
+    pub provider: Option<ProviderKind>,
+    /// Any of these apps (an API key's scope, or the caller's choice).
+    pub apps: Vec<AppName>,
+    /// This channel.
+    pub channel: Option<Channel>,
+    /// Created at or after.
+    pub created_from: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_to: Option<DateTime<Utc>>,
+    /// Paid at or after.
+    pub paid_from: Option<DateTime<Utc>>,
+    /// Paid before.
+    pub paid_to: Option<DateTime<Utc>>,
+    /// Amount at least.
+    pub amount_min: Option<Fen>,
+    /// Amount at most.
+    pub amount_max: Option<Fen>,
+    /// `out_trade_no` starts with this (case-sensitive, as the providers treat it).
+    pub out_trade_no_prefix: Option<String>,
+}
+
+/// One `orders` row as stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = orders)]
+pub(crate) struct OrderRow {
+    id: String,
+    provider: String,
+    app: String,
+    channel: String,
+    out_trade_no: String,
+    amount: i64,
+    currency: String,
+    subject: String,
+    description: Option<String>,
+    status: String,
+    provider_trade_no: Option<String>,
+    payer_id: Option<String>,
+    pay_params: Option<String>,
+    refunded_amount: i64,
+    metadata: Option<String>,
+    pub(crate) request_hash: String,
+    created_at: NaiveDateTime,
+    paid_at: Option<NaiveDateTime>,
+    closed_at: Option<NaiveDateTime>,
+    expires_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+    version: i64,
+}
+
+impl OrderRow {
+    fn from_new(new: NewOrder, pay_params: Option<String>) -> OrderRow {
+        OrderRow {
+            id: OrderId::generate().to_string(),
+            provider: new.provider.as_str().to_owned(),
+            app: new.app.to_string(),
+            channel: new.channel.as_str().to_owned(),
+            out_trade_no: new.out_trade_no.to_string(),
+            amount: new.amount.get(),
+            currency: new.currency.code().to_owned(),
+            subject: new.subject,
+            description: new.description,
+            status: OrderStatus::Pending.as_str().to_owned(),
+            provider_trade_no: None,
+            payer_id: new.payer_id,
+            pay_params,
+            refunded_amount: 0,
+            metadata: new.metadata,
+            request_hash: new.request_hash,
+            created_at: db_time(new.created_at),
+            paid_at: None,
+            closed_at: None,
+            expires_at: db_time(new.expires_at),
+            updated_at: db_now(),
+            version: 0,
+        }
+    }
+
+    /// Parses the row into the domain order; any unparsable column is a corrupt row.
+    pub(crate) fn into_order(self) -> Result<Order, StoreError> {
+        let bad = |reason: String| corrupt("orders", &self.id, reason);
+        let pay_params = match &self.pay_params {
+            Some(json) => Some(
+                serde_json::from_str::<PayParams>(json)
+                    .map_err(|e| bad(format!("pay_params: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Order {
+            id: OrderId::parse(&self.id).map_err(|e| bad(e.to_string()))?,
+            provider: ProviderKind::parse(&self.provider).map_err(|e| bad(e.to_string()))?,
+            app: AppName::parse(&self.app).map_err(|e| bad(e.to_string()))?,
+            channel: Channel::parse(&self.channel).map_err(|e| bad(e.to_string()))?,
+            out_trade_no: OutTradeNo::parse(&self.out_trade_no).map_err(|e| bad(e.to_string()))?,
+            amount: fen_column("orders", &self.id, self.amount)?,
+            currency: Currency::parse(&self.currency).map_err(|e| bad(e.to_string()))?,
+            status: OrderStatus::parse(&self.status).map_err(|e| bad(e.to_string()))?,
+            refunded_amount: fen_column("orders", &self.id, self.refunded_amount)?,
+            pay_params,
+            subject: self.subject,
+            description: self.description,
+            provider_trade_no: self.provider_trade_no,
+            payer_id: self.payer_id,
+            metadata: self.metadata,
+            created_at: utc(self.created_at),
+            paid_at: self.paid_at.map(utc),
+            closed_at: self.closed_at.map(utc),
+            expires_at: utc(self.expires_at),
+            version: self.version,
+        })
+    }
+}
+
+/// The columns a transition may fill in; `None` fields are left out of the `SET`.
+#[derive(AsChangeset)]
+#[diesel(table_name = orders)]
+pub(crate) struct OrderChangesRow {
+    provider_trade_no: Option<String>,
+    payer_id: Option<String>,
+    paid_at: Option<NaiveDateTime>,
+    closed_at: Option<NaiveDateTime>,
+}
+
+impl From<OrderChanges> for OrderChangesRow {
+    fn from(changes: OrderChanges) -> Self {
+        OrderChangesRow {
+            provider_trade_no: changes.provider_trade_no,
+            payer_id: changes.payer_id,
+            paid_at: changes.paid_at.map(db_time),
+            closed_at: changes.closed_at.map(db_time),
+        }
+    }
+}
+
+/// Loads one order row, if it exists.
+pub(crate) fn find_order_row(
+    conn: &mut DbConnection,
+    id: &str,
+) -> Result<Option<OrderRow>, StoreError> {
+    Ok(orders::table
+        .find(id)
+        .select(OrderRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Loads one order, or `NotFound`.
+pub(crate) fn load_order(conn: &mut DbConnection, id: &str) -> Result<Order, StoreError> {
+    find_order_row(conn, id)?
+        .ok_or_else(|| StoreError::NotFound {
+            entity: "order",
+            key: id.to_owned(),
+        })?
+        .into_order()
+}
+
+fn find_by_out_trade_no(
+    conn: &mut DbConnection,
+    app: &str,
+    out_trade_no: &str,
+) -> Result<Option<OrderRow>, StoreError> {
+    Ok(orders::table
+        .filter(orders::app.eq(app))
+        .filter(orders::out_trade_no.eq(out_trade_no))
+        .select(OrderRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Parses loaded rows, failing on the first corrupt one.
+fn into_orders(rows: Vec<OrderRow>) -> Result<Vec<Order>, StoreError> {
+    rows.into_iter().map(OrderRow::into_order).collect()
+}
+
+/// The smallest string greater than every string starting with `prefix`, for a prefix range
+/// that uses the index (`LIKE` is case-insensitive on SQLite and needs escaping). `None` when
+/// no such bound exists.
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(u32::from(last) + 1) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+fn filtered(filter: &OrderFilter) -> orders::BoxedQuery<'static, Db> {
+    let mut query = orders::table.into_boxed::<Db>();
+    if !filter.statuses.is_empty() {
+        let names: Vec<&'static str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        query = query.filter(orders::status.eq_any(names));
+    }
+    if let Some(provider) = filter.provider {
+        query = query.filter(orders::provider.eq(provider.as_str()));
+    }
+    if !filter.apps.is_empty() {
+        let apps: Vec<String> = filter.apps.iter().map(|a| a.to_string()).collect();
+        query = query.filter(orders::app.eq_any(apps));
+    }
+    if let Some(channel) = filter.channel {
+        query = query.filter(orders::channel.eq(channel.as_str()));
+    }
+    if let Some(from) = filter.created_from {
+        query = query.filter(orders::created_at.ge(db_time(from)));
+    }
+    if let Some(to) = filter.created_to {
+        query = query.filter(orders::created_at.lt(db_time(to)));
+    }
+    if let Some(from) = filter.paid_from {
+        query = query.filter(orders::paid_at.ge(db_time(from)));
+    }
+    if let Some(to) = filter.paid_to {
+        query = query.filter(orders::paid_at.lt(db_time(to)));
+    }
+    if let Some(min) = filter.amount_min {
+        query = query.filter(orders::amount.ge(min.get()));
+    }
+    if let Some(max) = filter.amount_max {
+        query = query.filter(orders::amount.le(max.get()));
+    }
+    if let Some(prefix) = filter
+        .out_trade_no_prefix
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        query = query.filter(orders::out_trade_no.ge(prefix.to_owned()));
+        if let Some(upper) = prefix_upper_bound(prefix) {
+            query = query.filter(orders::out_trade_no.lt(upper));
+        }
+    }
+    query
+}
+
+impl Store {
+    /// Inserts a new pending order. A second order with the same `(app, out_trade_no)` fails
+    /// with [`StoreError::DuplicateOrder`] carrying the existing order, even under a race.
+    pub async fn insert_order(&self, new: NewOrder) -> Result<Order, StoreError> {
+        let pay_params = new
+            .pay_params
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt {
+                table: "orders",
+                id: new.out_trade_no.to_string(),
+                reason: format!("pay_params do not serialise: {e}"),
+            })?;
+        let row = OrderRow::from_new(new, pay_params);
+        self.run(move |conn| {
+            let inserted = diesel::insert_into(orders::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(StoreError::from);
+            match inserted {
+                Ok(_) => row.into_order(),
+                Err(error) if is_unique_violation(&error) => {
+                    match find_by_out_trade_no(conn, &row.app, &row.out_trade_no)? {
+                        Some(existing) => Err(StoreError::DuplicateOrder {
+                            request_hash: existing.request_hash.clone(),
+                            existing: Box::new(existing.into_order()?),
+                        }),
+                        None => Err(error),
+                    }
+                }
+                Err(error) => Err(error),
+            }
+        })
+        .await
+    }
+
+    /// One order by paygate's id.
+    pub async fn order(&self, id: &OrderId) -> Result<Order, StoreError> {
+        let id = id.to_string();
+        self.run(move |conn| load_order(conn, &id)).await
+    }
+
+    /// One order by the merchant's number within an app.
+    pub async fn order_by_out_trade_no(
+        &self,
+        app: &AppName,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<Order, StoreError> {
+        let (app, out_trade_no) = (app.to_string(), out_trade_no.to_string());
+        self.run(move |conn| {
+            find_by_out_trade_no(conn, &app, &out_trade_no)?
+                .ok_or_else(|| StoreError::NotFound {
+                    entity: "order",
+                    key: format!("{app}/{out_trade_no}"),
+                })?
+                .into_order()
+        })
+        .await
+    }
+
+    /// A newest-first page of orders matching `filter`, starting after `cursor`. Keyset
+    /// pagination on the id (a ULID, so creation order): no gaps or repeats while rows are
+    /// inserted between pages.
+    pub async fn list_orders(
+        &self,
+        filter: &OrderFilter,
+        limit: u32,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<Order>, StoreError> {
+        let mut query = filtered(filter);
+        if let Some(cursor) = cursor {
+            query = query.filter(orders::id.lt(cursor.as_str().to_owned()));
+        }
+        let query = query
+            .order(orders::id.desc())
+            .limit(crate::page_fetch(limit))
+            .select(OrderRow::as_select());
+        self.run(move |conn| {
+            let orders = into_orders(query.load(conn)?)?;
+            Ok(Page::from_fetched(orders, limit, |o| o.id.as_str()))
+        })
+        .await
+    }
+
+    /// Stores the pay params the provider issued for a still-pending order (and its trade
+    /// number when creation already revealed it), so an idempotent retry can serve them again.
+    pub async fn set_pay_params(
+        &self,
+        id: &OrderId,
+        pay_params: &PayParams,
+        provider_trade_no: Option<String>,
+    ) -> Result<Order, StoreError> {
+        let id = id.to_string();
+        let json = serde_json::to_string(pay_params).map_err(|e| StoreError::Corrupt {
+            table: "orders",
+            id: id.clone(),
+            reason: format!("pay_params do not serialise: {e}"),
+        })?;
+        self.run(move |conn| {
+            let pending = OrderStatus::Pending.as_str();
+            let changes = OrderChangesRow {
+                provider_trade_no,
+                ..OrderChangesRow::none()
+            };
+            let updated = diesel::update(
+                orders::table
+                    .filter(orders::id.eq(&id))
+                    .filter(orders::status.eq(pending)),
+            )
+            .set((
+                orders::pay_params.eq(Some(json)),
+                orders::updated_at.eq(db_now()),
+                orders::version.eq(orders::version + 1),
+                &changes,
+            ))
+            .execute(conn)?;
+            let order = load_order(conn, &id)?;
+            if updated == 1 {
+                Ok(order)
+            } else {
+                Err(StoreError::StaleStatus {
+                    expected: OrderStatus::Pending,
+                    actual: order.status,
+                })
+            }
+        })
+        .await
+    }
+
+    /// The only way an order's status changes. Computes the next status from
+    /// `expected.apply(event)` (an illegal move is an error before any I/O), then runs
+    /// `UPDATE orders SET status = next, … WHERE id = ? AND status = expected` and, in the same
+    /// transaction and only if that update won, inserts `outbox`.
+    pub async fn transition_order(
+        &self,
+        id: &OrderId,
+        expected: OrderStatus,
+        event: OrderEvent,
+        changes: OrderChanges,
+        outbox: Option<NewOutboxEvent>,
+    ) -> Result<Transition, StoreError> {
+        let next = expected.apply(event)?;
+        let id = id.to_string();
+        let changes = OrderChangesRow::from(changes);
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                let won = cas_status(conn, &id, expected, next, &changes)?;
+                let current = load_order(conn, &id)?;
+                if !won {
+                    return Ok(Transition::Lost(current));
+                }
+                if let Some(event) = &outbox {
+                    insert_event(conn, event)?;
+                }
+                Ok(Transition::Applied(current))
+            })
+        })
+        .await
+    }
+
+    /// Pending orders created before `before`, oldest first, for the reconciler to query.
+    pub async fn pending_orders_older_than(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let query = orders::table
+            .filter(orders::status.eq(OrderStatus::Pending.as_str()))
+            .filter(orders::created_at.lt(db_time(before)))
+            .order((orders::created_at.asc(), orders::id.asc()))
+            .limit(i64::from(limit))
+            .select(OrderRow::as_select());
+        self.run(move |conn| into_orders(query.load(conn)?)).await
+    }
+
+    /// Pending orders whose `expires_at` is at or before `now`, soonest-expired first, for the
+    /// reconciler to close (after checking with the provider).
+    pub async fn expired_pending_orders(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let query = orders::table
+            .filter(orders::status.eq(OrderStatus::Pending.as_str()))
+            .filter(orders::expires_at.le(db_time(now)))
+            .order((orders::expires_at.asc(), orders::id.asc()))
+            .limit(i64::from(limit))
+            .select(OrderRow::as_select());
+        self.run(move |conn| into_orders(query.load(conn)?)).await
+    }
+}
+
+/// `UPDATE orders SET status = next … WHERE id = ? AND status = expected`; true if it won.
+pub(crate) fn cas_status(
+    conn: &mut DbConnection,
+    id: &str,
+    expected: OrderStatus,
+    next: OrderStatus,
+    changes: &OrderChangesRow,
+) -> Result<bool, StoreError> {
+    let updated = diesel::update(
+        orders::table
+            .filter(orders::id.eq(id))
+            .filter(orders::status.eq(expected.as_str())),
+    )
+    .set((
+        orders::status.eq(next.as_str()),
+        orders::updated_at.eq(db_now()),
+        orders::version.eq(orders::version + 1),
+        changes,
+    ))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+impl OrderChangesRow {
+    /// No optional column changes.
+    pub(crate) fn none() -> OrderChangesRow {
+        OrderChanges::default().into()
+    }
+}

@@ -1,0 +1,222 @@
+//! The outbox of merchant events: written in the same transaction as the change it reports,
+//! delivered later by a worker, so an event exists if and only if its change committed.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use paygate_core::{OrderId, RefundId};
+
+use crate::conn::DbConnection;
+use crate::schema::outbox_events;
+use crate::text::text_enum;
+use crate::{EventId, Store, StoreError, corrupt, db_now, db_time, utc};
+
+text_enum!(
+    /// What happened, as merchants receive it in the event's `type`.
+    EventKind {
+        /// An order became paid.
+        OrderPaid => "order.paid",
+        /// An order was closed unpaid.
+        OrderClosed => "order.closed",
+        /// A refund succeeded.
+        RefundSucceeded => "refund.succeeded",
+        /// A refund failed.
+        RefundFailed => "refund.failed",
+    }
+);
+
+/// An event to enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutboxEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// The order it concerns.
+    pub order_id: OrderId,
+    /// The refund it concerns, for refund events.
+    pub refund_id: Option<RefundId>,
+    /// The body merchants receive.
+    pub payload: serde_json::Value,
+}
+
+/// An enqueued event and its delivery state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    /// The event's id, stable across delivery attempts.
+    pub id: EventId,
+    /// What happened.
+    pub kind: EventKind,
+    /// The order it concerns.
+    pub order_id: OrderId,
+    /// The refund it concerns.
+    pub refund_id: Option<RefundId>,
+    /// The body merchants receive.
+    pub payload: serde_json::Value,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When the merchant acknowledged it.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// How many deliveries failed so far.
+    pub attempts: i64,
+    /// When the worker should try next.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = outbox_events)]
+struct OutboxRow {
+    id: String,
+    kind: String,
+    order_id: String,
+    refund_id: Option<String>,
+    payload: String,
+    created_at: NaiveDateTime,
+    delivered_at: Option<NaiveDateTime>,
+    attempts: i64,
+    next_attempt_at: NaiveDateTime,
+    last_error: Option<String>,
+}
+
+impl OutboxRow {
+    fn into_event(self) -> Result<OutboxEvent, StoreError> {
+        let bad = |reason: String| corrupt("outbox_events", &self.id, reason);
+        Ok(OutboxEvent {
+            id: EventId::parse(&self.id).map_err(|e| bad(e.to_string()))?,
+            kind: EventKind::parse(&self.kind)
+                .ok_or_else(|| bad(format!("unknown kind {:?}", self.kind)))?,
+            order_id: OrderId::parse(&self.order_id).map_err(|e| bad(e.to_string()))?,
+            refund_id: self
+                .refund_id
+                .as_deref()
+                .map(RefundId::parse)
+                .transpose()
+                .map_err(|e| bad(e.to_string()))?,
+            payload: serde_json::from_str(&self.payload)
+                .map_err(|e| bad(format!("payload: {e}")))?,
+            created_at: utc(self.created_at),
+            delivered_at: self.delivered_at.map(utc),
+            attempts: self.attempts,
+            next_attempt_at: utc(self.next_attempt_at),
+            last_error: self.last_error,
+        })
+    }
+}
+
+/// Inserts an event due now, on the caller's connection (and so in the caller's transaction).
+pub(crate) fn insert_event(
+    conn: &mut DbConnection,
+    event: &NewOutboxEvent,
+) -> Result<EventId, StoreError> {
+    let id = EventId::generate();
+    let now = db_now();
+    let row = OutboxRow {
+        id: id.to_string(),
+        kind: event.kind.as_str().to_owned(),
+        order_id: event.order_id.to_string(),
+        refund_id: event.refund_id.as_ref().map(|r| r.to_string()),
+        payload: event.payload.to_string(),
+        created_at: now,
+        delivered_at: None,
+        attempts: 0,
+        next_attempt_at: now,
+        last_error: None,
+    };
+    diesel::insert_into(outbox_events::table)
+        .values(&row)
+        .execute(conn)?;
+    Ok(id)
+}
+
+/// `NotFound` when an update touched no event.
+fn require_event(updated: usize, id: &EventId) -> Result<(), StoreError> {
+    if updated == 0 {
+        return Err(StoreError::NotFound {
+            entity: "outbox event",
+            key: id.to_string(),
+        });
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Enqueues an event on its own (events tied to a status change go through
+    /// [`Store::transition_order`] or [`Store::complete_refund`] instead).
+    pub async fn insert_outbox_event(&self, event: NewOutboxEvent) -> Result<EventId, StoreError> {
+        self.run(move |conn| insert_event(conn, &event)).await
+    }
+
+    /// Undelivered events due at `now`, oldest due first.
+    pub async fn pending_outbox_events(
+        &self,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let query = outbox_events::table
+            .filter(outbox_events::delivered_at.is_null())
+            .filter(outbox_events::next_attempt_at.le(db_time(now)))
+            .order((
+                outbox_events::next_attempt_at.asc(),
+                outbox_events::id.asc(),
+            ))
+            .limit(i64::from(limit))
+            .select(OutboxRow::as_select());
+        self.run(move |conn| {
+            let rows: Vec<OutboxRow> = query.load(conn)?;
+            rows.into_iter().map(OutboxRow::into_event).collect()
+        })
+        .await
+    }
+
+    /// All events of one order, oldest first (for support and tests).
+    pub async fn outbox_events_for_order(
+        &self,
+        order_id: &OrderId,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let query = outbox_events::table
+            .filter(outbox_events::order_id.eq(order_id.to_string()))
+            .order(outbox_events::id.asc())
+            .select(OutboxRow::as_select());
+        self.run(move |conn| {
+            let rows: Vec<OutboxRow> = query.load(conn)?;
+            rows.into_iter().map(OutboxRow::into_event).collect()
+        })
+        .await
+    }
+
+    /// Records that the merchant acknowledged the event.
+    pub async fn mark_event_delivered(
+        &self,
+        id: &EventId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.run(move |conn| {
+            let updated = diesel::update(outbox_events::table.find(id.as_str()))
+                .set(outbox_events::delivered_at.eq(Some(db_time(at))))
+                .execute(conn)?;
+            require_event(updated, &id)
+        })
+        .await
+    }
+
+    /// Records a failed attempt and when to try again.
+    pub async fn mark_event_failed(
+        &self,
+        id: &EventId,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (id, error) = (id.clone(), error.to_owned());
+        self.run(move |conn| {
+            let updated = diesel::update(outbox_events::table.find(id.as_str()))
+                .set((
+                    outbox_events::attempts.eq(outbox_events::attempts + 1),
+                    outbox_events::last_error.eq(Some(error)),
+                    outbox_events::next_attempt_at.eq(db_time(next_attempt_at)),
+                ))
+                .execute(conn)?;
+            require_event(updated, &id)
+        })
+        .await
+    }
+}

@@ -1,0 +1,116 @@
+//! The one schema for both backends. Only portable types: `Text` ids, `BigInt` fen, UTC
+//! `Timestamp` (no time zone), `Binary` for raw callback bodies.
+
+#![allow(missing_docs)]
+
+diesel::table! {
+    orders (id) {
+        id -> Text,
+        provider -> Text,
+        app -> Text,
+        channel -> Text,
+        out_trade_no -> Text,
+        amount -> BigInt,
+        currency -> Text,
+        subject -> Text,
+        description -> Nullable<Text>,
+        status -> Text,
+        provider_trade_no -> Nullable<Text>,
+        payer_id -> Nullable<Text>,
+        pay_params -> Nullable<Text>,
+        refunded_amount -> BigInt,
+        metadata -> Nullable<Text>,
+        request_hash -> Text,
+        created_at -> Timestamp,
+        paid_at -> Nullable<Timestamp>,
+        closed_at -> Nullable<Timestamp>,
+        expires_at -> Timestamp,
+        updated_at -> Timestamp,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    refunds (id) {
+        id -> Text,
+        order_id -> Text,
+        out_refund_no -> Text,
+        amount -> BigInt,
+        reason -> Nullable<Text>,
+        status -> Text,
+        provider_refund_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        succeeded_at -> Nullable<Timestamp>,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    callbacks (id) {
+        id -> Text,
+        provider -> Text,
+        app -> Text,
+        kind -> Text,
+        received_at -> Timestamp,
+        body -> Binary,
+        content_type -> Nullable<Text>,
+        verdict -> Text,
+        reason -> Nullable<Text>,
+        order_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    anomalies (id) {
+        id -> Text,
+        order_id -> Nullable<Text>,
+        provider -> Text,
+        app -> Text,
+        kind -> Text,
+        detail -> Text,
+        callback_id -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        name -> Text,
+        role -> Text,
+        key_hash -> Text,
+        key_prefix -> Text,
+        apps -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    outbox_events (id) {
+        id -> Text,
+        kind -> Text,
+        order_id -> Text,
+        refund_id -> Nullable<Text>,
+        payload -> Text,
+        created_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
+        attempts -> BigInt,
+        next_attempt_at -> Timestamp,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(refunds -> orders (order_id));
+diesel::joinable!(outbox_events -> orders (order_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    orders,
+    refunds,
+    callbacks,
+    anomalies,
+    api_keys,
+    outbox_events
+);
