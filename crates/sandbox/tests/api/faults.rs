@@ -360,3 +360,51 @@ async fn alipay_faults_answer_20000_and_bend_notifies() {
     assert!(mine[0].body.contains("seller_id=2088000000000000"));
     assert!(mine[1].acknowledged);
 }
+
+#[tokio::test]
+async fn alipay_wrong_amount_and_app_id_notifies_verify_and_a_5xx_create_leaves_no_trade() {
+    let sandbox = spawn_sandbox().await;
+    let merchant = alipay_merchant(&sandbox);
+    let receiver = NotifyReceiver::always("success").await;
+
+    let refused = trade_no("APFIVE");
+    sandbox.add_fault(
+        Fault::once(FaultKind::HttpStatus { status: 502 }).for_api("alipay.trade.precreate"),
+    );
+    let created = merchant
+        .create_payment(&alipay_create(
+            Channel::Precreate,
+            &refused,
+            500,
+            &receiver.url,
+        ))
+        .await;
+    assert!(created.is_err());
+    assert!(sandbox.trade(ProviderKind::Alipay, &refused).is_none());
+
+    let no = trade_no("APBENT");
+    merchant
+        .create_payment(&alipay_create(Channel::Precreate, &no, 500, &receiver.url))
+        .await
+        .unwrap();
+    sandbox.add_fault(Fault::once(FaultKind::WrongAmount).for_trade(&no));
+    sandbox.add_fault(Fault::once(FaultKind::WrongAppId).for_trade(&no));
+    sandbox.pay(ProviderKind::Alipay, &no).unwrap();
+    let deliveries = wait_acknowledged(&sandbox, &no).await;
+    let body = &for_trade(&deliveries, &no)[0].body;
+    let fields: std::collections::BTreeMap<String, String> =
+        url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+    assert_eq!(fields["total_amount"], "5.01");
+    assert_ne!(fields["app_id"], sandbox.credentials().alipay.app_id);
+    // Still genuinely signed: the client's check passes, so the gateway must compare fields.
+    assert!(
+        merchant
+            .verify_notice(paygate_core::RawCallback {
+                content_type: None,
+                body: body.as_bytes()
+            })
+            .is_ok()
+    );
+}
