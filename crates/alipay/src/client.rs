@@ -181,7 +181,11 @@ impl GatewayClient {
                 ours.alipay_cert_sn
             )));
         }
-        extracted.verify(&self.alipay_key).map_err(untrusted)?;
+        if let Err(error) = extracted.verify(&self.alipay_key) {
+            // Either an attack, a broken proxy or the wrong Alipay key in the configuration.
+            tracing::warn!(method, %error, "Alipay response failed signature verification");
+            return Err(untrusted(error));
+        }
         let fields = extracted.fields().map_err(untrusted)?;
         outcome(method, fields)
     }
