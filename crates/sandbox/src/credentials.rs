@@ -60,6 +60,16 @@ fn merchant_certificate(mch_id: &str) -> Result<(String, String), SandboxError> 
     Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
 }
 
+/// Writes a file only its owner can read: it holds the API key and private keys.
+fn write_private_file(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
 impl SandboxKeys {
     /// Fills in what older keys files lack, so they keep working.
     fn complete(mut self) -> Result<SandboxKeys, SandboxError> {
@@ -105,7 +115,7 @@ impl SandboxKeys {
                         reason: source.to_string(),
                     }
                 })?;
-                std::fs::write(path, text).map_err(|source| SandboxError::KeysFile {
+                write_private_file(path, &text).map_err(|source| SandboxError::KeysFile {
                     path: path.to_owned(),
                     reason: source.to_string(),
                 })?;
@@ -314,5 +324,11 @@ mod tests {
         assert_eq!(first.alipay_app_private_key, second.alipay_app_private_key);
         assert_eq!(first.wechat_api_key.len(), 32);
         assert!(first.alipay_seller_id.starts_with("2088"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "the keys file is private to its owner");
+        }
     }
 }
