@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use paygate_alipay::keys::{SigningKey, VerifyingKey};
 use paygate_wechat::sign::ApiKey;
 
-use crate::alipay_wire::{generate_private_key, key_pair, public_key_of};
+use crate::alipay_keys::{generate_private_key, key_pair, public_key_of};
 use crate::error::SandboxError;
 
 /// The secret material that survives restarts; URLs are not here because the port may change.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::alipay_wire::KeyError;
+use crate::alipay_keys::KeyError;
 
 /// Why the sandbox could not start or could not do what its control API was asked.
 #[derive(Debug, thiserror::Error)]

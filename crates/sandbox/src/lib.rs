@@ -40,7 +40,7 @@
 //! # }
 //! ```
 
-mod alipay_wire;
+mod alipay_keys;
 mod config;
 mod credentials;
 mod error;
@@ -51,7 +51,7 @@ mod server;
 mod state;
 mod trades;
 
-pub use alipay_wire::KeyError;
+pub use alipay_keys::KeyError;
 pub use config::SandboxConfig;
 pub use credentials::{AlipayCredentials, SandboxCredentials, WechatCredentials};
 pub use error::SandboxError;

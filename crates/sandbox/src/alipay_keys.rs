@@ -15,6 +15,9 @@ pub enum KeyError {
     /// aws-lc-rs failed to generate or serialise a key.
     #[error("RSA key generation failed")]
     Generation,
+    /// A stored private key is not bare base64 PKCS#8 (the form the keys file uses).
+    #[error("stored private key is not base64 PKCS#8")]
+    NotPkcs8,
     /// A stored key could not be parsed.
     #[error("stored key rejected: {0}")]
     Rejected(#[from] paygate_alipay::AlipayError),
@@ -32,8 +35,8 @@ pub(crate) fn generate_private_key() -> Result<String, KeyError> {
 pub(crate) fn public_key_of(private_key: &str) -> Result<String, KeyError> {
     let der = STANDARD
         .decode(private_key.trim())
-        .map_err(|_| KeyError::Generation)?;
-    let key = KeyPair::from_pkcs8(&der).map_err(|_| KeyError::Generation)?;
+        .map_err(|_| KeyError::NotPkcs8)?;
+    let key = KeyPair::from_pkcs8(&der).map_err(|_| KeyError::NotPkcs8)?;
     let spki = key
         .public_key()
         .as_der()
