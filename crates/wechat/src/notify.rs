@@ -139,6 +139,7 @@ pub(crate) fn require_return_success(fields: &Params) -> Result<(), NotifyError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn key() -> ApiKey {
         ApiKey::new("192006250b4c09247ec02edce69f6a2d")
@@ -219,5 +220,30 @@ mod tests {
             xml::parse(reply.as_bytes()).unwrap()["return_msg"],
             "bad ]]> sign"
         );
+    }
+
+    proptest! {
+        #[test]
+        fn any_attach_value_survives_signing_writing_and_verification(
+            attach in "(\\PC|[ \\t\\n]|]]>|&|<)*",
+            hmac in any::<bool>(),
+        ) {
+            let sign_type = if hmac { SignType::HmacSha256 } else { SignType::Md5 };
+            let mut fields = paid_fields();
+            fields.insert("attach".into(), attach.clone());
+            let body = build_signed_xml(fields, &key(), sign_type)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let notice = verify_payment_notify(body.as_bytes(), &key(), SignType::Md5)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(notice.attach, Some(attach).filter(|a| !a.is_empty()));
+        }
+
+        #[test]
+        fn notify_verification_never_panics_on_arbitrary_bytes(
+            body in proptest::collection::vec(any::<u8>(), 0..1024),
+        ) {
+            let _ = verify_payment_notify(&body, &key(), SignType::Md5);
+            let _ = crate::refund_notify::verify_refund_notify(&body, &key());
+        }
     }
 }

@@ -137,7 +137,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn encryption_round_trips_and_a_flipped_byte_breaks_it() {
+    fn encryption_round_trips_and_another_key_or_broken_base64_is_refused() {
         let key = ApiKey::new("192006250b4c09247ec02edce69f6a2d");
         let text = "<root><out_refund_no>r</out_refund_no></root>";
         let sealed = encrypt_req_info(text, &key);
