@@ -1,0 +1,13 @@
+//! The store's test suite: one binary, every test on SQLite and (when configured) PostgreSQL.
+
+// Helpers outside `#[test]` functions are test code too; a failed fixture should panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod audit;
+mod connect;
+mod orders;
+mod refunds;
+mod summary;
+mod transitions;
