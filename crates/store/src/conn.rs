@@ -19,8 +19,8 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrati
 /// The connection every query runs on: PostgreSQL or SQLite, chosen at run time.
 ///
 /// SQLite comes last because it accepts any string as a path; the derive's own `establish`
-/// would try it after PostgreSQL fails and hide PostgreSQL's error, so [`Store::connect`]
-/// (crate::Store::connect) picks the variant itself from the URL scheme.
+/// would try it after PostgreSQL fails and hide PostgreSQL's error, so
+/// [`Store::connect`](crate::Store::connect) picks the variant itself from the URL scheme.
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
     /// A PostgreSQL connection (libpq).
@@ -237,4 +237,85 @@ pub(crate) fn build_pool(
     builder
         .build(manager)
         .map_err(|e| target.connect_error(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend_of(url: &str) -> Backend {
+        Target::parse(url).unwrap().backend
+    }
+
+    #[test]
+    fn the_scheme_picks_the_backend() {
+        assert_eq!(backend_of("postgres://u@h/db"), Backend::Postgres);
+        assert_eq!(backend_of("postgresql://u@h/db"), Backend::Postgres);
+        for sqlite in [
+            "sqlite:///var/lib/paygate.db",
+            "sqlite://paygate.db",
+            "sqlite::memory:",
+            "file:paygate.db?mode=rwc",
+            "/var/lib/paygate.db",
+            "paygate.db",
+        ] {
+            assert_eq!(backend_of(sqlite), Backend::Sqlite, "{sqlite}");
+        }
+    }
+
+    #[test]
+    fn sqlite_urls_become_the_path_sqlite_opens() {
+        assert_eq!(
+            Target::parse("sqlite:///a/b.db").unwrap().driver_url,
+            "/a/b.db"
+        );
+        assert_eq!(Target::parse("sqlite://b.db").unwrap().driver_url, "b.db");
+        assert_eq!(
+            Target::parse("sqlite::memory:").unwrap().driver_url,
+            ":memory:"
+        );
+        assert_eq!(
+            Target::parse("file:x.db?mode=ro").unwrap().driver_url,
+            "file:x.db?mode=ro"
+        );
+    }
+
+    #[test]
+    fn other_schemes_and_empty_paths_are_refused() {
+        for bad in ["mysql://root@h/db", "redis://h", "sqlite://", ""] {
+            assert!(
+                matches!(Target::parse(bad), Err(StoreError::UnsupportedUrl { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_private_memory_databases_need_a_single_connection() {
+        let private = |url: &str| Target::parse(url).unwrap().is_private_memory();
+        assert!(private("sqlite::memory:"));
+        assert!(private("file:db?mode=memory"));
+        assert!(!private("file:db?mode=memory&cache=shared"));
+        assert!(!private("sqlite://paygate.db"));
+        assert!(!private("postgres://h/db"));
+    }
+
+    #[test]
+    fn passwords_never_reach_the_redacted_url_or_debug() {
+        let target = Target::parse("postgres://pay:hunter2@db.internal:5432/paygate").unwrap();
+        assert_eq!(
+            target.redacted,
+            "postgres://pay:***@db.internal:5432/paygate"
+        );
+        assert!(!format!("{target:?}").contains("hunter2"));
+        let error = target.connect_error("server said hunter2 is wrong".into());
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(error.to_string().contains("db.internal"), "{error}");
+    }
+
+    #[test]
+    fn an_unparsable_postgres_url_keeps_only_its_scheme() {
+        let target = Target::parse("postgres://pay:pw@[broken/db").unwrap();
+        assert_eq!(target.redacted, "postgres://<unparsable URL>");
+    }
 }

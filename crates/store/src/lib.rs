@@ -185,3 +185,30 @@ pub(crate) fn corrupt(table: &'static str, id: &str, reason: impl std::fmt::Disp
 pub(crate) fn page_fetch(limit: u32) -> i64 {
     i64::from(limit.clamp(1, 1000)) + 1
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_database_work_comes_back_as_an_error() {
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+
+        let result: Result<(), StoreError> = store.run(|_| panic!("boom in a query")).await;
+
+        match result {
+            Err(StoreError::TaskPanicked(message)) => assert_eq!(message, "boom in a query"),
+            other => panic!("expected TaskPanicked, got {other:?}"),
+        }
+        // The pool and its single permit survive the panic.
+        store.ping().await.unwrap();
+    }
+
+    #[test]
+    fn stored_times_keep_microseconds_and_drop_nanoseconds() {
+        let at = DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap();
+        let stored = utc(db_time(at));
+        assert_eq!(stored.timestamp_subsec_nanos(), 123_456_000);
+        assert_eq!(stored.timestamp(), 1_700_000_000);
+    }
+}
