@@ -51,6 +51,20 @@ async fn a_callback_body_is_kept_byte_for_byte_with_its_verdict(db: TestDb) {
     assert_eq!(callback.received_at, at(1, 11));
     assert_eq!(callback.content_type.as_deref(), Some("text/xml"));
     assert_eq!(callback.kind, CallbackKind::Payment);
+    // Foreign keys are enforced on both backends (SQLite needs a pragma for that).
+    let ghost_order = db
+        .store
+        .set_callback_verdict(
+            &id,
+            CallbackVerdict::Accepted,
+            None,
+            Some(paygate_core::OrderId::generate()),
+        )
+        .await;
+    assert!(
+        matches!(ghost_order, Err(StoreError::Query(_))),
+        "{ghost_order:?}"
+    );
     let err = db
         .store
         .set_callback_verdict(

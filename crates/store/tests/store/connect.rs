@@ -93,6 +93,8 @@ async fn a_bare_path_opens_sqlite_and_migrations_run_once() {
         .insert_order(new_order("order_0001", 100))
         .await
         .unwrap();
+    // The write-ahead log exists beside the file while connections are open: WAL is on.
+    assert!(std::path::Path::new(&format!("{path}-wal")).exists());
     drop(first);
 
     // Connecting again must not re-run migrations over existing tables.
