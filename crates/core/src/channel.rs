@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::DomainError;
 
 /// The payment provider behind an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// WeChat Pay, merchant API v2 (XML, MD5 / HMAC-SHA256).

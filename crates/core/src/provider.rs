@@ -202,7 +202,7 @@ pub enum PaymentMismatch {
         got: String,
     },
     /// Different amount, or none at all.
-    #[error("amount {got:?} does not match the order's {expected}")]
+    #[error("amount {} does not match the order's {expected}", got.map_or_else(|| "(none)".to_owned(), |f| f.to_string()))]
     Amount {
         /// The order's amount.
         expected: Fen,

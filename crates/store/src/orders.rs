@@ -94,6 +94,8 @@ pub struct OrderFilter {
     pub amount_min: Option<Fen>,
     /// Amount at most.
     pub amount_max: Option<Fen>,
+    /// `out_trade_no` is exactly this.
+    pub out_trade_no: Option<String>,
     /// `out_trade_no` starts with this (case-sensitive, as the providers treat it).
     pub out_trade_no_prefix: Option<String>,
 }
@@ -279,6 +281,9 @@ fn filtered(filter: &OrderFilter) -> orders::BoxedQuery<'static, Db> {
     }
     if let Some(channel) = filter.channel {
         query = query.filter(orders::channel.eq(channel.as_str()));
+    }
+    if let Some(out_trade_no) = &filter.out_trade_no {
+        query = query.filter(orders::out_trade_no.eq(out_trade_no.clone()));
     }
     if let Some(from) = filter.created_from {
         query = query.filter(orders::created_at.ge(db_time(from)));
