@@ -1,0 +1,333 @@
+//! The `paygate` subcommands. Each loads settings the same way `serve` does, so a shell
+//! command sees the same database as the server.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Subcommand;
+use paygate_core::{AppName, OrderId};
+use paygate_store::{NewApiKey, OrderFilter, Store};
+
+use crate::auth::{Role, generate_key};
+use crate::config::Settings;
+use crate::startup::Application;
+
+/// `paygate keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it once.
+    Create {
+        /// `merchant` or `finance`.
+        #[arg(long)]
+        role: String,
+        /// A label for people.
+        #[arg(long)]
+        name: String,
+        /// Limit a merchant key to these apps (repeatable); all apps when absent.
+        #[arg(long = "app")]
+        apps: Vec<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key's id from `keys list`.
+        id: String,
+    },
+}
+
+/// `paygate orders …`.
+#[derive(Debug, Subcommand)]
+pub enum OrdersCommand {
+    /// List recent orders.
+    List {
+        /// Only this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one order as JSON.
+    Show {
+        /// The order id (`ord_…`).
+        id: String,
+    },
+    /// Write every order as CSV to standard output.
+    Export,
+}
+
+fn settings(config: Option<&Path>) -> anyhow::Result<Settings> {
+    Ok(Settings::load(config)?)
+}
+
+async fn store(settings: &Settings) -> anyhow::Result<Store> {
+    Store::connect(&settings.database_url, settings.database_pool_size)
+        .await
+        .context("opening the database")
+}
+
+/// `paygate serve`: starts the gateway; on a fresh database creates and prints a merchant and
+/// a finance key, and a walkthrough.
+pub async fn serve(config: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let mut settings = settings(config)?;
+    if let Some(listen) = listen {
+        settings.listen = listen;
+    }
+    let app = Application::build(settings.clone()).await?;
+    let base = format!("http://{}:{}", settings.listen.ip(), app.port());
+    let first_keys = ensure_initial_keys(&app.state().store).await?;
+    print_banner(&base, &app, first_keys.as_ref());
+    tracing::info!(%base, "paygate listening");
+    app.run_until_stopped().await.context("serving")
+}
+
+/// The keys created on first start, shown once.
+pub struct InitialKeys {
+    /// The merchant key.
+    pub merchant: String,
+    /// The finance key.
+    pub finance: String,
+}
+
+/// Creates a merchant and a finance key when the database has none.
+pub async fn ensure_initial_keys(store: &Store) -> anyhow::Result<Option<InitialKeys>> {
+    if !store.list_api_keys().await?.is_empty() {
+        return Ok(None);
+    }
+    let merchant = create_key(store, Role::Merchant, "initial merchant key", Vec::new()).await?;
+    let finance = create_key(store, Role::Finance, "initial finance key", Vec::new()).await?;
+    Ok(Some(InitialKeys { merchant, finance }))
+}
+
+async fn create_key(
+    store: &Store,
+    role: Role,
+    name: &str,
+    apps: Vec<AppName>,
+) -> anyhow::Result<String> {
+    let key = generate_key(role);
+    store
+        .insert_api_key(NewApiKey {
+            name: name.to_owned(),
+            role,
+            key_hash: key.hash,
+            key_prefix: key.prefix,
+            apps,
+            created_at: chrono::Utc::now(),
+        })
+        .await?;
+    Ok(key.plaintext)
+}
+
+#[allow(clippy::print_stdout)]
+fn print_banner(base: &str, app: &Application, keys: Option<&InitialKeys>) {
+    println!("paygate is listening on {base}");
+    if let Some(sandbox) = app.sandbox() {
+        println!(
+            "embedded sandbox (WeChat Pay v2 + Alipay simulators): {}/sandbox",
+            sandbox.base_url()
+        );
+    }
+    let Some(keys) = keys else {
+        println!(
+            "API keys exist already; create more with `paygate keys create --role merchant --name …`."
+        );
+        return;
+    };
+    println!("\nCreated two API keys. They are shown ONCE; only their hashes are stored.");
+    println!("  merchant key: {}", keys.merchant);
+    println!("  finance key:  {}\n", keys.finance);
+    if let Some(sandbox) = app.sandbox() {
+        println!("Try it (copy and paste):\n");
+        println!("  export M={} F={}", keys.merchant, keys.finance);
+        println!("  # an Alipay app order: returns pay_params.order_string for the Alipay SDK");
+        println!(
+            "  curl -s -H \"Authorization: Bearer $M\" -H 'Content-Type: application/json' \\"
+        );
+        println!(
+            "    -d '{{\"provider\":\"alipay\",\"channel\":\"app\",\"out_trade_no\":\"demo_alipay_1\",\"amount\":1999,\"subject\":\"Tea\"}}' {base}/v1/orders"
+        );
+        println!("  # a WeChat mini-program order: returns the six wx.requestPayment fields");
+        println!(
+            "  curl -s -H \"Authorization: Bearer $M\" -H 'Content-Type: application/json' \\"
+        );
+        println!(
+            "    -d '{{\"provider\":\"wechat\",\"channel\":\"mini_program\",\"out_trade_no\":\"demo_wechat_1\",\"amount\":1,\"subject\":\"Tea\",\"openid\":\"o_demo_buyer\"}}' {base}/v1/orders"
+        );
+        println!("  # play the buyer: the sandbox pays and sends the signed notify to paygate");
+        println!(
+            "  curl -s -H 'Content-Type: application/json' -d '{{\"provider\":\"wechat\",\"out_trade_no\":\"demo_wechat_1\"}}' {}/sandbox/pay",
+            sandbox.base_url()
+        );
+        println!("  # see it paid");
+        println!(
+            "  curl -s -H \"Authorization: Bearer $M\" '{base}/v1/orders?out_trade_no=demo_wechat_1'"
+        );
+        println!("  # refund 1 fen of it (use the id from the previous answer)");
+        println!(
+            "  curl -s -H \"Authorization: Bearer $M\" -H 'Content-Type: application/json' -d '{{\"amount\":1,\"reason\":\"demo\"}}' {base}/v1/orders/ORDER_ID/refunds"
+        );
+        println!("  # finance: today's totals");
+        println!(
+            "  curl -s -H \"Authorization: Bearer $F\" '{base}/v1/reports/summary?from=2000-01-01&to=2100-01-01&group_by=provider'\n"
+        );
+    }
+}
+
+/// `paygate migrate`.
+#[allow(clippy::print_stdout)]
+pub async fn migrate(config: Option<&Path>) -> anyhow::Result<()> {
+    let settings = settings(config)?;
+    store(&settings).await?;
+    println!(
+        "migrations applied to {}",
+        redact_url(&settings.database_url)
+    );
+    Ok(())
+}
+
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `paygate keys …`.
+#[allow(clippy::print_stdout)]
+pub async fn keys(config: Option<&Path>, command: KeysCommand) -> anyhow::Result<()> {
+    let settings = settings(config)?;
+    let store = store(&settings).await?;
+    match command {
+        KeysCommand::Create { role, name, apps } => {
+            let role = Role::parse(&role).context("--role must be merchant or finance")?;
+            let apps = apps
+                .iter()
+                .map(|a| AppName::parse(a.as_str()).map_err(anyhow::Error::from))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let key = create_key(&store, role, &name, apps).await?;
+            println!("{key}");
+            eprintln!("(shown once; only its hash is stored)");
+        }
+        KeysCommand::List => {
+            for key in store.list_api_keys().await? {
+                println!(
+                    "{}\t{}\t{}…\t{}\t{}",
+                    key.id,
+                    key.role.as_str(),
+                    key.key_prefix,
+                    key.name,
+                    if key.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let id = paygate_store::ApiKeyId::parse(&id)?;
+            store.revoke_api_key(&id, chrono::Utc::now()).await?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+/// `paygate orders …`.
+#[allow(clippy::print_stdout)]
+pub async fn orders(config: Option<&Path>, command: OrdersCommand) -> anyhow::Result<()> {
+    let settings = settings(config)?;
+    let store = store(&settings).await?;
+    match command {
+        OrdersCommand::List { status, limit } => {
+            let mut filter = OrderFilter::default();
+            if let Some(status) = status {
+                filter.statuses = vec![paygate_core::OrderStatus::parse(&status)?];
+            }
+            for o in store
+                .list_orders(&filter, limit.clamp(1, 1000), None)
+                .await?
+                .items
+            {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    o.id,
+                    o.provider,
+                    o.app,
+                    o.out_trade_no,
+                    o.amount.to_yuan_string(),
+                    o.status
+                );
+            }
+        }
+        OrdersCommand::Show { id } => {
+            let order = store.order(&OrderId::parse(id.as_str())?).await?;
+            println!("{}", serde_json::to_string_pretty(&order)?);
+        }
+        OrdersCommand::Export => {
+            println!("id,provider,app,out_trade_no,status,amount_fen,created_at,paid_at");
+            let filter = OrderFilter::default();
+            let mut cursor = None;
+            loop {
+                let page = store.list_orders(&filter, 500, cursor.as_ref()).await?;
+                for o in &page.items {
+                    println!(
+                        "{},{},{},{},{},{},{},{}",
+                        o.id,
+                        o.provider,
+                        o.app,
+                        o.out_trade_no,
+                        o.status,
+                        o.amount.get(),
+                        o.created_at.to_rfc3339(),
+                        o.paid_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+                    );
+                }
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `paygate sandbox`: the simulators alone.
+#[allow(clippy::print_stdout)]
+pub async fn sandbox(listen: SocketAddr) -> anyhow::Result<()> {
+    let mut config = paygate_sandbox::SandboxConfig::new(listen);
+    config.keys_file = Some("paygate-sandbox.json".into());
+    let sandbox = paygate_sandbox::Sandbox::start(config).await?;
+    println!("sandbox listening on {}", sandbox.base_url());
+    println!(
+        "# gateway config for these simulators (contains secrets):\n{}",
+        sandbox.credentials().export_toml("sandbox")
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for ctrl-c")?;
+    sandbox.stop().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("sqlite://paygate.db"), "sqlite://paygate.db");
+    }
+}

@@ -1,0 +1,604 @@
+//! Settings: built-in defaults < TOML file (`--config` / `PAYGATE_CONFIG`) < `PAYGATE__…`
+//! environment variables. Secrets may be given inline or as `…_file` paths so that they can
+//! come from a mounted secret rather than the config file. Nothing here is global: the loaded
+//! `Settings` value is passed to `Application::build`, which keeps tests independent.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use paygate_core::{AppName, Channel};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Why the settings cannot be used; every message names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment could not be parsed into settings.
+    #[error("invalid configuration: {0}")]
+    Parse(Box<figment::Error>),
+    /// A value parsed but is not acceptable.
+    #[error("invalid configuration key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted path of the key, e.g. `wechat.shop.api_key`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Whether the configured providers move real money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    /// Providers are simulators (the embedded sandbox, or a provider's own sandbox).
+    #[default]
+    Sandbox,
+    /// Providers are the real WeChat Pay and Alipay.
+    Production,
+}
+
+/// Every setting of a paygate process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Base URL providers reach this gateway at; notify URLs are derived from it. Defaults to
+    /// `http://{listen}`.
+    pub public_base_url: Option<String>,
+    /// `sqlite://path`, `sqlite::memory:` or `postgres://…`.
+    pub database_url: String,
+    /// Database connection pool size.
+    pub database_pool_size: u32,
+    /// Sandbox or production: a mismatch with the provider URLs is refused at start.
+    pub environment: Environment,
+    /// The embedded provider simulators.
+    pub sandbox: SandboxSettings,
+    /// Request size limits.
+    pub limits: Limits,
+    /// Configured WeChat Pay apps by name.
+    pub wechat: BTreeMap<String, WechatAppSettings>,
+    /// Configured Alipay apps by name.
+    pub alipay: BTreeMap<String, AlipayAppSettings>,
+}
+
+/// The embedded sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// Run the simulators in this process and, when no provider app is configured, configure
+    /// one WeChat and one Alipay app against them.
+    pub enabled: bool,
+    /// Where the simulators listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// File the sandbox's generated keys are kept in, so a restart keeps orders payable.
+    /// Defaults to `paygate-sandbox.json` beside the SQLite database (or the working directory).
+    pub keys_file: Option<PathBuf>,
+    /// Divides the providers' notify retry schedules; 1.0 is real time (tests speed it up).
+    pub time_scale: f64,
+}
+
+/// Size limits that protect the server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest accepted provider callback body, in bytes; larger ones get 413.
+    pub notify_body_bytes: usize,
+    /// Largest accepted JSON API body, in bytes.
+    pub api_body_bytes: usize,
+}
+
+/// One WeChat Pay v2 merchant app.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WechatAppSettings {
+    /// The appid (mini-program, official account or open-platform app).
+    pub appid: String,
+    /// The merchant number.
+    pub mch_id: String,
+    /// The v2 API key (32 characters), inline.
+    #[serde(default, skip_serializing)]
+    pub api_key: Option<SecretString>,
+    /// File holding the v2 API key.
+    pub api_key_file: Option<PathBuf>,
+    /// `MD5` (default) or `HMAC-SHA256`.
+    #[serde(default)]
+    pub sign_type: Option<String>,
+    /// API base URL; defaults to the real `https://api.mch.weixin.qq.com`.
+    pub api_base: Option<String>,
+    /// Login/OAuth base URL; defaults to the real `https://api.weixin.qq.com`.
+    pub login_base: Option<String>,
+    /// AppSecret for `jscode2session` / OAuth, inline.
+    #[serde(default, skip_serializing)]
+    pub app_secret: Option<SecretString>,
+    /// File holding the AppSecret.
+    pub app_secret_file: Option<PathBuf>,
+    /// Merchant API certificate (PEM) for refunds over mutual TLS.
+    pub cert_pem_file: Option<PathBuf>,
+    /// Merchant API private key (PEM) matching `cert_pem_file`.
+    pub key_pem_file: Option<PathBuf>,
+    /// Merchant API certificate as `apiclient_cert.p12`, instead of the PEM pair.
+    pub p12_file: Option<PathBuf>,
+    /// Password of the `.p12` (WeChat sets it to the mch_id).
+    #[serde(default, skip_serializing)]
+    pub p12_password: Option<SecretString>,
+    /// The server's public IP, sent as `spbill_create_ip` for NATIVE orders.
+    pub server_ip: Option<std::net::IpAddr>,
+    /// Channels enabled for this app; all WeChat channels but h5 when absent.
+    pub channels: Option<Vec<Channel>>,
+}
+
+/// One Alipay app.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlipayAppSettings {
+    /// The APPID.
+    pub app_id: String,
+    /// The seller's partner id (2088…), checked on every notify.
+    pub seller_id: String,
+    /// The app private key (PKCS#1 or PKCS#8, PEM or bare base64), inline.
+    #[serde(default, skip_serializing)]
+    pub app_private_key: Option<SecretString>,
+    /// File holding the app private key.
+    pub app_private_key_file: Option<PathBuf>,
+    /// The Alipay public key (SPKI, PEM or bare base64), inline.
+    pub alipay_public_key: Option<String>,
+    /// File holding the Alipay public key.
+    pub alipay_public_key_file: Option<PathBuf>,
+    /// Certificate mode: the app public-key certificate.
+    pub app_cert_file: Option<PathBuf>,
+    /// Certificate mode: the Alipay public-key certificate.
+    pub alipay_cert_file: Option<PathBuf>,
+    /// Certificate mode: the Alipay root certificate bundle.
+    pub alipay_root_cert_file: Option<PathBuf>,
+    /// gateway.do URL; defaults to the real `https://openapi.alipay.com/gateway.do`.
+    pub gateway_url: Option<String>,
+    /// Channels enabled for this app; all Alipay channels when absent.
+    pub channels: Option<Vec<Channel>>,
+}
+
+/// Debug that never prints secrets, even redacted ones' lengths.
+macro_rules! redacted_debug {
+    ($ty:ident { $($field:ident),* }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))*
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+redacted_debug!(WechatAppSettings {
+    appid,
+    mch_id,
+    sign_type,
+    api_base,
+    channels
+});
+redacted_debug!(AlipayAppSettings {
+    app_id,
+    seller_id,
+    gateway_url,
+    channels
+});
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_base_url: None,
+            database_url: "sqlite://paygate.db".to_owned(),
+            database_pool_size: 8,
+            environment: Environment::Sandbox,
+            sandbox: SandboxSettings {
+                enabled: true,
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                keys_file: None,
+                time_scale: 1.0,
+            },
+            limits: Limits {
+                notify_body_bytes: 64 * 1024,
+                api_body_bytes: 64 * 1024,
+            },
+            wechat: BTreeMap::new(),
+            alipay: BTreeMap::new(),
+        }
+    }
+}
+
+/// Hosts of the real providers; a sandbox config must not point at them.
+const PRODUCTION_HOSTS: [&str; 3] = [
+    "api.mch.weixin.qq.com",
+    "api.weixin.qq.com",
+    "openapi.alipay.com",
+];
+
+impl Settings {
+    /// Loads defaults, then the TOML file if given, then `PAYGATE__…` environment variables
+    /// (`PAYGATE__LISTEN`, `PAYGATE__WECHAT__SHOP__API_KEY`, …), and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_from(file, Env::prefixed("PAYGATE__").split("__"))
+    }
+
+    fn load_from(file: Option<&Path>, env: Env) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::invalid(
+                    "--config",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let settings: Settings = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Parses settings from TOML text alone (tests and `--check`).
+    pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The base URL providers should post notifies to.
+    pub fn public_base_url(&self, bound: SocketAddr) -> String {
+        match &self.public_base_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{bound}"),
+        }
+    }
+
+    /// Whether the embedded sandbox providers are configured (no provider app given).
+    pub fn uses_embedded_providers(&self) -> bool {
+        self.sandbox.enabled && self.wechat.is_empty() && self.alipay.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_base_url {
+            check_url("public_base_url", url)?;
+        }
+        if !(self.sandbox.time_scale >= 1.0 && self.sandbox.time_scale.is_finite()) {
+            return Err(ConfigError::invalid(
+                "sandbox.time_scale",
+                "must be a finite number ≥ 1",
+            ));
+        }
+        if self.database_pool_size == 0 {
+            return Err(ConfigError::invalid(
+                "database_pool_size",
+                "must be at least 1",
+            ));
+        }
+        if self.environment == Environment::Production && self.sandbox.enabled {
+            return Err(ConfigError::invalid(
+                "sandbox.enabled",
+                "the embedded sandbox cannot run in a production environment; set it to false",
+            ));
+        }
+        for (name, app) in &self.wechat {
+            let key = |field: &str| format!("wechat.{name}.{field}");
+            AppName::parse(name.as_str())
+                .map_err(|e| ConfigError::invalid(key("name"), e.to_string()))?;
+            non_empty(&key("appid"), &app.appid)?;
+            non_empty(&key("mch_id"), &app.mch_id)?;
+            one_of(
+                &key("api_key"),
+                app.api_key.is_some(),
+                app.api_key_file.is_some(),
+            )?;
+            if let Some(sign_type) = &app.sign_type
+                && sign_type != "MD5"
+                && sign_type != "HMAC-SHA256"
+            {
+                return Err(ConfigError::invalid(
+                    key("sign_type"),
+                    "must be MD5 or HMAC-SHA256",
+                ));
+            }
+            for (field, url) in [("api_base", &app.api_base), ("login_base", &app.login_base)] {
+                if let Some(url) = url {
+                    check_url(&key(field), url)?;
+                    self.check_environment(&key(field), url)?;
+                } else if self.environment == Environment::Sandbox {
+                    return Err(ConfigError::invalid(
+                        key(field),
+                        "a sandbox environment must name the sandbox's URL (the default is the real WeChat Pay)",
+                    ));
+                }
+            }
+            check_channels(
+                &key("channels"),
+                paygate_core::ProviderKind::Wechat,
+                &app.channels,
+            )?;
+        }
+        for (name, app) in &self.alipay {
+            let key = |field: &str| format!("alipay.{name}.{field}");
+            AppName::parse(name.as_str())
+                .map_err(|e| ConfigError::invalid(key("name"), e.to_string()))?;
+            non_empty(&key("app_id"), &app.app_id)?;
+            non_empty(&key("seller_id"), &app.seller_id)?;
+            one_of(
+                &key("app_private_key"),
+                app.app_private_key.is_some(),
+                app.app_private_key_file.is_some(),
+            )?;
+            let cert_mode = app.alipay_cert_file.is_some();
+            if !cert_mode {
+                one_of(
+                    &key("alipay_public_key"),
+                    app.alipay_public_key.is_some(),
+                    app.alipay_public_key_file.is_some(),
+                )?;
+            } else if app.app_cert_file.is_none() || app.alipay_root_cert_file.is_none() {
+                return Err(ConfigError::invalid(
+                    key("alipay_cert_file"),
+                    "certificate mode needs app_cert_file, alipay_cert_file and alipay_root_cert_file",
+                ));
+            }
+            match &app.gateway_url {
+                Some(url) => {
+                    check_url(&key("gateway_url"), url)?;
+                    self.check_environment(&key("gateway_url"), url)?;
+                }
+                None if self.environment == Environment::Sandbox => {
+                    return Err(ConfigError::invalid(
+                        key("gateway_url"),
+                        "a sandbox environment must name the sandbox's URL (the default is the real Alipay)",
+                    ));
+                }
+                None => {}
+            }
+            check_channels(
+                &key("channels"),
+                paygate_core::ProviderKind::Alipay,
+                &app.channels,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Refuses production credentials pointed at a simulator, and sandbox ones at the real
+    /// providers: mixing them is how test keys end up signing real orders (USER_PAINS #13).
+    fn check_environment(&self, key: &str, url: &str) -> Result<(), ConfigError> {
+        let host = host_of(url);
+        let is_production_host = PRODUCTION_HOSTS.contains(&host.as_str());
+        match self.environment {
+            Environment::Production if !is_production_host => Err(ConfigError::invalid(
+                key,
+                format!("environment is production but {host} is not a production provider host"),
+            )),
+            Environment::Sandbox if is_production_host => Err(ConfigError::invalid(
+                key,
+                format!("environment is sandbox but {host} is a production provider host"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn host_of(url: &str) -> String {
+    url.split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(url)
+        .split(['/', ':', '?'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            "must be an http:// or https:// URL",
+        ))
+    }
+}
+
+fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        Err(ConfigError::invalid(key, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+fn one_of(key: &str, inline: bool, file: bool) -> Result<(), ConfigError> {
+    match (inline, file) {
+        (true, false) | (false, true) => Ok(()),
+        (false, false) => Err(ConfigError::invalid(
+            key,
+            format!("give `{key}` or `{key}_file`"),
+        )),
+        (true, true) => Err(ConfigError::invalid(
+            key,
+            format!("give only one of `{key}` and `{key}_file`"),
+        )),
+    }
+}
+
+fn check_channels(
+    key: &str,
+    provider: paygate_core::ProviderKind,
+    channels: &Option<Vec<Channel>>,
+) -> Result<(), ConfigError> {
+    for channel in channels.iter().flatten() {
+        if !provider.supports(*channel) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{provider} has no channel {channel}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a secret given inline or by file; file contents are trimmed of the trailing newline
+/// editors add. The error names the key, never the value.
+pub fn read_secret(
+    key: &str,
+    inline: &Option<SecretString>,
+    file: &Option<PathBuf>,
+) -> Result<SecretString, ConfigError> {
+    if let Some(secret) = inline {
+        return Ok(secret.clone());
+    }
+    let path = file
+        .as_ref()
+        .ok_or_else(|| ConfigError::invalid(key, "missing"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::invalid(
+            format!("{key}_file"),
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let trimmed = text.trim_end_matches(['\n', '\r']);
+    if trimmed.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{key}_file"),
+            format!("{} is empty", path.display()),
+        ));
+    }
+    Ok(SecretString::from(trimmed.to_owned()))
+}
+
+/// Reads a non-secret value given inline or by file.
+pub fn read_value(
+    key: &str,
+    inline: &Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<String, ConfigError> {
+    let secret = read_secret(key, &inline.clone().map(SecretString::from), file)?;
+    Ok(secret.expose_secret().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_config_gives_the_embedded_default() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert!(s.uses_embedded_providers());
+        assert_eq!(s.database_url, "sqlite://paygate.db");
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_key() {
+        let err = Settings::from_toml("listen = \"nowhere\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = Settings::from_toml("bogus = 1").unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn a_wechat_app_without_its_key_is_refused_by_name() {
+        let err = Settings::from_toml(
+            "[wechat.shop]\nappid = \"wx1\"\nmch_id = \"1\"\napi_base = \"http://127.0.0.1:9\"\nlogin_base = \"http://127.0.0.1:9\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("wechat.shop.api_key"), "{err}");
+    }
+
+    #[test]
+    fn production_credentials_cannot_point_at_a_sandbox() {
+        let toml = "environment = \"production\"\n[sandbox]\nenabled = false\nlisten = \"127.0.0.1:0\"\n\
+            [alipay.main]\napp_id = \"1\"\nseller_id = \"2088\"\napp_private_key = \"k\"\n\
+            alipay_public_key = \"p\"\ngateway_url = \"https://openapi-sandbox.dl.alipaydev.com/gateway.do\"\n";
+        let err = Settings::from_toml(toml).unwrap_err().to_string();
+        assert!(
+            err.contains("alipay.main.gateway_url") && err.contains("production"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sandbox_credentials_cannot_point_at_production() {
+        let toml = "[alipay.main]\napp_id = \"1\"\nseller_id = \"2088\"\napp_private_key = \"k\"\n\
+            alipay_public_key = \"p\"\ngateway_url = \"https://openapi.alipay.com/gateway.do\"\n";
+        let err = Settings::from_toml(toml).unwrap_err().to_string();
+        assert!(
+            err.contains("sandbox") && err.contains("openapi.alipay.com"),
+            "{err}"
+        );
+        let toml = "[alipay.main]\napp_id = \"1\"\nseller_id = \"2088\"\napp_private_key = \"k\"\n\
+            alipay_public_key = \"p\"\n";
+        let err = Settings::from_toml(toml).unwrap_err().to_string();
+        assert!(err.contains("alipay.main.gateway_url"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_the_embedded_sandbox() {
+        let err = Settings::from_toml("environment = \"production\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sandbox.enabled"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let toml = "[wechat.shop]\nappid = \"wx1\"\nmch_id = \"1\"\napi_key = \"TOPSECRETKEY\"\n\
+            api_base = \"http://127.0.0.1:9\"\nlogin_base = \"http://127.0.0.1:9\"\napp_secret = \"ALSOSECRET\"\n";
+        let s = Settings::from_toml(toml).unwrap();
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("TOPSECRETKEY") && !debug.contains("ALSOSECRET"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "filekey\n").unwrap();
+        let secret = read_secret("wechat.shop.api_key", &None, &Some(path)).unwrap();
+        assert_eq!(secret.expose_secret(), "filekey");
+        let err =
+            read_secret("wechat.shop.api_key", &None, &Some(dir.path().join("nope"))).unwrap_err();
+        assert!(err.to_string().contains("wechat.shop.api_key_file"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn environment_variables_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paygate.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n").unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PAYGATE__LISTEN", "127.0.0.1:9100");
+            let s = Settings::load(Some(&path)).unwrap();
+            assert_eq!(s.listen.port(), 9100);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,24 @@
+//! paygate's HTTP gateway: the merchant API, the provider notify endpoints, finance queries,
+//! and the `paygate` binary's commands.
+//!
+//! Handlers parse and authorise; [`payments`] and [`refunds`] decide; the store persists with
+//! compare-and-set; provider crates speak the wire. Status codes are chosen in one place,
+//! [`error::ApiError`].
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod metrics;
+mod middleware;
+pub mod payments;
+pub mod providers;
+pub mod refunds;
+pub mod registry;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+
+pub use startup::Application;

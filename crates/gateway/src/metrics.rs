@@ -1,0 +1,82 @@
+//! Prometheus metrics served at `/metrics`. One registry per `Application`, not a global, so
+//! parallel test servers do not share counters.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// The gateway's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP requests by method, matched route pattern and status.
+    pub http_requests: IntCounterVec,
+    /// HTTP latency by matched route pattern.
+    pub http_latency: HistogramVec,
+    /// Provider callbacks by provider and verdict.
+    pub callbacks: IntCounterVec,
+    /// Order status transitions by event.
+    pub transitions: IntCounterVec,
+    /// Failed provider calls by provider, operation and kind of failure.
+    pub provider_errors: IntCounterVec,
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new_custom(Some("paygate".to_owned()), None)?;
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests served"),
+            &["method", "route", "status"],
+        )?;
+        let http_latency = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            ),
+            &["route"],
+        )?;
+        let callbacks = IntCounterVec::new(
+            Opts::new("callbacks_total", "Provider callbacks by verdict"),
+            &["provider", "verdict"],
+        )?;
+        let transitions = IntCounterVec::new(
+            Opts::new(
+                "order_transitions_total",
+                "Order status transitions applied",
+            ),
+            &["event"],
+        )?;
+        let provider_errors = IntCounterVec::new(
+            Opts::new("provider_errors_total", "Failed provider calls"),
+            &["provider", "operation", "kind"],
+        )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_latency.clone()))?;
+        registry.register(Box::new(callbacks.clone()))?;
+        registry.register(Box::new(transitions.clone()))?;
+        registry.register(Box::new(provider_errors.clone()))?;
+        Ok(Metrics {
+            registry,
+            http_requests,
+            http_latency,
+            callbacks,
+            transitions,
+            provider_errors,
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail for the text format; an empty page is the fallback.
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}

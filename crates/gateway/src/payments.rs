@@ -1,0 +1,132 @@
+//! Applying what a provider says about a trade. Notifies, `POST /v1/orders/{id}/sync` and the
+//! reconciler all come here, so "verified facts → checked against the stored order →
+//! compare-and-set transition" is written once.
+
+use chrono::Utc;
+use paygate_core::{
+    MerchantIdentity, Order, OrderEvent, OrderStatus, PaymentMismatch, Provider, ProviderError,
+    TradeFacts, TradeState,
+};
+use paygate_store::{
+    AnomalyKind, EventKind, NewAnomaly, OrderChanges, Store, StoreError, Transition,
+};
+
+/// What applying trade facts did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PaymentOutcome {
+    /// The order moved to paid now.
+    Paid(Box<Order>),
+    /// A closed order was confirmed paid by a provider query and reopened as paid.
+    PaidAfterClose(Box<Order>),
+    /// The order was already paid (a duplicate or concurrent copy); nothing changed.
+    AlreadyPaid(Box<Order>),
+    /// The facts do not describe a payment of this order; nothing changed.
+    Mismatch(PaymentMismatch),
+    /// The facts say the trade is not paid (awaiting, closed, failed); nothing changed.
+    NotPaid(TradeState),
+}
+
+/// Why trade facts could not be applied; the caller must not acknowledge as final.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The confirming query to the provider failed.
+    #[error("confirming query failed: {0}")]
+    Provider(#[from] ProviderError),
+}
+
+/// Applies verified trade facts to `order`: checks them against the order and the merchant,
+/// then moves it to paid by compare-and-set. A closed order is only reopened after the
+/// provider confirms the payment by query, so a forged-but-signed replay cannot resurrect it.
+pub async fn apply_trade_facts(
+    store: &Store,
+    provider: &dyn Provider,
+    order: Order,
+    facts: &TradeFacts,
+) -> Result<PaymentOutcome, ApplyError> {
+    if !matches!(facts.state, TradeState::Paid | TradeState::Refunded) {
+        return Ok(PaymentOutcome::NotPaid(facts.state));
+    }
+    if let Err(mismatch) = facts.check_payment(&order, provider.merchant()) {
+        return Ok(PaymentOutcome::Mismatch(mismatch));
+    }
+    // Two rounds at most: a lost race against a concurrent close sends us to the closed path.
+    let mut order = order;
+    for _ in 0..2 {
+        match order.status {
+            OrderStatus::Pending => {
+                match transition_to_paid(store, &order, OrderEvent::PaymentConfirmed, facts).await?
+                {
+                    Transition::Applied(paid) => return Ok(PaymentOutcome::Paid(Box::new(paid))),
+                    Transition::Lost(current) => order = current,
+                }
+            }
+            OrderStatus::Closed => {
+                let confirmed = provider.query_payment(&order.out_trade_no).await?;
+                if let Err(mismatch) = confirmed.check_payment(&order, provider.merchant()) {
+                    return Ok(PaymentOutcome::Mismatch(mismatch));
+                }
+                match transition_to_paid(
+                    store,
+                    &order,
+                    OrderEvent::LatePaymentConfirmed,
+                    &confirmed,
+                )
+                .await?
+                {
+                    Transition::Applied(paid) => {
+                        record_late_payment(store, &paid, provider.merchant()).await?;
+                        return Ok(PaymentOutcome::PaidAfterClose(Box::new(paid)));
+                    }
+                    Transition::Lost(current) => order = current,
+                }
+            }
+            OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded => {
+                return Ok(PaymentOutcome::AlreadyPaid(Box::new(order)));
+            }
+        }
+    }
+    Ok(PaymentOutcome::AlreadyPaid(Box::new(order)))
+}
+
+async fn transition_to_paid(
+    store: &Store,
+    order: &Order,
+    event: OrderEvent,
+    facts: &TradeFacts,
+) -> Result<Transition, StoreError> {
+    let changes = OrderChanges {
+        provider_trade_no: facts.provider_trade_no.clone(),
+        payer_id: facts.payer_id.clone(),
+        paid_at: Some(facts.paid_at.unwrap_or_else(Utc::now)),
+        ..OrderChanges::default()
+    };
+    let event_row = crate::events::order_event(EventKind::OrderPaid, order);
+    store
+        .transition_order(&order.id, order.status, event, changes, Some(event_row))
+        .await
+}
+
+async fn record_late_payment(
+    store: &Store,
+    order: &Order,
+    merchant: &MerchantIdentity,
+) -> Result<(), StoreError> {
+    store
+        .record_anomaly(NewAnomaly {
+            order_id: Some(order.id.clone()),
+            provider: order.provider,
+            app: order.app.to_string(),
+            kind: AnomalyKind::LatePayment,
+            detail: format!(
+                "payment for closed order {} confirmed by {} query (app {}); order marked paid",
+                order.out_trade_no, order.provider, merchant.app_id
+            ),
+            callback_id: None,
+            created_at: Utc::now(),
+        })
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,151 @@
+//! Refunds: reserve the amount in the store (which refuses to over-refund, even under
+//! concurrent requests), ask the provider, and record what it says. An unknown outcome leaves
+//! the refund `processing`; the refund notify, `sync` or the reconciler settles it later with
+//! the same `out_refund_no`, never a new one.
+
+use chrono::Utc;
+use paygate_core::{
+    Order, OutRefundNo, ProviderError, RefundFacts, RefundQuery, RefundRequest, RefundState,
+    RefundStatus,
+};
+use paygate_store::{EventKind, NewRefund, Refund, RefundCompletion, StoreError};
+
+use crate::error::ApiError;
+use crate::registry::ProviderApp;
+use crate::state::AppState;
+
+/// Records a provider's word on a refund. Returns whether anything changed.
+pub async fn apply_refund_facts(
+    state: &AppState,
+    refund: &Refund,
+    facts: &RefundFacts,
+) -> Result<bool, StoreError> {
+    if refund.status != RefundStatus::Processing {
+        return Ok(false);
+    }
+    let (status, event) = match facts.state {
+        RefundState::Succeeded => (RefundStatus::Succeeded, EventKind::RefundSucceeded),
+        RefundState::Failed => (RefundStatus::Failed, EventKind::RefundFailed),
+        RefundState::Processing | RefundState::NotFound => return Ok(false),
+    };
+    let order = state.store.order(&refund.order_id).await?;
+    let event = crate::events::refund_event(event, &order, refund);
+    let completed = state
+        .store
+        .complete_refund(
+            &refund.id,
+            status,
+            facts.provider_refund_id.clone(),
+            facts.succeeded_at.unwrap_or_else(Utc::now),
+            Some(event),
+        )
+        .await;
+    // `Lost`: another copy of the notify (or the reconciler) settled it first.
+    Ok(matches!(completed?, RefundCompletion::Applied { .. }))
+}
+
+/// Reserves and sends a refund for `order`.
+pub async fn start_refund(
+    state: &AppState,
+    app: &ProviderApp,
+    order: &Order,
+    out_refund_no: OutRefundNo,
+    amount: paygate_core::Fen,
+    reason: Option<String>,
+) -> Result<(Refund, bool), ApiError> {
+    let reserved = state
+        .store
+        .create_refund(NewRefund {
+            order_id: order.id.clone(),
+            out_refund_no: out_refund_no.clone(),
+            amount,
+            reason: reason.clone(),
+            created_at: Utc::now(),
+        })
+        .await;
+    let refund = match reserved {
+        Ok(refund) => refund,
+        Err(StoreError::DuplicateRefund(existing)) => {
+            if existing.order_id == order.id && existing.amount == amount {
+                return Ok((*existing, false));
+            }
+            return Err(ApiError::conflict(
+                "out_refund_no_reused",
+                "out_refund_no was already used for a different refund",
+            ));
+        }
+        Err(StoreError::RefundExceedsPaid { refundable }) => {
+            return Err(ApiError::conflict(
+                "refund_exceeds_paid",
+                format!("at most {} fen can still be refunded", refundable.get()),
+            ));
+        }
+        Err(StoreError::NotRefundable { .. }) => {
+            return Err(ApiError::conflict(
+                "not_refundable",
+                "only paid orders can be refunded",
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let request = RefundRequest {
+        out_trade_no: order.out_trade_no.clone(),
+        provider_trade_no: order.provider_trade_no.clone(),
+        out_refund_no,
+        refund_amount: amount,
+        order_amount: order.amount,
+        reason,
+        notify_url: Some(state.refund_notify_url(app)),
+    };
+    match app.provider.refund(&request).await {
+        Ok(facts) => {
+            apply_refund_facts(state, &refund, &facts).await?;
+        }
+        Err(ProviderError::OutcomeUnknown(detail)) => {
+            tracing::warn!(%detail, refund = %refund.id, "refund outcome unknown; left processing");
+            state
+                .metrics
+                .provider_errors
+                .with_label_values(&[app.kind().as_str(), "refund", "unknown"])
+                .inc();
+        }
+        Err(error) => {
+            state
+                .metrics
+                .provider_errors
+                .with_label_values(&[app.kind().as_str(), "refund", "refused"])
+                .inc();
+            let failed = RefundFacts {
+                out_trade_no: order.out_trade_no.to_string(),
+                out_refund_no: refund.out_refund_no.to_string(),
+                provider_refund_id: None,
+                amount: Some(amount),
+                state: RefundState::Failed,
+                succeeded_at: None,
+            };
+            apply_refund_facts(state, &refund, &failed).await?;
+            return Err(error.into());
+        }
+    }
+    Ok((state.store.refund(&refund.id).await?, true))
+}
+
+/// Asks the provider about a processing refund and records the answer.
+pub async fn sync_refund(
+    state: &AppState,
+    app: &ProviderApp,
+    order: &Order,
+    refund: &Refund,
+) -> Result<Refund, ApiError> {
+    if refund.status == RefundStatus::Processing {
+        let facts = app
+            .provider
+            .query_refund(&RefundQuery {
+                out_trade_no: order.out_trade_no.clone(),
+                out_refund_no: refund.out_refund_no.clone(),
+            })
+            .await?;
+        apply_refund_facts(state, refund, &facts).await?;
+    }
+    Ok(state.store.refund(&refund.id).await?)
+}

@@ -1,0 +1,65 @@
+//! The configured provider apps, looked up by provider and name. Each app is one
+//! `Arc<dyn Provider>`; WeChat apps also keep their concrete client for the login and JS-SDK
+//! endpoints, which are not part of the payment boundary.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use paygate_core::{AppName, Channel, Provider, ProviderKind};
+use paygate_wechat::WechatPay;
+
+/// One configured provider app.
+#[derive(Clone)]
+pub struct ProviderApp {
+    /// The app's configured name.
+    pub name: AppName,
+    /// The provider behind it.
+    pub provider: Arc<dyn Provider>,
+    /// The concrete WeChat client, for mini-program login and `wx.config` signing.
+    pub wechat: Option<Arc<WechatPay>>,
+}
+
+impl ProviderApp {
+    /// Which provider this app belongs to.
+    pub fn kind(&self) -> ProviderKind {
+        self.provider.kind()
+    }
+
+    /// Whether the app is set up for `channel`.
+    pub fn offers(&self, channel: Channel) -> bool {
+        self.provider.channels().contains(&channel)
+    }
+}
+
+/// Every configured app.
+#[derive(Clone, Default)]
+pub struct Registry {
+    apps: BTreeMap<(ProviderKind, AppName), ProviderApp>,
+}
+
+impl Registry {
+    /// Adds an app; names are unique per provider.
+    pub fn insert(&mut self, app: ProviderApp) {
+        self.apps.insert((app.kind(), app.name.clone()), app);
+    }
+
+    /// The app `name` of `provider`.
+    pub fn get(&self, provider: ProviderKind, name: &AppName) -> Option<&ProviderApp> {
+        self.apps.get(&(provider, name.clone()))
+    }
+
+    /// The app to use when a request names none: the only app of that provider, if there is
+    /// exactly one.
+    pub fn sole(&self, provider: ProviderKind) -> Option<&ProviderApp> {
+        let mut of_provider = self.apps.values().filter(|a| a.kind() == provider);
+        match (of_provider.next(), of_provider.next()) {
+            (Some(app), None) => Some(app),
+            _ => None,
+        }
+    }
+
+    /// Every app, in a stable order.
+    pub fn iter(&self) -> impl Iterator<Item = &ProviderApp> {
+        self.apps.values()
+    }
+}

@@ -1,0 +1,425 @@
+//! Finance and listing endpoints: order lists with filters and cursors, the CSV export, the
+//! summary report, anomalies and the callback audit trail.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, NaiveDate, Utc};
+use paygate_core::{AppName, Channel, Fen, OrderId, OrderStatus, ProviderKind};
+use paygate_store::{Cursor, GroupBy, OrderFilter};
+use serde::Deserialize;
+
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+use crate::routes::orders::OrderView;
+use crate::state::AppState;
+
+/// Query string of `GET /v1/orders` and the export.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OrderListQuery {
+    /// Exact merchant order number.
+    pub out_trade_no: Option<String>,
+    /// Merchant order number prefix.
+    pub out_trade_no_prefix: Option<String>,
+    /// Comma-separated statuses.
+    pub status: Option<String>,
+    /// `wechat` or `alipay`.
+    pub provider: Option<String>,
+    /// App name.
+    pub app: Option<String>,
+    /// Channel name.
+    pub channel: Option<String>,
+    /// Created at or after (RFC 3339 or `YYYY-MM-DD`, UTC).
+    pub created_from: Option<String>,
+    /// Created before.
+    pub created_to: Option<String>,
+    /// Paid at or after.
+    pub paid_from: Option<String>,
+    /// Paid before.
+    pub paid_to: Option<String>,
+    /// Smallest amount in fen.
+    pub amount_min: Option<i64>,
+    /// Largest amount in fen.
+    pub amount_max: Option<i64>,
+    /// Page size (1–500, default 50).
+    pub limit: Option<u32>,
+    /// Cursor from the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+fn parse_instant(field: &'static str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
+        return Ok(instant.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_filter",
+                format!("{field} must be RFC 3339 or YYYY-MM-DD"),
+            )
+        })
+}
+
+fn opt_instant(
+    field: &'static str,
+    text: &Option<String>,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    text.as_deref().map(|t| parse_instant(field, t)).transpose()
+}
+
+fn opt_fen(field: &'static str, value: Option<i64>) -> Result<Option<Fen>, ApiError> {
+    value
+        .map(|v| {
+            Fen::new(v).map_err(|e| ApiError::invalid("invalid_filter", format!("{field}: {e}")))
+        })
+        .transpose()
+}
+
+impl OrderListQuery {
+    /// The store filter, restricted to what `principal` may see.
+    pub fn to_filter(&self, principal: &Principal) -> Result<OrderFilter, ApiError> {
+        let bad = |field: &str, e: paygate_core::DomainError| {
+            ApiError::invalid("invalid_filter", format!("{field}: {e}"))
+        };
+        let statuses = match &self.status {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|s| OrderStatus::parse(s.trim()).map_err(|e| bad("status", e)))
+                .collect::<Result<_, _>>()?,
+        };
+        let mut apps: Vec<AppName> = match &self.app {
+            Some(name) => vec![AppName::parse(name.as_str()).map_err(|e| bad("app", e))?],
+            None => Vec::new(),
+        };
+        if principal.role == Role::Merchant && !principal.apps.is_empty() {
+            if apps.is_empty() {
+                apps = principal.apps.clone();
+            } else if !apps.iter().all(|a| principal.apps.contains(a)) {
+                return Err(ApiError::Forbidden(
+                    "this key is not scoped to that app".into(),
+                ));
+            }
+        }
+        Ok(OrderFilter {
+            statuses,
+            provider: self
+                .provider
+                .as_deref()
+                .map(ProviderKind::parse)
+                .transpose()
+                .map_err(|e| bad("provider", e))?,
+            apps,
+            channel: self
+                .channel
+                .as_deref()
+                .map(Channel::parse)
+                .transpose()
+                .map_err(|e| bad("channel", e))?,
+            out_trade_no: self.out_trade_no.clone(),
+            out_trade_no_prefix: self.out_trade_no_prefix.clone(),
+            created_from: opt_instant("created_from", &self.created_from)?,
+            created_to: opt_instant("created_to", &self.created_to)?,
+            paid_from: opt_instant("paid_from", &self.paid_from)?,
+            paid_to: opt_instant("paid_to", &self.paid_to)?,
+            amount_min: opt_fen("amount_min", self.amount_min)?,
+            amount_max: opt_fen("amount_max", self.amount_max)?,
+        })
+    }
+
+    fn limit(&self) -> Result<u32, ApiError> {
+        match self.limit {
+            None => Ok(50),
+            Some(n @ 1..=500) => Ok(n),
+            Some(_) => Err(ApiError::invalid("invalid_filter", "limit must be 1–500")),
+        }
+    }
+}
+
+/// `GET /v1/orders`.
+pub async fn list_orders(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<OrderListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = query.to_filter(&principal)?;
+    let cursor = query.cursor.clone().map(Cursor::new);
+    let page = state
+        .store
+        .list_orders(&filter, query.limit()?, cursor.as_ref())
+        .await?;
+    let data: Vec<OrderView> = page.items.into_iter().map(OrderView::from).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "data": data,
+        "next_cursor": page.next_cursor.map(|c| c.as_str().to_owned()),
+    })))
+}
+
+/// `GET /v1/orders/export.csv`: the same filters, streamed page by page so a large export
+/// never sits in memory.
+pub async fn export_orders(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<OrderListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Role::Finance)?;
+    let filter = query.to_filter(&principal)?;
+    let state = state.into_inner();
+    let stream = futures_util::stream::unfold(ExportState::Header, move |export| {
+        let state = state.clone();
+        let filter = filter.clone();
+        async move { export.next(&state, &filter).await }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(("Content-Disposition", "attachment; filename=\"orders.csv\""))
+        .streaming(stream))
+}
+
+enum ExportState {
+    Header,
+    Page(Option<Cursor>),
+    Done,
+}
+
+const EXPORT_PAGE: u32 = 500;
+const CSV_HEADER: &str = "id,provider,app,channel,out_trade_no,status,amount_fen,amount_yuan,refunded_fen,currency,provider_trade_no,payer_id,created_at,paid_at,closed_at\n";
+
+impl ExportState {
+    async fn next(
+        self,
+        state: &AppState,
+        filter: &OrderFilter,
+    ) -> Option<(Result<web::Bytes, ApiError>, ExportState)> {
+        match self {
+            ExportState::Done => None,
+            ExportState::Header => Some((
+                Ok(web::Bytes::from_static(CSV_HEADER.as_bytes())),
+                ExportState::Page(None),
+            )),
+            ExportState::Page(cursor) => {
+                let page = match state
+                    .store
+                    .list_orders(filter, EXPORT_PAGE, cursor.as_ref())
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => return Some((Err(e.into()), ExportState::Done)),
+                };
+                let mut chunk = String::new();
+                for o in &page.items {
+                    let row = [
+                        o.id.to_string(),
+                        o.provider.to_string(),
+                        o.app.to_string(),
+                        o.channel.to_string(),
+                        o.out_trade_no.to_string(),
+                        o.status.to_string(),
+                        o.amount.get().to_string(),
+                        o.amount.to_yuan_string(),
+                        o.refunded_amount.get().to_string(),
+                        o.currency.to_string(),
+                        o.provider_trade_no.clone().unwrap_or_default(),
+                        o.payer_id.clone().unwrap_or_default(),
+                        o.created_at.to_rfc3339(),
+                        o.paid_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                        o.closed_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    ];
+                    let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
+                    chunk.push_str(&cells.join(","));
+                    chunk.push('\n');
+                }
+                let next = match page.next_cursor {
+                    Some(c) => ExportState::Page(Some(c)),
+                    None => ExportState::Done,
+                };
+                Some((Ok(web::Bytes::from(chunk)), next))
+            }
+        }
+    }
+}
+
+/// Quotes a CSV cell when needed, and defuses spreadsheet formulas (`=`, `+`, `-`, `@` at the
+/// start), since finance opens these files in Excel.
+fn csv_cell(value: &str) -> String {
+    let defused = if value.starts_with(['=', '+', '-', '@']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    if defused.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", defused.replace('"', "\"\""))
+    } else {
+        defused
+    }
+}
+
+/// Query of `GET /v1/reports/summary`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryQuery {
+    /// Start (inclusive), RFC 3339 or `YYYY-MM-DD`.
+    pub from: String,
+    /// End (exclusive).
+    pub to: String,
+    /// `day`, `provider` or `app`.
+    pub group_by: Option<String>,
+}
+
+/// `GET /v1/reports/summary`.
+pub async fn summary(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<SummaryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Role::Finance)?;
+    let from = parse_instant("from", &query.from)?;
+    let to = parse_instant("to", &query.to)?;
+    if to <= from {
+        return Err(ApiError::invalid(
+            "invalid_filter",
+            "`to` must be after `from`",
+        ));
+    }
+    let group_by = match query.group_by.as_deref().unwrap_or("day") {
+        "day" => GroupBy::Day,
+        "provider" => GroupBy::Provider,
+        "app" => GroupBy::App,
+        other => {
+            return Err(ApiError::invalid(
+                "invalid_filter",
+                format!("group_by {other:?} is not day, provider or app"),
+            ));
+        }
+    };
+    let rows: Vec<serde_json::Value> = state
+        .store
+        .summary(from, to, group_by)
+        .await?
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "key": r.key,
+                "order_count": r.order_count,
+                "paid_count": r.paid_count,
+                "paid_amount": r.paid_amount,
+                "refunded_amount": r.refunded_amount,
+                "net_amount": r.net_amount,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "from": from, "to": to, "data": rows })))
+}
+
+/// Query of the anomaly list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Page size (1–500, default 50).
+    pub limit: Option<u32>,
+    /// Cursor from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `GET /v1/anomalies`.
+pub async fn anomalies(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Role::Finance)?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let cursor = query.cursor.clone().map(Cursor::new);
+    let page = state.store.list_anomalies(limit, cursor.as_ref()).await?;
+    let data: Vec<serde_json::Value> = page
+        .items
+        .into_iter()
+        .map(|a| {
+            serde_json::json!({
+                "id": a.id.as_str(),
+                "order_id": a.order_id,
+                "provider": a.provider,
+                "app": a.app,
+                "kind": a.kind.as_str(),
+                "detail": a.detail,
+                "callback_id": a.callback_id.map(|c| c.as_str().to_owned()),
+                "created_at": a.created_at,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "data": data,
+        "next_cursor": page.next_cursor.map(|c| c.as_str().to_owned()),
+    })))
+}
+
+/// Query of the callback audit trail.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackQuery {
+    /// The order whose callbacks to list.
+    pub order_id: String,
+}
+
+/// `GET /v1/callbacks?order_id=`.
+pub async fn callbacks(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<CallbackQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Role::Finance)?;
+    let id = OrderId::parse(query.order_id.as_str()).map_err(ApiError::from)?;
+    let rows: Vec<serde_json::Value> = state
+        .store
+        .callbacks_for_order(&id)
+        .await?
+        .into_iter()
+        .map(|c| {
+            serde_json::json!({
+                "id": c.id.as_str(),
+                "provider": c.provider,
+                "app": c.app,
+                "kind": c.kind.as_str(),
+                "received_at": c.received_at,
+                "content_type": c.content_type,
+                // Bodies are kept as received; shown lossily as text for people.
+                "body": String::from_utf8_lossy(&c.body),
+                "verdict": c.verdict.as_str(),
+                "reason": c.reason,
+                "order_id": c.order_id,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": rows })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_cell("-1"), "'-1");
+    }
+
+    #[test]
+    fn dates_accept_rfc3339_and_plain_days() {
+        assert_eq!(
+            parse_instant("from", "2026-11-23").unwrap().to_rfc3339(),
+            "2026-11-23T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_instant("from", "2026-11-23T08:00:00+08:00")
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-23T00:00:00+00:00"
+        );
+        assert!(parse_instant("from", "23/11/2026").is_err());
+    }
+}

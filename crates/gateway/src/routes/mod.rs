@@ -1,0 +1,7 @@
+//! HTTP handlers, one module per audience.
+
+pub mod finance;
+pub mod health;
+pub mod notify;
+pub mod orders;
+pub mod wechat;

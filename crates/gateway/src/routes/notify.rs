@@ -1,0 +1,414 @@
+//! Provider callback endpoints: `POST /notify/wechat/{app}`, `POST /notify/wechat/{app}/refund`,
+//! `POST /notify/alipay/{app}`.
+//!
+//! Fixed steps, hyperswitch-style: store the raw body → verify → find the order → check the
+//! facts against it → compare-and-set → acknowledge. A bad signature is answered with the
+//! provider's failure body and changes nothing. A genuine callback that does not match our
+//! order (amount, app, seller, …) changes nothing, is recorded as an anomaly for finance, and
+//! is acknowledged so the provider stops retrying something that will never match. When the
+//! database is down the failure body is sent, so the provider retries later.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use paygate_core::{
+    AppName, CallbackAck, Notice, NotifyError, OutRefundNo, OutTradeNo, ProviderKind, RawCallback,
+    RefundFacts, TradeFacts,
+};
+use paygate_store::{
+    AnomalyKind, CallbackKind, CallbackVerdict, NewAnomaly, NewCallback, StoreError,
+};
+
+use crate::payments::{ApplyError, PaymentOutcome, apply_trade_facts};
+use crate::registry::ProviderApp;
+use crate::state::AppState;
+
+/// `POST /notify/wechat/{app}` and `POST /notify/alipay/{app}`.
+pub async fn payment_notify(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (provider, app) = path.into_inner();
+    receive(
+        &state,
+        &provider,
+        &app,
+        CallbackKind::Payment,
+        &request,
+        &body,
+    )
+    .await
+}
+
+/// `POST /notify/wechat/{app}/refund`.
+pub async fn refund_notify(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let app = path.into_inner();
+    receive(
+        &state,
+        "wechat",
+        &app,
+        CallbackKind::Refund,
+        &request,
+        &body,
+    )
+    .await
+}
+
+/// The verdict of one callback and what to answer.
+struct Handled {
+    verdict: CallbackVerdict,
+    reason: Option<String>,
+    order_id: Option<paygate_core::OrderId>,
+    accepted: bool,
+    status: StatusCode,
+}
+
+impl Handled {
+    fn new(verdict: CallbackVerdict, accepted: bool) -> Self {
+        Handled {
+            verdict,
+            reason: None,
+            order_id: None,
+            accepted,
+            status: StatusCode::OK,
+        }
+    }
+    fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+    fn for_order(mut self, id: &paygate_core::OrderId) -> Self {
+        self.order_id = Some(id.clone());
+        self
+    }
+}
+
+async fn receive(
+    state: &AppState,
+    provider: &str,
+    app: &str,
+    kind: CallbackKind,
+    request: &HttpRequest,
+    body: &[u8],
+) -> HttpResponse {
+    let Ok(provider) = ProviderKind::parse(provider) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let configured = AppName::parse(app)
+        .ok()
+        .and_then(|name| state.registry.get(provider, &name));
+    let Some(app) = configured.cloned() else {
+        return HttpResponse::NotFound().finish();
+    };
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok());
+
+    // The raw body is kept before anything else looks at it, so every callback, forged or
+    // not, leaves an audit trail.
+    let callback_id = match state
+        .store
+        .record_callback(NewCallback {
+            provider,
+            app: app.name.to_string(),
+            kind,
+            received_at: chrono::Utc::now(),
+            body: body.to_vec(),
+            content_type: content_type.map(str::to_owned),
+        })
+        .await
+    {
+        Ok(id) => id,
+        Err(error) => return store_down(state, &app, &error),
+    };
+
+    let handled = if body.len() > state.limits.notify_body_bytes {
+        let mut h = Handled::new(CallbackVerdict::TooLarge, false).because(format!(
+            "{} bytes exceeds {}",
+            body.len(),
+            state.limits.notify_body_bytes
+        ));
+        h.status = StatusCode::PAYLOAD_TOO_LARGE;
+        h
+    } else {
+        let raw = RawCallback { content_type, body };
+        match app.provider.verify_notice(raw) {
+            Err(error) => rejected(&error),
+            Ok(notice) => match handle_notice(state, &app, kind, notice, &callback_id).await {
+                Ok(handled) => handled,
+                Err(HandleError::Store(error)) => return store_down(state, &app, &error),
+                Err(HandleError::Provider(detail)) => {
+                    Handled::new(CallbackVerdict::Error, false).because(detail)
+                }
+            },
+        }
+    };
+
+    state
+        .metrics
+        .callbacks
+        .with_label_values(&[provider.as_str(), handled.verdict.as_str()])
+        .inc();
+    if let Err(error) = state
+        .store
+        .set_callback_verdict(
+            &callback_id,
+            handled.verdict,
+            handled.reason.clone(),
+            handled.order_id.clone(),
+        )
+        .await
+    {
+        return store_down(state, &app, &error);
+    }
+    ack(&app, handled.accepted, handled.status)
+}
+
+fn rejected(error: &NotifyError) -> Handled {
+    let verdict = match error {
+        NotifyError::BadSignature | NotifyError::Decrypt(_) => CallbackVerdict::BadSignature,
+        NotifyError::TooLarge(_) => CallbackVerdict::TooLarge,
+        NotifyError::Malformed(_)
+        | NotifyError::ForbiddenDtd
+        | NotifyError::BadField { .. }
+        | NotifyError::ProviderFailure(_) => CallbackVerdict::Malformed,
+    };
+    tracing::warn!(%error, "callback rejected");
+    Handled::new(verdict, false).because(error.to_string())
+}
+
+enum HandleError {
+    Store(StoreError),
+    Provider(String),
+}
+
+impl From<StoreError> for HandleError {
+    fn from(error: StoreError) -> Self {
+        HandleError::Store(error)
+    }
+}
+
+impl From<ApplyError> for HandleError {
+    fn from(error: ApplyError) -> Self {
+        match error {
+            ApplyError::Store(e) => HandleError::Store(e),
+            ApplyError::Provider(e) => HandleError::Provider(e.to_string()),
+        }
+    }
+}
+
+async fn handle_notice(
+    state: &AppState,
+    app: &ProviderApp,
+    kind: CallbackKind,
+    notice: Notice,
+    callback_id: &paygate_store::CallbackId,
+) -> Result<Handled, HandleError> {
+    match (kind, notice) {
+        (CallbackKind::Payment, Notice::Payment(facts)) => {
+            handle_trade(state, app, facts, callback_id).await
+        }
+        (CallbackKind::Refund, Notice::Refund(facts)) => {
+            handle_refund(state, app, facts, callback_id).await
+        }
+        (_, _) => Ok(Handled::new(CallbackVerdict::Malformed, false)
+            .because("notice kind does not match the endpoint")),
+    }
+}
+
+async fn handle_trade(
+    state: &AppState,
+    app: &ProviderApp,
+    facts: TradeFacts,
+    callback_id: &paygate_store::CallbackId,
+) -> Result<Handled, HandleError> {
+    let order = match OutTradeNo::parse(facts.out_trade_no.as_str()) {
+        Ok(no) => found(state.store.order_by_out_trade_no(&app.name, &no).await)?,
+        Err(_) => None,
+    };
+    let Some(order) = order else {
+        anomaly(
+            state,
+            app,
+            None,
+            AnomalyKind::UnknownOrder,
+            format!(
+                "signed notify for unknown out_trade_no {:?}",
+                facts.out_trade_no
+            ),
+            callback_id,
+        )
+        .await?;
+        return Ok(
+            Handled::new(CallbackVerdict::UnknownOrder, true).because(format!(
+                "no order {:?} for app {}",
+                facts.out_trade_no, app.name
+            )),
+        );
+    };
+    let order_id = order.id.clone();
+    let outcome = apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts).await?;
+    let handled = match outcome {
+        PaymentOutcome::Paid(_) => {
+            state
+                .metrics
+                .transitions
+                .with_label_values(&["payment_confirmed"])
+                .inc();
+            Handled::new(CallbackVerdict::Accepted, true)
+        }
+        PaymentOutcome::PaidAfterClose(_) => {
+            state
+                .metrics
+                .transitions
+                .with_label_values(&["late_payment_confirmed"])
+                .inc();
+            Handled::new(CallbackVerdict::Accepted, true)
+                .because("closed order confirmed paid by provider query")
+        }
+        PaymentOutcome::AlreadyPaid(_) => {
+            Handled::new(CallbackVerdict::Duplicate, true).because("order already paid")
+        }
+        PaymentOutcome::Mismatch(mismatch) => {
+            anomaly(
+                state,
+                app,
+                Some(&order_id),
+                AnomalyKind::PaymentMismatch,
+                mismatch.to_string(),
+                callback_id,
+            )
+            .await?;
+            Handled::new(CallbackVerdict::Mismatch, true).because(mismatch.to_string())
+        }
+        PaymentOutcome::NotPaid(trade_state) => Handled::new(CallbackVerdict::Accepted, true)
+            .because(format!("trade state {trade_state:?}: nothing to apply")),
+    };
+    Ok(handled.for_order(&order_id))
+}
+
+async fn handle_refund(
+    state: &AppState,
+    app: &ProviderApp,
+    facts: RefundFacts,
+    callback_id: &paygate_store::CallbackId,
+) -> Result<Handled, HandleError> {
+    let refund = match OutRefundNo::parse(facts.out_refund_no.as_str()) {
+        Ok(no) => found(state.store.refund_by_out_refund_no(&no).await)?,
+        Err(_) => None,
+    };
+    let Some(refund) = refund else {
+        anomaly(
+            state,
+            app,
+            None,
+            AnomalyKind::UnknownOrder,
+            format!(
+                "signed refund notify for unknown out_refund_no {:?}",
+                facts.out_refund_no
+            ),
+            callback_id,
+        )
+        .await?;
+        return Ok(
+            Handled::new(CallbackVerdict::UnknownOrder, true).because("unknown out_refund_no")
+        );
+    };
+    let order = found(state.store.order(&refund.order_id).await)?;
+    let Some(order) =
+        order.filter(|o| o.app == app.name && o.out_trade_no.as_str() == facts.out_trade_no)
+    else {
+        anomaly(
+            state,
+            app,
+            Some(&refund.order_id),
+            AnomalyKind::StateDisagreement,
+            "refund notify names another order or app".to_owned(),
+            callback_id,
+        )
+        .await?;
+        return Ok(Handled::new(CallbackVerdict::Mismatch, true)
+            .because("refund belongs to another order"));
+    };
+    if facts.amount.is_some_and(|amount| amount != refund.amount) {
+        anomaly(
+            state,
+            app,
+            Some(&order.id),
+            AnomalyKind::StateDisagreement,
+            format!(
+                "refund amount {:?} differs from requested {}",
+                facts.amount, refund.amount
+            ),
+            callback_id,
+        )
+        .await?;
+        return Ok(Handled::new(CallbackVerdict::Mismatch, true)
+            .because("refund amount differs")
+            .for_order(&order.id));
+    }
+    let outcome = crate::refunds::apply_refund_facts(state, &refund, &facts).await?;
+    let verdict = if outcome {
+        CallbackVerdict::Accepted
+    } else {
+        CallbackVerdict::Duplicate
+    };
+    Ok(Handled::new(verdict, true).for_order(&order.id))
+}
+
+/// `NotFound` as `None`, so "no such order" is a verdict rather than an error.
+fn found<T>(result: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+async fn anomaly(
+    state: &AppState,
+    app: &ProviderApp,
+    order_id: Option<&paygate_core::OrderId>,
+    kind: AnomalyKind,
+    detail: String,
+    callback_id: &paygate_store::CallbackId,
+) -> Result<(), StoreError> {
+    tracing::warn!(app = %app.name, kind = kind.as_str(), %detail, "callback anomaly");
+    state
+        .store
+        .record_anomaly(NewAnomaly {
+            order_id: order_id.cloned(),
+            provider: app.kind(),
+            app: app.name.to_string(),
+            kind,
+            detail,
+            callback_id: Some(callback_id.clone()),
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .map(|_| ())
+}
+
+fn store_down(state: &AppState, app: &ProviderApp, error: &StoreError) -> HttpResponse {
+    tracing::error!(%error, app = %app.name, "database unavailable while handling a callback");
+    state
+        .metrics
+        .callbacks
+        .with_label_values(&[app.kind().as_str(), "error"])
+        .inc();
+    ack(app, false, StatusCode::SERVICE_UNAVAILABLE)
+}
+
+fn ack(app: &ProviderApp, accepted: bool, status: StatusCode) -> HttpResponse {
+    let CallbackAck { content_type, body } = app.provider.acknowledge(accepted);
+    HttpResponse::build(status)
+        .content_type(content_type)
+        .body(body)
+}

@@ -1,0 +1,610 @@
+//! The merchant's order API: create, read, sync, close, refund.
+
+use std::net::IpAddr;
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Duration, Utc};
+use paygate_core::{
+    AppName, Channel, CreatePayment, Currency, Fen, Order, OrderEvent, OrderId, OrderStatus,
+    OutRefundNo, OutTradeNo, PayParams, ProviderError, ProviderKind,
+};
+use paygate_store::{EventKind, NewOrder, OrderChanges, Refund, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+use crate::payments::{PaymentOutcome, apply_trade_facts};
+use crate::registry::ProviderApp;
+use crate::state::AppState;
+
+/// Default time an order stays payable.
+const DEFAULT_EXPIRY_SECONDS: u32 = 30 * 60;
+/// WeChat's shortest `time_expire` interval is one minute; Alipay's `timeout_express` one too.
+const MIN_EXPIRY_SECONDS: u32 = 60;
+/// Alipay's longest `timeout_express` is 15 days.
+const MAX_EXPIRY_SECONDS: u32 = 15 * 24 * 3600;
+/// WeChat `body` is String(128) bytes at most; Alipay `subject` 256 characters.
+const MAX_SUBJECT_BYTES: usize = 127;
+
+/// `POST /v1/orders` body. Unknown fields are refused so a typo (`ammount`) is not silently
+/// ignored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderRequest {
+    /// `wechat` or `alipay`.
+    pub provider: ProviderKind,
+    /// Configured app name; optional when the provider has one app.
+    pub app: Option<AppName>,
+    /// Payment product.
+    pub channel: Channel,
+    /// Merchant order number; generated when absent (then retries are not idempotent).
+    pub out_trade_no: Option<OutTradeNo>,
+    /// Amount in fen, 1 … 10,000,000,000 (and the provider's own cap).
+    pub amount: i64,
+    /// Only `CNY`.
+    pub currency: Option<String>,
+    /// Item name shown to the buyer.
+    pub subject: String,
+    /// Longer description.
+    pub description: Option<String>,
+    /// WeChat openid (jsapi, mini_program).
+    pub openid: Option<String>,
+    /// Alipay buyer id (mini_program).
+    pub buyer_id: Option<String>,
+    /// The buyer's IP.
+    pub client_ip: Option<IpAddr>,
+    /// How long the order stays payable; default 1800.
+    pub expires_in_seconds: Option<u32>,
+    /// Browser return URL (Alipay wap/page).
+    pub return_url: Option<String>,
+    /// Free-form JSON object kept with the order.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct OrderView {
+    id: OrderId,
+    provider: ProviderKind,
+    app: AppName,
+    channel: Channel,
+    out_trade_no: OutTradeNo,
+    status: OrderStatus,
+    amount: Fen,
+    currency: Currency,
+    refunded_amount: Fen,
+    subject: String,
+    description: Option<String>,
+    provider_trade_no: Option<String>,
+    payer_id: Option<String>,
+    pay_params: Option<PayParams>,
+    metadata: Option<serde_json::Value>,
+    created_at: DateTime<Utc>,
+    paid_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
+    expires_at: DateTime<Utc>,
+}
+
+impl From<Order> for OrderView {
+    fn from(o: Order) -> Self {
+        OrderView {
+            metadata: o
+                .metadata
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok()),
+            id: o.id,
+            provider: o.provider,
+            app: o.app,
+            channel: o.channel,
+            out_trade_no: o.out_trade_no,
+            status: o.status,
+            amount: o.amount,
+            currency: o.currency,
+            refunded_amount: o.refunded_amount,
+            subject: o.subject,
+            description: o.description,
+            provider_trade_no: o.provider_trade_no,
+            payer_id: o.payer_id,
+            pay_params: o.pay_params,
+            created_at: o.created_at,
+            paid_at: o.paid_at,
+            closed_at: o.closed_at,
+            expires_at: o.expires_at,
+        }
+    }
+}
+
+/// A refund as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct RefundView {
+    id: paygate_core::RefundId,
+    order_id: OrderId,
+    out_refund_no: OutRefundNo,
+    amount: Fen,
+    reason: Option<String>,
+    status: paygate_core::RefundStatus,
+    provider_refund_id: Option<String>,
+    created_at: DateTime<Utc>,
+    succeeded_at: Option<DateTime<Utc>>,
+}
+
+impl From<Refund> for RefundView {
+    fn from(r: Refund) -> Self {
+        RefundView {
+            id: r.id,
+            order_id: r.order_id,
+            out_refund_no: r.out_refund_no,
+            amount: r.amount,
+            reason: r.reason,
+            status: r.status,
+            provider_refund_id: r.provider_refund_id,
+            created_at: r.created_at,
+            succeeded_at: r.succeeded_at,
+        }
+    }
+}
+
+fn validated_app<'a>(
+    state: &'a AppState,
+    principal: &Principal,
+    provider: ProviderKind,
+    app: Option<&AppName>,
+) -> Result<&'a ProviderApp, ApiError> {
+    let found = match app {
+        Some(name) => state.registry.get(provider, name).ok_or_else(|| {
+            ApiError::invalid(
+                "unknown_app",
+                format!("no {provider} app named {name} is configured"),
+            )
+        })?,
+        None => state.registry.sole(provider).ok_or_else(|| {
+            ApiError::invalid(
+                "app_required",
+                format!("name the {provider} app: more or fewer than one is configured"),
+            )
+        })?,
+    };
+    principal.require_app(&found.name)?;
+    Ok(found)
+}
+
+/// `POST /v1/orders`.
+pub async fn create_order(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<CreateOrderRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Role::Merchant)?;
+    let request = body.into_inner();
+    let app = validated_app(&state, &principal, request.provider, request.app.as_ref())?.clone();
+    let checked = check_request(&app, &request)?;
+
+    let out_trade_no = request
+        .out_trade_no
+        .clone()
+        .unwrap_or_else(OutTradeNo::generate);
+    let request_hash = fingerprint(&request)?;
+    let now = Utc::now();
+    let new_order = NewOrder {
+        provider: app.kind(),
+        app: app.name.clone(),
+        channel: request.channel,
+        out_trade_no: out_trade_no.clone(),
+        amount: checked.amount,
+        currency: Currency::Cny,
+        subject: request.subject.clone(),
+        description: request.description.clone(),
+        payer_id: checked.payer_id.clone(),
+        pay_params: None,
+        metadata: checked.metadata,
+        request_hash: request_hash.clone(),
+        created_at: now,
+        expires_at: now + Duration::seconds(i64::from(checked.expires_in)),
+    };
+    let (order, created) = match state.store.insert_order(new_order).await {
+        Ok(order) => (order, true),
+        Err(StoreError::DuplicateOrder {
+            existing,
+            request_hash: stored_hash,
+        }) => {
+            if stored_hash != request_hash {
+                return Err(ApiError::conflict(
+                    "out_trade_no_reused",
+                    "out_trade_no already names an order with different parameters",
+                ));
+            }
+            let existing = *existing;
+            if existing.pay_params.is_some() || existing.status != OrderStatus::Pending {
+                return Ok(HttpResponse::Ok().json(OrderView::from(existing)));
+            }
+            // A previous attempt did not get the provider's answer: ask again with the
+            // identical parameters, which both providers treat as the same trade.
+            (existing, false)
+        }
+        Err(error) => return Err(error.into()),
+    };
+
+    let payment = CreatePayment {
+        channel: order.channel,
+        out_trade_no: order.out_trade_no.clone(),
+        amount: order.amount,
+        currency: order.currency,
+        subject: order.subject.clone(),
+        description: order.description.clone(),
+        payer_id: checked.payer_id,
+        client_ip: request.client_ip,
+        expires_at: order.expires_at,
+        notify_url: state.notify_url(&app),
+        return_url: request.return_url.clone(),
+    };
+    match app.provider.create_payment(&payment).await {
+        Ok(created_payment) => {
+            // Alipay's reference is its trade_no; WeChat's is a prepay_id, which is not a
+            // trade number (the transaction_id arrives with the payment).
+            let trade_no = match app.kind() {
+                ProviderKind::Alipay => created_payment.provider_reference.clone(),
+                ProviderKind::Wechat => None,
+            };
+            let order = state
+                .store
+                .set_pay_params(&order.id, &created_payment.pay_params, trade_no)
+                .await?;
+            let view = OrderView::from(order);
+            Ok(if created {
+                HttpResponse::Created().json(view)
+            } else {
+                HttpResponse::Ok().json(view)
+            })
+        }
+        Err(error) => {
+            let kind = if error.outcome_unknown() {
+                "unknown"
+            } else {
+                "refused"
+            };
+            state
+                .metrics
+                .provider_errors
+                .with_label_values(&[app.kind().as_str(), "create", kind])
+                .inc();
+            if matches!(
+                error,
+                ProviderError::Refused { .. } | ProviderError::AlreadyClosed
+            ) {
+                // A definite refusal: the order can never be paid under this number.
+                close_locally(&state, &order).await?;
+            }
+            Err(error.into())
+        }
+    }
+}
+
+struct CheckedRequest {
+    amount: Fen,
+    payer_id: Option<String>,
+    expires_in: u32,
+    metadata: Option<String>,
+}
+
+fn check_request(
+    app: &ProviderApp,
+    request: &CreateOrderRequest,
+) -> Result<CheckedRequest, ApiError> {
+    let provider = app.kind();
+    if !provider.supports(request.channel) {
+        return Err(ApiError::invalid(
+            "unsupported_channel",
+            format!("{provider} has no channel {}", request.channel),
+        ));
+    }
+    if !app.offers(request.channel) {
+        return Err(ApiError::invalid(
+            "unsupported_channel",
+            format!("app {} is not set up for {}", app.name, request.channel),
+        ));
+    }
+    if request.amount < 1 {
+        return Err(ApiError::invalid(
+            "invalid_amount",
+            "amount is in fen and must be at least 1",
+        ));
+    }
+    if request.amount > provider.max_order_fen() {
+        return Err(ApiError::invalid(
+            "amount_too_large",
+            format!(
+                "{provider} takes at most {} fen per order",
+                provider.max_order_fen()
+            ),
+        ));
+    }
+    let amount =
+        Fen::new(request.amount).map_err(|e| ApiError::invalid("invalid_amount", e.to_string()))?;
+    if let Some(currency) = &request.currency {
+        Currency::parse(currency)
+            .map_err(|e| ApiError::invalid("unsupported_currency", e.to_string()))?;
+    }
+    let subject = request.subject.trim();
+    if subject.is_empty() || request.subject.len() > MAX_SUBJECT_BYTES {
+        return Err(ApiError::invalid(
+            "invalid_subject",
+            format!("subject must be 1–{MAX_SUBJECT_BYTES} bytes"),
+        ));
+    }
+    if request.description.as_ref().is_some_and(|d| d.len() > 1000) {
+        return Err(ApiError::invalid(
+            "invalid_description",
+            "description must be at most 1000 bytes",
+        ));
+    }
+    let payer_id = match (provider, request.channel) {
+        (ProviderKind::Wechat, Channel::Jsapi | Channel::MiniProgram) => Some(
+            request
+                .openid
+                .clone()
+                .filter(|o| !o.is_empty())
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "openid_required",
+                        "WeChat jsapi and mini_program orders need the buyer's openid",
+                    )
+                })?,
+        ),
+        (ProviderKind::Alipay, Channel::MiniProgram) => Some(
+            request
+                .buyer_id
+                .clone()
+                .filter(|o| !o.is_empty())
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "buyer_id_required",
+                        "Alipay mini_program orders need the buyer's buyer_id",
+                    )
+                })?,
+        ),
+        _ => None,
+    };
+    // WeChat wants the buyer's IP (`spbill_create_ip`) everywhere but NATIVE, where the
+    // server's configured IP stands in; the merchant's backend knows it, we do not.
+    if provider == ProviderKind::Wechat
+        && request.channel != Channel::Native
+        && request.client_ip.is_none()
+    {
+        return Err(ApiError::invalid(
+            "client_ip_required",
+            "WeChat orders need the buyer's client_ip",
+        ));
+    }
+    let expires_in = request.expires_in_seconds.unwrap_or(DEFAULT_EXPIRY_SECONDS);
+    if !(MIN_EXPIRY_SECONDS..=MAX_EXPIRY_SECONDS).contains(&expires_in) {
+        return Err(ApiError::invalid(
+            "invalid_expiry",
+            format!("expires_in_seconds must be {MIN_EXPIRY_SECONDS}–{MAX_EXPIRY_SECONDS}"),
+        ));
+    }
+    let metadata = match &request.metadata {
+        None => None,
+        Some(value) if value.is_object() => {
+            let text = value.to_string();
+            if text.len() > 4096 {
+                return Err(ApiError::invalid(
+                    "invalid_metadata",
+                    "metadata must be at most 4096 bytes of JSON",
+                ));
+            }
+            Some(text)
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_metadata",
+                "metadata must be a JSON object",
+            ));
+        }
+    };
+    Ok(CheckedRequest {
+        amount,
+        payer_id,
+        expires_in,
+        metadata,
+    })
+}
+
+/// The create request's fingerprint: a retry with the same `out_trade_no` must carry the
+/// same body to be served the same order.
+fn fingerprint(request: &CreateOrderRequest) -> Result<String, ApiError> {
+    let canonical = serde_json::to_vec(request).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(hex::encode(Sha256::digest(&canonical)))
+}
+
+async fn close_locally(state: &AppState, order: &Order) -> Result<(), ApiError> {
+    let changes = OrderChanges {
+        closed_at: Some(Utc::now()),
+        ..OrderChanges::default()
+    };
+    let event = crate::events::order_event(EventKind::OrderClosed, order);
+    state
+        .store
+        .transition_order(
+            &order.id,
+            OrderStatus::Pending,
+            OrderEvent::Closed,
+            changes,
+            Some(event),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn visible_order(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<Order, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no order {id}"));
+    let id = OrderId::parse(id).map_err(|_| not_found())?;
+    let order = match state.store.order(&id).await {
+        Err(StoreError::NotFound { .. }) => return Err(not_found()),
+        other => other?,
+    };
+    if !principal.can_see(&order.app) {
+        return Err(not_found());
+    }
+    Ok(order)
+}
+
+fn app_of<'a>(state: &'a AppState, order: &Order) -> Result<&'a ProviderApp, ApiError> {
+    state
+        .registry
+        .get(order.provider, &order.app)
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "app_not_configured",
+                format!("app {} is no longer configured", order.app),
+            )
+        })
+}
+
+/// `GET /v1/orders/{id}`.
+pub async fn get_order(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let order = visible_order(&state, &principal, &id).await?;
+    Ok(HttpResponse::Ok().json(OrderView::from(order)))
+}
+
+/// `POST /v1/orders/{id}/sync`: asks the provider now and applies what it says, with the
+/// same checks as a notify.
+pub async fn sync_order(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Role::Merchant)?;
+    let order = visible_order(&state, &principal, &id).await?;
+    let app = app_of(&state, &order)?.clone();
+    let facts = app.provider.query_payment(&order.out_trade_no).await?;
+    let order_id = order.id.clone();
+    match apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts).await {
+        Ok(PaymentOutcome::Mismatch(mismatch)) => {
+            return Err(ApiError::conflict(
+                "provider_mismatch",
+                mismatch.to_string(),
+            ));
+        }
+        Ok(_) => {}
+        Err(crate::payments::ApplyError::Store(e)) => return Err(e.into()),
+        Err(crate::payments::ApplyError::Provider(e)) => return Err(e.into()),
+    }
+    let order = state.store.order(&order_id).await?;
+    Ok(HttpResponse::Ok().json(OrderView::from(order)))
+}
+
+/// `POST /v1/orders/{id}/close`: closes at the provider first, then locally. A provider that
+/// says the trade is paid wins: the order becomes paid, never closed.
+pub async fn close_order(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Role::Merchant)?;
+    let order = visible_order(&state, &principal, &id).await?;
+    if order.status != OrderStatus::Pending {
+        return Err(ApiError::conflict(
+            "not_closable",
+            format!("order is {}", order.status),
+        ));
+    }
+    let app = app_of(&state, &order)?.clone();
+    match app.provider.close_payment(&order.out_trade_no).await {
+        Ok(()) | Err(ProviderError::AlreadyClosed) | Err(ProviderError::NotFound) => {
+            close_locally(&state, &order).await?;
+        }
+        Err(ProviderError::AlreadyPaid) => {
+            let facts = app.provider.query_payment(&order.out_trade_no).await?;
+            let outcome =
+                apply_trade_facts(&state.store, app.provider.as_ref(), order.clone(), &facts)
+                    .await
+                    .map_err(|e| match e {
+                        crate::payments::ApplyError::Store(e) => ApiError::from(e),
+                        crate::payments::ApplyError::Provider(e) => ApiError::from(e),
+                    })?;
+            if let PaymentOutcome::Mismatch(mismatch) = outcome {
+                return Err(ApiError::conflict(
+                    "provider_mismatch",
+                    mismatch.to_string(),
+                ));
+            }
+            return Err(ApiError::conflict(
+                "already_paid",
+                "the buyer has paid; the order is now paid",
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    let order = state.store.order(&order.id).await?;
+    Ok(HttpResponse::Ok().json(OrderView::from(order)))
+}
+
+/// `POST /v1/orders/{id}/refunds` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRefundRequest {
+    /// Amount to refund in fen.
+    pub amount: i64,
+    /// Shown to the buyer.
+    pub reason: Option<String>,
+    /// Idempotency key; generated when absent.
+    pub out_refund_no: Option<OutRefundNo>,
+}
+
+/// `POST /v1/orders/{id}/refunds`.
+pub async fn create_refund(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+    body: web::Json<CreateRefundRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Role::Merchant)?;
+    let request = body.into_inner();
+    let order = visible_order(&state, &principal, &id).await?;
+    if request.amount < 1 {
+        return Err(ApiError::invalid(
+            "invalid_amount",
+            "refund amount is in fen and must be at least 1",
+        ));
+    }
+    let amount =
+        Fen::new(request.amount).map_err(|e| ApiError::invalid("invalid_amount", e.to_string()))?;
+    if request.reason.as_ref().is_some_and(|r| r.len() > 256) {
+        return Err(ApiError::invalid(
+            "invalid_reason",
+            "reason must be at most 256 bytes",
+        ));
+    }
+    let app = app_of(&state, &order)?.clone();
+    let out_refund_no = request.out_refund_no.unwrap_or_else(OutRefundNo::generate);
+    let (refund, created) =
+        crate::refunds::start_refund(&state, &app, &order, out_refund_no, amount, request.reason)
+            .await?;
+    let view = RefundView::from(refund);
+    Ok(if created {
+        HttpResponse::Created().json(view)
+    } else {
+        HttpResponse::Ok().json(view)
+    })
+}
+
+/// `GET /v1/orders/{id}/refunds`.
+pub async fn list_refunds(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let order = visible_order(&state, &principal, &id).await?;
+    let refunds = state.store.refunds_for_order(&order.id).await?;
+    let views: Vec<RefundView> = refunds.into_iter().map(RefundView::from).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": views })))
+}

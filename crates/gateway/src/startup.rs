@@ -1,0 +1,261 @@
+//! Building and running the server: `Application::build(settings)` binds the listener,
+//! connects the database, starts the embedded sandbox when configured and wires the routes;
+//! `port()` tells tests where it is; `run_until_stopped()` serves.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpResponse, web};
+use paygate_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
+use paygate_store::Store;
+
+use crate::config::{ConfigError, Settings};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::state::AppState;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The settings are not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] paygate_store::StoreError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The embedded sandbox could not start.
+    #[error("embedded sandbox: {0}")]
+    Sandbox(String),
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// A built, not yet running, gateway.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    sandbox: Option<RunningSandbox>,
+}
+
+impl Application {
+    /// Binds, connects, migrates and wires everything; nothing is served until
+    /// [`Application::run_until_stopped`].
+    pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {
+            address: settings.listen,
+            source,
+        })?;
+        let bound = listener.local_addr().map_err(|source| StartError::Bind {
+            address: settings.listen,
+            source,
+        })?;
+        let store = Store::connect(&settings.database_url, settings.database_pool_size).await?;
+        let public_base_url = settings.public_base_url(bound);
+
+        let (registry, sandbox) = if settings.uses_embedded_providers() {
+            let mut config = SandboxConfig::new(settings.sandbox.listen);
+            config.keys_file = Some(sandbox_keys_file(&settings));
+            config.time_scale = settings.sandbox.time_scale;
+            config.state_file = config
+                .keys_file
+                .as_ref()
+                .map(|k| k.with_extension("trades.json"));
+            let sandbox = Sandbox::start(config)
+                .await
+                .map_err(|e| StartError::Sandbox(e.to_string()))?;
+            let registry = crate::providers::from_sandbox(sandbox.credentials())?;
+            (registry, Some(sandbox))
+        } else {
+            (crate::providers::from_settings(&settings)?, None)
+        };
+
+        let state = web::Data::new(AppState {
+            store,
+            registry,
+            metrics: Metrics::new()?,
+            limits: settings.limits.clone(),
+            public_base_url,
+        });
+        let server =
+            serve(listener, state.clone(), settings.limits.api_body_bytes).map_err(|source| {
+                StartError::Bind {
+                    address: bound,
+                    source,
+                }
+            })?;
+        Ok(Application {
+            port: bound.port(),
+            server,
+            state,
+            sandbox,
+        })
+    }
+
+    /// The port the server is bound to (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The embedded sandbox, when running.
+    pub fn sandbox(&self) -> Option<&RunningSandbox> {
+        self.sandbox.as_ref()
+    }
+
+    /// The shared state (store, registry) — for the CLI's start-up tasks and tests.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM drain in-flight requests).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        if let Some(sandbox) = self.sandbox {
+            sandbox.stop().await;
+        }
+        result
+    }
+}
+
+/// Where the embedded sandbox keeps its keys: beside the SQLite file, so the database and the
+/// keys that can pay its orders travel together.
+fn sandbox_keys_file(settings: &Settings) -> PathBuf {
+    if let Some(path) = &settings.sandbox.keys_file {
+        return path.clone();
+    }
+    let db_path = settings
+        .database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| settings.database_url.strip_prefix("sqlite:"))
+        .filter(|p| !p.starts_with(":memory:") && !p.is_empty())
+        .map(PathBuf::from);
+    match db_path.as_ref().and_then(|p| p.parent()) {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join("paygate-sandbox.json"),
+        _ => PathBuf::from("paygate-sandbox.json"),
+    }
+}
+
+fn json_error(
+    error: actix_web::error::JsonPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    let api = match &error {
+        E::OverflowKnownLength { limit, .. } => ApiError::PayloadTooLarge { limit: *limit },
+        E::Overflow { limit } => ApiError::PayloadTooLarge { limit: *limit },
+        E::ContentType => {
+            ApiError::invalid("invalid_content_type", "send the body as application/json")
+        }
+        E::Deserialize(e) if e.is_data() => ApiError::invalid("invalid_field", e.to_string()),
+        other => ApiError::BadRequest {
+            code: "invalid_json",
+            message: other.to_string(),
+        },
+    };
+    api.into()
+}
+
+fn query_error(
+    error: actix_web::error::QueryPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    ApiError::invalid("invalid_query", error.to_string()).into()
+}
+
+fn path_error(error: actix_web::error::PathError, _: &actix_web::HttpRequest) -> actix_web::Error {
+    ApiError::NotFound(error.to_string()).into()
+}
+
+fn serve(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    api_body_bytes: usize,
+) -> std::io::Result<Server> {
+    // Notify bodies are read up to 1 MiB so that an oversized callback still leaves an audit
+    // row (the handler answers 413 past the configured limit); beyond 1 MiB actix refuses it.
+    let notify_payload = web::PayloadConfig::new(1024 * 1024);
+    let server = actix_web::HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(api_body_bytes)
+                    .error_handler(json_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .app_data(web::PathConfig::default().error_handler(path_error))
+            .wrap(actix_web::middleware::from_fn(
+                crate::middleware::record_metrics,
+            ))
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .route("/healthz", web::get().to(routes::health::healthz))
+            .route("/readyz", web::get().to(routes::health::readyz))
+            .route("/metrics", web::get().to(routes::health::metrics))
+            .service(
+                web::scope("/notify")
+                    .app_data(notify_payload.clone())
+                    .route(
+                        "/wechat/{app}/refund",
+                        web::post().to(routes::notify::refund_notify),
+                    )
+                    .route(
+                        "/{provider}/{app}",
+                        web::post().to(routes::notify::payment_notify),
+                    ),
+            )
+            .service(
+                web::scope("/v1")
+                    .route("/orders", web::post().to(routes::orders::create_order))
+                    .route("/orders", web::get().to(routes::finance::list_orders))
+                    .route(
+                        "/orders/export.csv",
+                        web::get().to(routes::finance::export_orders),
+                    )
+                    .route("/orders/{id}", web::get().to(routes::orders::get_order))
+                    .route(
+                        "/orders/{id}/sync",
+                        web::post().to(routes::orders::sync_order),
+                    )
+                    .route(
+                        "/orders/{id}/close",
+                        web::post().to(routes::orders::close_order),
+                    )
+                    .route(
+                        "/orders/{id}/refunds",
+                        web::post().to(routes::orders::create_refund),
+                    )
+                    .route(
+                        "/orders/{id}/refunds",
+                        web::get().to(routes::orders::list_refunds),
+                    )
+                    .route("/reports/summary", web::get().to(routes::finance::summary))
+                    .route("/anomalies", web::get().to(routes::finance::anomalies))
+                    .route("/callbacks", web::get().to(routes::finance::callbacks))
+                    .route("/wechat/{app}/login", web::post().to(routes::wechat::login))
+                    .route(
+                        "/wechat/{app}/jsapi-config",
+                        web::post().to(routes::wechat::jsapi_config),
+                    ),
+            )
+            .default_service(web::to(|| async {
+                HttpResponse::NotFound().json(serde_json::json!({
+                    "error": { "code": "not_found", "message": "no such endpoint" }
+                }))
+            }))
+    })
+    .listen(listener)?
+    .shutdown_timeout(30)
+    .run();
+    Ok(server)
+}

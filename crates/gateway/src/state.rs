@@ -1,0 +1,42 @@
+//! What every handler shares: the store, the provider registry, metrics and limits.
+
+use paygate_core::ProviderKind;
+
+use crate::config::Limits;
+use crate::metrics::Metrics;
+use crate::registry::{ProviderApp, Registry};
+
+/// Shared application state, cloned cheaply into each actix worker.
+pub struct AppState {
+    /// The database.
+    pub store: paygate_store::Store,
+    /// Configured provider apps.
+    pub registry: Registry,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Body size limits.
+    pub limits: Limits,
+    /// Base URL providers reach us at (no trailing slash).
+    pub public_base_url: String,
+}
+
+impl AppState {
+    /// Where `app`'s payment notifies go.
+    pub fn notify_url(&self, app: &ProviderApp) -> String {
+        format!(
+            "{}/notify/{}/{}",
+            self.public_base_url,
+            app.kind().as_str(),
+            app.name
+        )
+    }
+
+    /// Where `app`'s refund notifies go (WeChat posts them separately; Alipay reports refunds
+    /// on the trade notify).
+    pub fn refund_notify_url(&self, app: &ProviderApp) -> String {
+        match app.kind() {
+            ProviderKind::Wechat => format!("{}/refund", self.notify_url(app)),
+            ProviderKind::Alipay => self.notify_url(app),
+        }
+    }
+}

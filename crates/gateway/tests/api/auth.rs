@@ -1,0 +1,79 @@
+use crate::helpers::{TestApp, spawn_app};
+
+#[tokio::test]
+async fn a_request_without_a_key_is_401() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(format!("{}/v1/orders", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+}
+
+#[tokio::test]
+async fn an_unknown_key_is_401() {
+    let app = spawn_app().await;
+    let response = app.get_as("pgm_not_a_real_key", "/v1/orders").await;
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn a_finance_key_cannot_create_orders() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .post(format!("{}/v1/orders", app.address))
+        .bearer_auth(&app.finance_key)
+        .json(&TestApp::order_body("alipay", "app", "finance_try_1", 100))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let listed = app.get_json("/v1/orders").await;
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        0,
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn a_merchant_key_cannot_read_finance_reports() {
+    let app = spawn_app().await;
+    for path in [
+        "/v1/reports/summary?from=2020-01-01&to=2030-01-01",
+        "/v1/anomalies",
+        "/v1/orders/export.csv",
+    ] {
+        let response = app.get_as(&app.merchant_key, path).await;
+        assert_eq!(response.status(), 403, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn health_endpoints_need_no_key() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/readyz"] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("paygate_http_requests_total"), "{metrics}");
+}

@@ -1,0 +1,12 @@
+//! Black-box tests: each spawns the real `paygate` server on port 0 with the embedded sandbox
+//! and a fresh database (SQLite by default; PostgreSQL when `PAYGATE_TEST_DATABASE_URL` is set),
+//! and talks HTTP to both. One test binary, one link.
+
+// Test set-up fails loudly: a helper that cannot start the server should panic.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod auth;
+mod helpers;
+mod notify;
+mod orders;
+mod refunds;
