@@ -67,7 +67,6 @@ fn test_database() -> (String, TestDatabase, tempfile::TempDir) {
 
 /// Starts a gateway with the embedded sandbox, its notify schedule sped up 1000×.
 pub async fn spawn_app() -> TestApp {
-    paygate_gateway::telemetry::init();
     let (database_url, database, keys_dir) = test_database();
     let mut settings = Settings {
         listen: "127.0.0.1:0".parse().expect("address"),
