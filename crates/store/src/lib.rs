@@ -22,6 +22,7 @@
 mod api_keys;
 mod callbacks;
 mod conn;
+mod deliveries;
 mod error;
 mod ids;
 mod orders;
@@ -43,6 +44,7 @@ pub use callbacks::{
     Anomaly, AnomalyKind, Callback, CallbackKind, CallbackVerdict, NewAnomaly, NewCallback,
 };
 pub use conn::{Backend, DbConnection};
+pub use deliveries::{EventFilter, NewWebhookAttempt, WebhookAttempt};
 pub use error::StoreError;
 pub use ids::{AnomalyId, ApiKeyId, CallbackId, Cursor, EventId, Page};
 pub use orders::{NewOrder, OrderChanges, OrderFilter, Transition};

@@ -21,6 +21,9 @@ text_enum!(
         RefundSucceeded => "refund.succeeded",
         /// A refund failed.
         RefundFailed => "refund.failed",
+        /// Something finance must look at happened to an order (e.g. a payment confirmed
+        /// after the order was closed).
+        AnomalyDetected => "anomaly.detected",
     }
 );
 
@@ -60,11 +63,14 @@ pub struct OutboxEvent {
     pub next_attempt_at: DateTime<Utc>,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
+    /// Which delivery round is current: 0 at first, plus one per operator redelivery. An
+    /// endpoint's acknowledgement counts only in the round it was given.
+    pub delivery_round: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = outbox_events)]
-struct OutboxRow {
+pub(crate) struct OutboxRow {
     id: String,
     kind: String,
     order_id: String,
@@ -75,10 +81,11 @@ struct OutboxRow {
     attempts: i64,
     next_attempt_at: NaiveDateTime,
     last_error: Option<String>,
+    delivery_round: i64,
 }
 
 impl OutboxRow {
-    fn into_event(self) -> Result<OutboxEvent, StoreError> {
+    pub(crate) fn into_event(self) -> Result<OutboxEvent, StoreError> {
         let bad = |reason: String| corrupt("outbox_events", &self.id, reason);
         Ok(OutboxEvent {
             id: EventId::parse(&self.id).map_err(|e| bad(e.to_string()))?,
@@ -98,6 +105,7 @@ impl OutboxRow {
             attempts: self.attempts,
             next_attempt_at: utc(self.next_attempt_at),
             last_error: self.last_error,
+            delivery_round: self.delivery_round,
         })
     }
 }
@@ -120,6 +128,7 @@ pub(crate) fn insert_event(
         attempts: 0,
         next_attempt_at: now,
         last_error: None,
+        delivery_round: 0,
     };
     diesel::insert_into(outbox_events::table)
         .values(&row)

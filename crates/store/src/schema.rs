@@ -100,11 +100,33 @@ diesel::table! {
         attempts -> BigInt,
         next_attempt_at -> Timestamp,
         last_error -> Nullable<Text>,
+        delivery_round -> BigInt,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Text,
+        event_id -> Text,
+        delivery_round -> BigInt,
+        endpoint -> Text,
+        attempted_at -> Timestamp,
+        response_status -> Nullable<BigInt>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    leases (name) {
+        name -> Text,
+        holder -> Text,
+        expires_at -> Timestamp,
     }
 }
 
 diesel::joinable!(refunds -> orders (order_id));
 diesel::joinable!(outbox_events -> orders (order_id));
+diesel::joinable!(webhook_attempts -> outbox_events (event_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     orders,
@@ -112,5 +134,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     callbacks,
     anomalies,
     api_keys,
-    outbox_events
+    outbox_events,
+    webhook_attempts,
+    leases
 );

@@ -7,6 +7,7 @@ mod harness;
 
 mod audit;
 mod connect;
+mod deliveries;
 mod orders;
 mod refunds;
 mod summary;

@@ -1,0 +1,3 @@
+DROP TABLE leases;
+DROP TABLE webhook_attempts;
+ALTER TABLE outbox_events DROP COLUMN delivery_round;
