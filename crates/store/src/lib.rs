@@ -27,6 +27,7 @@ mod error;
 mod ids;
 mod orders;
 mod outbox;
+mod reconcile;
 mod refunds;
 mod schema;
 mod summary;

@@ -248,7 +248,7 @@ fn find_by_out_trade_no(
 }
 
 /// Parses loaded rows, failing on the first corrupt one.
-fn into_orders(rows: Vec<OrderRow>) -> Result<Vec<Order>, StoreError> {
+pub(crate) fn into_orders(rows: Vec<OrderRow>) -> Result<Vec<Order>, StoreError> {
     rows.into_iter().map(OrderRow::into_order).collect()
 }
 

@@ -27,6 +27,7 @@ diesel::table! {
         expires_at -> Timestamp,
         updated_at -> Timestamp,
         version -> BigInt,
+        reconcile_after -> Nullable<Timestamp>,
     }
 }
 

@@ -20,3 +20,7 @@ CREATE TABLE leases (
     holder     TEXT NOT NULL,
     expires_at TIMESTAMP NOT NULL
 );
+
+-- When the reconciler may next query a pending order at the provider: it backs off per order
+-- so abandoned orders do not cost a query every pass. NULL means "as soon as it is old enough".
+ALTER TABLE orders ADD COLUMN reconcile_after TIMESTAMP;
