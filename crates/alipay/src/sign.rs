@@ -136,6 +136,16 @@ impl VerifiedForm {
     }
 }
 
+/// The first eight bytes of a key as a big-endian integer, zero-padded: ordering these
+/// integers orders the keys by their first eight bytes.
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut prefix = [0u8; 8];
+    for (slot, byte) in prefix.iter_mut().zip(key) {
+        *slot = *byte;
+    }
+    u64::from_be_bytes(prefix)
+}
+
 /// Decodes a form body once and checks its `sign` under `scope` with `key`.
 ///
 /// This is the hot path of notify handling, so nothing is copied per value: raw pairs are
@@ -148,17 +158,25 @@ pub fn verify_form_body(
     key: &VerifyingKey,
 ) -> Result<VerifiedForm, AlipayError> {
     use crate::form::{append_decoded, decode_component, raw_pairs};
+    // Sorting compares the first eight key bytes as one integer before falling back to the
+    // whole key: this is byte order all the same, at a fraction of the cost per comparison.
     let mut pairs = raw_pairs(body)
-        .map(|(k, v)| Ok((decode_component(k)?, v)))
+        .map(|(k, v)| {
+            let key = decode_component(k)?;
+            Ok((key_prefix(key.as_bytes()), key, v))
+        })
         .collect::<Result<Vec<_>, AlipayError>>()?;
-    pairs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    if let Some(twice) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(AlipayError::DuplicateParam(twice[0].0.clone().into_owned()));
+    pairs.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
+    });
+    if let Some(twice) = pairs.windows(2).find(|w| w[0].1 == w[1].1) {
+        return Err(AlipayError::DuplicateParam(twice[0].1.clone().into_owned()));
     }
     let mut sign = None;
     let mut content = Vec::with_capacity(body.len());
     let mut fields = Vec::with_capacity(pairs.len());
-    for (name, raw_value) in &pairs {
+    for (_, name, raw_value) in &pairs {
         if name == SIGN {
             sign = Some(decode_component(raw_value)?);
         }
@@ -230,6 +248,12 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn prefix_then_key_order_is_byte_order(a in proptest::collection::vec(0u8..=255, 0..12), b in proptest::collection::vec(0u8..=255, 0..12)) {
+            let by_prefix = key_prefix(&a).cmp(&key_prefix(&b)).then_with(|| a.cmp(&b));
+            prop_assert_eq!(by_prefix, a.cmp(&b));
+        }
+
         #[test]
         fn canonical_string_ignores_insertion_order(
             map in proptest::collection::btree_map("[a-z_]{1,8}", ".{0,8}", 0..12),
