@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 mod middleware;
+pub mod openapi;
 pub mod payments;
 pub mod providers;
 pub mod refunds;

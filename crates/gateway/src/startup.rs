@@ -202,6 +202,7 @@ fn serve(
             .route("/healthz", web::get().to(routes::health::healthz))
             .route("/readyz", web::get().to(routes::health::readyz))
             .route("/metrics", web::get().to(routes::health::metrics))
+            .route("/openapi.json", web::get().to(crate::openapi::openapi_json))
             .service(
                 web::scope("/notify")
                     .app_data(notify_payload.clone())

@@ -13,7 +13,8 @@ use crate::routes::orders::OrderView;
 use crate::state::AppState;
 
 /// Query string of `GET /v1/orders` and the export.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OrderListQuery {
     /// Exact merchant order number.
@@ -139,6 +140,7 @@ impl OrderListQuery {
 }
 
 /// `GET /v1/orders`.
+#[utoipa::path(get, path = "/v1/orders", tag = "finance", params(OrderListQuery), responses((status = 200, description = "`{data: [Order], next_cursor}`")), security(("bearer" = [])))]
 pub async fn list_orders(
     state: web::Data<AppState>,
     principal: Principal,
@@ -159,6 +161,7 @@ pub async fn list_orders(
 
 /// `GET /v1/orders/export.csv`: the same filters, streamed page by page so a large export
 /// never sits in memory.
+#[utoipa::path(get, path = "/v1/orders/export.csv", tag = "finance", params(OrderListQuery), responses((status = 200, description = "CSV, streamed", content_type = "text/csv")), security(("bearer" = [])))]
 pub async fn export_orders(
     state: web::Data<AppState>,
     principal: Principal,
@@ -257,7 +260,8 @@ fn csv_cell(value: &str) -> String {
 }
 
 /// Query of `GET /v1/reports/summary`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SummaryQuery {
     /// Start (inclusive), RFC 3339 or `YYYY-MM-DD`.
@@ -269,6 +273,7 @@ pub struct SummaryQuery {
 }
 
 /// `GET /v1/reports/summary`.
+#[utoipa::path(get, path = "/v1/reports/summary", tag = "finance", params(SummaryQuery), responses((status = 200, description = "`{from, to, data: [{key, order_count, paid_count, paid_amount, refunded_amount, net_amount}]}`")), security(("bearer" = [])))]
 pub async fn summary(
     state: web::Data<AppState>,
     principal: Principal,
@@ -314,7 +319,8 @@ pub async fn summary(
 }
 
 /// Query of the anomaly list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Page size (1–500, default 50).
@@ -324,6 +330,7 @@ pub struct PageQuery {
 }
 
 /// `GET /v1/anomalies`.
+#[utoipa::path(get, path = "/v1/anomalies", tag = "finance", params(PageQuery), responses((status = 200, description = "`{data: [Anomaly], next_cursor}`")), security(("bearer" = [])))]
 pub async fn anomalies(
     state: web::Data<AppState>,
     principal: Principal,
@@ -356,7 +363,8 @@ pub async fn anomalies(
 }
 
 /// Query of the callback audit trail.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackQuery {
     /// The order whose callbacks to list.
@@ -364,6 +372,7 @@ pub struct CallbackQuery {
 }
 
 /// `GET /v1/callbacks?order_id=`.
+#[utoipa::path(get, path = "/v1/callbacks", tag = "finance", params(CallbackQuery), responses((status = 200, description = "`{data: [Callback]}`: every raw callback with its verdict")), security(("bearer" = [])))]
 pub async fn callbacks(
     state: web::Data<AppState>,
     principal: Principal,

@@ -23,6 +23,7 @@ use crate::registry::ProviderApp;
 use crate::state::AppState;
 
 /// `POST /notify/wechat/{app}` and `POST /notify/alipay/{app}`.
+#[utoipa::path(post, path = "/notify/{provider}/{app}", tag = "callbacks", params(("provider" = String, Path, description = "wechat or alipay"), ("app" = String, Path)), request_body(content = String, description = "WeChat XML or Alipay form, exactly as the provider sends it"), responses((status = 200, description = "The provider's acknowledgement (WeChat SUCCESS/FAIL XML, Alipay `success`/`failure`)"), (status = 413, description = "Body over the limit"), (status = 503, description = "Database unavailable: failure acknowledgement so the provider retries")))]
 pub async fn payment_notify(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -42,6 +43,7 @@ pub async fn payment_notify(
 }
 
 /// `POST /notify/wechat/{app}/refund`.
+#[utoipa::path(post, path = "/notify/wechat/{app}/refund", tag = "callbacks", params(("app" = String, Path)), request_body(content = String, description = "WeChat refund notify XML with encrypted req_info"), responses((status = 200, description = "WeChat SUCCESS/FAIL XML")))]
 pub async fn refund_notify(
     state: web::Data<AppState>,
     path: web::Path<String>,

@@ -29,16 +29,20 @@ const MAX_SUBJECT_BYTES: usize = 127;
 
 /// `POST /v1/orders` body. Unknown fields are refused so a typo (`ammount`) is not silently
 /// ignored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderRequest {
     /// `wechat` or `alipay`.
+    #[schema(value_type = String)]
     pub provider: ProviderKind,
     /// Configured app name; optional when the provider has one app.
+    #[schema(value_type = Option<String>)]
     pub app: Option<AppName>,
     /// Payment product.
+    #[schema(value_type = String)]
     pub channel: Channel,
     /// Merchant order number; generated when absent (then retries are not idempotent).
+    #[schema(value_type = Option<String>)]
     pub out_trade_no: Option<OutTradeNo>,
     /// Amount in fen, 1 … 10,000,000,000 (and the provider's own cap).
     pub amount: i64,
@@ -53,32 +57,45 @@ pub struct CreateOrderRequest {
     /// Alipay buyer id (mini_program).
     pub buyer_id: Option<String>,
     /// The buyer's IP.
+    #[schema(value_type = Option<String>)]
     pub client_ip: Option<IpAddr>,
     /// How long the order stays payable; default 1800.
     pub expires_in_seconds: Option<u32>,
     /// Browser return URL (Alipay wap/page).
     pub return_url: Option<String>,
     /// Free-form JSON object kept with the order.
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
 
 /// An order as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderView {
+    #[schema(value_type = String)]
     id: OrderId,
+    #[schema(value_type = String)]
     provider: ProviderKind,
+    #[schema(value_type = String)]
     app: AppName,
+    #[schema(value_type = String)]
     channel: Channel,
+    #[schema(value_type = String)]
     out_trade_no: OutTradeNo,
+    #[schema(value_type = String)]
     status: OrderStatus,
+    #[schema(value_type = i64)]
     amount: Fen,
+    #[schema(value_type = String)]
     currency: Currency,
+    #[schema(value_type = i64)]
     refunded_amount: Fen,
     subject: String,
     description: Option<String>,
     provider_trade_no: Option<String>,
     payer_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pay_params: Option<PayParams>,
+    #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
     created_at: DateTime<Utc>,
     paid_at: Option<DateTime<Utc>>,
@@ -116,13 +133,18 @@ impl From<Order> for OrderView {
 }
 
 /// A refund as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RefundView {
+    #[schema(value_type = String)]
     id: paygate_core::RefundId,
+    #[schema(value_type = String)]
     order_id: OrderId,
+    #[schema(value_type = String)]
     out_refund_no: OutRefundNo,
+    #[schema(value_type = i64)]
     amount: Fen,
     reason: Option<String>,
+    #[schema(value_type = String)]
     status: paygate_core::RefundStatus,
     provider_refund_id: Option<String>,
     created_at: DateTime<Utc>,
@@ -170,6 +192,7 @@ fn validated_app<'a>(
 }
 
 /// `POST /v1/orders`.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = CreateOrderRequest, responses((status = 201, description = "Created", body = OrderView), (status = 200, description = "Idempotent retry: the same order", body = OrderView), (status = 409, description = "out_trade_no reused with another body"), (status = 422, description = "Invalid request"), (status = 502, description = "Provider refused"), (status = 504, description = "Provider outcome unknown; retry with the same out_trade_no")), security(("bearer" = [])))]
 pub async fn create_order(
     state: web::Data<AppState>,
     principal: Principal,
@@ -466,6 +489,7 @@ fn app_of<'a>(state: &'a AppState, order: &Order) -> Result<&'a ProviderApp, Api
 }
 
 /// `GET /v1/orders/{id}`.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", params(("id" = String, Path, description = "Order id (ord_…)")), responses((status = 200, body = OrderView), (status = 404, description = "No such order")), security(("bearer" = [])))]
 pub async fn get_order(
     state: web::Data<AppState>,
     principal: Principal,
@@ -477,6 +501,7 @@ pub async fn get_order(
 
 /// `POST /v1/orders/{id}/sync`: asks the provider now and applies what it says, with the
 /// same checks as a notify.
+#[utoipa::path(post, path = "/v1/orders/{id}/sync", tag = "orders", params(("id" = String, Path)), responses((status = 200, body = OrderView), (status = 409, description = "The provider reports facts that do not match the order")), security(("bearer" = [])))]
 pub async fn sync_order(
     state: web::Data<AppState>,
     principal: Principal,
@@ -504,6 +529,7 @@ pub async fn sync_order(
 
 /// `POST /v1/orders/{id}/close`: closes at the provider first, then locally. A provider that
 /// says the trade is paid wins: the order becomes paid, never closed.
+#[utoipa::path(post, path = "/v1/orders/{id}/close", tag = "orders", params(("id" = String, Path)), responses((status = 200, body = OrderView), (status = 409, description = "Not pending, or already paid at the provider")), security(("bearer" = [])))]
 pub async fn close_order(
     state: web::Data<AppState>,
     principal: Principal,
@@ -549,7 +575,7 @@ pub async fn close_order(
 }
 
 /// `POST /v1/orders/{id}/refunds` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRefundRequest {
     /// Amount to refund in fen.
@@ -557,10 +583,12 @@ pub struct CreateRefundRequest {
     /// Shown to the buyer.
     pub reason: Option<String>,
     /// Idempotency key; generated when absent.
+    #[schema(value_type = Option<String>)]
     pub out_refund_no: Option<OutRefundNo>,
 }
 
 /// `POST /v1/orders/{id}/refunds`.
+#[utoipa::path(post, path = "/v1/orders/{id}/refunds", tag = "refunds", params(("id" = String, Path)), request_body = CreateRefundRequest, responses((status = 201, body = RefundView), (status = 200, description = "Idempotent retry: the same refund", body = RefundView), (status = 409, description = "Not refundable, exceeds the paid amount, or out_refund_no reused")), security(("bearer" = [])))]
 pub async fn create_refund(
     state: web::Data<AppState>,
     principal: Principal,
@@ -598,6 +626,7 @@ pub async fn create_refund(
 }
 
 /// `GET /v1/orders/{id}/refunds`.
+#[utoipa::path(get, path = "/v1/orders/{id}/refunds", tag = "refunds", params(("id" = String, Path)), responses((status = 200, description = "`{data: [Refund]}`")), security(("bearer" = [])))]
 pub async fn list_refunds(
     state: web::Data<AppState>,
     principal: Principal,

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `POST /v1/wechat/{app}/login` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The code from `wx.login`.
@@ -19,7 +19,7 @@ pub struct LoginRequest {
 }
 
 /// `POST /v1/wechat/{app}/jsapi-config` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsapiConfigRequest {
     /// The page URL `wx.config` runs on (the fragment is ignored).
@@ -64,6 +64,7 @@ fn login_error(error: LoginError) -> ApiError {
 }
 
 /// `POST /v1/wechat/{app}/login`: `code` → `openid` (and `unionid`).
+#[utoipa::path(post, path = "/v1/wechat/{app}/login", tag = "wechat", params(("app" = String, Path)), request_body = LoginRequest, responses((status = 200, description = "`{openid, unionid}`; session_key is never returned"), (status = 422, description = "Invalid code")), security(("bearer" = [])))]
 pub async fn login(
     state: web::Data<AppState>,
     principal: Principal,
@@ -87,6 +88,7 @@ pub async fn login(
 }
 
 /// `POST /v1/wechat/{app}/jsapi-config`: the `wx.config` fields for a page URL.
+#[utoipa::path(post, path = "/v1/wechat/{app}/jsapi-config", tag = "wechat", params(("app" = String, Path)), request_body = JsapiConfigRequest, responses((status = 200, description = "`{appId, timestamp, nonceStr, signature}` for wx.config")), security(("bearer" = [])))]
 pub async fn jsapi_config(
     state: web::Data<AppState>,
     principal: Principal,

@@ -8,5 +8,6 @@
 mod auth;
 mod helpers;
 mod notify;
+mod openapi;
 mod orders;
 mod refunds;

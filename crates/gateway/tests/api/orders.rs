@@ -364,3 +364,28 @@ async fn finance_can_export_csv_and_read_the_summary() {
         .unwrap();
     assert_eq!(alipay["paid_amount"], 1999, "{summary}");
 }
+
+#[tokio::test]
+async fn closing_an_order_the_buyer_already_paid_makes_it_paid_not_closed() {
+    let app = spawn_app().await;
+    let order = app
+        .create_order(TestApp::order_body("wechat", "native", "close_paid_1", 100))
+        .await;
+    app.fault(json!({"fault": "drop_notify", "provider": "wechat", "out_trade_no": "close_paid_1", "times": "always"})).await;
+    app.pay(&order).await;
+    let id = order["id"].as_str().unwrap();
+    assert_eq!(
+        app.get_json(&format!("/v1/orders/{id}")).await["status"],
+        "pending"
+    );
+    let response = app
+        .post(&format!("/v1/orders/{id}/close"), &json!({}))
+        .await;
+    assert_eq!(response.status(), 409);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "already_paid");
+    assert_eq!(
+        app.get_json(&format!("/v1/orders/{id}")).await["status"],
+        "paid"
+    );
+}
