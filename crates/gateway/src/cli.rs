@@ -154,7 +154,7 @@ fn print_banner(base: &str, app: &Application, keys: Option<&InitialKeys>) {
             "  curl -s -H \"Authorization: Bearer $M\" -H 'Content-Type: application/json' \\"
         );
         println!(
-            "    -d '{{\"provider\":\"wechat\",\"channel\":\"mini_program\",\"out_trade_no\":\"demo_wechat_1\",\"amount\":1,\"subject\":\"Tea\",\"openid\":\"o_demo_buyer\"}}' {base}/v1/orders"
+            "    -d '{{\"provider\":\"wechat\",\"channel\":\"mini_program\",\"out_trade_no\":\"demo_wechat_1\",\"amount\":1,\"subject\":\"Tea\",\"openid\":\"o_demo_buyer\",\"client_ip\":\"203.0.113.7\"}}' {base}/v1/orders"
         );
         println!("  # play the buyer: the sandbox pays and sends the signed notify to paygate");
         println!(
