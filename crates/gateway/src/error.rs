@@ -202,3 +202,12 @@ impl From<paygate_store::StoreError> for ApiError {
         }
     }
 }
+
+impl From<crate::payments::ApplyError> for ApiError {
+    fn from(error: crate::payments::ApplyError) -> Self {
+        match error {
+            crate::payments::ApplyError::Store(e) => e.into(),
+            crate::payments::ApplyError::Provider(e) => e.into(),
+        }
+    }
+}

@@ -512,16 +512,12 @@ pub async fn sync_order(
     let app = app_of(&state, &order)?.clone();
     let facts = app.provider.query_payment(&order.out_trade_no).await?;
     let order_id = order.id.clone();
-    match apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts).await {
-        Ok(PaymentOutcome::Mismatch(mismatch)) => {
-            return Err(ApiError::conflict(
-                "provider_mismatch",
-                mismatch.to_string(),
-            ));
-        }
-        Ok(_) => {}
-        Err(crate::payments::ApplyError::Store(e)) => return Err(e.into()),
-        Err(crate::payments::ApplyError::Provider(e)) => return Err(e.into()),
+    let outcome = apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts).await?;
+    if let PaymentOutcome::Mismatch(mismatch) = outcome {
+        return Err(ApiError::conflict(
+            "provider_mismatch",
+            mismatch.to_string(),
+        ));
     }
     let order = state.store.order(&order_id).await?;
     Ok(HttpResponse::Ok().json(OrderView::from(order)))
@@ -552,11 +548,7 @@ pub async fn close_order(
             let facts = app.provider.query_payment(&order.out_trade_no).await?;
             let outcome =
                 apply_trade_facts(&state.store, app.provider.as_ref(), order.clone(), &facts)
-                    .await
-                    .map_err(|e| match e {
-                        crate::payments::ApplyError::Store(e) => ApiError::from(e),
-                        crate::payments::ApplyError::Provider(e) => ApiError::from(e),
-                    })?;
+                    .await?;
             if let PaymentOutcome::Mismatch(mismatch) = outcome {
                 return Err(ApiError::conflict(
                     "provider_mismatch",
