@@ -72,6 +72,94 @@ pub struct Settings {
     pub wechat: BTreeMap<String, WechatAppSettings>,
     /// Configured Alipay apps by name.
     pub alipay: BTreeMap<String, AlipayAppSettings>,
+    /// The background reconciler that settles what notifies did not.
+    pub reconciler: ReconcilerSettings,
+    /// Merchant webhooks: where events go and how deliveries are retried.
+    pub webhooks: WebhookSettings,
+}
+
+/// The reconciler: queries pending orders, closes expired ones at the provider first, and
+/// settles refunds still processing. One replica runs it at a time (a database lease).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcilerSettings {
+    /// Run it in `serve` (off only for tests or a replica that must never touch providers).
+    pub enabled: bool,
+    /// Time between passes, in milliseconds.
+    pub interval_ms: u64,
+    /// A pending order is first queried at the provider this many seconds after creation
+    /// (its notify should have arrived by then).
+    pub query_pending_after_seconds: u64,
+    /// Between two queries of the same pending order the wait doubles from this, in
+    /// milliseconds, up to `query_backoff_max_ms` (15 s, 30 s, 1 min, … by default).
+    pub query_backoff_ms: u64,
+    /// The longest wait between two queries of one pending order, in milliseconds.
+    pub query_backoff_max_ms: u64,
+    /// An order is closed (at the provider first) once `expires_at + expiry_grace_seconds`
+    /// has passed. The grace lets a payment made at the last second arrive by notify; it may be
+    /// negative, which closes orders before their nominal expiry (tests use this).
+    pub expiry_grace_seconds: i64,
+    /// How many orders or refunds one pass handles per kind of work.
+    pub batch_size: u32,
+}
+
+impl Default for ReconcilerSettings {
+    fn default() -> Self {
+        ReconcilerSettings {
+            enabled: true,
+            interval_ms: 15_000,
+            query_pending_after_seconds: 60,
+            query_backoff_ms: 15_000,
+            query_backoff_max_ms: 600_000,
+            expiry_grace_seconds: 60,
+            batch_size: 100,
+        }
+    }
+}
+
+/// Merchant webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Run the dispatcher in `serve`.
+    pub enabled: bool,
+    /// How often the dispatcher looks for due events, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// The wait after a first failed delivery, in milliseconds; it doubles per failure (with
+    /// up to 50 % random jitter added) up to `max_backoff_ms`.
+    pub initial_backoff_ms: u64,
+    /// The longest wait between two deliveries of one event, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// How long an endpoint has to answer, in milliseconds.
+    pub timeout_ms: u64,
+    /// Endpoints by app name: every event of an order of that app goes to each of them.
+    pub endpoints: BTreeMap<String, Vec<WebhookEndpointSettings>>,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            enabled: true,
+            poll_interval_ms: 1_000,
+            initial_backoff_ms: 5_000,
+            max_backoff_ms: 3_600_000,
+            timeout_ms: 10_000,
+            endpoints: BTreeMap::new(),
+        }
+    }
+}
+
+/// One merchant endpoint receiving signed events.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpointSettings {
+    /// Where events are POSTed.
+    pub url: String,
+    /// The signing secret shared with the receiver, inline.
+    #[serde(default, skip_serializing)]
+    pub secret: Option<SecretString>,
+    /// File holding the signing secret.
+    pub secret_file: Option<PathBuf>,
 }
 
 /// The embedded sandbox.
@@ -188,6 +276,7 @@ redacted_debug!(WechatAppSettings {
     api_base,
     channels
 });
+redacted_debug!(WebhookEndpointSettings { url, secret_file });
 redacted_debug!(AlipayAppSettings {
     app_id,
     seller_id,
@@ -215,6 +304,8 @@ impl Default for Settings {
             },
             wechat: BTreeMap::new(),
             alipay: BTreeMap::new(),
+            reconciler: ReconcilerSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -276,6 +367,7 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_background()?;
         if let Some(url) = &self.public_base_url {
             check_url("public_base_url", url)?;
         }
@@ -376,6 +468,49 @@ impl Settings {
                 paygate_core::ProviderKind::Alipay,
                 &app.channels,
             )?;
+        }
+        Ok(())
+    }
+
+    /// Checks the reconciler's and the webhook dispatcher's settings.
+    fn validate_background(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("reconciler.interval_ms", self.reconciler.interval_ms),
+            (
+                "reconciler.query_backoff_ms",
+                self.reconciler.query_backoff_ms,
+            ),
+            ("webhooks.poll_interval_ms", self.webhooks.poll_interval_ms),
+            (
+                "webhooks.initial_backoff_ms",
+                self.webhooks.initial_backoff_ms,
+            ),
+            ("webhooks.timeout_ms", self.webhooks.timeout_ms),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        if self.reconciler.batch_size == 0 {
+            return Err(ConfigError::invalid(
+                "reconciler.batch_size",
+                "must be at least 1",
+            ));
+        }
+        for (app, endpoints) in &self.webhooks.endpoints {
+            AppName::parse(app.as_str()).map_err(|e| {
+                ConfigError::invalid(format!("webhooks.endpoints.{app}"), e.to_string())
+            })?;
+            for (index, endpoint) in endpoints.iter().enumerate() {
+                let key = |field: &str| format!("webhooks.endpoints.{app}[{index}].{field}");
+                check_url(&key("url"), &endpoint.url)?;
+                one_of(
+                    &key("secret"),
+                    endpoint.secret.is_some(),
+                    endpoint.secret_file.is_some(),
+                )?;
+            }
         }
         Ok(())
     }

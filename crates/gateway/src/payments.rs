@@ -114,19 +114,27 @@ async fn record_late_payment(
     order: &Order,
     merchant: &MerchantIdentity,
 ) -> Result<(), StoreError> {
-    store
+    let detail = format!(
+        "payment for closed order {} confirmed by {} query (app {}); order marked paid",
+        order.out_trade_no, order.provider, merchant.app_id
+    );
+    let anomaly = store
         .record_anomaly(NewAnomaly {
             order_id: Some(order.id.clone()),
             provider: order.provider,
             app: order.app.to_string(),
             kind: AnomalyKind::LatePayment,
-            detail: format!(
-                "payment for closed order {} confirmed by {} query (app {}); order marked paid",
-                order.out_trade_no, order.provider, merchant.app_id
-            ),
+            detail: detail.clone(),
             callback_id: None,
             created_at: Utc::now(),
         })
-        .await
-        .map(|_| ())
+        .await?;
+    // The merchant hears about it too (the order.paid event went out with the transition).
+    let mut event = crate::events::order_event(EventKind::AnomalyDetected, order);
+    event.payload["anomaly"] = serde_json::json!({
+        "id": anomaly.as_str(),
+        "kind": AnomalyKind::LatePayment.as_str(),
+        "detail": detail,
+    });
+    store.insert_outbox_event(event).await.map(|_| ())
 }

@@ -47,6 +47,7 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     sandbox: Option<RunningSandbox>,
+    background: crate::reconciler::Background,
 }
 
 impl Application {
@@ -81,6 +82,7 @@ impl Application {
             (crate::providers::from_settings(&settings)?, None)
         };
 
+        let background = crate::reconciler::Background::from_settings(&settings)?;
         let state = web::Data::new(AppState {
             store,
             registry,
@@ -100,6 +102,7 @@ impl Application {
             server,
             state,
             sandbox,
+            background,
         })
     }
 
@@ -118,9 +121,12 @@ impl Application {
         &self.state
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM drain in-flight requests).
+    /// Serves until the server is stopped (SIGINT/SIGTERM drain in-flight requests), with the
+    /// reconciler and the webhook dispatcher running beside it; they stop after the drain.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let background = self.background.start(self.state.clone());
         let result = self.server.await;
+        background.stop().await;
         if let Some(sandbox) = self.sandbox {
             sandbox.stop().await;
         }
@@ -243,6 +249,11 @@ fn serve(
                     .route("/reports/summary", web::get().to(routes::finance::summary))
                     .route("/anomalies", web::get().to(routes::finance::anomalies))
                     .route("/callbacks", web::get().to(routes::finance::callbacks))
+                    .route("/events", web::get().to(routes::events::list_events))
+                    .route(
+                        "/events/{id}/redeliver",
+                        web::post().to(routes::events::redeliver_event),
+                    )
                     .route("/wechat/{app}/login", web::post().to(routes::wechat::login))
                     .route(
                         "/wechat/{app}/jsapi-config",

@@ -1,0 +1,428 @@
+//! The reconciler: the background task that makes the database agree with the providers when
+//! notifies are lost, calls time out or the process died half-way.
+//!
+//! Each pass, while this replica holds the `reconciler` lease:
+//! 1. orders past `expires_at + expiry_grace` are closed **at the provider first**; a provider
+//!    that says "already paid" wins and the order becomes paid, never closed;
+//! 2. pending orders older than `query_pending_after` are queried and what the provider says is
+//!    applied by [`apply_trade_facts`], the same checks and compare-and-set as a notify, with a
+//!    per-order back-off so abandoned orders cost few queries;
+//! 3. refunds still `processing` (a timed-out refund call, a lost refund notify) are queried
+//!    with their original `out_refund_no` until final.
+//!
+//! Every change is a compare-and-set, so a notify, an API call or another replica racing the
+//! reconciler can only make it lose a transition, never apply one twice.
+
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use chrono::Utc;
+use paygate_core::{Order, OrderEvent, OrderStatus, ProviderError, RefundStatus};
+use paygate_store::{
+    AnomalyKind, EventKind, NewAnomaly, OrderChanges, Store, StoreError, Transition,
+};
+use tokio::sync::watch;
+
+use crate::config::ReconcilerSettings;
+use crate::payments::{ApplyError, PaymentOutcome, apply_trade_facts};
+use crate::registry::ProviderApp;
+use crate::state::AppState;
+
+/// A named lease held by this process, renewed as work goes on. Work that needs a single
+/// runner across replicas calls [`Lease::hold`] before each unit of work.
+#[derive(Debug)]
+pub struct Lease {
+    store: Store,
+    name: &'static str,
+    holder: String,
+    ttl: Duration,
+    renewed_at: Option<Instant>,
+}
+
+impl Lease {
+    /// A lease on `name` for `holder`, lasting three intervals (at least one second) so a
+    /// replica that stops renewing — killed, partitioned — is replaced within that time.
+    pub fn new(store: Store, name: &'static str, holder: String, interval: Duration) -> Lease {
+        Lease {
+            store,
+            name,
+            holder,
+            ttl: (interval * 3).max(Duration::from_secs(1)),
+            renewed_at: None,
+        }
+    }
+
+    /// True while this process holds the lease; claims or renews it when a third of its
+    /// lifetime has gone by.
+    pub async fn hold(&mut self) -> bool {
+        if let Some(at) = self.renewed_at
+            && at.elapsed() < self.ttl / 3
+        {
+            return true;
+        }
+        let ttl = chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::seconds(1));
+        match self
+            .store
+            .try_claim_lease(self.name, &self.holder, ttl)
+            .await
+        {
+            Ok(true) => {
+                self.renewed_at = Some(Instant::now());
+                true
+            }
+            Ok(false) => {
+                self.renewed_at = None;
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, lease = self.name, "cannot claim lease");
+                self.renewed_at = None;
+                false
+            }
+        }
+    }
+
+    /// Gives the lease up so another replica can take over at once.
+    pub async fn release(&mut self) {
+        if self.renewed_at.take().is_some()
+            && let Err(error) = self.store.release_lease(self.name, &self.holder).await
+        {
+            tracing::warn!(%error, lease = self.name, "cannot release lease");
+        }
+    }
+}
+
+/// What one pass did, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Pending orders found paid by a query (or by a refused close).
+    pub paid: usize,
+    /// Expired orders closed at the provider and then locally.
+    pub closed: usize,
+    /// Processing refunds that reached a final state.
+    pub refunds_settled: usize,
+}
+
+/// Runs passes every `settings.interval_ms` until `shutdown` flips; a pass in progress
+/// finishes first. Only the holder of the `reconciler` lease works.
+pub async fn run(
+    state: web::Data<AppState>,
+    settings: ReconcilerSettings,
+    holder: String,
+    shutdown: watch::Receiver<bool>,
+) {
+    let interval = Duration::from_millis(settings.interval_ms);
+    let lease = Lease::new(state.store.clone(), "reconciler", holder, interval);
+    run_leased(lease, interval, shutdown, |lease| {
+        let (state, settings) = (state.clone(), settings.clone());
+        Box::pin(async move {
+            match reconcile_once(&state, &settings, lease).await {
+                Ok(report) if report != PassReport::default() => {
+                    tracing::info!(?report, "reconciler pass");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "reconciler pass failed; retrying"),
+            }
+        })
+    })
+    .await;
+}
+
+/// A pass of leased work, borrowing the lease to renew it as it goes.
+pub type LeasedPass<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+
+/// Runs `pass` every `interval` while this process holds `lease`, until `shutdown` flips; then
+/// releases the lease so another replica can take over at once.
+pub async fn run_leased<F>(
+    mut lease: Lease,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    mut pass: F,
+) where
+    F: for<'a> FnMut(&'a mut Lease) -> LeasedPass<'a>,
+{
+    loop {
+        if lease.hold().await {
+            pass(&mut lease).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    lease.release().await;
+}
+
+/// One pass over expired orders, pending orders and processing refunds. Stops early when the
+/// lease is lost. Provider failures are logged and retried next pass; database failures end
+/// the pass.
+pub async fn reconcile_once(
+    state: &AppState,
+    settings: &ReconcilerSettings,
+    lease: &mut Lease,
+) -> Result<PassReport, StoreError> {
+    let mut report = PassReport::default();
+    let now = Utc::now();
+
+    let expired_before = now - chrono::Duration::seconds(settings.expiry_grace_seconds);
+    for order in state
+        .store
+        .expired_pending_orders(expired_before, settings.batch_size)
+        .await?
+    {
+        if !lease.hold().await {
+            return Ok(report);
+        }
+        match close_expired(state, order).await? {
+            ExpiryOutcome::Closed => report.closed += 1,
+            ExpiryOutcome::Paid => report.paid += 1,
+            ExpiryOutcome::Left => {}
+        }
+    }
+
+    let query_after = chrono::Duration::seconds(
+        i64::try_from(settings.query_pending_after_seconds).unwrap_or(i64::MAX / 2),
+    );
+    for order in state
+        .store
+        .pending_orders_due(now - query_after, now, settings.batch_size)
+        .await?
+    {
+        if !lease.hold().await {
+            return Ok(report);
+        }
+        if query_pending(state, settings, order).await? {
+            report.paid += 1;
+        }
+    }
+
+    for refund in state
+        .store
+        .refunds_in_status(RefundStatus::Processing, settings.batch_size)
+        .await?
+    {
+        if !lease.hold().await {
+            return Ok(report);
+        }
+        let order = state.store.order(&refund.order_id).await?;
+        let Some(app) = configured_app(state, &order) else {
+            continue;
+        };
+        match crate::refunds::sync_refund(state, app, &order, &refund).await {
+            Ok(settled) if settled.status != RefundStatus::Processing => {
+                report.refunds_settled += 1;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, refund = %refund.id, "refund query failed; retrying later");
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// What happened to an expired order.
+enum ExpiryOutcome {
+    Closed,
+    Paid,
+    Left,
+}
+
+fn configured_app<'a>(state: &'a AppState, order: &Order) -> Option<&'a ProviderApp> {
+    let app = state.registry.get(order.provider, &order.app);
+    if app.is_none() {
+        tracing::warn!(order = %order.id, app = %order.app, "app no longer configured; skipped");
+    }
+    app
+}
+
+/// Closes an expired order at the provider, then locally. "Already paid" at the provider
+/// becomes a query and a payment; an unknown outcome leaves the order pending for next pass.
+async fn close_expired(state: &AppState, order: Order) -> Result<ExpiryOutcome, StoreError> {
+    let Some(app) = configured_app(state, &order) else {
+        return Ok(ExpiryOutcome::Left);
+    };
+    match app.provider.close_payment(&order.out_trade_no).await {
+        Ok(()) | Err(ProviderError::AlreadyClosed) | Err(ProviderError::NotFound) => {
+            Ok(match close_order_locally(&state.store, &order).await? {
+                Transition::Applied(_) => ExpiryOutcome::Closed,
+                // A notify won the race: whatever it did stands.
+                Transition::Lost(_) => ExpiryOutcome::Left,
+            })
+        }
+        Err(ProviderError::AlreadyPaid) => {
+            let paid = query_and_apply(state, app, order).await?;
+            Ok(if paid {
+                ExpiryOutcome::Paid
+            } else {
+                ExpiryOutcome::Left
+            })
+        }
+        Err(error) => {
+            tracing::warn!(%error, order = %order.id, "closing an expired order failed; retrying later");
+            Ok(ExpiryOutcome::Left)
+        }
+    }
+}
+
+/// Moves a pending order to closed by compare-and-set, writing `order.closed` to the outbox in
+/// the same transaction. Call it only after the provider has closed (or never knew) the trade.
+pub async fn close_order_locally(store: &Store, order: &Order) -> Result<Transition, StoreError> {
+    let changes = OrderChanges {
+        closed_at: Some(Utc::now()),
+        ..OrderChanges::default()
+    };
+    let event = crate::events::order_event(EventKind::OrderClosed, order);
+    store
+        .transition_order(
+            &order.id,
+            OrderStatus::Pending,
+            OrderEvent::Closed,
+            changes,
+            Some(event),
+        )
+        .await
+}
+
+/// Queries a pending order and applies the answer; otherwise backs the order off. True when
+/// it became paid.
+async fn query_pending(
+    state: &AppState,
+    settings: &ReconcilerSettings,
+    order: Order,
+) -> Result<bool, StoreError> {
+    let Some(app) = configured_app(state, &order) else {
+        return Ok(false);
+    };
+    let (id, age) = (order.id.clone(), Utc::now() - order.created_at);
+    if query_and_apply(state, app, order).await? {
+        return Ok(true);
+    }
+    // Waiting about as long again as the order is old doubles the gap between queries.
+    let floor = Duration::from_millis(settings.query_backoff_ms);
+    let ceiling = Duration::from_millis(settings.query_backoff_max_ms).max(floor);
+    let wait = age.to_std().unwrap_or_default().clamp(floor, ceiling);
+    let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+    state.store.defer_reconcile(&id, until).await?;
+    Ok(false)
+}
+
+/// Asks the provider about `order` and applies the answer like a notify. True when it moved
+/// to paid; a mismatch is recorded as an anomaly for finance.
+async fn query_and_apply(
+    state: &AppState,
+    app: &ProviderApp,
+    order: Order,
+) -> Result<bool, StoreError> {
+    let facts = match app.provider.query_payment(&order.out_trade_no).await {
+        Ok(facts) => facts,
+        Err(ProviderError::NotFound) => return Ok(false),
+        Err(error) => {
+            tracing::warn!(%error, order = %order.id, "payment query failed; retrying later");
+            return Ok(false);
+        }
+    };
+    let (id, provider, app_name) = (order.id.clone(), order.provider, order.app.to_string());
+    match apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts).await {
+        Ok(PaymentOutcome::Paid(_) | PaymentOutcome::PaidAfterClose(_)) => Ok(true),
+        Ok(PaymentOutcome::AlreadyPaid(_) | PaymentOutcome::NotPaid(_)) => Ok(false),
+        Ok(PaymentOutcome::Mismatch(mismatch)) => {
+            state
+                .store
+                .record_anomaly(NewAnomaly {
+                    order_id: Some(id),
+                    provider,
+                    app: app_name,
+                    kind: AnomalyKind::PaymentMismatch,
+                    detail: format!("reconciler query: {mismatch}"),
+                    callback_id: None,
+                    created_at: Utc::now(),
+                })
+                .await?;
+            Ok(false)
+        }
+        Err(ApplyError::Store(error)) => Err(error),
+        Err(ApplyError::Provider(error)) => {
+            tracing::warn!(%error, order = %id, "confirming query failed; retrying later");
+            Ok(false)
+        }
+    }
+}
+
+/// The background work `serve` runs beside the HTTP server, built (and its secrets read)
+/// before anything starts so a bad webhook secret file stops start-up.
+#[derive(Debug)]
+pub struct Background {
+    reconciler: Option<ReconcilerSettings>,
+    dispatcher: Option<crate::webhooks::Dispatcher>,
+}
+
+impl Background {
+    /// The tasks the settings enable.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+    ) -> Result<Background, crate::config::ConfigError> {
+        let dispatcher = if settings.webhooks.enabled {
+            Some(crate::webhooks::Dispatcher::from_settings(
+                &settings.webhooks,
+            )?)
+        } else {
+            None
+        };
+        Ok(Background {
+            reconciler: settings
+                .reconciler
+                .enabled
+                .then(|| settings.reconciler.clone()),
+            dispatcher,
+        })
+    }
+
+    /// Starts the tasks. Start-up needs no special resume step: undelivered events and
+    /// processing refunds are in the database and the first pass picks them up.
+    pub fn start(self, state: web::Data<AppState>) -> RunningBackground {
+        let (shutdown, watcher) = watch::channel(false);
+        // One holder id per process: a restarted process is a new holder and waits for the
+        // old lease to lapse, which is what keeps two live processes from overlapping.
+        let holder = format!("{}-{}", std::process::id(), ulid::Ulid::new());
+        let mut tasks = Vec::new();
+        if let Some(settings) = self.reconciler {
+            tasks.push(tokio::spawn(run(
+                state.clone(),
+                settings,
+                holder.clone(),
+                watcher.clone(),
+            )));
+        }
+        if let Some(dispatcher) = self.dispatcher {
+            tasks.push(tokio::spawn(dispatcher.run(
+                state.store.clone(),
+                holder,
+                watcher,
+            )));
+        }
+        RunningBackground { shutdown, tasks }
+    }
+}
+
+/// Started background tasks.
+#[derive(Debug)]
+pub struct RunningBackground {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningBackground {
+    /// Asks the tasks to stop after their current pass and waits for them (at most 30 s,
+    /// the HTTP drain's own limit), releasing their leases.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let all = futures_util::future::join_all(self.tasks);
+        if tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop within 30 s");
+        }
+    }
+}
