@@ -260,6 +260,7 @@ fn serve(
                         web::post().to(routes::wechat::jsapi_config),
                     ),
             )
+            .configure(crate::console::routes)
             .default_service(web::to(|| async {
                 HttpResponse::NotFound().json(serde_json::json!({
                     "error": { "code": "not_found", "message": "no such endpoint" }
