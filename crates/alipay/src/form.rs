@@ -75,7 +75,7 @@ fn not_utf8<T>(_: T) -> AlipayError {
 /// Decodes one component once: `+` → space, `%XX` → byte, then strict UTF-8. Borrows when
 /// there is nothing to decode, which is most ids, amounts and times.
 pub fn decode_component(raw: &[u8]) -> Result<Cow<'_, str>, AlipayError> {
-    if memchr::memchr2(b'%', b'+', raw).is_none() {
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
         return std::str::from_utf8(raw)
             .map(Cow::Borrowed)
             .map_err(not_utf8);
@@ -87,26 +87,28 @@ pub fn decode_component(raw: &[u8]) -> Result<Cow<'_, str>, AlipayError> {
 
 /// Appends the form-decoded bytes of `raw` to `out` (UTF-8 is the caller's to check).
 pub fn append_decoded(raw: &[u8], out: &mut Vec<u8>) -> Result<(), AlipayError> {
-    let mut rest = raw;
-    // Copy the plain runs whole and decode only at each '+' or '%'.
-    while let Some(at) = memchr::memchr2(b'%', b'+', rest) {
-        out.extend_from_slice(rest.get(..at).unwrap_or_default());
-        if rest.get(at) == Some(&b'+') {
-            out.push(b' ');
-            rest = rest.get(at + 1..).unwrap_or_default();
-            continue;
+    // A plain byte loop: escaped notify values are dense with '%' and '+', where a search
+    // per escape costs more than it saves.
+    out.reserve(raw.len());
+    let mut index = 0;
+    while let Some(&byte) = raw.get(index) {
+        match byte {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let high = raw.get(index + 1).copied().and_then(hex_value);
+                let low = raw.get(index + 2).copied().and_then(hex_value);
+                let (Some(high), Some(low)) = (high, low) else {
+                    return Err(AlipayError::MalformedForm(
+                        "a % is not followed by two hex digits",
+                    ));
+                };
+                out.push((high << 4) | low);
+                index += 2;
+            }
+            other => out.push(other),
         }
-        let high = rest.get(at + 1).copied().and_then(hex_value);
-        let low = rest.get(at + 2).copied().and_then(hex_value);
-        let (Some(high), Some(low)) = (high, low) else {
-            return Err(AlipayError::MalformedForm(
-                "a % is not followed by two hex digits",
-            ));
-        };
-        out.push((high << 4) | low);
-        rest = rest.get(at + 3..).unwrap_or_default();
+        index += 1;
     }
-    out.extend_from_slice(rest);
     Ok(())
 }
 
