@@ -1,0 +1,336 @@
+// End-to-end test of the finance console in a real browser (Debian Chromium via playwright-core).
+//
+// It starts the built `paygate` on a free port with a fresh SQLite database and the embedded
+// sandbox, reads the first-start merchant and finance keys from its banner, creates and pays
+// orders through the merchant API and the sandbox, then drives /console as finance staff would:
+// sign in, filter, page, open an order, export CSV, draw the chart, read anomalies. What the
+// page shows is checked against numbers worked out here from the orders we made.
+//
+// Environment: PAYGATE_BIN (the binary), CHROMIUM (default /usr/bin/chromium),
+// SCREENSHOT_DIR (default ../docs/img). Prints "N passed, N failed" last; exits 1 on failure.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { formatChecks } from './format.test.mjs';
+import { assert, check, equal, finish } from './harness.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const BIN = process.env.PAYGATE_BIN
+  ?? join(process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, '.cache/paygate-target'), 'debug/paygate');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const SHOTS = resolve(process.env.SCREENSHOT_DIR ?? join(here, '../docs/img'));
+
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+
+/** Starts paygate and resolves with its base URL, the sandbox URL and the two keys. */
+function startGateway(workdir) {
+  // No config file: the defaults (embedded sandbox) with only the database moved to the temp dir.
+  const { PAYGATE_CONFIG: _ignored, ...inherited } = process.env;
+  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0'], {
+    cwd: workdir,
+    env: {
+      ...inherited,
+      PAYGATE__DATABASE_URL: `sqlite://${join(workdir, 'paygate.db')}`,
+      RUST_LOG: process.env.RUST_LOG ?? 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let banner = '';
+  let log = '';
+  child.stderr.on('data', (chunk) => { log += chunk; });
+  return new Promise((done, fail) => {
+    const timer = setTimeout(() => fail(new Error(`paygate did not print its keys in 60 s:\n${banner}\n${log}`)), 60_000);
+    child.on('exit', (code) => fail(new Error(`paygate exited with ${code}:\n${banner}\n${log}`)));
+    child.stdout.on('data', (chunk) => {
+      banner += chunk;
+      const base = /listening on (http:\/\/\S+)/.exec(banner)?.[1];
+      const sandbox = /embedded sandbox[^:]*: (http:\/\/\S+)\/sandbox/.exec(banner)?.[1];
+      const merchant = /merchant key: (pgm_\w+)/.exec(banner)?.[1];
+      const finance = /finance key:\s+(pgf_\w+)/.exec(banner)?.[1];
+      if (base && sandbox && merchant && finance) {
+        clearTimeout(timer);
+        done({ child, base, sandbox, merchant, finance, log: () => log });
+      }
+    });
+  });
+}
+
+async function call(method, url, key, body) {
+  const response = await fetch(url, {
+    method,
+    headers: {
+      ...(key ? { Authorization: `Bearer ${key}` } : {}),
+      ...(body ? { 'Content-Type': 'application/json' } : {}),
+    },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${url} → ${response.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** Polls the order until `ready(order)`; the sandbox notifies asynchronously. */
+async function waitForOrder(gw, id, ready, what) {
+  for (let attempt = 0; attempt < 150; attempt += 1) {
+    const order = await call('GET', `${gw.base}/v1/orders/${id}`, gw.merchant);
+    if (ready(order)) return order;
+    await sleep(200);
+  }
+  throw new Error(`order ${id} never became ${what}`);
+}
+
+/** "2026-11-23 00:30:05 GMT+8" worked out with plain UTC arithmetic, independent of Intl. */
+function expectedShanghai(iso) {
+  const shifted = new Date(Date.parse(iso) + 8 * 3600 * 1000).toISOString();
+  return `${shifted.slice(0, 10)} ${shifted.slice(11, 19)} GMT+8`;
+}
+
+/** The orders this test makes, with amounts in fen and the yuan strings people must see. */
+const PLAN = [
+  { out: 'e2e_ali_tea', provider: 'alipay', channel: 'precreate', amount: 1999, yuan: '19.99', pay: true, refund: 0, refundedYuan: '0.00' },
+  { out: 'e2e_ali_cake', provider: 'alipay', channel: 'precreate', amount: 5, yuan: '0.05', pay: true, refund: 2, refundedYuan: '0.02' },
+  { out: 'e2e_wx_box', provider: 'wechat', channel: 'mini_program', amount: 12345, yuan: '123.45', pay: true, refund: 345, refundedYuan: '3.45' },
+  { out: 'e2e_wx_pending', provider: 'wechat', channel: 'mini_program', amount: 100, yuan: '1.00', pay: false, refund: 0, refundedYuan: '0.00' },
+];
+const BULK = 18; // pending filler orders, so that 22 orders need two pages of 20
+
+async function makeOrders(gw) {
+  const made = {};
+  for (const plan of PLAN) {
+    const order = await call('POST', `${gw.base}/v1/orders`, gw.merchant, {
+      provider: plan.provider, channel: plan.channel, out_trade_no: plan.out, amount: plan.amount,
+      subject: 'e2e', ...(plan.provider === 'wechat' ? { openid: 'o_e2e_buyer', client_ip: '203.0.113.7' } : {}),
+    });
+    made[plan.out] = order;
+    if (plan.pay) {
+      await call('POST', `${gw.sandbox}/sandbox/pay`, null, { provider: plan.provider, out_trade_no: plan.out });
+      made[plan.out] = await waitForOrder(gw, order.id, (o) => o.status === 'paid', 'paid');
+    }
+    if (plan.refund) {
+      await call('POST', `${gw.base}/v1/orders/${order.id}/refunds`, gw.merchant, { amount: plan.refund, reason: 'e2e partial refund' });
+      made[plan.out] = await waitForOrder(gw, order.id, (o) => o.refunded_amount === plan.refund, 'refunded');
+    }
+  }
+  for (let i = 0; i < BULK; i += 1) {
+    await call('POST', `${gw.base}/v1/orders`, gw.merchant, {
+      provider: 'alipay', channel: 'app', out_trade_no: `e2e_bulk_${String(i).padStart(2, '0')}`, amount: 100 + i, subject: 'filler',
+    });
+  }
+  return made;
+}
+
+async function tableTexts(page, selector) {
+  return page.$$eval(`${selector} tbody tr`, (rows) => rows.map((row) => [...row.cells].map((c) => c.textContent.trim())));
+}
+
+async function main() {
+  await formatChecks();
+
+  const workdir = mkdtempSync(join(tmpdir(), 'paygate-e2e-'));
+  const gw = await startGateway(workdir);
+  let browser;
+  try {
+    let made;
+    await check('orders are created and paid through the API and the sandbox', async () => {
+      made = await makeOrders(gw);
+      equal(made.e2e_wx_box.status, 'partially_refunded', 'refunded WeChat order status');
+    });
+    if (!made) return;
+
+    // One forged notify, so that the anomalies list has something a person must look at.
+    await fetch(`${gw.base}/notify/alipay/sandbox`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: 'out_trade_no=e2e_ali_tea&trade_status=TRADE_SUCCESS&total_amount=0.01&sign=forged&sign_type=RSA2',
+    });
+
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1360, height: 900 }, timezoneId: 'America/New_York' });
+    const page = await context.newPage();
+    const pageProblems = [];
+    page.on('pageerror', (error) => pageProblems.push(`page error: ${error.message}`));
+    page.on('console', (message) => {
+      // Failed loads are judged by the response listener below, which knows the URL.
+      if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
+        pageProblems.push(`console: ${message.text()}`);
+      }
+    });
+    page.on('response', (response) => {
+      const url = new URL(response.url());
+      const expected = url.pathname === '/favicon.ico'
+        || (response.status() === 403 && url.pathname === '/v1/anomalies' && url.search === '?limit=1');
+      if (response.status() >= 400 && !expected) pageProblems.push(`HTTP ${response.status()} ${url.pathname}`);
+    });
+    const requestedUrls = [];
+    page.on('request', (request) => requestedUrls.push(request.url()));
+
+    await check('the console asks for a finance key and refuses a merchant key', async () => {
+      const response = await page.goto(`${gw.base}/console`);
+      assert((response.headers()['content-security-policy'] ?? '').includes("script-src 'self'"), 'CSP header on /console');
+      await page.waitForSelector('#sign-in-view:not([hidden])');
+      await page.fill('#finance-key', gw.merchant);
+      await page.click('#sign-in-form button[type=submit]');
+      await page.waitForFunction(() => document.getElementById('sign-in-error').textContent.length > 0);
+      equal(await page.textContent('#sign-in-error'), 'That is not a valid finance key.');
+      equal(await page.evaluate(() => sessionStorage.length), 0, 'nothing stored for a refused key');
+    });
+
+    await check('signing in lists every order with yuan amounts and Asia/Shanghai times', async () => {
+      await page.fill('#finance-key', gw.finance);
+      await page.click('#sign-in-form button[type=submit]');
+      await page.waitForSelector('#orders-view:not([hidden]) #orders-table tbody tr[data-order-id]');
+      await page.waitForFunction(() => document.getElementById('orders-message').textContent.includes('order(s)'));
+      assert(!page.url().includes('pgf_'), 'the key is not in the address');
+    });
+
+    // The default page size is 50: all 22 orders on one page; then 20 per page for paging.
+    await check('the first page at the default size shows all orders, exact yuan and Shanghai times', async () => {
+      const rows = await tableTexts(page, '#orders-table');
+      equal(rows.length, PLAN.length + BULK, 'rows at 50 per page');
+      for (const plan of PLAN) {
+        const row = rows.find((cells) => cells[1] === plan.out);
+        assert(row, `row for ${plan.out}`);
+        equal(row[6], plan.yuan, `${plan.out} amount`);
+        equal(row[7], plan.refundedYuan, `${plan.out} refunded`);
+        equal(row[0], expectedShanghai(made[plan.out].created_at), `${plan.out} created time`);
+        if (plan.pay) equal(row[8], expectedShanghai(made[plan.out].paid_at), `${plan.out} paid time`);
+      }
+    });
+
+    await check('cursor paging walks 20 + 2 orders forward and back', async () => {
+      await page.selectOption('#filters select[name=limit]', '20');
+      await page.click('#apply-filters');
+      await page.waitForFunction(() => document.getElementById('orders-message').textContent === '20 order(s) on this page.');
+      const first = (await tableTexts(page, '#orders-table')).map((r) => r[1]);
+      await page.click('#next-page');
+      await page.waitForFunction(() => document.getElementById('orders-message').textContent === '2 order(s) on this page.');
+      const second = (await tableTexts(page, '#orders-table')).map((r) => r[1]);
+      equal(await page.textContent('#page-label'), 'Page 2');
+      assert(await page.isDisabled('#next-page'), 'no page after the last');
+      equal(new Set([...first, ...second]).size, 22, 'distinct orders over both pages');
+      await page.click('#prev-page');
+      await page.waitForFunction(() => document.getElementById('orders-message').textContent === '20 order(s) on this page.');
+      equal((await tableTexts(page, '#orders-table'))[0][1], first[0], 'back on page 1');
+    });
+
+    await check('filters by provider, status and a yuan amount reach the API', async () => {
+      await page.selectOption('#filters select[name=limit]', '50');
+      await page.selectOption('#filters select[name=provider]', 'wechat');
+      await page.click('#apply-filters');
+      await page.waitForFunction(() => document.getElementById('orders-message').textContent === '2 order(s) on this page.');
+      equal((await tableTexts(page, '#orders-table')).map((r) => r[1]).sort().join(','), 'e2e_wx_box,e2e_wx_pending');
+      await page.selectOption('#filters select[name=provider]', '');
+      await page.fill('#filters input[name=amount_min]', '19.99');
+      await page.click('#apply-filters');
+      await page.waitForFunction(() => document.getElementById('orders-message').textContent === '2 order(s) on this page.');
+      equal((await tableTexts(page, '#orders-table')).map((r) => r[1]).sort().join(','), 'e2e_ali_tea,e2e_wx_box');
+      await page.fill('#filters input[name=amount_min]', '');
+      await page.selectOption('#filters select[name=status]', 'paid');
+      await page.selectOption('#filters select[name=provider]', 'alipay');
+      await page.click('#apply-filters');
+      await page.waitForFunction(() => document.getElementById('orders-message').textContent === '1 order(s) on this page.');
+      equal((await tableTexts(page, '#orders-table'))[0][1], 'e2e_ali_tea');
+    });
+
+    await check('CSV export downloads the filtered orders through the Authorization header', async () => {
+      await page.selectOption('#filters select[name=status]', '');
+      await page.click('#apply-filters');
+      const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-csv')]);
+      assert(/^paygate-orders-\d{4}-\d{2}-\d{2}\.csv$/.test(download.suggestedFilename()), download.suggestedFilename());
+      const csv = readFileSync(await download.path(), 'utf8').trim().split('\n');
+      assert(csv[0].startsWith('id,provider,app,channel,out_trade_no'), 'CSV header');
+      equal(csv.length, 1 + 2 + BULK, 'header + every Alipay order');
+      const tea = csv.find((line) => line.includes(',e2e_ali_tea,'));
+      assert(tea && tea.includes(',1999,19.99,'), `amount columns of ${tea}`);
+    });
+
+    await check('an order shows its fields, refunds and callbacks audit trail', async () => {
+      await page.selectOption('#filters select[name=provider]', 'wechat');
+      await page.click('#apply-filters');
+      await page.waitForFunction(() => document.getElementById('orders-message').textContent === '2 order(s) on this page.');
+      await page.click(`#orders-table tr[data-order-id="${made.e2e_wx_box.id}"]`);
+      await page.waitForSelector('#order-view:not([hidden]) #refunds-table tbody tr td:nth-child(4)');
+      await page.waitForFunction(() => document.getElementById('order-message').textContent === '');
+      equal(await page.textContent('#order-title'), 'Order e2e_wx_box');
+      equal(await page.textContent('dd[data-field="Amount ¥"]'), '123.45');
+      equal(await page.textContent('dd[data-field="Refunded ¥"]'), '3.45');
+      equal(await page.textContent('dd[data-field="Paid"]'), expectedShanghai(made.e2e_wx_box.paid_at));
+      const refunds = await tableTexts(page, '#refunds-table');
+      equal(refunds.length, 1, 'one refund');
+      equal(refunds[0][3], '3.45', 'refund amount');
+      const callbacks = await tableTexts(page, '#callbacks-table');
+      assert(callbacks.length >= 1 && callbacks.every((c) => c[1] === 'wechat'), `callbacks ${JSON.stringify(callbacks)}`);
+      assert(callbacks.some((c) => c[5].includes('e2e_wx_box')), 'raw notify bodies are shown');
+    });
+
+    await check('the daily chart totals each provider exactly and agree with the summary report', async () => {
+      await page.goto(`${gw.base}/console#chart`);
+      await page.waitForSelector('#chart svg');
+      await page.waitForSelector('#chart-totals tbody tr[data-provider]');
+      const totals = Object.fromEntries((await tableTexts(page, '#chart-totals')).map((r) => [r[0], r]));
+      equal(totals.wechat.slice(1).join('|'), '1|123.45|3.45|120.00|matches', 'WeChat totals');
+      equal(totals.alipay.slice(1).join('|'), '2|20.04|0.02|20.02|matches', 'Alipay totals');
+      const today = expectedShanghai(new Date().toISOString()).slice(0, 10);
+      const wechatBar = await page.getAttribute(`#chart rect.paid[data-day="${today}"]`, 'data-paid');
+      assert(['123.45', '20.04'].includes(wechatBar), `today's first paid bar: ${wechatBar}`);
+      mkdirSync(SHOTS, { recursive: true });
+      await page.locator('#chart-view').screenshot({ path: join(SHOTS, 'console-chart.png') });
+    });
+
+    await check('anomalies list what the API lists, with the forged notify', async () => {
+      const listed = await call('GET', `${gw.base}/v1/anomalies?limit=50`, gw.finance);
+      await page.click('nav a[data-view=anomalies]');
+      await page.waitForSelector('#anomalies-view:not([hidden]) #anomalies-table tbody tr');
+      await page.waitForFunction(() => document.getElementById('anomalies-message').textContent === '');
+      const rows = await tableTexts(page, '#anomalies-table');
+      if (listed.data.length === 0) {
+        equal(rows[0][0], 'No anomalies. Nothing needs a person.');
+      } else {
+        equal(rows.length, listed.data.length, 'one row per anomaly');
+        equal(rows[0][1], listed.data[0].kind, 'kind of the newest anomaly');
+        equal(rows[0][0], expectedShanghai(listed.data[0].created_at), 'anomaly time');
+      }
+    });
+
+    await check('the orders page screenshot is saved', async () => {
+      await page.click('nav a[data-view=orders]');
+      await page.click('#reset-filters');
+      await page.waitForFunction(() => document.getElementById('orders-message').textContent === `${22} order(s) on this page.`);
+      await page.screenshot({ path: join(SHOTS, 'console-orders.png'), fullPage: false });
+    });
+
+    await check('the key never appears in a URL and sign-out forgets it', async () => {
+      const leaks = requestedUrls.filter((url) => url.includes(gw.finance) || url.includes(gw.merchant));
+      equal(leaks.length, 0, 'URLs carrying a key');
+      assert(requestedUrls.some((url) => url.includes('/v1/orders/export.csv')), 'the export went to the API');
+      equal(await page.evaluate(() => sessionStorage.getItem('paygate.financeKey')), gw.finance, 'kept in sessionStorage');
+      equal(await page.evaluate(() => localStorage.length), 0, 'nothing in localStorage');
+      assert(!gw.log().includes(gw.finance), 'the gateway log does not contain the key');
+      await page.click('#sign-out');
+      await page.waitForSelector('#sign-in-view:not([hidden])');
+      equal(await page.evaluate(() => sessionStorage.getItem('paygate.financeKey')), null, 'forgotten on sign-out');
+    });
+
+    await check('the page ran without script errors or CSP violations', async () => {
+      equal(pageProblems.join('\n'), '', 'problems');
+    });
+  } finally {
+    await browser?.close();
+    gw.child.kill('SIGTERM');
+    rmSync(workdir, { recursive: true, force: true });
+  }
+}
+
+try {
+  await main();
+} catch (error) {
+  await check('the test environment starts', () => { throw error; });
+}
+process.exit(finish());
