@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use chrono::Utc;
-use paygate_core::{Order, OrderEvent, OrderStatus, ProviderError, RefundStatus};
+use paygate_core::{Order, OrderEvent, OrderStatus, ProviderError, RefundStatus, TradeState};
 use paygate_store::{
     AnomalyKind, EventKind, NewAnomaly, OrderChanges, Store, StoreError, Transition,
 };
@@ -250,18 +250,25 @@ async fn close_expired(state: &AppState, order: Order) -> Result<ExpiryOutcome, 
                 Transition::Lost(_) => ExpiryOutcome::Left,
             })
         }
-        Err(ProviderError::AlreadyPaid) => {
-            let paid = query_and_apply(state, app, order).await?;
-            Ok(if paid {
-                ExpiryOutcome::Paid
-            } else {
-                ExpiryOutcome::Left
-            })
-        }
-        Err(error) => {
-            tracing::warn!(%error, order = %order.id, "closing an expired order failed; retrying later");
+        Err(error @ ProviderError::OutcomeUnknown(_)) => {
+            tracing::warn!(%error, order = %order.id, "closing an expired order: no answer; retrying later");
             Ok(ExpiryOutcome::Left)
         }
+        // "Already paid", or a refusal that may mean it: Alipay answers a close of a paid
+        // trade with ACQ.TRADE_STATUS_ERROR. Ask what the trade is; paid wins.
+        Err(error) => match query_and_apply(state, app, order.clone()).await? {
+            Queried::Paid => Ok(ExpiryOutcome::Paid),
+            Queried::Unchanged(TradeState::Closed) => {
+                Ok(match close_order_locally(&state.store, &order).await? {
+                    Transition::Applied(_) => ExpiryOutcome::Closed,
+                    Transition::Lost(_) => ExpiryOutcome::Left,
+                })
+            }
+            _ => {
+                tracing::warn!(%error, order = %order.id, "provider refused to close an expired order; retrying later");
+                Ok(ExpiryOutcome::Left)
+            }
+        },
     }
 }
 
@@ -295,7 +302,7 @@ async fn query_pending(
         return Ok(false);
     };
     let (id, age) = (order.id.clone(), Utc::now() - order.created_at);
-    if query_and_apply(state, app, order).await? {
+    if query_and_apply(state, app, order).await? == Queried::Paid {
         return Ok(true);
     }
     // Waiting about as long again as the order is old doubles the gap between queries.
@@ -307,25 +314,38 @@ async fn query_pending(
     Ok(false)
 }
 
-/// Asks the provider about `order` and applies the answer like a notify. True when it moved
-/// to paid; a mismatch is recorded as an anomaly for finance.
+/// What a query found, once applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queried {
+    /// The order moved to paid now.
+    Paid,
+    /// Nothing changed here; the provider says the trade is in this state (`Paid` when the
+    /// order was already paid).
+    Unchanged(TradeState),
+    /// No usable answer (no such trade, no answer, a mismatch).
+    Unknown,
+}
+
+/// Asks the provider about `order` and applies the answer like a notify; a mismatch is
+/// recorded as an anomaly for finance.
 async fn query_and_apply(
     state: &AppState,
     app: &ProviderApp,
     order: Order,
-) -> Result<bool, StoreError> {
+) -> Result<Queried, StoreError> {
     let facts = match app.provider.query_payment(&order.out_trade_no).await {
         Ok(facts) => facts,
-        Err(ProviderError::NotFound) => return Ok(false),
+        Err(ProviderError::NotFound) => return Ok(Queried::Unknown),
         Err(error) => {
             tracing::warn!(%error, order = %order.id, "payment query failed; retrying later");
-            return Ok(false);
+            return Ok(Queried::Unknown);
         }
     };
     let (id, provider, app_name) = (order.id.clone(), order.provider, order.app.to_string());
     match apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts).await {
-        Ok(PaymentOutcome::Paid(_) | PaymentOutcome::PaidAfterClose(_)) => Ok(true),
-        Ok(PaymentOutcome::AlreadyPaid(_) | PaymentOutcome::NotPaid(_)) => Ok(false),
+        Ok(PaymentOutcome::Paid(_) | PaymentOutcome::PaidAfterClose(_)) => Ok(Queried::Paid),
+        Ok(PaymentOutcome::AlreadyPaid(_)) => Ok(Queried::Unchanged(TradeState::Paid)),
+        Ok(PaymentOutcome::NotPaid(state)) => Ok(Queried::Unchanged(state)),
         Ok(PaymentOutcome::Mismatch(mismatch)) => {
             state
                 .store
@@ -339,12 +359,12 @@ async fn query_and_apply(
                     created_at: Utc::now(),
                 })
                 .await?;
-            Ok(false)
+            Ok(Queried::Unknown)
         }
         Err(ApplyError::Store(error)) => Err(error),
         Err(ApplyError::Provider(error)) => {
             tracing::warn!(%error, order = %id, "confirming query failed; retrying later");
-            Ok(false)
+            Ok(Queried::Unknown)
         }
     }
 }

@@ -19,6 +19,9 @@ pub struct TestApp {
     pub finance_key: String,
     /// A shared HTTP client.
     pub http: reqwest::Client,
+    /// The database URL the gateway uses (for tests that go behind its back).
+    #[allow(dead_code)]
+    pub database_url: String,
     _database: TestDatabase,
 }
 
@@ -67,14 +70,21 @@ fn test_database() -> (String, TestDatabase, tempfile::TempDir) {
 
 /// Starts a gateway with the embedded sandbox, its notify schedule sped up 1000×.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a gateway like [`spawn_app`], letting `configure` adjust the settings first
+/// (reconciler intervals, webhook endpoints).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let (database_url, database, keys_dir) = test_database();
     let mut settings = Settings {
         listen: "127.0.0.1:0".parse().expect("address"),
-        database_url,
+        database_url: database_url.clone(),
         ..Settings::default()
     };
     settings.sandbox.keys_file = Some(keys_dir.path().join("sandbox-keys.json"));
     settings.sandbox.time_scale = 1000.0;
+    configure(&mut settings);
     let app = Application::build(settings).await.expect("gateway builds");
     let keys = paygate_gateway::cli::ensure_initial_keys(&app.state().store)
         .await
@@ -99,6 +109,7 @@ pub async fn spawn_app() -> TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client"),
+        database_url,
         _database: database,
     }
 }

@@ -11,3 +11,4 @@ mod notify;
 mod openapi;
 mod orders;
 mod refunds;
+mod reliability;

@@ -1,0 +1,507 @@
+//! Reliability: lost notifies, provider timeouts and expiry, settled by the reconciler, and
+//! merchant webhooks delivered at least once, signed, and de-duplicable by event id. Each
+//! test drives the real server and the sandbox's fault injection; see docs/reliability.md.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use paygate_gateway::config::{Settings, WebhookEndpointSettings};
+use paygate_gateway::webhooks::verify_signature;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+const WEBHOOK_SECRET: &str = "whsec_reliability_tests";
+
+/// One request a merchant's webhook endpoint received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The `Paygate-Event-Id` header.
+    pub event_id: String,
+    /// The `Paygate-Signature` header.
+    pub signature: String,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// The body parsed.
+    pub json: Value,
+    /// What the endpoint answered.
+    pub answered: u16,
+}
+
+/// A merchant's webhook endpoint: records everything, answers 500 to the first `failures`
+/// requests and 200 afterwards.
+#[derive(Clone)]
+pub struct Receiver {
+    /// Where it listens.
+    pub url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+struct ReceiverState {
+    received: Arc<Mutex<Vec<Received>>>,
+    failures_left: AtomicUsize,
+}
+
+async fn receive(
+    state: web::Data<ReceiverState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let fail = state
+        .failures_left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let answered = if fail { 500 } else { 200 };
+    state.received.lock().unwrap().push(Received {
+        event_id: header("Paygate-Event-Id"),
+        signature: header("Paygate-Signature"),
+        json: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        body: body.to_vec(),
+        answered,
+    });
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(answered).unwrap()).finish()
+}
+
+/// Starts a receiver on a free port.
+pub async fn spawn_receiver(failures: usize) -> Receiver {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let state = web::Data::new(ReceiverState {
+        received: received.clone(),
+        failures_left: AtomicUsize::new(failures),
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/hooks", web::post().to(receive))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    Receiver {
+        url: format!("http://127.0.0.1:{port}/hooks"),
+        received,
+    }
+}
+
+impl Receiver {
+    /// Everything received about `order_id`.
+    pub fn for_order(&self, order_id: &str) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.json["data"]["order_id"] == order_id)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Reconciler and dispatcher intervals shrunk to milliseconds, and `receiver` as the sandbox
+/// app's webhook endpoint.
+pub fn fast(settings: &mut Settings, receiver: Option<&Receiver>) {
+    settings.reconciler.interval_ms = 100;
+    settings.reconciler.query_pending_after_seconds = 0;
+    settings.reconciler.query_backoff_ms = 100;
+    settings.reconciler.query_backoff_max_ms = 400;
+    settings.webhooks.poll_interval_ms = 50;
+    settings.webhooks.initial_backoff_ms = 50;
+    settings.webhooks.max_backoff_ms = 200;
+    settings.webhooks.timeout_ms = 2_000;
+    if let Some(receiver) = receiver {
+        settings.webhooks.endpoints.insert(
+            "sandbox".to_owned(),
+            vec![WebhookEndpointSettings {
+                url: receiver.url.clone(),
+                secret: Some(WEBHOOK_SECRET.to_owned().into()),
+                secret_file: None,
+            }],
+        );
+    }
+}
+
+/// Polls `check` every 50 ms for up to 20 s; the reconciler runs every 100 ms, so this only
+/// bounds a hang, it does not time the system.
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..400 {
+        if let Some(found) = check().await {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+async fn order_status(app: &TestApp, id: &str) -> String {
+    app.get_json(&format!("/v1/orders/{id}")).await["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn wait_for_order(app: &TestApp, id: &str, status: &str) {
+    eventually(&format!("order {id} {status}"), async || {
+        (order_status(app, id).await == status).then_some(())
+    })
+    .await;
+}
+
+/// The order's events as finance sees them.
+pub async fn events(app: &TestApp, order_id: &str) -> Vec<Value> {
+    let response = app
+        .get_as(&app.finance_key, &format!("/v1/events?order_id={order_id}"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["data"].as_array().cloned().unwrap_or_default()
+}
+
+fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+async fn sandbox_trade(app: &TestApp, out_trade_no: &str) -> Value {
+    let trades: Vec<Value> = app
+        .http
+        .get(format!("{}/sandbox/trades", app.sandbox))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut same: Vec<Value> = trades
+        .into_iter()
+        .filter(|t| t["out_trade_no"] == out_trade_no)
+        .collect();
+    assert_eq!(
+        same.len(),
+        1,
+        "exactly one trade {out_trade_no} at the provider"
+    );
+    same.remove(0)
+}
+
+#[tokio::test]
+async fn a_dropped_notify_is_settled_by_the_reconciler_and_the_merchant_hears_order_paid_once() {
+    // The merchant's server fails the first delivery, so the event is retried.
+    let receiver = spawn_receiver(1).await;
+    let app = spawn_app_with(|s| fast(s, Some(&receiver))).await;
+    app.fault(json!({"fault": "drop_notify", "out_trade_no": "rc_drop_1", "times": "always"}))
+        .await;
+    let order = app
+        .create_order(TestApp::order_body("wechat", "native", "rc_drop_1", 990))
+        .await;
+    let id = order["id"].as_str().unwrap();
+
+    app.pay(&order).await;
+    wait_for_order(&app, id, "paid").await;
+    assert!(
+        app.callbacks(id).await.is_empty(),
+        "no notify reached the gateway: the reconciler's query paid it"
+    );
+
+    let delivered = eventually("order.paid delivered", async || {
+        let events = events(&app, id).await;
+        let paid = of_type(&events, "order.paid");
+        (paid.len() == 1 && paid[0]["status"] == "delivered").then(|| paid[0].clone())
+    })
+    .await;
+    let event_id = delivered["id"].as_str().unwrap().to_owned();
+    let answers: Vec<&Value> = delivered["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["response_status"])
+        .collect();
+    assert_eq!(answers, [&json!(500), &json!(200)], "{delivered}");
+
+    let received = receiver.for_order(id);
+    let ids: std::collections::BTreeSet<&str> =
+        received.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "one event, however many deliveries: {received:?}"
+    );
+    for delivery in &received {
+        assert_eq!(delivery.event_id, event_id);
+        assert_eq!(delivery.json["id"], event_id.as_str());
+        assert_eq!(delivery.json["type"], "order.paid");
+        assert_eq!(delivery.json["data"]["amount"], 990);
+        let now = chrono::Utc::now().timestamp();
+        verify_signature(
+            WEBHOOK_SECRET.as_bytes(),
+            &delivery.signature,
+            &delivery.body,
+            now,
+            300,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        received.iter().filter(|r| r.answered == 200).count(),
+        1,
+        "acknowledged once, then never sent again"
+    );
+}
+
+#[tokio::test]
+async fn an_operator_can_redeliver_an_event_which_keeps_its_id() {
+    let receiver = spawn_receiver(0).await;
+    let app = spawn_app_with(|s| fast(s, Some(&receiver))).await;
+    let order = app
+        .create_order(TestApp::order_body(
+            "alipay",
+            "precreate",
+            "rc_redeliver_1",
+            100,
+        ))
+        .await;
+    let id = order["id"].as_str().unwrap();
+    app.pay(&order).await;
+    wait_for_order(&app, id, "paid").await;
+    let event = eventually("delivered", async || {
+        let events = events(&app, id).await;
+        (events.len() == 1 && events[0]["status"] == "delivered").then(|| events[0].clone())
+    })
+    .await;
+    let event_id = event["id"].as_str().unwrap();
+    let path = format!("/v1/events/{event_id}/redeliver");
+
+    let by_finance = app
+        .http
+        .post(format!("{}{path}", app.address))
+        .bearer_auth(&app.finance_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_finance.status(), 403);
+    let redelivered = app.post(&path, &json!({})).await;
+    assert_eq!(redelivered.status(), 202);
+
+    eventually("second delivery", async || {
+        (receiver.for_order(id).len() == 2).then_some(())
+    })
+    .await;
+    let received = receiver.for_order(id);
+    assert!(received.iter().all(|r| r.event_id == event_id));
+    assert_eq!(
+        received[0].body, received[1].body,
+        "the same event, byte for byte"
+    );
+    let pending = app
+        .get_as(&app.merchant_key, "/v1/events?status=pending")
+        .await;
+    assert_eq!(pending.status(), 200);
+    let unknown = app
+        .post(
+            "/v1/events/01JAAAAAAAAAAAAAAAAAAAAAAA/redeliver",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn a_create_that_times_out_is_a_504_and_the_retry_returns_the_one_trade() {
+    let app = spawn_app_with(|s| fast(s, None)).await;
+    // The provider creates the trade, but its answer never arrives in time.
+    app.fault(json!({
+        "fault": "timeout", "millis": 11_000, "api": "/pay/unifiedorder",
+        "out_trade_no": "rc_timeout_1", "processed": true
+    }))
+    .await;
+    let body = TestApp::order_body("wechat", "native", "rc_timeout_1", 300);
+
+    let timed_out = app.post("/v1/orders", &body).await;
+    assert_eq!(timed_out.status(), 504);
+    let error: Value = timed_out.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "provider_timeout");
+
+    let retried = app.post("/v1/orders", &body).await;
+    assert_eq!(retried.status(), 200, "the retry reuses the stored order");
+    let order: Value = retried.json().await.unwrap();
+    assert!(order["pay_params"]["code_url"].is_string(), "{order}");
+    sandbox_trade(&app, "rc_timeout_1").await;
+}
+
+#[tokio::test]
+async fn a_refund_whose_answer_is_lost_is_settled_by_the_reconciler_with_the_same_out_refund_no() {
+    let app = spawn_app_with(|s| fast(s, None)).await;
+    let order = app
+        .create_order(TestApp::order_body(
+            "alipay",
+            "precreate",
+            "rc_refund_1",
+            1000,
+        ))
+        .await;
+    let id = order["id"].as_str().unwrap();
+    app.pay(&order).await;
+    wait_for_order(&app, id, "paid").await;
+    app.fault(json!({
+        "fault": "timeout", "millis": 11_000, "api": "alipay.trade.refund",
+        "out_trade_no": "rc_refund_1", "processed": true
+    }))
+    .await;
+
+    let response = app
+        .post(
+            &format!("/v1/orders/{id}/refunds"),
+            &json!({"amount": 400, "out_refund_no": "rc_refund_1_r1"}),
+        )
+        .await;
+    assert!(response.status().is_success(), "{}", response.status());
+
+    let refund = eventually("refund settled", async || {
+        let refunds = app.get_json(&format!("/v1/orders/{id}/refunds")).await;
+        let refund = refunds["data"][0].clone();
+        (refund["status"] == "succeeded").then_some(refund)
+    })
+    .await;
+    assert_eq!(refund["out_refund_no"], "rc_refund_1_r1");
+    let trade = sandbox_trade(&app, "rc_refund_1").await;
+    assert_eq!(
+        trade["refunds"].as_array().unwrap().len(),
+        1,
+        "one refund at the provider: {trade}"
+    );
+    let events = events(&app, id).await;
+    assert_eq!(of_type(&events, "refund.succeeded").len(), 1, "{events:?}");
+}
+
+/// Expiry counted from eight seconds after creation for a 60-second order, and no pending
+/// queries, so only the expiry path can settle it.
+fn expiring(settings: &mut Settings) {
+    fast(settings, None);
+    settings.reconciler.expiry_grace_seconds = -52;
+    settings.reconciler.query_pending_after_seconds = 3_600;
+}
+
+fn expiring_order(provider: &str, channel: &str, out_trade_no: &str) -> Value {
+    let mut body = TestApp::order_body(provider, channel, out_trade_no, 500);
+    body["expires_in_seconds"] = json!(60);
+    body
+}
+
+#[tokio::test]
+async fn an_expired_order_is_closed_at_the_provider_before_it_is_closed_here() {
+    let app = spawn_app_with(expiring).await;
+    let order = app
+        .create_order(expiring_order("wechat", "native", "rc_expire_1"))
+        .await;
+    let id = order["id"].as_str().unwrap();
+
+    wait_for_order(&app, id, "closed").await;
+    let trade = sandbox_trade(&app, "rc_expire_1").await;
+    assert_eq!(trade["status"], "closed", "{trade}");
+    let paying = app
+        .sandbox_pay(json!({"provider": "wechat", "out_trade_no": "rc_expire_1"}))
+        .await;
+    assert!(
+        !paying.status().is_success(),
+        "a closed trade cannot be paid"
+    );
+    let events = events(&app, id).await;
+    assert_eq!(of_type(&events, "order.closed").len(), 1, "{events:?}");
+}
+
+#[tokio::test]
+async fn an_expired_order_the_buyer_paid_becomes_paid_and_is_never_closed() {
+    let app = spawn_app_with(expiring).await;
+    app.fault(json!({"fault": "drop_notify", "out_trade_no": "rc_expire_paid", "times": "always"}))
+        .await;
+    let order = app
+        .create_order(expiring_order("alipay", "precreate", "rc_expire_paid"))
+        .await;
+    let id = order["id"].as_str().unwrap();
+    app.pay(&order).await;
+    assert_eq!(
+        order_status(&app, id).await,
+        "pending",
+        "the notify was dropped"
+    );
+
+    wait_for_order(&app, id, "paid").await;
+    let events = events(&app, id).await;
+    assert_eq!(of_type(&events, "order.paid").len(), 1, "{events:?}");
+    assert!(of_type(&events, "order.closed").is_empty(), "{events:?}");
+    assert_eq!(
+        sandbox_trade(&app, "rc_expire_paid").await["status"],
+        "paid"
+    );
+}
+
+#[tokio::test]
+async fn a_late_notify_for_an_order_closed_here_is_confirmed_by_query_and_honoured() {
+    let app = spawn_app_with(|s| s.reconciler.enabled = false).await;
+    app.fault(json!({"fault": "drop_notify", "out_trade_no": "rc_late_1", "times": "always"}))
+        .await;
+    let order = app
+        .create_order(TestApp::order_body("wechat", "native", "rc_late_1", 700))
+        .await;
+    let id = order["id"].as_str().unwrap();
+    app.pay(&order).await;
+    let dropped = eventually("a dropped notify", async || {
+        app.deliveries()
+            .await
+            .into_iter()
+            .find(|d| d["out_trade_no"] == "rc_late_1" && d["dropped"] == true)
+    })
+    .await;
+    // The order is closed here while the buyer's payment is in flight (a close that raced the
+    // payment), behind the gateway's back.
+    let store = paygate_store::Store::connect(&app.database_url, 1)
+        .await
+        .unwrap();
+    let order_id = paygate_core::OrderId::parse(id).unwrap();
+    let closed = store
+        .transition_order(
+            &order_id,
+            paygate_core::OrderStatus::Pending,
+            paygate_core::OrderEvent::Closed,
+            paygate_store::OrderChanges::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(closed, paygate_store::Transition::Applied(_)));
+
+    let late = app
+        .post_notify(
+            "/notify/wechat/sandbox",
+            "text/xml",
+            dropped["body"].as_str().unwrap().to_owned(),
+        )
+        .await;
+    assert_eq!(late.status(), 200);
+    assert!(late.text().await.unwrap().contains("SUCCESS"));
+
+    assert_eq!(order_status(&app, id).await, "paid");
+    let anomalies = app.anomalies().await;
+    assert!(
+        anomalies
+            .iter()
+            .any(|a| a["order_id"] == id && a["kind"] == "late_payment"),
+        "{anomalies:?}"
+    );
+    let events = events(&app, id).await;
+    assert_eq!(of_type(&events, "order.paid").len(), 1, "{events:?}");
+    let anomaly = of_type(&events, "anomaly.detected");
+    assert_eq!(anomaly.len(), 1, "{events:?}");
+    assert_eq!(anomaly[0]["data"]["anomaly"]["kind"], "late_payment");
+}
