@@ -17,14 +17,12 @@ pub mod openapi;
 pub mod payments;
 pub mod providers;
 pub mod reconciler;
-pub mod reconciler;
 pub mod refunds;
 pub mod registry;
 pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
-pub mod webhooks;
 pub mod webhooks;
 
 pub use startup::Application;

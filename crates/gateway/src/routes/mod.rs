@@ -1,7 +1,6 @@
 //! HTTP handlers, one module per audience.
 
 pub mod events;
-pub mod events;
 pub mod finance;
 pub mod health;
 pub mod notify;
