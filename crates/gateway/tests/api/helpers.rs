@@ -26,7 +26,7 @@ pub struct TestApp {
 }
 
 /// A per-test database, removed when the test ends (also on failure).
-enum TestDatabase {
+pub enum TestDatabase {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     Postgres { admin_url: String, name: String },
 }
@@ -42,7 +42,7 @@ impl Drop for TestDatabase {
     }
 }
 
-fn test_database() -> (String, TestDatabase, tempfile::TempDir) {
+pub fn test_database() -> (String, TestDatabase, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     match std::env::var("PAYGATE_TEST_DATABASE_URL") {
         Ok(admin_url) if !admin_url.is_empty() => {
