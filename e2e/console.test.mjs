@@ -72,14 +72,21 @@ async function call(method, url, key, body) {
   return text ? JSON.parse(text) : null;
 }
 
-/** Polls the order until `ready(order)`; the sandbox notifies asynchronously. */
-async function waitForOrder(gw, id, ready, what) {
+/** Polls until `probe()` gives something truthy; the sandbox notifies asynchronously. */
+async function waitFor(probe, what) {
   for (let attempt = 0; attempt < 150; attempt += 1) {
-    const order = await call('GET', `${gw.base}/v1/orders/${id}`, gw.merchant);
-    if (ready(order)) return order;
+    const found = await probe();
+    if (found) return found;
     await sleep(200);
   }
-  throw new Error(`order ${id} never became ${what}`);
+  throw new Error(`never saw ${what}`);
+}
+
+async function waitForOrder(gw, id, ready, what) {
+  return waitFor(async () => {
+    const order = await call('GET', `${gw.base}/v1/orders/${id}`, gw.merchant);
+    return ready(order) ? order : null;
+  }, `order ${id} ${what}`);
 }
 
 /** "2026-11-23 00:30:05 GMT+8" worked out with plain UTC arithmetic, independent of Intl. */
@@ -93,9 +100,11 @@ const PLAN = [
   { out: 'e2e_ali_tea', provider: 'alipay', channel: 'precreate', amount: 1999, yuan: '19.99', pay: true, refund: 0, refundedYuan: '0.00' },
   { out: 'e2e_ali_cake', provider: 'alipay', channel: 'precreate', amount: 5, yuan: '0.05', pay: true, refund: 2, refundedYuan: '0.02' },
   { out: 'e2e_wx_box', provider: 'wechat', channel: 'mini_program', amount: 12345, yuan: '123.45', pay: true, refund: 345, refundedYuan: '3.45' },
+  // Genuinely signed by the sandbox but one fen more than the order: a payment_mismatch anomaly.
+  { out: 'e2e_wx_mismatch', provider: 'wechat', channel: 'mini_program', amount: 888, yuan: '8.88', pay: true, fault: 'wrong_amount', refund: 0, refundedYuan: '0.00' },
   { out: 'e2e_wx_pending', provider: 'wechat', channel: 'mini_program', amount: 100, yuan: '1.00', pay: false, refund: 0, refundedYuan: '0.00' },
 ];
-const BULK = 18; // pending filler orders, so that 22 orders need two pages of 20
+const BULK = 17; // pending filler orders, so that 22 orders need two pages of 20
 
 async function makeOrders(gw) {
   const made = {};
@@ -105,9 +114,17 @@ async function makeOrders(gw) {
       subject: 'e2e', ...(plan.provider === 'wechat' ? { openid: 'o_e2e_buyer', client_ip: '203.0.113.7' } : {}),
     });
     made[plan.out] = order;
+    if (plan.fault) {
+      await call('POST', `${gw.sandbox}/sandbox/faults`, null, { fault: plan.fault, provider: plan.provider, out_trade_no: plan.out, times: 'always' });
+    }
     if (plan.pay) {
       await call('POST', `${gw.sandbox}/sandbox/pay`, null, { provider: plan.provider, out_trade_no: plan.out });
+    }
+    if (plan.pay && !plan.fault) {
       made[plan.out] = await waitForOrder(gw, order.id, (o) => o.status === 'paid', 'paid');
+    }
+    if (plan.fault) {
+      await waitFor(async () => (await call('GET', `${gw.base}/v1/anomalies`, gw.finance)).data.some((a) => a.order_id === order.id), `an anomaly for ${plan.out}`);
     }
     if (plan.refund) {
       await call('POST', `${gw.base}/v1/orders/${order.id}/refunds`, gw.merchant, { amount: plan.refund, reason: 'e2e partial refund' });
@@ -139,13 +156,6 @@ async function main() {
       equal(made.e2e_wx_box.status, 'partially_refunded', 'refunded WeChat order status');
     });
     if (!made) return;
-
-    // One forged notify, so that the anomalies list has something a person must look at.
-    await fetch(`${gw.base}/notify/alipay/sandbox`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-      body: 'out_trade_no=e2e_ali_tea&trade_status=TRADE_SUCCESS&total_amount=0.01&sign=forged&sign_type=RSA2',
-    });
 
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -200,7 +210,7 @@ async function main() {
         equal(row[6], plan.yuan, `${plan.out} amount`);
         equal(row[7], plan.refundedYuan, `${plan.out} refunded`);
         equal(row[0], expectedShanghai(made[plan.out].created_at), `${plan.out} created time`);
-        if (plan.pay) equal(row[8], expectedShanghai(made[plan.out].paid_at), `${plan.out} paid time`);
+        if (plan.pay && !plan.fault) equal(row[8], expectedShanghai(made[plan.out].paid_at), `${plan.out} paid time`);
       }
     });
 
@@ -224,8 +234,8 @@ async function main() {
       await page.selectOption('#filters select[name=limit]', '50');
       await page.selectOption('#filters select[name=provider]', 'wechat');
       await page.click('#apply-filters');
-      await page.waitForFunction(() => document.getElementById('orders-message').textContent === '2 order(s) on this page.');
-      equal((await tableTexts(page, '#orders-table')).map((r) => r[1]).sort().join(','), 'e2e_wx_box,e2e_wx_pending');
+      await page.waitForFunction(() => document.getElementById('orders-message').textContent === '3 order(s) on this page.');
+      equal((await tableTexts(page, '#orders-table')).map((r) => r[1]).sort().join(','), 'e2e_wx_box,e2e_wx_mismatch,e2e_wx_pending');
       await page.selectOption('#filters select[name=provider]', '');
       await page.fill('#filters input[name=amount_min]', '19.99');
       await page.click('#apply-filters');
@@ -254,7 +264,7 @@ async function main() {
     await check('an order shows its fields, refunds and callbacks audit trail', async () => {
       await page.selectOption('#filters select[name=provider]', 'wechat');
       await page.click('#apply-filters');
-      await page.waitForFunction(() => document.getElementById('orders-message').textContent === '2 order(s) on this page.');
+      await page.waitForFunction(() => document.getElementById('orders-message').textContent === '3 order(s) on this page.');
       await page.click(`#orders-table tr[data-order-id="${made.e2e_wx_box.id}"]`);
       await page.waitForSelector('#order-view:not([hidden]) #refunds-table tbody tr td:nth-child(4)');
       await page.waitForFunction(() => document.getElementById('order-message').textContent === '');
@@ -284,19 +294,23 @@ async function main() {
       await page.locator('#chart-view').screenshot({ path: join(SHOTS, 'console-chart.png') });
     });
 
-    await check('anomalies list what the API lists, with the forged notify', async () => {
+    await check('anomalies list what the API lists: the mismatched notify, linked to its order', async () => {
       const listed = await call('GET', `${gw.base}/v1/anomalies?limit=50`, gw.finance);
       await page.click('nav a[data-view=anomalies]');
       await page.waitForSelector('#anomalies-view:not([hidden]) #anomalies-table tbody tr');
       await page.waitForFunction(() => document.getElementById('anomalies-message').textContent === '');
       const rows = await tableTexts(page, '#anomalies-table');
-      if (listed.data.length === 0) {
-        equal(rows[0][0], 'No anomalies. Nothing needs a person.');
-      } else {
-        equal(rows.length, listed.data.length, 'one row per anomaly');
-        equal(rows[0][1], listed.data[0].kind, 'kind of the newest anomaly');
-        equal(rows[0][0], expectedShanghai(listed.data[0].created_at), 'anomaly time');
-      }
+      const mismatch = listed.data.find((a) => a.order_id === made.e2e_wx_mismatch.id);
+      assert(mismatch, 'the API lists the mismatch');
+      equal(rows.length, listed.data.length, 'one row per anomaly');
+      const row = rows.find((cells) => cells[4] === made.e2e_wx_mismatch.id);
+      assert(row, 'a row linking to the mismatched order');
+      equal(row[1], 'payment_mismatch', 'kind');
+      equal(row[0], expectedShanghai(mismatch.created_at), 'anomaly time');
+      await page.click(`#anomalies-table a[href="#order/${made.e2e_wx_mismatch.id}"]`);
+      await page.waitForFunction(() => document.getElementById('order-title').textContent === 'Order e2e_wx_mismatch');
+      const verdicts = (await tableTexts(page, '#callbacks-table')).map((c) => c[3]);
+      assert(verdicts.includes('mismatch'), `callback verdicts ${verdicts}`);
     });
 
     await check('the orders page screenshot is saved', async () => {
