@@ -505,3 +505,103 @@ async fn a_late_notify_for_an_order_closed_here_is_confirmed_by_query_and_honour
     assert_eq!(anomaly.len(), 1, "{events:?}");
     assert_eq!(anomaly[0]["data"]["anomaly"]["kind"], "late_payment");
 }
+
+/// A database outage made from outside the gateway: on SQLite another connection holds the
+/// write lock (writers give up after the busy timeout); on PostgreSQL the database refuses new
+/// connections and the gateway's are terminated.
+enum Outage {
+    Sqlite(diesel::SqliteConnection),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Outage {
+    fn start(database_url: &str) -> Outage {
+        use diesel::connection::SimpleConnection;
+        use diesel::{Connection, RunQueryDsl};
+        match database_url.strip_prefix("sqlite://") {
+            Some(path) => {
+                let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+                conn.batch_execute("BEGIN IMMEDIATE").unwrap();
+                Outage::Sqlite(conn)
+            }
+            None => {
+                let admin_url = std::env::var("PAYGATE_TEST_DATABASE_URL").unwrap();
+                let name = database_url.rsplit('/').next().unwrap().to_owned();
+                let mut admin = diesel::PgConnection::establish(&admin_url).unwrap();
+                diesel::sql_query(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"))
+                    .execute(&mut admin)
+                    .unwrap();
+                diesel::sql_query(format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                ))
+                .execute(&mut admin)
+                .unwrap();
+                Outage::Postgres { admin_url, name }
+            }
+        }
+    }
+
+    fn end(self) {
+        use diesel::connection::SimpleConnection;
+        use diesel::{Connection, RunQueryDsl};
+        match self {
+            Outage::Sqlite(mut conn) => conn.batch_execute("ROLLBACK").unwrap(),
+            Outage::Postgres { admin_url, name } => {
+                let mut admin = diesel::PgConnection::establish(&admin_url).unwrap();
+                diesel::sql_query(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
+                    .execute(&mut admin)
+                    .unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn while_the_database_is_down_notifies_fail_and_the_api_answers_503_then_all_converges() {
+    let app = spawn_app_with(|s| fast(s, None)).await;
+    let order = app
+        .create_order(TestApp::order_body("wechat", "native", "rc_db_down_1", 880))
+        .await;
+    let id = order["id"].as_str().unwrap();
+
+    let outage = Outage::start(&app.database_url);
+    app.pay(&order).await;
+    let refused = eventually("a notify refused during the outage", async || {
+        app.deliveries().await.into_iter().find(|d| {
+            d["out_trade_no"] == "rc_db_down_1"
+                && d["dropped"] == false
+                && d["acknowledged"] == false
+                && (d["response_status"].is_number() || d["error"].is_string())
+        })
+    })
+    .await;
+    if let Some(status) = refused["response_status"].as_u64() {
+        assert_eq!(status, 503, "{refused}");
+        assert!(
+            refused["response_body"].as_str().unwrap().contains("FAIL"),
+            "the provider is told to retry: {refused}"
+        );
+    }
+    let during = app
+        .post(
+            "/v1/orders",
+            &TestApp::order_body("wechat", "native", "rc_db_down_2", 100),
+        )
+        .await;
+    assert_eq!(during.status(), 503);
+    let error: Value = during.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "unavailable");
+    outage.end();
+
+    wait_for_order(&app, id, "paid").await;
+    let events = events(&app, id).await;
+    assert_eq!(of_type(&events, "order.paid").len(), 1, "{events:?}");
+    let after = app
+        .post(
+            "/v1/orders",
+            &TestApp::order_body("wechat", "native", "rc_db_down_2", 100),
+        )
+        .await;
+    assert!(after.status().is_success(), "{}", after.status());
+}
