@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs every ```sh block of docs/operations.md, docs/security.md and docs/deploy.md, in order, in
+# one shell per document, against a freshly started sandbox gateway on a temp SQLite database and,
+# for the PostgreSQL backup commands, two scratch databases on the local PostgreSQL (dropped
+# afterwards). Blocks fenced as ```text are shown to readers but not run (kubectl, systemctl…).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/paygate-target}"
+PAYGATE="${PAYGATE_BIN:-$CARGO_TARGET_DIR/debug/paygate}"
+[ -x "$PAYGATE" ] || cargo build -p paygate-gateway --locked --quiet
+
+work="$(mktemp -d)"
+server=""
+pg_admin="${PAYGATE_CI_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+pg_source="paygate_doccheck_src_$$"
+pg_target="paygate_doccheck_dst_$$"
+cleanup() {
+  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $pg_source" -c "DROP DATABASE IF EXISTS $pg_target" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# `paygate` on PATH, as the docs write it; the docs' relative paths (deploy/…) resolve in $work.
+mkdir -p "$work/bin"
+ln -s "$PAYGATE" "$work/bin/paygate"
+ln -s "$repo/deploy" "$work/deploy"
+export PATH="$work/bin:$PATH"
+
+export SQLITE_DB="$work/paygate.db"
+export PAYGATE__DATABASE_URL="sqlite://$SQLITE_DB"
+(cd "$work" && paygate serve --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err") &
+server=$!
+for _ in $(seq 1 100); do
+  grep -q 'finance key:' "$work/serve.out" 2>/dev/null && break
+  sleep 0.2
+done
+BASE="$(grep -o 'listening on http://[0-9.:]*' "$work/serve.out" | cut -d' ' -f3)"
+SANDBOX="$(grep -o 'embedded sandbox[^:]*: http://[0-9.:]*' "$work/serve.out" | grep -o 'http://.*')"
+M="$(grep -o 'pgm_[A-Za-z0-9]*' "$work/serve.out" | head -1)"
+F="$(grep -o 'pgf_[A-Za-z0-9]*' "$work/serve.out" | head -1)"
+export BASE M F
+[ -n "$BASE" ] && [ -n "$F" ] || { cat "$work/serve.out" "$work/serve.err" >&2; exit 1; }
+
+# One paid order, so the anomalies, callbacks and events commands have something to show.
+ORDER_ID="$(curl -fsS -H "Authorization: Bearer $M" -H 'Content-Type: application/json' \
+  -d '{"provider":"wechat","channel":"native","out_trade_no":"docs_1","amount":1,"subject":"docs","client_ip":"203.0.113.7"}' \
+  "$BASE/v1/orders" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
+export ORDER_ID
+curl -fsS -H 'Content-Type: application/json' -d '{"provider":"wechat","out_trade_no":"docs_1"}' "$SANDBOX/sandbox/pay" >/dev/null
+for _ in $(seq 1 100); do
+  curl -fsS -H "Authorization: Bearer $F" "$BASE/v1/orders/$ORDER_ID" | grep -q '"status":"paid"' && break
+  sleep 0.2
+done
+
+# A certificate for the expiry commands.
+export CERT="$work/apiclient_cert.pem"
+openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=1900000109" \
+  -keyout "$work/apiclient_key.pem" -out "$CERT" 2>/dev/null
+
+# PostgreSQL: a migrated source database and an empty target for the restore.
+psql "$pg_admin" -qc "CREATE DATABASE $pg_source" -c "CREATE DATABASE $pg_target" >/dev/null
+export PG_URL="${pg_admin%/*}/$pg_source" RESTORE_URL="${pg_admin%/*}/$pg_target"
+PAYGATE__DATABASE_URL="$PG_URL" paygate migrate >/dev/null
+
+passed=0
+failed=0
+for doc in docs/operations.md docs/security.md docs/deploy.md; do
+  [ -f "$doc" ] || { echo "FAIL $doc is missing"; failed=$((failed + 1)); continue; }
+  script="$work/$(basename "$doc" .md).sh"
+  awk '/^```sh$/ { inside = 1; next } /^```/ { inside = 0 } inside' "$doc" >"$script"
+  blocks="$(grep -c '^```sh$' "$doc" || true)"
+  if [ "$blocks" -eq 0 ]; then echo "--   $doc has no runnable blocks"; continue; fi
+  echo "==   $doc: $blocks block(s)"
+  if (cd "$work" && bash -euo pipefail -x "$script") >"$work/out.txt" 2>&1; then
+    passed=$((passed + 1))
+    echo "ok   $doc"
+    if [ -n "${VERBOSE:-}" ]; then sed 's/^/     /' "$work/out.txt"; fi
+  else
+    failed=$((failed + 1))
+    echo "FAIL $doc"
+    tail -30 "$work/out.txt" | sed 's/^/     /'
+  fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
