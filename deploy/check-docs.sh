@@ -42,6 +42,7 @@ SANDBOX="$(grep -o 'embedded sandbox[^:]*: http://[0-9.:]*' "$work/serve.out" | 
 M="$(grep -o 'pgm_[A-Za-z0-9]*' "$work/serve.out" | head -1)"
 F="$(grep -o 'pgf_[A-Za-z0-9]*' "$work/serve.out" | head -1)"
 export BASE M F
+export PAYGATE_LOG="$work/serve.err"
 [ -n "$BASE" ] && [ -n "$F" ] || { cat "$work/serve.out" "$work/serve.err" >&2; exit 1; }
 
 # One paid order, so the anomalies, callbacks and events commands have something to show.
