@@ -637,6 +637,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn webhook_endpoints_and_reconciler_intervals_come_from_toml() {
+        let s = Settings::from_toml(
+            "[reconciler]\ninterval_ms = 250\nexpiry_grace_seconds = -30\n\
+             [[webhooks.endpoints.shop]]\nurl = \"https://merchant.example/hooks\"\nsecret = \"whsec_1\"\n\
+             [[webhooks.endpoints.shop]]\nurl = \"https://audit.example/hooks\"\nsecret_file = \"/run/secrets/hook\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.reconciler.interval_ms, 250);
+        assert_eq!(s.reconciler.expiry_grace_seconds, -30);
+        let shop = &s.webhooks.endpoints["shop"];
+        assert_eq!(shop.len(), 2);
+        assert_eq!(
+            shop[1].secret_file.as_deref(),
+            Some(Path::new("/run/secrets/hook"))
+        );
+        assert!(
+            !format!("{:?}", shop[0]).contains("whsec_1"),
+            "secrets stay out of Debug"
+        );
+    }
+
+    #[test]
+    fn a_webhook_endpoint_without_a_secret_or_with_a_zero_interval_is_refused_by_name() {
+        let err = Settings::from_toml(
+            "[[webhooks.endpoints.shop]]\nurl = \"https://merchant.example/hooks\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("webhooks.endpoints.shop[0].secret"), "{err}");
+        let err = Settings::from_toml("[reconciler]\ninterval_ms = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reconciler.interval_ms"), "{err}");
+    }
+
+    #[test]
     fn no_config_gives_the_embedded_default() {
         let s = Settings::from_toml("").unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
