@@ -261,7 +261,7 @@ async function main() {
       assert(tea && tea.includes(',1999,19.99,'), `amount columns of ${tea}`);
     });
 
-    await check('an order shows its fields, refunds and callbacks audit trail', async () => {
+    await check('an order shows its fields, refunds, callbacks audit trail and webhook deliveries', async () => {
       await page.selectOption('#filters select[name=provider]', 'wechat');
       await page.click('#apply-filters');
       await page.waitForFunction(() => document.getElementById('orders-message').textContent === '3 order(s) on this page.');
@@ -278,6 +278,8 @@ async function main() {
       const callbacks = await tableTexts(page, '#callbacks-table');
       assert(callbacks.length >= 1 && callbacks.every((c) => c[1] === 'wechat'), `callbacks ${JSON.stringify(callbacks)}`);
       assert(callbacks.some((c) => c[5].includes('e2e_wx_box')), 'raw notify bodies are shown');
+      const events = (await tableTexts(page, '#events-table')).map((e) => e[1]).sort();
+      equal(events.join(','), 'order.paid,refund.succeeded', 'webhook events of the order');
     });
 
     await check('the daily chart totals each provider exactly and agree with the summary report', async () => {

@@ -221,12 +221,14 @@ async function showOrder(id) {
   $('order-fields').replaceChildren();
   fillTable('refunds-table', [], '');
   fillTable('callbacks-table', [], '');
+  fillTable('events-table', [], '');
   try {
     const path = encodeURIComponent(id);
-    const [order, refunds, callbacks] = await Promise.all([
+    const [order, refunds, callbacks, events] = await Promise.all([
       apiJson(`/v1/orders/${path}`),
       apiJson(`/v1/orders/${path}/refunds`),
       apiJson(`/v1/callbacks?order_id=${path}`),
+      apiJson(`/v1/events?order_id=${path}`),
     ]);
     $('order-title').textContent = `Order ${order.out_trade_no}`;
     const fields = [
@@ -247,10 +249,21 @@ async function showOrder(id) {
       timeCell(c.received_at), cell(c.provider), cell(c.kind),
       el('td', {}, el('span', { class: `verdict ${c.verdict}`, text: c.verdict })),
       cell(c.reason ?? ''), cell(c.body, 'body'))), 'No callbacks received.');
+    fillTable('events-table', events.data.map((e) => el('tr', {},
+      timeCell(e.created_at), cell(e.type), cell(e.status), cell(String(e.attempts.length), 'num'),
+      cell(lastAttempt(e.attempts)), timeCell(e.delivered_at))), 'No webhook events.');
     say('order-message', '');
   } catch (error) {
     say('order-message', error.message, true);
   }
+}
+
+/** "HTTP 200 · 2026-11-23 09:35:58 GMT+8" for the newest attempt, or its error. */
+function lastAttempt(attempts) {
+  const last = attempts.at(-1);
+  if (!last) return 'none yet';
+  const outcome = last.response_status ? `HTTP ${last.response_status}` : (last.error ?? 'no answer');
+  return `${outcome} · ${formatShanghai(last.attempted_at)}`;
 }
 
 // ---------- daily chart ----------
