@@ -1,0 +1,243 @@
+//! The gateway under load: either a `paygate serve` child process this tool starts on a
+//! fresh database (so it can time the cold start and read the child's peak RSS), or an
+//! already-running gateway named by URL.
+
+use std::net::{IpAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::LoadError;
+use crate::workload::Target;
+
+/// How long a starting gateway may take to answer `/readyz` before we give up.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Refuses anything but loopback, so the tool cannot be pointed at someone else's server.
+pub fn ensure_loopback(url: &str) -> Result<(), LoadError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| LoadError::InvalidOption {
+        option: "--target",
+        reason: e.to_string(),
+    })?;
+    let host = parsed.host_str().unwrap_or_default();
+    let literal_loopback = host
+        .trim_matches(['[', ']'])
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback());
+    if literal_loopback || host == "localhost" {
+        Ok(())
+    } else {
+        Err(LoadError::NotLoopback(url.to_owned()))
+    }
+}
+
+/// Memory figures of a process, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Memory {
+    /// Peak resident set size (`VmHWM`), KiB.
+    pub peak_rss_kib: u64,
+    /// Current resident set size (`VmRSS`), KiB.
+    pub rss_kib: u64,
+}
+
+/// Reads `VmHWM`/`VmRSS` of `pid`; `None` when /proc is unavailable.
+pub fn memory_of(pid: u32) -> Option<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+    };
+    Some(Memory {
+        peak_rss_kib: field("VmHWM:")?,
+        rss_kib: field("VmRSS:")?,
+    })
+}
+
+/// A `paygate serve` this tool started; stopped (SIGTERM, then kill) when dropped.
+#[derive(Debug)]
+pub struct SpawnedGateway {
+    binary: PathBuf,
+    /// The temp dir holding the SQLite database, the sandbox keys and the server log.
+    dir: tempfile::TempDir,
+    database_url: String,
+    child: Option<Child>,
+    port: u16,
+    /// The target (URL and keys) for the workload.
+    pub target: Target,
+}
+
+/// The `paygate` beside this executable (both are built into the same target dir).
+pub fn default_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("paygate")))
+        .unwrap_or_else(|| PathBuf::from("paygate"))
+}
+
+fn free_port() -> Result<u16, LoadError> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl SpawnedGateway {
+    /// Creates a merchant and a finance key with `paygate keys create` (which also migrates
+    /// the database), then starts `paygate serve` on a free loopback port. `database_url`
+    /// `None` means a fresh SQLite file in a temp dir; a PostgreSQL URL should name an empty,
+    /// throwaway database.
+    pub fn prepare(binary: &Path, database_url: Option<&str>) -> Result<SpawnedGateway, LoadError> {
+        let dir = tempfile::Builder::new().prefix("paygate-load").tempdir()?;
+        let database_url = database_url.map_or_else(
+            || format!("sqlite://{}", dir.path().join("paygate.db").display()),
+            str::to_owned,
+        );
+        let mut gateway = SpawnedGateway {
+            binary: binary.to_owned(),
+            dir,
+            database_url,
+            child: None,
+            port: free_port()?,
+            target: Target {
+                base_url: String::new(),
+                merchant_key: String::new(),
+                finance_key: String::new(),
+            },
+        };
+        gateway.target = Target {
+            base_url: format!("http://127.0.0.1:{}", gateway.port),
+            merchant_key: gateway.create_key("merchant")?,
+            finance_key: gateway.create_key("finance")?,
+        };
+        Ok(gateway)
+    }
+
+    /// Where the embedded sandbox keeps its keys (we point it there explicitly).
+    pub fn sandbox_keys_file(&self) -> PathBuf {
+        self.dir.path().join("paygate-sandbox.json")
+    }
+
+    fn log_file(&self) -> PathBuf {
+        self.dir.path().join("paygate.log")
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
+            .current_dir(self.dir.path())
+            .env("PAYGATE__DATABASE_URL", &self.database_url)
+            .env("PAYGATE__SANDBOX__KEYS_FILE", self.sandbox_keys_file())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
+        command
+    }
+
+    fn create_key(&self, role: &str) -> Result<String, LoadError> {
+        let output = self
+            .command()
+            .args(["keys", "create", "--role", role, "--name"])
+            .arg(format!("loadgen {role}"))
+            .output()
+            .map_err(|source| LoadError::Spawn {
+                path: self.binary.clone(),
+                source,
+            })?;
+        let key = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if !output.status.success() || key.is_empty() {
+            return Err(LoadError::Command {
+                command: format!("keys create --role {role}"),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
+        }
+        Ok(key)
+    }
+
+    /// Starts `paygate serve` and returns the time from spawn to the first 200 on `/readyz`.
+    pub async fn start(&mut self, client: &reqwest::Client) -> Result<Duration, LoadError> {
+        let log = std::fs::File::create(self.log_file())?;
+        let spawned_at = Instant::now();
+        let child = self
+            .command()
+            .args(["serve", "--listen"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|source| LoadError::Spawn {
+                path: self.binary.clone(),
+                source,
+            })?;
+        self.child = Some(child);
+        let ready_url = format!("{}/readyz", self.target.base_url);
+        while spawned_at.elapsed() < READY_TIMEOUT {
+            if let Ok(response) = client.get(&ready_url).send().await
+                && response.status().as_u16() == 200
+            {
+                return Ok(spawned_at.elapsed());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_exited)) = child.try_wait()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Err(LoadError::NotReady {
+            seconds: READY_TIMEOUT.as_secs(),
+            log: std::fs::read_to_string(self.log_file()).unwrap_or_default(),
+        })
+    }
+
+    /// The child's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the child: SIGTERM (graceful drain), then a kill after five seconds.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for SpawnedGateway {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets_are_accepted() {
+        assert!(ensure_loopback("http://127.0.0.1:8080").is_ok());
+        assert!(ensure_loopback("http://[::1]:8080").is_ok());
+        assert!(ensure_loopback("http://192.0.2.1:8080").is_err());
+        assert!(ensure_loopback("http://example.com").is_err());
+    }
+
+    #[test]
+    fn memory_of_this_process_reports_a_peak_at_least_the_current_size() {
+        let memory = memory_of(std::process::id()).unwrap();
+        assert!(memory.peak_rss_kib >= memory.rss_kib, "{memory:?}");
+        assert!(memory.rss_kib > 0);
+    }
+}

@@ -1,0 +1,198 @@
+//! The `paygate-loadgen` command line: parse options, start or target a gateway, prepare,
+//! run, report.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use paygate_loadgen::LoadError;
+use paygate_loadgen::gateway::{SpawnedGateway, default_binary, ensure_loopback, memory_of};
+use paygate_loadgen::notifies::{NotifySigner, SandboxKeys};
+use paygate_loadgen::report::{GatewayFigures, Report};
+use paygate_loadgen::workload::{MAX_DURATION, Mix, Operation, Pace, Target, Workload};
+
+/// Load a paygate gateway on loopback with orders, notifies and finance queries.
+#[derive(Debug, Parser)]
+#[command(name = "paygate-loadgen", version, about)]
+struct Options {
+    /// An already-running gateway (loopback only); without it a `paygate serve` is started
+    /// on a fresh database.
+    #[arg(long)]
+    target: Option<String>,
+    /// Merchant API key for `--target`.
+    #[arg(long, requires = "target")]
+    key: Option<String>,
+    /// Finance API key for `--target` (needed for finance_list).
+    #[arg(long, requires = "target")]
+    finance_key: Option<String>,
+    /// The sandbox keys file of the `--target` gateway (needed for notifies).
+    #[arg(long)]
+    sandbox_keys: Option<PathBuf>,
+    /// The `paygate` binary to start (default: beside this executable).
+    #[arg(long)]
+    paygate: Option<PathBuf>,
+    /// Database for the started gateway: an empty, throwaway PostgreSQL database URL
+    /// (default: a temp SQLite file).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Weighted operations: alipay_app, wechat_mini, wechat_notify, alipay_notify, finance_list.
+    #[arg(
+        long,
+        default_value = "alipay_app=1,wechat_mini=1,wechat_notify=1,alipay_notify=1,finance_list=1"
+    )]
+    mix: String,
+    /// Requests in flight (closed loop). Ignored with --rate.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Fixed arrival rate, requests per second (open loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Orders prepared per notify provider (each gets one paid notify before repeats).
+    #[arg(long, default_value_t = 2000)]
+    notify_orders: usize,
+    /// Restarts of the started gateway to time cold start on an existing database.
+    #[arg(long, default_value_t = 3)]
+    restarts: usize,
+    /// Worker threads of this tool's own runtime (the gateway needs the other cores).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn pace(options: &Options) -> Result<Pace, LoadError> {
+    match options.rate {
+        Some(rate) if rate > 0.0 && rate <= 1_000_000.0 => Ok(Pace::Rate(rate)),
+        Some(_) => Err(LoadError::InvalidOption {
+            option: "--rate",
+            reason: "must be in (0, 1000000]".into(),
+        }),
+        None if (1..=10_000).contains(&options.concurrency) => {
+            Ok(Pace::Concurrency(options.concurrency))
+        }
+        None => Err(LoadError::InvalidOption {
+            option: "--concurrency",
+            reason: "must be 1…10000".into(),
+        }),
+    }
+}
+
+fn duration(options: &Options) -> Result<Duration, LoadError> {
+    Duration::try_from_secs_f64(options.duration)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= MAX_DURATION)
+        .ok_or(LoadError::InvalidOption {
+            option: "--duration",
+            reason: format!("must be in (0, {}] seconds", MAX_DURATION.as_secs()),
+        })
+}
+
+async fn run(options: Options) -> Result<Report, LoadError> {
+    let mix = Mix::parse(&options.mix)?;
+    let pace = pace(&options)?;
+    let duration = duration(&options)?;
+    let probe = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+
+    let mut spawned = None;
+    let mut gateway_figures = None;
+    let (target, keys_file) = match &options.target {
+        Some(url) => {
+            ensure_loopback(url)?;
+            let target = Target {
+                base_url: url.trim_end_matches('/').to_owned(),
+                merchant_key: options.key.clone().unwrap_or_default(),
+                finance_key: options.finance_key.clone().unwrap_or_default(),
+            };
+            (target, options.sandbox_keys.clone())
+        }
+        None => {
+            let binary = options.paygate.clone().unwrap_or_else(default_binary);
+            let mut gateway = SpawnedGateway::prepare(&binary, options.database_url.as_deref())?;
+            let mut figures = GatewayFigures {
+                first_start_ms: Some(gateway.start(&probe).await?.as_secs_f64() * 1000.0),
+                ..GatewayFigures::default()
+            };
+            for _ in 0..options.restarts {
+                gateway.stop();
+                let ready = gateway.start(&probe).await?;
+                figures.restart_ms.push(ready.as_secs_f64() * 1000.0);
+            }
+            let target = gateway.target.clone();
+            let keys_file = Some(gateway.sandbox_keys_file());
+            spawned = Some(gateway);
+            gateway_figures = Some(figures);
+            (target, keys_file)
+        }
+    };
+
+    let connections = match pace {
+        Pace::Concurrency(n) => n,
+        Pace::Rate(_) => 1024,
+    };
+    let mut workload = Workload::new(target, mix.clone(), connections)?;
+    if mix.contains(Operation::WechatNotify) || mix.contains(Operation::AlipayNotify) {
+        let path = keys_file.ok_or(LoadError::InvalidOption {
+            option: "--sandbox-keys",
+            reason: "notifies need the target's sandbox keys file".into(),
+        })?;
+        let signer = NotifySigner::new(SandboxKeys::load(&path)?)?;
+        workload
+            .prepare_notifies(&signer, options.notify_orders)
+            .await?;
+    }
+    let outcome = Arc::new(workload).run(pace, duration).await;
+    if let (Some(gateway), Some(figures)) = (&spawned, gateway_figures.as_mut()) {
+        figures.memory = gateway.pid().and_then(memory_of);
+    }
+    let pace_text = match pace {
+        Pace::Concurrency(n) => format!("concurrency {n}"),
+        Pace::Rate(r) => format!("rate {r}/s"),
+    };
+    drop(spawned);
+    Ok(Report::new(pace_text, &outcome, gateway_figures))
+}
+
+#[allow(clippy::print_stdout)]
+fn main() -> ExitCode {
+    let options = Options::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.client_threads.clamp(1, 64))
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("paygate-loadgen: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = options.json;
+    match runtime.block_on(run(options)) {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(error) => {
+                        eprintln!("paygate-loadgen: {error}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", report.to_text());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("paygate-loadgen: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
