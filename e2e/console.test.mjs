@@ -108,6 +108,12 @@ const BULK = 17; // pending filler orders, so that 22 orders need two pages of 2
 
 async function makeOrders(gw) {
   const made = {};
+  // Fillers first, so the newest-first orders page opens on the interesting orders.
+  for (let i = 0; i < BULK; i += 1) {
+    await call('POST', `${gw.base}/v1/orders`, gw.merchant, {
+      provider: 'alipay', channel: 'app', out_trade_no: `e2e_bulk_${String(i).padStart(2, '0')}`, amount: 100 + i, subject: 'filler',
+    });
+  }
   for (const plan of PLAN) {
     const order = await call('POST', `${gw.base}/v1/orders`, gw.merchant, {
       provider: plan.provider, channel: plan.channel, out_trade_no: plan.out, amount: plan.amount,
@@ -130,11 +136,6 @@ async function makeOrders(gw) {
       await call('POST', `${gw.base}/v1/orders/${order.id}/refunds`, gw.merchant, { amount: plan.refund, reason: 'e2e partial refund' });
       made[plan.out] = await waitForOrder(gw, order.id, (o) => o.refunded_amount === plan.refund, 'refunded');
     }
-  }
-  for (let i = 0; i < BULK; i += 1) {
-    await call('POST', `${gw.base}/v1/orders`, gw.merchant, {
-      provider: 'alipay', channel: 'app', out_trade_no: `e2e_bulk_${String(i).padStart(2, '0')}`, amount: 100 + i, subject: 'filler',
-    });
   }
   return made;
 }
@@ -162,7 +163,9 @@ async function main() {
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
-    const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1360, height: 900 }, timezoneId: 'America/New_York' });
+    const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1360, height: 900 },
+      // A browser far from Shanghai with a Chinese UI: what the page shows must not depend on either.
+      timezoneId: 'America/New_York', locale: 'zh-CN' });
     const page = await context.newPage();
     const pageProblems = [];
     page.on('pageerror', (error) => pageProblems.push(`page error: ${error.message}`));
