@@ -233,7 +233,7 @@ async function main() {
       equal((await tableTexts(page, '#orders-table'))[0][1], first[0], 'back on page 1');
     });
 
-    await check('filters by provider, status and a yuan amount reach the API', async () => {
+    await check('filters by provider, status, a yuan amount and Shanghai paid days reach the API', async () => {
       await page.selectOption('#filters select[name=limit]', '50');
       await page.selectOption('#filters select[name=provider]', 'wechat');
       await page.click('#apply-filters');
@@ -250,6 +250,18 @@ async function main() {
       await page.click('#apply-filters');
       await page.waitForFunction(() => document.getElementById('orders-message').textContent === '1 order(s) on this page.');
       equal((await tableTexts(page, '#orders-table'))[0][1], 'e2e_ali_tea');
+      // Paid today, as a Shanghai calendar day (both ends inclusive in the form).
+      const today = expectedShanghai(new Date().toISOString()).slice(0, 10);
+      await page.selectOption('#filters select[name=status]', '');
+      await page.selectOption('#filters select[name=provider]', '');
+      await page.fill('#filters input[name=paid_from]', today);
+      await page.fill('#filters input[name=paid_to]', today);
+      await page.click('#apply-filters');
+      await page.waitForFunction(() => document.getElementById('orders-message').textContent === '3 order(s) on this page.');
+      equal((await tableTexts(page, '#orders-table')).map((r) => r[1]).sort().join(','), 'e2e_ali_cake,e2e_ali_tea,e2e_wx_box');
+      await page.fill('#filters input[name=paid_from]', '');
+      await page.fill('#filters input[name=paid_to]', '');
+      await page.selectOption('#filters select[name=provider]', 'alipay');
     });
 
     await check('CSV export downloads the filtered orders through the Authorization header', async () => {
