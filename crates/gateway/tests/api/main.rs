@@ -8,6 +8,7 @@
 mod auth;
 mod crash;
 mod helpers;
+mod latency;
 mod notify;
 mod openapi;
 mod orders;
