@@ -2,9 +2,9 @@
 //! stuck behind a database write lock held from outside the gateway, `/healthz` keeps
 //! answering. Only the order of completions is asserted, never a duration.
 
-use std::sync::mpsc;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, SqliteConnection};
+use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use crate::helpers::{TestApp, spawn_app};
@@ -89,5 +89,9 @@ async fn healthz_answers_while_alipay_creates_wait_on_a_locked_database() {
         !creates_finished_before_health,
         "every health check must be answered while the creates still wait on the database"
     );
-    assert_eq!(create_statuses, vec![201; CREATES], "creates succeed after the lock");
+    assert_eq!(
+        create_statuses,
+        vec![201; CREATES],
+        "creates succeed after the lock"
+    );
 }
