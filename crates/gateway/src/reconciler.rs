@@ -8,7 +8,8 @@
 //!    applied by [`apply_trade_facts`], the same checks and compare-and-set as a notify, with a
 //!    per-order back-off so abandoned orders cost few queries;
 //! 3. refunds still `processing` (a timed-out refund call, a lost refund notify) are queried
-//!    with their original `out_refund_no` until final.
+//!    with their original `out_refund_no` until final; one the provider never received is sent
+//!    again with the same `out_refund_no` and amount, never new ones.
 //!
 //! Every change is a compare-and-set, so a notify, an API call or another replica racing the
 //! reconciler can only make it lose a transition, never apply one twice.
@@ -17,9 +18,12 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use chrono::Utc;
-use paygate_core::{Order, OrderEvent, OrderStatus, ProviderError, RefundStatus, TradeState};
+use paygate_core::{
+    Order, OrderEvent, OrderStatus, ProviderError, RefundQuery, RefundRequest, RefundState,
+    RefundStatus, TradeState,
+};
 use paygate_store::{
-    AnomalyKind, EventKind, NewAnomaly, OrderChanges, Store, StoreError, Transition,
+    AnomalyKind, EventKind, NewAnomaly, OrderChanges, Refund, Store, StoreError, Transition,
 };
 use tokio::sync::watch;
 
@@ -208,17 +212,57 @@ pub async fn reconcile_once(
         let Some(app) = configured_app(state, &order) else {
             continue;
         };
-        match crate::refunds::sync_refund(state, app, &order, &refund).await {
-            Ok(settled) if settled.status != RefundStatus::Processing => {
-                report.refunds_settled += 1;
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, refund = %refund.id, "refund query failed; retrying later");
-            }
+        let old_enough = refund.created_at < now - query_after;
+        if settle_refund(state, app, &order, &refund, old_enough).await? {
+            report.refunds_settled += 1;
         }
     }
     Ok(report)
+}
+
+/// Queries a processing refund and records a final answer. A refund the provider has never
+/// heard of (the request was lost before reaching it) is sent again when `resend` allows,
+/// with the **same** `out_refund_no`, amount and reason, which both providers treat as the
+/// same refund. True when the refund reached a final state.
+async fn settle_refund(
+    state: &AppState,
+    app: &ProviderApp,
+    order: &Order,
+    refund: &Refund,
+    resend: bool,
+) -> Result<bool, StoreError> {
+    let query = RefundQuery {
+        out_trade_no: order.out_trade_no.clone(),
+        out_refund_no: refund.out_refund_no.clone(),
+    };
+    let facts = match app.provider.query_refund(&query).await {
+        Ok(facts) if facts.state == RefundState::NotFound && resend => {
+            tracing::warn!(refund = %refund.id, "provider does not know a processing refund; sending it again");
+            let request = RefundRequest {
+                out_trade_no: order.out_trade_no.clone(),
+                provider_trade_no: order.provider_trade_no.clone(),
+                out_refund_no: refund.out_refund_no.clone(),
+                refund_amount: refund.amount,
+                order_amount: order.amount,
+                reason: refund.reason.clone(),
+                notify_url: Some(state.refund_notify_url(app)),
+            };
+            match app.provider.refund(&request).await {
+                Ok(facts) => facts,
+                Err(error) => {
+                    // A refusal now is not final either: the next pass queries again.
+                    tracing::warn!(%error, refund = %refund.id, "resending a refund failed; retrying later");
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(facts) => facts,
+        Err(error) => {
+            tracing::warn!(%error, refund = %refund.id, "refund query failed; retrying later");
+            return Ok(false);
+        }
+    };
+    crate::refunds::apply_refund_facts(state, refund, &facts).await
 }
 
 /// What happened to an expired order.

@@ -337,6 +337,7 @@ async fn a_create_that_times_out_is_a_504_and_the_retry_returns_the_one_trade() 
     let order: Value = retried.json().await.unwrap();
     assert!(order["pay_params"]["code_url"].is_string(), "{order}");
     sandbox_trade(&app, "rc_timeout_1").await;
+    assert_faults_consumed(&app).await;
 }
 
 #[tokio::test]
@@ -354,8 +355,7 @@ async fn a_refund_whose_answer_is_lost_is_settled_by_the_reconciler_with_the_sam
     app.pay(&order).await;
     wait_for_order(&app, id, "paid").await;
     app.fault(json!({
-        "fault": "timeout", "millis": 11_000, "api": "alipay.trade.refund",
-        "out_trade_no": "rc_refund_1", "processed": true
+        "fault": "timeout", "millis": 11_000, "api": "alipay.trade.refund", "processed": true
     }))
     .await;
 
@@ -382,6 +382,63 @@ async fn a_refund_whose_answer_is_lost_is_settled_by_the_reconciler_with_the_sam
     );
     let events = events(&app, id).await;
     assert_eq!(of_type(&events, "refund.succeeded").len(), 1, "{events:?}");
+    assert_faults_consumed(&app).await;
+}
+
+#[tokio::test]
+async fn a_refund_that_never_reached_the_provider_is_sent_again_with_the_same_out_refund_no() {
+    let app = spawn_app_with(|s| fast(s, None)).await;
+    let order = app
+        .create_order(TestApp::order_body(
+            "wechat",
+            "native",
+            "rc_refund_lost",
+            1000,
+        ))
+        .await;
+    let id = order["id"].as_str().unwrap();
+    app.pay(&order).await;
+    wait_for_order(&app, id, "paid").await;
+    // A proxy in front of the provider fails the refund call: the provider never sees it.
+    app.fault(json!({
+        "fault": "http_status", "status": 502, "api": "/secapi/pay/refund"
+    }))
+    .await;
+
+    let response = app
+        .post(
+            &format!("/v1/orders/{id}/refunds"),
+            &json!({"amount": 400, "out_refund_no": "rc_refund_lost_r1"}),
+        )
+        .await;
+    assert!(response.status().is_success(), "{}", response.status());
+
+    let refund = eventually("refund resent and settled", async || {
+        let refunds = app.get_json(&format!("/v1/orders/{id}/refunds")).await;
+        let refund = refunds["data"][0].clone();
+        (refund["status"] == "succeeded").then_some(refund)
+    })
+    .await;
+    assert_eq!(refund["out_refund_no"], "rc_refund_lost_r1");
+    let trade = sandbox_trade(&app, "rc_refund_lost").await;
+    let refunds = trade["refunds"].as_array().unwrap();
+    assert_eq!(refunds.len(), 1, "one refund at the provider: {trade}");
+    assert_eq!(refunds[0]["amount"], 400, "{trade}");
+    assert_faults_consumed(&app).await;
+}
+
+/// Fails unless every injected fault has fired (a fault that never matched proves nothing).
+async fn assert_faults_consumed(app: &TestApp) {
+    let faults: Vec<Value> = app
+        .http
+        .get(format!("{}/sandbox/faults", app.sandbox))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(faults.is_empty(), "faults that never fired: {faults:?}");
 }
 
 /// Expiry counted from eight seconds after creation for a 60-second order, and no pending
