@@ -173,16 +173,18 @@ fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == kind).collect()
 }
 
-async fn sandbox_trade(app: &TestApp, out_trade_no: &str) -> Value {
-    let trades: Vec<Value> = app
+async fn sandbox_json<T: serde::de::DeserializeOwned>(app: &TestApp, path: &str) -> T {
+    let response = app
         .http
-        .get(format!("{}/sandbox/trades", app.sandbox))
+        .get(format!("{}{path}", app.sandbox))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    response.json().await.unwrap()
+}
+
+async fn sandbox_trade(app: &TestApp, out_trade_no: &str) -> Value {
+    let trades: Vec<Value> = sandbox_json(app, "/sandbox/trades").await;
     let mut same: Vec<Value> = trades
         .into_iter()
         .filter(|t| t["out_trade_no"] == out_trade_no)
@@ -340,29 +342,24 @@ async fn a_create_that_times_out_is_a_504_and_the_retry_returns_the_one_trade() 
     assert_faults_consumed(&app).await;
 }
 
-#[tokio::test]
-async fn a_refund_whose_answer_is_lost_is_settled_by_the_reconciler_with_the_same_out_refund_no() {
+/// Pays a 1000-fen order, injects `fault`, asks for a 400-fen refund and waits until the
+/// reconciler has it settled; then checks there is one refund of 400 at the provider, one
+/// `refund.succeeded`, and that the fault fired.
+async fn refund_under_fault(provider: &str, channel: &str, out_trade_no: &str, fault: Value) {
     let app = spawn_app_with(|s| fast(s, None)).await;
     let order = app
-        .create_order(TestApp::order_body(
-            "alipay",
-            "precreate",
-            "rc_refund_1",
-            1000,
-        ))
+        .create_order(TestApp::order_body(provider, channel, out_trade_no, 1000))
         .await;
     let id = order["id"].as_str().unwrap();
     app.pay(&order).await;
     wait_for_order(&app, id, "paid").await;
-    app.fault(json!({
-        "fault": "timeout", "millis": 11_000, "api": "alipay.trade.refund", "processed": true
-    }))
-    .await;
+    app.fault(fault).await;
+    let out_refund_no = format!("{out_trade_no}_r1");
 
     let response = app
         .post(
             &format!("/v1/orders/{id}/refunds"),
-            &json!({"amount": 400, "out_refund_no": "rc_refund_1_r1"}),
+            &json!({"amount": 400, "out_refund_no": out_refund_no}),
         )
         .await;
     assert!(response.status().is_success(), "{}", response.status());
@@ -373,71 +370,35 @@ async fn a_refund_whose_answer_is_lost_is_settled_by_the_reconciler_with_the_sam
         (refund["status"] == "succeeded").then_some(refund)
     })
     .await;
-    assert_eq!(refund["out_refund_no"], "rc_refund_1_r1");
-    let trade = sandbox_trade(&app, "rc_refund_1").await;
-    assert_eq!(
-        trade["refunds"].as_array().unwrap().len(),
-        1,
-        "one refund at the provider: {trade}"
-    );
+    assert_eq!(refund["out_refund_no"], out_refund_no.as_str());
+    let trade = sandbox_trade(&app, out_trade_no).await;
+    let refunds = trade["refunds"].as_array().unwrap();
+    assert_eq!(refunds.len(), 1, "one refund at the provider: {trade}");
+    assert_eq!(refunds[0]["amount"], 400, "{trade}");
     let events = events(&app, id).await;
     assert_eq!(of_type(&events, "refund.succeeded").len(), 1, "{events:?}");
     assert_faults_consumed(&app).await;
 }
 
 #[tokio::test]
+async fn a_refund_whose_answer_is_lost_is_settled_by_the_reconciler_with_the_same_out_refund_no() {
+    // The provider refunds, but its answer never arrives in time.
+    let fault = json!({
+        "fault": "timeout", "millis": 11_000, "api": "alipay.trade.refund", "processed": true
+    });
+    refund_under_fault("alipay", "precreate", "rc_refund_1", fault).await;
+}
+
+#[tokio::test]
 async fn a_refund_that_never_reached_the_provider_is_sent_again_with_the_same_out_refund_no() {
-    let app = spawn_app_with(|s| fast(s, None)).await;
-    let order = app
-        .create_order(TestApp::order_body(
-            "wechat",
-            "native",
-            "rc_refund_lost",
-            1000,
-        ))
-        .await;
-    let id = order["id"].as_str().unwrap();
-    app.pay(&order).await;
-    wait_for_order(&app, id, "paid").await;
     // A proxy in front of the provider fails the refund call: the provider never sees it.
-    app.fault(json!({
-        "fault": "http_status", "status": 502, "api": "/secapi/pay/refund"
-    }))
-    .await;
-
-    let response = app
-        .post(
-            &format!("/v1/orders/{id}/refunds"),
-            &json!({"amount": 400, "out_refund_no": "rc_refund_lost_r1"}),
-        )
-        .await;
-    assert!(response.status().is_success(), "{}", response.status());
-
-    let refund = eventually("refund resent and settled", async || {
-        let refunds = app.get_json(&format!("/v1/orders/{id}/refunds")).await;
-        let refund = refunds["data"][0].clone();
-        (refund["status"] == "succeeded").then_some(refund)
-    })
-    .await;
-    assert_eq!(refund["out_refund_no"], "rc_refund_lost_r1");
-    let trade = sandbox_trade(&app, "rc_refund_lost").await;
-    let refunds = trade["refunds"].as_array().unwrap();
-    assert_eq!(refunds.len(), 1, "one refund at the provider: {trade}");
-    assert_eq!(refunds[0]["amount"], 400, "{trade}");
-    assert_faults_consumed(&app).await;
+    let fault = json!({"fault": "http_status", "status": 502, "api": "/secapi/pay/refund"});
+    refund_under_fault("wechat", "native", "rc_refund_lost", fault).await;
 }
 
 /// Fails unless every injected fault has fired (a fault that never matched proves nothing).
 async fn assert_faults_consumed(app: &TestApp) {
-    let faults: Vec<Value> = app
-        .http
-        .get(format!("{}/sandbox/faults", app.sandbox))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let faults: Vec<Value> = sandbox_json(app, "/sandbox/faults").await;
     assert!(faults.is_empty(), "faults that never fired: {faults:?}");
 }
 
