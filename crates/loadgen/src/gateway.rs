@@ -57,7 +57,6 @@ pub fn memory_of(pid: u32) -> Option<Memory> {
 }
 
 /// A `paygate serve` this tool started; stopped (SIGTERM, then kill) when dropped.
-#[derive(Debug)]
 pub struct SpawnedGateway {
     binary: PathBuf,
     /// The temp dir holding the SQLite database, the sandbox keys and the server log.
@@ -65,8 +64,21 @@ pub struct SpawnedGateway {
     database_url: String,
     child: Option<Child>,
     port: u16,
+    /// A sandbox run by this tool instead of the gateway's embedded one, kept alive here.
+    external_sandbox: Option<paygate_sandbox::RunningSandbox>,
     /// The target (URL and keys) for the workload.
     pub target: Target,
+}
+
+impl std::fmt::Debug for SpawnedGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpawnedGateway")
+            .field("binary", &self.binary)
+            .field("port", &self.port)
+            .field("pid", &self.pid())
+            .field("external_sandbox", &self.external_sandbox.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The `paygate` beside this executable (both are built into the same target dir).
@@ -75,6 +87,52 @@ pub fn default_binary() -> PathBuf {
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join("paygate")))
         .unwrap_or_else(|| PathBuf::from("paygate"))
+}
+
+/// Quotes a value as a TOML basic string (JSON escaping is a subset TOML accepts).
+fn toml_string(value: &str) -> String {
+    serde_json::Value::String(value.to_owned()).to_string()
+}
+
+/// A gateway config naming the sandbox's merchant as ordinary provider apps. Written here
+/// rather than with `SandboxCredentials::export_toml`, whose `merchant_certificate` table the
+/// gateway's config refuses (it takes `cert_pem_file`/`key_pem_file`).
+fn gateway_config(
+    dir: &Path,
+    credentials: &paygate_sandbox::SandboxCredentials,
+) -> Result<String, LoadError> {
+    let (w, a) = (&credentials.wechat, &credentials.alipay);
+    let cert = dir.join("wechat-cert.pem");
+    let key = dir.join("wechat-key.pem");
+    std::fs::write(&cert, &w.merchant_cert_pem)?;
+    std::fs::write(&key, &w.merchant_key_pem)?;
+    let app = crate::notifies::SANDBOX_APP;
+    let mut toml = format!("[sandbox]\nenabled = false\n\n[wechat.{app}]\n");
+    for (name, value) in [
+        ("appid", w.appid.as_str()),
+        ("mch_id", &w.mch_id),
+        ("api_key", &w.api_key),
+        ("sign_type", "HMAC-SHA256"),
+        ("api_base", &w.api_base),
+        ("login_base", &w.login_base),
+        ("app_secret", &w.app_secret),
+        ("server_ip", "127.0.0.1"),
+        ("cert_pem_file", &cert.display().to_string()),
+        ("key_pem_file", &key.display().to_string()),
+    ] {
+        toml.push_str(&format!("{name} = {}\n", toml_string(value)));
+    }
+    toml.push_str(&format!("\n[alipay.{app}]\n"));
+    for (name, value) in [
+        ("app_id", &a.app_id),
+        ("seller_id", &a.seller_id),
+        ("app_private_key", &a.app_private_key),
+        ("alipay_public_key", &a.alipay_public_key),
+        ("gateway_url", &a.gateway_url),
+    ] {
+        toml.push_str(&format!("{name} = {}\n", toml_string(value)));
+    }
+    Ok(toml)
 }
 
 fn free_port() -> Result<u16, LoadError> {
@@ -86,7 +144,15 @@ impl SpawnedGateway {
     /// the database), then starts `paygate serve` on a free loopback port. `database_url`
     /// `None` means a fresh SQLite file in a temp dir; a PostgreSQL URL should name an empty,
     /// throwaway database.
-    pub fn prepare(binary: &Path, database_url: Option<&str>) -> Result<SpawnedGateway, LoadError> {
+    ///
+    /// With `external_sandbox` the simulators run in this process with their trades kept in
+    /// memory only, and the gateway gets them as ordinary configured provider apps; without
+    /// it the gateway embeds them (and the embedded sandbox saves every trade to a file).
+    pub async fn prepare(
+        binary: &Path,
+        database_url: Option<&str>,
+        external_sandbox: bool,
+    ) -> Result<SpawnedGateway, LoadError> {
         let dir = tempfile::Builder::new().prefix("paygate-load").tempdir()?;
         let database_url = database_url.map_or_else(
             || format!("sqlite://{}", dir.path().join("paygate.db").display()),
@@ -98,12 +164,23 @@ impl SpawnedGateway {
             database_url,
             child: None,
             port: free_port()?,
+            external_sandbox: None,
             target: Target {
                 base_url: String::new(),
                 merchant_key: String::new(),
                 finance_key: String::new(),
             },
         };
+        if external_sandbox {
+            let mut config = paygate_sandbox::SandboxConfig::for_tests(1.0);
+            config.keys_file = Some(gateway.sandbox_keys_file());
+            let sandbox = paygate_sandbox::Sandbox::start(config)
+                .await
+                .map_err(|e| LoadError::Sandbox(e.to_string()))?;
+            let toml = gateway_config(gateway.dir.path(), sandbox.credentials())?;
+            std::fs::write(gateway.config_file(), toml)?;
+            gateway.external_sandbox = Some(sandbox);
+        }
         gateway.target = Target {
             base_url: format!("http://127.0.0.1:{}", gateway.port),
             merchant_key: gateway.create_key("merchant")?,
@@ -115,6 +192,10 @@ impl SpawnedGateway {
     /// Where the embedded sandbox keeps its keys (we point it there explicitly).
     pub fn sandbox_keys_file(&self) -> PathBuf {
         self.dir.path().join("paygate-sandbox.json")
+    }
+
+    fn config_file(&self) -> PathBuf {
+        self.dir.path().join("paygate.toml")
     }
 
     fn log_file(&self) -> PathBuf {
@@ -131,6 +212,9 @@ impl SpawnedGateway {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             );
+        if self.external_sandbox.is_some() {
+            command.arg("--config").arg(self.config_file());
+        }
         command
     }
 

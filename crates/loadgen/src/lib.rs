@@ -67,6 +67,9 @@ pub enum LoadError {
         /// Its standard error, for diagnosis.
         log: String,
     },
+    /// The external sandbox could not start.
+    #[error("sandbox: {0}")]
+    Sandbox(String),
     /// The sandbox keys file could not be read.
     #[error("sandbox keys file {path}: {reason}")]
     SandboxKeys {

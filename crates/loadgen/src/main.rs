@@ -37,6 +37,11 @@ struct Options {
     /// (default: a temp SQLite file).
     #[arg(long)]
     database_url: Option<String>,
+    /// Run the provider simulators in this process (trades in memory) and configure the
+    /// gateway with them as ordinary provider apps, instead of the gateway's embedded sandbox
+    /// (which rewrites its whole trades file on every change).
+    #[arg(long)]
+    external_sandbox: bool,
     /// Weighted operations: alipay_app, wechat_mini, wechat_notify, alipay_notify, finance_list.
     #[arg(
         long,
@@ -115,7 +120,12 @@ async fn run(options: Options) -> Result<Report, LoadError> {
         }
         None => {
             let binary = options.paygate.clone().unwrap_or_else(default_binary);
-            let mut gateway = SpawnedGateway::prepare(&binary, options.database_url.as_deref())?;
+            let mut gateway = SpawnedGateway::prepare(
+                &binary,
+                options.database_url.as_deref(),
+                options.external_sandbox,
+            )
+            .await?;
             let mut figures = GatewayFigures {
                 first_start_ms: Some(gateway.start(&probe).await?.as_secs_f64() * 1000.0),
                 ..GatewayFigures::default()
