@@ -176,6 +176,9 @@ pub struct SandboxSettings {
     pub keys_file: Option<PathBuf>,
     /// Divides the providers' notify retry schedules; 1.0 is real time (tests speed it up).
     pub time_scale: f64,
+    /// How long paygate waits for the embedded providers' answers, in milliseconds; past it
+    /// the outcome is unknown (504) and resolved by query, as with the real providers.
+    pub provider_timeout_ms: u64,
 }
 
 /// Size limits that protect the server.
@@ -213,6 +216,11 @@ pub struct WechatAppSettings {
     pub app_secret: Option<SecretString>,
     /// File holding the AppSecret.
     pub app_secret_file: Option<PathBuf>,
+    /// Merchant API certificate (PEM) for refunds over mutual TLS, inline.
+    pub cert_pem: Option<String>,
+    /// Merchant API private key (PEM), inline.
+    #[serde(default, skip_serializing)]
+    pub key_pem: Option<SecretString>,
     /// Merchant API certificate (PEM) for refunds over mutual TLS.
     pub cert_pem_file: Option<PathBuf>,
     /// Merchant API private key (PEM) matching `cert_pem_file`.
@@ -297,6 +305,7 @@ impl Default for Settings {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 keys_file: None,
                 time_scale: 1.0,
+                provider_timeout_ms: 10_000,
             },
             limits: Limits {
                 notify_body_bytes: 64 * 1024,

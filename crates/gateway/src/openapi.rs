@@ -33,6 +33,8 @@ use crate::routes;
         routes::health::healthz,
         routes::health::readyz,
         routes::health::metrics,
+        routes::events::list_events,
+        routes::events::redeliver_event,
     ),
     components(schemas(
         routes::orders::CreateOrderRequest,

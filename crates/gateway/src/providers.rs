@@ -56,7 +56,10 @@ pub fn from_settings(settings: &Settings) -> Result<Registry, ConfigError> {
 }
 
 /// Builds a registry with one WeChat and one Alipay app against the embedded sandbox.
-pub fn from_sandbox(credentials: &SandboxCredentials) -> Result<Registry, ConfigError> {
+pub fn from_sandbox(
+    credentials: &SandboxCredentials,
+    timeout: std::time::Duration,
+) -> Result<Registry, ConfigError> {
     let mut registry = Registry::default();
     let name = app_name("sandbox", SANDBOX_APP)?;
     let w = &credentials.wechat;
@@ -66,6 +69,7 @@ pub fn from_sandbox(credentials: &SandboxCredentials) -> Result<Registry, Config
     wechat.app_secret = Some(SecretString::from(w.app_secret.clone()));
     wechat.sign_type = SignType::HmacSha256;
     wechat.server_ip = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+    wechat.request_timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
     wechat.merchant_certificate = Some(MerchantCertificate::Pem {
         cert_pem: w.merchant_cert_pem.clone(),
         key_pem: SecretString::from(w.merchant_key_pem.clone()),
@@ -86,7 +90,7 @@ pub fn from_sandbox(credentials: &SandboxCredentials) -> Result<Registry, Config
             alipay_public_key: a.alipay_public_key.clone(),
         },
         gateway_url: a.gateway_url.clone(),
-        timeout_secs: 10,
+        timeout_secs: timeout.as_secs().max(1),
         channels: ProviderKind::Alipay.channels().to_vec(),
         wap_quit_url: None,
     };
@@ -131,12 +135,18 @@ fn wechat_config(key: &str, app: &WechatAppSettings) -> Result<WechatConfig, Con
             &app.app_secret_file,
         )?);
     }
-    config.merchant_certificate = match (&app.cert_pem_file, &app.key_pem_file, &app.p12_file) {
-        (Some(cert), Some(private_key), None) => Some(MerchantCertificate::Pem {
-            cert_pem: read_value(&format!("{key}.cert_pem"), &None, &Some(cert.clone()))?,
-            key_pem: read_secret(&format!("{key}.key_pem"), &None, &Some(private_key.clone()))?,
+    let inline_pem = app.cert_pem.is_some() || app.key_pem.is_some();
+    let pem_files = app.cert_pem_file.is_some() || app.key_pem_file.is_some();
+    config.merchant_certificate = match (inline_pem || pem_files, &app.p12_file) {
+        (true, None) => Some(MerchantCertificate::Pem {
+            cert_pem: read_value(
+                &format!("{key}.cert_pem"),
+                &app.cert_pem,
+                &app.cert_pem_file,
+            )?,
+            key_pem: read_secret(&format!("{key}.key_pem"), &app.key_pem, &app.key_pem_file)?,
         }),
-        (None, None, Some(p12)) => {
+        (false, Some(p12)) => {
             let der = std::fs::read(p12).map_err(|e| {
                 invalid(
                     format!("{key}.p12_file"),
@@ -149,11 +159,11 @@ fn wechat_config(key: &str, app: &WechatAppSettings) -> Result<WechatConfig, Con
                 .unwrap_or_else(|| SecretString::from(app.mch_id.clone()));
             Some(MerchantCertificate::Pkcs12 { der, password })
         }
-        (None, None, None) => None,
-        _ => {
+        (false, None) => None,
+        (true, Some(_)) => {
             return Err(invalid(
-                format!("{key}.cert_pem_file"),
-                "give cert_pem_file with key_pem_file, or p12_file alone",
+                format!("{key}.p12_file"),
+                "give the PEM pair (cert_pem[_file] and key_pem[_file]) or p12_file, not both",
             ));
         }
     };

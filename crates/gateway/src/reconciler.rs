@@ -286,32 +286,56 @@ async fn close_expired(state: &AppState, order: Order) -> Result<ExpiryOutcome, 
     let Some(app) = configured_app(state, &order) else {
         return Ok(ExpiryOutcome::Left);
     };
+    Ok(match close_at_provider_first(state, app, &order).await? {
+        CloseOutcome::Closed => ExpiryOutcome::Closed,
+        CloseOutcome::Paid => ExpiryOutcome::Paid,
+        // A notify won the race: whatever it did stands.
+        CloseOutcome::Lost => ExpiryOutcome::Left,
+        CloseOutcome::Unresolved(error) => {
+            tracing::warn!(%error, order = %order.id, "expired order not closed; retrying later");
+            ExpiryOutcome::Left
+        }
+    })
+}
+
+/// What closing a pending order did.
+#[derive(Debug)]
+pub enum CloseOutcome {
+    /// Closed at the provider, then here.
+    Closed,
+    /// The provider says the buyer paid: the order is paid now, never closed.
+    Paid,
+    /// Something else (a notify) moved the order first.
+    Lost,
+    /// The provider gave no usable answer; nothing changed here.
+    Unresolved(ProviderError),
+}
+
+/// Closes `order` at the provider first, then locally; a provider that says (or, refusing the
+/// close, turns out on query to say) the trade is paid wins. Shared by the reconciler's expiry
+/// and `POST /v1/orders/{id}/close`.
+pub async fn close_at_provider_first(
+    state: &AppState,
+    app: &ProviderApp,
+    order: &Order,
+) -> Result<CloseOutcome, StoreError> {
+    let closed_locally = |transition| match transition {
+        Transition::Applied(_) => CloseOutcome::Closed,
+        Transition::Lost(_) => CloseOutcome::Lost,
+    };
     match app.provider.close_payment(&order.out_trade_no).await {
-        Ok(()) | Err(ProviderError::AlreadyClosed) | Err(ProviderError::NotFound) => {
-            Ok(match close_order_locally(&state.store, &order).await? {
-                Transition::Applied(_) => ExpiryOutcome::Closed,
-                // A notify won the race: whatever it did stands.
-                Transition::Lost(_) => ExpiryOutcome::Left,
-            })
-        }
-        Err(error @ ProviderError::OutcomeUnknown(_)) => {
-            tracing::warn!(%error, order = %order.id, "closing an expired order: no answer; retrying later");
-            Ok(ExpiryOutcome::Left)
-        }
+        Ok(()) | Err(ProviderError::AlreadyClosed) | Err(ProviderError::NotFound) => Ok(
+            closed_locally(close_order_locally(&state.store, order).await?),
+        ),
+        Err(error @ ProviderError::OutcomeUnknown(_)) => Ok(CloseOutcome::Unresolved(error)),
         // "Already paid", or a refusal that may mean it: Alipay answers a close of a paid
         // trade with ACQ.TRADE_STATUS_ERROR. Ask what the trade is; paid wins.
         Err(error) => match query_and_apply(state, app, order.clone()).await? {
-            Queried::Paid => Ok(ExpiryOutcome::Paid),
-            Queried::Unchanged(TradeState::Closed) => {
-                Ok(match close_order_locally(&state.store, &order).await? {
-                    Transition::Applied(_) => ExpiryOutcome::Closed,
-                    Transition::Lost(_) => ExpiryOutcome::Left,
-                })
-            }
-            _ => {
-                tracing::warn!(%error, order = %order.id, "provider refused to close an expired order; retrying later");
-                Ok(ExpiryOutcome::Left)
-            }
+            Queried::Paid | Queried::Unchanged(TradeState::Paid) => Ok(CloseOutcome::Paid),
+            Queried::Unchanged(TradeState::Closed) => Ok(closed_locally(
+                close_order_locally(&state.store, order).await?,
+            )),
+            _ => Ok(CloseOutcome::Unresolved(error)),
         },
     }
 }

@@ -76,7 +76,10 @@ impl Application {
             let sandbox = Sandbox::start(config)
                 .await
                 .map_err(|e| StartError::Sandbox(e.to_string()))?;
-            let registry = crate::providers::from_sandbox(sandbox.credentials())?;
+            let registry = crate::providers::from_sandbox(
+                sandbox.credentials(),
+                std::time::Duration::from_millis(settings.sandbox.provider_timeout_ms),
+            )?;
             (registry, Some(sandbox))
         } else {
             (crate::providers::from_settings(&settings)?, None)

@@ -257,11 +257,12 @@ impl SandboxCredentials {
         ] {
             out.push_str(&format!("{key} = {}\n", toml_string(value)));
         }
+        // The merchant API certificate, inline, for refunds (the gateway also takes files).
         out.push_str(&format!(
-            "\n[wechat.{app_name}.merchant_certificate]\nformat = \"pem\"\ncert_pem = {}\nkey_pem = {}\n",
-            toml_string(&w.merchant_cert_pem),
-            toml_string(&w.merchant_key_pem)
+            "cert_pem = {}\n",
+            toml_string(&w.merchant_cert_pem)
         ));
+        out.push_str(&format!("key_pem = {}\n", toml_string(&w.merchant_key_pem)));
         out.push_str(&format!("\n[alipay.{app_name}]\n"));
         for (key, value) in [
             ("app_id", &a.app_id),

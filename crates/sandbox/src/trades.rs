@@ -227,8 +227,12 @@ impl TradeBook {
         }
         if changed && let Some(path) = &self.state_file {
             let snapshot: Vec<&Trade> = trades.values().collect();
+            // Written to a temporary file and renamed over the old one, so a crash mid-write
+            // leaves the previous snapshot rather than a truncated file.
+            let temporary = path.with_extension("json.tmp");
             if let Ok(text) = serde_json::to_string(&snapshot)
-                && let Err(e) = std::fs::write(path, text)
+                && let Err(e) = std::fs::write(&temporary, text)
+                    .and_then(|()| std::fs::rename(&temporary, path))
             {
                 tracing::warn!(error = %e, path = %path.display(), "cannot save sandbox trades");
             }

@@ -5,16 +5,17 @@ use std::net::IpAddr;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use paygate_core::{
-    AppName, Channel, CreatePayment, Currency, Fen, Order, OrderEvent, OrderId, OrderStatus,
-    OutRefundNo, OutTradeNo, PayParams, ProviderError, ProviderKind,
+    AppName, Channel, CreatePayment, Currency, Fen, Order, OrderId, OrderStatus, OutRefundNo,
+    OutTradeNo, PayParams, ProviderError, ProviderKind,
 };
-use paygate_store::{EventKind, NewOrder, OrderChanges, Refund, StoreError};
+use paygate_store::{NewOrder, Refund, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::payments::{PaymentOutcome, apply_trade_facts};
+use crate::reconciler::CloseOutcome;
 use crate::registry::ProviderApp;
 use crate::state::AppState;
 
@@ -296,7 +297,7 @@ pub async fn create_order(
                 ProviderError::Refused { .. } | ProviderError::AlreadyClosed
             ) {
                 // A definite refusal: the order can never be paid under this number.
-                close_locally(&state, &order).await?;
+                crate::reconciler::close_order_locally(&state.store, &order).await?;
             }
             Err(error.into())
         }
@@ -440,25 +441,6 @@ fn fingerprint(request: &CreateOrderRequest) -> Result<String, ApiError> {
     Ok(hex::encode(Sha256::digest(&canonical)))
 }
 
-async fn close_locally(state: &AppState, order: &Order) -> Result<(), ApiError> {
-    let changes = OrderChanges {
-        closed_at: Some(Utc::now()),
-        ..OrderChanges::default()
-    };
-    let event = crate::events::order_event(EventKind::OrderClosed, order);
-    state
-        .store
-        .transition_order(
-            &order.id,
-            OrderStatus::Pending,
-            OrderEvent::Closed,
-            changes,
-            Some(event),
-        )
-        .await?;
-    Ok(())
-}
-
 async fn visible_order(
     state: &AppState,
     principal: &Principal,
@@ -540,27 +522,15 @@ pub async fn close_order(
         ));
     }
     let app = app_of(&state, &order)?.clone();
-    match app.provider.close_payment(&order.out_trade_no).await {
-        Ok(()) | Err(ProviderError::AlreadyClosed) | Err(ProviderError::NotFound) => {
-            close_locally(&state, &order).await?;
-        }
-        Err(ProviderError::AlreadyPaid) => {
-            let facts = app.provider.query_payment(&order.out_trade_no).await?;
-            let outcome =
-                apply_trade_facts(&state.store, app.provider.as_ref(), order.clone(), &facts)
-                    .await?;
-            if let PaymentOutcome::Mismatch(mismatch) = outcome {
-                return Err(ApiError::conflict(
-                    "provider_mismatch",
-                    mismatch.to_string(),
-                ));
-            }
+    match crate::reconciler::close_at_provider_first(&state, &app, &order).await? {
+        CloseOutcome::Closed | CloseOutcome::Lost => {}
+        CloseOutcome::Paid => {
             return Err(ApiError::conflict(
                 "already_paid",
                 "the buyer has paid; the order is now paid",
             ));
         }
-        Err(error) => return Err(error.into()),
+        CloseOutcome::Unresolved(error) => return Err(error.into()),
     }
     let order = state.store.order(&order.id).await?;
     Ok(HttpResponse::Ok().json(OrderView::from(order)))

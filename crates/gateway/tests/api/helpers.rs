@@ -84,6 +84,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     };
     settings.sandbox.keys_file = Some(keys_dir.path().join("sandbox-keys.json"));
     settings.sandbox.time_scale = 1000.0;
+    // Timeout faults then cost 2 s rather than the production 10 s.
+    settings.sandbox.provider_timeout_ms = 2_000;
     configure(&mut settings);
     let app = Application::build(settings).await.expect("gateway builds");
     let keys = paygate_gateway::cli::ensure_initial_keys(&app.state().store)

@@ -323,7 +323,7 @@ async fn a_create_that_times_out_is_a_504_and_the_retry_returns_the_one_trade() 
     let app = spawn_app_with(|s| fast(s, None)).await;
     // The provider creates the trade, but its answer never arrives in time.
     app.fault(json!({
-        "fault": "timeout", "millis": 11_000, "api": "/pay/unifiedorder",
+        "fault": "timeout", "millis": 3_000, "api": "/pay/unifiedorder",
         "out_trade_no": "rc_timeout_1", "processed": true
     }))
     .await;
@@ -384,7 +384,7 @@ async fn refund_under_fault(provider: &str, channel: &str, out_trade_no: &str, f
 async fn a_refund_whose_answer_is_lost_is_settled_by_the_reconciler_with_the_same_out_refund_no() {
     // The provider refunds, but its answer never arrives in time.
     let fault = json!({
-        "fault": "timeout", "millis": 11_000, "api": "alipay.trade.refund", "processed": true
+        "fault": "timeout", "millis": 3_000, "api": "alipay.trade.refund", "processed": true
     });
     refund_under_fault("alipay", "precreate", "rc_refund_1", fault).await;
 }

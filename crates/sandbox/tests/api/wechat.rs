@@ -329,6 +329,16 @@ fn wechat_client_from_exported_toml(
         .parse()
         .unwrap();
     let mut app = exported["wechat"]["sandbox"].as_table().unwrap().clone();
+    // The gateway's config takes the certificate as flat `cert_pem`/`key_pem`; the client's
+    // own config nests it.
+    let mut certificate = toml::Table::new();
+    certificate.insert("format".into(), "pem".into());
+    certificate.insert("cert_pem".into(), app.remove("cert_pem").unwrap());
+    certificate.insert("key_pem".into(), app.remove("key_pem").unwrap());
+    app.insert(
+        "merchant_certificate".into(),
+        toml::Value::Table(certificate),
+    );
     app.insert(
         "channels".into(),
         toml::Value::Array(vec!["mini_program".into(), "jsapi".into(), "native".into()]),
