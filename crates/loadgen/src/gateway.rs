@@ -56,6 +56,17 @@ pub fn memory_of(pid: u32) -> Option<Memory> {
     })
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`; `None` when
+/// /proc is unavailable. Assumes the usual 100 clock ticks per second.
+pub fn cpu_time_of(pid: u32) -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(std::time::Duration::from_millis(ticks * 10))
+}
+
 /// A `paygate serve` this tool started; stopped (SIGTERM, then kill) when dropped.
 pub struct SpawnedGateway {
     binary: PathBuf,
@@ -316,6 +327,17 @@ mod tests {
         assert!(ensure_loopback("http://[::1]:8080").is_ok());
         assert!(ensure_loopback("http://192.0.2.1:8080").is_err());
         assert!(ensure_loopback("http://example.com").is_err());
+    }
+
+    #[test]
+    fn cpu_time_of_this_process_grows_while_it_computes() {
+        let before = cpu_time_of(std::process::id()).unwrap();
+        let mut x = 0u64;
+        let started = Instant::now();
+        while cpu_time_of(std::process::id()).unwrap() <= before {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            assert!(started.elapsed() < Duration::from_secs(30), "{x}");
+        }
     }
 
     #[test]

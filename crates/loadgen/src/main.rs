@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use paygate_loadgen::LoadError;
-use paygate_loadgen::gateway::{SpawnedGateway, default_binary, ensure_loopback, memory_of};
+use paygate_loadgen::gateway::{
+    SpawnedGateway, cpu_time_of, default_binary, ensure_loopback, memory_of,
+};
 use paygate_loadgen::notifies::{NotifySigner, SandboxKeys};
 use paygate_loadgen::report::{GatewayFigures, Report};
 use paygate_loadgen::workload::{MAX_DURATION, Mix, Operation, Pace, Target, Workload};
@@ -158,16 +160,31 @@ async fn run(options: Options) -> Result<Report, LoadError> {
             .prepare_notifies(&signer, options.notify_orders)
             .await?;
     }
+    let gateway_pid = spawned.as_ref().and_then(SpawnedGateway::pid);
+    let client_cpu_before = cpu_time_of(std::process::id());
+    let gateway_cpu_before = gateway_pid.and_then(cpu_time_of);
     let outcome = Arc::new(workload).run(pace, duration).await;
-    if let (Some(gateway), Some(figures)) = (&spawned, gateway_figures.as_mut()) {
-        figures.memory = gateway.pid().and_then(memory_of);
+    let client_cpu_s = cpu_time_of(std::process::id())
+        .zip(client_cpu_before)
+        .map(|(after, before)| after.saturating_sub(before).as_secs_f64());
+    if let Some(figures) = gateway_figures.as_mut() {
+        figures.memory = gateway_pid.and_then(memory_of);
+        figures.cpu_s = gateway_pid
+            .and_then(cpu_time_of)
+            .zip(gateway_cpu_before)
+            .map(|(after, before)| after.saturating_sub(before).as_secs_f64());
     }
     let pace_text = match pace {
         Pace::Concurrency(n) => format!("concurrency {n}"),
         Pace::Rate(r) => format!("rate {r}/s"),
     };
     drop(spawned);
-    Ok(Report::new(pace_text, &outcome, gateway_figures))
+    Ok(Report::new(
+        pace_text,
+        &outcome,
+        client_cpu_s,
+        gateway_figures,
+    ))
 }
 
 #[allow(clippy::print_stdout)]

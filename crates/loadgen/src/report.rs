@@ -46,6 +46,8 @@ pub struct GatewayFigures {
     pub restart_ms: Vec<f64>,
     /// Memory at the end of the run (peak is over the whole life of the serving process).
     pub memory: Option<Memory>,
+    /// CPU seconds the gateway used during the timed run (user + system, all threads).
+    pub cpu_s: Option<f64>,
 }
 
 /// Everything one run reports; `--json` prints exactly this.
@@ -65,6 +67,9 @@ pub struct Report {
     pub repeated_notifies: usize,
     /// A few distinct failures.
     pub error_examples: Vec<String>,
+    /// CPU seconds this tool used during the timed run: on a shared 2-core box, the client's
+    /// share is capacity the gateway did not get.
+    pub client_cpu_s: Option<f64>,
     /// The spawned gateway's figures (absent with `--target`).
     pub gateway: Option<GatewayFigures>,
 }
@@ -109,7 +114,12 @@ fn figures<'a>(samples: impl Iterator<Item = &'a Sample>, elapsed: Duration) -> 
 
 impl Report {
     /// Summarises a run.
-    pub fn new(pace: String, outcome: &RunOutcome, gateway: Option<GatewayFigures>) -> Report {
+    pub fn new(
+        pace: String,
+        outcome: &RunOutcome,
+        client_cpu_s: Option<f64>,
+        gateway: Option<GatewayFigures>,
+    ) -> Report {
         let mut operations = BTreeMap::new();
         let mut kinds: Vec<Operation> = outcome.samples.iter().map(|s| s.operation).collect();
         kinds.sort_unstable();
@@ -126,6 +136,7 @@ impl Report {
             dropped: outcome.dropped,
             repeated_notifies: outcome.repeated_notifies,
             error_examples: outcome.error_examples.clone(),
+            client_cpu_s,
             gateway,
         }
     }
@@ -174,7 +185,18 @@ impl Report {
         for example in &self.error_examples {
             let _ = writeln!(out, "error: {example}");
         }
+        if let Some(cpu) = self.client_cpu_s {
+            let _ = writeln!(out, "load generator CPU: {cpu:.2} s");
+        }
         if let Some(gateway) = &self.gateway {
+            if let Some(cpu) = gateway.cpu_s {
+                let per_request = cpu * 1e6 / self.total.requests.max(1) as f64;
+                let _ = writeln!(
+                    out,
+                    "gateway CPU: {cpu:.2} s ({:.2} cores, {per_request:.0} µs per request)",
+                    cpu / self.elapsed_s.max(1e-9)
+                );
+            }
             if let Some(ms) = gateway.first_start_ms {
                 let _ = writeln!(out, "cold start to ready, fresh database: {ms:.1} ms");
             }
