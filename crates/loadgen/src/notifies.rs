@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::Path;
 
-use chrono::{FixedOffset, Utc};
+use chrono::{FixedOffset, Offset, Utc};
 use paygate_alipay::keys::SigningKey;
 use paygate_alipay::notify::build_notify_body;
 use paygate_core::Fen;
@@ -73,8 +73,6 @@ fn china_time() -> chrono::DateTime<FixedOffset> {
     let offset = FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| Utc.fix());
     Utc::now().with_timezone(&offset)
 }
-
-use chrono::Offset;
 
 impl NotifySigner {
     /// Parses the keys once (RSA key parsing stays out of the per-notify work).
@@ -186,6 +184,59 @@ fn digits_of(text: &str, len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use paygate_alipay::keys::VerifyingKey;
+
+    /// The Alipay crate's vendored key pair stands in for the sandbox's platform key.
+    fn vector_key(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../alipay/tests/data/vectors/alipay/keys")
+            .join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn signer() -> NotifySigner {
+        let keys = serde_json::json!({
+            "wechat_appid": "wx1234567890abcdef",
+            "wechat_mch_id": "1230000109",
+            "wechat_api_key": "192006250b4c09247ec02edce69f6a2d",
+            "alipay_app_id": "2021000000000001",
+            "alipay_seller_id": "2088000000000001",
+            "alipay_platform_private_key": vector_key("alipay_private_pkcs8.b64").trim(),
+        });
+        NotifySigner::new(serde_json::from_value(keys).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn alipay_notifies_verify_with_the_platform_public_key_and_carry_the_order() {
+        let body = signer()
+            .alipay_paid("lg_a_1", Fen::new(1999).unwrap(), "Oolong tea")
+            .unwrap();
+        let public = VerifyingKey::parse(&vector_key("alipay_public.pem")).unwrap();
+        let notify = paygate_alipay::notify::verify_trade_notify(body.as_bytes(), &public).unwrap();
+        assert_eq!(notify.out_trade_no, "lg_a_1");
+        assert_eq!(notify.seller_id.as_deref(), Some("2088000000000001"));
+        assert_eq!(notify.total_amount, Fen::new(1999).unwrap());
+    }
+
+    #[test]
+    fn wechat_notifies_verify_with_the_api_key_as_hmac_sha256() {
+        let body = signer()
+            .wechat_paid("lg_w_1", Fen::new(1999).unwrap())
+            .unwrap();
+        let fields = paygate_wechat::xml::parse(body.as_bytes()).unwrap();
+        let key = ApiKey::new("192006250b4c09247ec02edce69f6a2d");
+        assert_eq!(
+            paygate_wechat::sign::verify_received(&fields, &key, SignType::Md5),
+            Some(SignType::HmacSha256)
+        );
+        assert_eq!(fields["total_fee"], "1999");
+        assert_eq!(fields["out_trade_no"], "lg_w_1");
+        let wrong = ApiKey::new("0".repeat(32));
+        assert_eq!(
+            paygate_wechat::sign::verify_received(&fields, &wrong, SignType::Md5),
+            None
+        );
+    }
 
     #[test]
     fn derived_trade_numbers_have_the_requested_length_and_only_digits() {
