@@ -15,6 +15,10 @@
 //!   embedded sandbox writes beside the database) through `paygate-wechat`/`paygate-alipay`'s
 //!   public signing functions, so the gateway runs its full verify → look up → compare-and-set
 //!   path, not a rejection shortcut.
+//! - **The gateway's own cost is separable**: `--external-sandbox` runs the provider
+//!   simulators in this process with trades in memory and hands them to the gateway as
+//!   ordinary provider apps, so a WeChat create measures the gateway rather than the embedded
+//!   sandbox's bookkeeping; the report also gives the CPU seconds of both processes.
 //! - **Fixed rate measures from the scheduled send time**, so a stalled server shows up in
 //!   the percentiles instead of silently lowering the offered load (coordinated omission).
 //! - **Bounded**: loopback targets only, and a duration capped at [`workload::MAX_DURATION`].
