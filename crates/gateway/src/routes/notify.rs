@@ -15,7 +15,7 @@ use paygate_core::{
     RefundFacts, TradeFacts,
 };
 use paygate_store::{
-    AnomalyKind, CallbackKind, CallbackVerdict, NewAnomaly, NewCallback, StoreError,
+    AnomalyKind, CallbackKind, CallbackVerdict, EventKind, NewAnomaly, NewCallback, StoreError,
 };
 
 use crate::payments::{ApplyError, PaymentOutcome, apply_trade_facts};
@@ -383,19 +383,31 @@ async fn anomaly(
     callback_id: &paygate_store::CallbackId,
 ) -> Result<(), StoreError> {
     tracing::warn!(app = %app.name, kind = kind.as_str(), %detail, "callback anomaly");
-    state
+    let anomaly_id = state
         .store
         .record_anomaly(NewAnomaly {
             order_id: order_id.cloned(),
             provider: app.kind(),
             app: app.name.to_string(),
             kind,
-            detail,
+            detail: detail.clone(),
             callback_id: Some(callback_id.clone()),
             created_at: chrono::Utc::now(),
         })
-        .await
-        .map(|_| ())
+        .await?;
+    // The merchant's backend hears about anomalies on its orders as `anomaly.detected`; one
+    // without an order (an unknown out_trade_no) is for finance alone.
+    if let Some(order_id) = order_id {
+        let order = state.store.order(order_id).await?;
+        let mut event = crate::events::order_event(EventKind::AnomalyDetected, &order);
+        event.payload["anomaly"] = serde_json::json!({
+            "id": anomaly_id.as_str(),
+            "kind": kind.as_str(),
+            "detail": detail,
+        });
+        state.store.insert_outbox_event(event).await?;
+    }
+    Ok(())
 }
 
 fn store_down(state: &AppState, app: &ProviderApp, error: &StoreError) -> HttpResponse {

@@ -85,6 +85,19 @@ async fn genuine_notifies_that_do_not_match_the_order_change_nothing_and_raise_a
             "{provider} {fault}: {anomalies:?}"
         );
         assert!(verdicts(&app.callbacks(id).await).contains(&"mismatch".to_owned()));
+        let events = app
+            .get_as(&app.finance_key, &format!("/v1/events?order_id={id}"))
+            .await;
+        assert_eq!(events.status(), 200);
+        let events: Value = events.json().await.unwrap();
+        assert!(
+            events["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["type"] == "anomaly.detected"),
+            "the merchant hears of the anomaly: {events}"
+        );
     }
 }
 

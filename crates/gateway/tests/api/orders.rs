@@ -49,7 +49,7 @@ async fn a_wechat_mini_program_order_returns_the_request_payment_fields() {
 }
 
 #[tokio::test]
-async fn every_channel_can_be_paid_and_becomes_paid_once() {
+async fn every_channel_can_be_paid_once_and_refunded() {
     let app = spawn_app().await;
     let channels = [
         ("wechat", "mini_program"),
@@ -80,6 +80,16 @@ async fn every_channel_can_be_paid_and_becomes_paid_once() {
             deliveries.iter().all(|d| d["acknowledged"] == true),
             "{deliveries:?}"
         );
+        // And refunded in full through the same channel's provider.
+        let id = order["id"].as_str().unwrap();
+        let refund = app
+            .post(
+                &format!("/v1/orders/{id}/refunds"),
+                &json!({"amount": 100 + i as i64}),
+            )
+            .await;
+        assert_eq!(refund.status(), 201, "{provider} {channel}");
+        app.wait_for_status(id, "refunded").await;
     }
 }
 
