@@ -316,4 +316,27 @@ impl TestApp {
         let json: Value = response.json().await.expect("json");
         json["data"].as_array().cloned().unwrap_or_default()
     }
+
+    /// The one trade the sandbox holds under `out_trade_no` (fails on none or several).
+    pub async fn sandbox_trade(&self, out_trade_no: &str) -> Value {
+        let trades: Vec<Value> = self
+            .http
+            .get(format!("{}/sandbox/trades", self.sandbox))
+            .send()
+            .await
+            .expect("trades")
+            .json()
+            .await
+            .expect("json");
+        let mut same: Vec<Value> = trades
+            .into_iter()
+            .filter(|t| t["out_trade_no"] == out_trade_no)
+            .collect();
+        assert_eq!(
+            same.len(),
+            1,
+            "exactly one trade {out_trade_no} at the provider"
+        );
+        same.remove(0)
+    }
 }

@@ -241,20 +241,8 @@ async fn a_provider_outage_on_create_is_a_504_and_the_retry_succeeds_without_a_d
     assert_eq!(retried.status(), 200, "the retry reuses the stored order");
     let order: Value = retried.json().await.unwrap();
     assert!(order["pay_params"]["code_url"].is_string(), "{order}");
-    let trades: Vec<Value> = app
-        .http
-        .get(format!("{}/sandbox/trades", app.sandbox))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let same: Vec<&Value> = trades
-        .iter()
-        .filter(|t| t["out_trade_no"] == "outage_0001")
-        .collect();
-    assert_eq!(same.len(), 1, "one trade at the provider");
+    // Exactly one trade at the provider: the retry did not create a second.
+    app.sandbox_trade("outage_0001").await;
 }
 
 #[tokio::test]
@@ -319,19 +307,7 @@ async fn closing_a_pending_order_closes_it_at_the_provider_first() {
     assert_eq!(response.status(), 200);
     let closed: Value = response.json().await.unwrap();
     assert_eq!(closed["status"], "closed");
-    let trades: Vec<Value> = app
-        .http
-        .get(format!("{}/sandbox/trades", app.sandbox))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let trade = trades
-        .iter()
-        .find(|t| t["out_trade_no"] == "close_0001")
-        .unwrap();
+    let trade = app.sandbox_trade("close_0001").await;
     assert_eq!(trade["status"], "closed", "{trade}");
 }
 

@@ -183,20 +183,6 @@ async fn sandbox_json<T: serde::de::DeserializeOwned>(app: &TestApp, path: &str)
     response.json().await.unwrap()
 }
 
-async fn sandbox_trade(app: &TestApp, out_trade_no: &str) -> Value {
-    let trades: Vec<Value> = sandbox_json(app, "/sandbox/trades").await;
-    let mut same: Vec<Value> = trades
-        .into_iter()
-        .filter(|t| t["out_trade_no"] == out_trade_no)
-        .collect();
-    assert_eq!(
-        same.len(),
-        1,
-        "exactly one trade {out_trade_no} at the provider"
-    );
-    same.remove(0)
-}
-
 #[tokio::test]
 async fn a_dropped_notify_is_settled_by_the_reconciler_and_the_merchant_hears_order_paid_once() {
     // The merchant's server fails the first delivery, so the event is retried.
@@ -338,7 +324,7 @@ async fn a_create_that_times_out_is_a_504_and_the_retry_returns_the_one_trade() 
     assert_eq!(retried.status(), 200, "the retry reuses the stored order");
     let order: Value = retried.json().await.unwrap();
     assert!(order["pay_params"]["code_url"].is_string(), "{order}");
-    sandbox_trade(&app, "rc_timeout_1").await;
+    app.sandbox_trade("rc_timeout_1").await;
     assert_faults_consumed(&app).await;
 }
 
@@ -371,7 +357,7 @@ async fn refund_under_fault(provider: &str, channel: &str, out_trade_no: &str, f
     })
     .await;
     assert_eq!(refund["out_refund_no"], out_refund_no.as_str());
-    let trade = sandbox_trade(&app, out_trade_no).await;
+    let trade = app.sandbox_trade(out_trade_no).await;
     let refunds = trade["refunds"].as_array().unwrap();
     assert_eq!(refunds.len(), 1, "one refund at the provider: {trade}");
     assert_eq!(refunds[0]["amount"], 400, "{trade}");
@@ -425,7 +411,7 @@ async fn an_expired_order_is_closed_at_the_provider_before_it_is_closed_here() {
     let id = order["id"].as_str().unwrap();
 
     wait_for_order(&app, id, "closed").await;
-    let trade = sandbox_trade(&app, "rc_expire_1").await;
+    let trade = app.sandbox_trade("rc_expire_1").await;
     assert_eq!(trade["status"], "closed", "{trade}");
     let paying = app
         .sandbox_pay(json!({"provider": "wechat", "out_trade_no": "rc_expire_1"}))
@@ -458,10 +444,7 @@ async fn an_expired_order_the_buyer_paid_becomes_paid_and_is_never_closed() {
     let events = events(&app, id).await;
     assert_eq!(of_type(&events, "order.paid").len(), 1, "{events:?}");
     assert!(of_type(&events, "order.closed").is_empty(), "{events:?}");
-    assert_eq!(
-        sandbox_trade(&app, "rc_expire_paid").await["status"],
-        "paid"
-    );
+    assert_eq!(app.sandbox_trade("rc_expire_paid").await["status"], "paid");
 }
 
 #[tokio::test]
