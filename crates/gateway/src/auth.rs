@@ -36,15 +36,10 @@ pub fn generate_key(role: Role) -> GeneratedKey {
     let plaintext = format!("{tag}_{body}");
     let prefix = plaintext.chars().take(10).collect();
     GeneratedKey {
-        hash: hash_key(&plaintext),
+        hash: paygate_store::hash_api_key_secret(&plaintext),
         plaintext,
         prefix,
     }
-}
-
-/// The stored form of a key.
-pub fn hash_key(plaintext: &str) -> String {
-    paygate_store::hash_api_key_secret(plaintext)
 }
 
 #[cfg(test)]
@@ -57,7 +52,7 @@ mod tests {
         let b = generate_key(Role::Merchant);
         assert_ne!(a.plaintext, b.plaintext);
         assert!(a.plaintext.starts_with("pgm_") && a.plaintext.len() == 47);
-        assert_eq!(a.hash, hash_key(&a.plaintext));
+        assert_eq!(a.hash, paygate_store::hash_api_key_secret(&a.plaintext));
         assert_eq!(a.hash.len(), 64);
         assert!(!a.hash.contains(&a.plaintext[4..]));
         assert!(generate_key(Role::Finance).plaintext.starts_with("pgf_"));
@@ -121,7 +116,7 @@ impl actix_web::FromRequest for Principal {
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|k| hash_key(k.trim()));
+            .map(|k| paygate_store::hash_api_key_secret(k.trim()));
         Box::pin(async move {
             let state =
                 state.ok_or_else(|| crate::error::ApiError::Internal("state missing".into()))?;

@@ -272,23 +272,13 @@ pub async fn orders(config: Option<&Path>, command: OrdersCommand) -> anyhow::Re
             println!("{}", serde_json::to_string_pretty(&order)?);
         }
         OrdersCommand::Export => {
-            println!("id,provider,app,out_trade_no,status,amount_fen,created_at,paid_at");
+            print!("{}", crate::routes::finance::CSV_HEADER);
             let filter = OrderFilter::default();
             let mut cursor = None;
             loop {
                 let page = store.list_orders(&filter, 500, cursor.as_ref()).await?;
                 for o in &page.items {
-                    println!(
-                        "{},{},{},{},{},{},{},{}",
-                        o.id,
-                        o.provider,
-                        o.app,
-                        o.out_trade_no,
-                        o.status,
-                        o.amount.get(),
-                        o.created_at.to_rfc3339(),
-                        o.paid_at.map(|t| t.to_rfc3339()).unwrap_or_default()
-                    );
+                    print!("{}", crate::routes::finance::csv_row(o));
                 }
                 match page.next_cursor {
                     Some(next) => cursor = Some(next),

@@ -118,23 +118,49 @@ async fn record_late_payment(
         "payment for closed order {} confirmed by {} query (app {}); order marked paid",
         order.out_trade_no, order.provider, merchant.app_id
     );
+    record_anomaly(
+        store,
+        order.provider,
+        order.app.as_str(),
+        Some(order),
+        AnomalyKind::LatePayment,
+        detail,
+        None,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Records an anomaly for finance and, when it concerns an order, tells the merchant's backend
+/// with an `anomaly.detected` event. Every anomaly paygate raises goes through here.
+pub async fn record_anomaly(
+    store: &Store,
+    provider: paygate_core::ProviderKind,
+    app: &str,
+    order: Option<&Order>,
+    kind: AnomalyKind,
+    detail: String,
+    callback_id: Option<paygate_store::CallbackId>,
+) -> Result<paygate_store::AnomalyId, StoreError> {
     let anomaly = store
         .record_anomaly(NewAnomaly {
-            order_id: Some(order.id.clone()),
-            provider: order.provider,
-            app: order.app.to_string(),
-            kind: AnomalyKind::LatePayment,
+            order_id: order.map(|o| o.id.clone()),
+            provider,
+            app: app.to_owned(),
+            kind,
             detail: detail.clone(),
-            callback_id: None,
+            callback_id,
             created_at: Utc::now(),
         })
         .await?;
-    // The merchant hears about it too (the order.paid event went out with the transition).
-    let mut event = crate::events::order_event(EventKind::AnomalyDetected, order);
-    event.payload["anomaly"] = serde_json::json!({
-        "id": anomaly.as_str(),
-        "kind": AnomalyKind::LatePayment.as_str(),
-        "detail": detail,
-    });
-    store.insert_outbox_event(event).await.map(|_| ())
+    if let Some(order) = order {
+        let mut event = crate::events::order_event(EventKind::AnomalyDetected, order);
+        event.payload["anomaly"] = serde_json::json!({
+            "id": anomaly.as_str(),
+            "kind": kind.as_str(),
+            "detail": detail,
+        });
+        store.insert_outbox_event(event).await?;
+    }
+    Ok(anomaly)
 }

@@ -22,9 +22,7 @@ use paygate_core::{
     Order, OrderEvent, OrderStatus, ProviderError, RefundQuery, RefundRequest, RefundState,
     RefundStatus, TradeState,
 };
-use paygate_store::{
-    AnomalyKind, EventKind, NewAnomaly, OrderChanges, Refund, Store, StoreError, Transition,
-};
+use paygate_store::{AnomalyKind, EventKind, OrderChanges, Refund, Store, StoreError, Transition};
 use tokio::sync::watch;
 
 use crate::config::ReconcilerSettings;
@@ -409,29 +407,27 @@ async fn query_and_apply(
             return Ok(Queried::Unknown);
         }
     };
-    let (id, provider, app_name) = (order.id.clone(), order.provider, order.app.to_string());
+    let queried = order.clone();
     match apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts).await {
         Ok(PaymentOutcome::Paid(_) | PaymentOutcome::PaidAfterClose(_)) => Ok(Queried::Paid),
         Ok(PaymentOutcome::AlreadyPaid(_)) => Ok(Queried::Unchanged(TradeState::Paid)),
         Ok(PaymentOutcome::NotPaid(state)) => Ok(Queried::Unchanged(state)),
         Ok(PaymentOutcome::Mismatch(mismatch)) => {
-            state
-                .store
-                .record_anomaly(NewAnomaly {
-                    order_id: Some(id),
-                    provider,
-                    app: app_name,
-                    kind: AnomalyKind::PaymentMismatch,
-                    detail: format!("reconciler query: {mismatch}"),
-                    callback_id: None,
-                    created_at: Utc::now(),
-                })
-                .await?;
+            crate::payments::record_anomaly(
+                &state.store,
+                queried.provider,
+                queried.app.as_str(),
+                Some(&queried),
+                AnomalyKind::PaymentMismatch,
+                format!("reconciler query: {mismatch}"),
+                None,
+            )
+            .await?;
             Ok(Queried::Unknown)
         }
         Err(ApplyError::Store(error)) => Err(error),
         Err(ApplyError::Provider(error)) => {
-            tracing::warn!(%error, order = %id, "confirming query failed; retrying later");
+            tracing::warn!(%error, order = %queried.id, "confirming query failed; retrying later");
             Ok(Queried::Unknown)
         }
     }

@@ -188,7 +188,8 @@ enum ExportState {
 }
 
 const EXPORT_PAGE: u32 = 500;
-const CSV_HEADER: &str = "id,provider,app,channel,out_trade_no,status,amount_fen,amount_yuan,refunded_fen,currency,provider_trade_no,payer_id,created_at,paid_at,closed_at\n";
+/// The export's header line; [`csv_row`] writes the matching rows.
+pub const CSV_HEADER: &str = "id,provider,app,channel,out_trade_no,status,amount_fen,amount_yuan,refunded_fen,currency,provider_trade_no,payer_id,created_at,paid_at,closed_at\n";
 
 impl ExportState {
     async fn next(
@@ -211,29 +212,7 @@ impl ExportState {
                     Ok(page) => page,
                     Err(e) => return Some((Err(e.into()), ExportState::Done)),
                 };
-                let mut chunk = String::new();
-                for o in &page.items {
-                    let row = [
-                        o.id.to_string(),
-                        o.provider.to_string(),
-                        o.app.to_string(),
-                        o.channel.to_string(),
-                        o.out_trade_no.to_string(),
-                        o.status.to_string(),
-                        o.amount.get().to_string(),
-                        o.amount.to_yuan_string(),
-                        o.refunded_amount.get().to_string(),
-                        o.currency.to_string(),
-                        o.provider_trade_no.clone().unwrap_or_default(),
-                        o.payer_id.clone().unwrap_or_default(),
-                        o.created_at.to_rfc3339(),
-                        o.paid_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-                        o.closed_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-                    ];
-                    let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
-                    chunk.push_str(&cells.join(","));
-                    chunk.push('\n');
-                }
+                let chunk: String = page.items.iter().map(csv_row).collect();
                 let next = match page.next_cursor {
                     Some(c) => ExportState::Page(Some(c)),
                     None => ExportState::Done,
@@ -242,6 +221,30 @@ impl ExportState {
             }
         }
     }
+}
+
+/// One order as an export line (newline included), in [`CSV_HEADER`]'s columns. The API's
+/// export and `paygate orders export` share it, so finance gets one format.
+pub fn csv_row(o: &paygate_core::Order) -> String {
+    let row = [
+        o.id.to_string(),
+        o.provider.to_string(),
+        o.app.to_string(),
+        o.channel.to_string(),
+        o.out_trade_no.to_string(),
+        o.status.to_string(),
+        o.amount.get().to_string(),
+        o.amount.to_yuan_string(),
+        o.refunded_amount.get().to_string(),
+        o.currency.to_string(),
+        o.provider_trade_no.clone().unwrap_or_default(),
+        o.payer_id.clone().unwrap_or_default(),
+        o.created_at.to_rfc3339(),
+        o.paid_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        o.closed_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+    ];
+    let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
+    format!("{}\n", cells.join(","))
 }
 
 /// Quotes a CSV cell when needed, and defuses spreadsheet formulas (`=`, `+`, `-`, `@` at the

@@ -14,9 +14,7 @@ use paygate_core::{
     AppName, CallbackAck, Notice, NotifyError, OutRefundNo, OutTradeNo, ProviderKind, RawCallback,
     RefundFacts, TradeFacts,
 };
-use paygate_store::{
-    AnomalyKind, CallbackKind, CallbackVerdict, EventKind, NewAnomaly, NewCallback, StoreError,
-};
+use paygate_store::{AnomalyKind, CallbackKind, CallbackVerdict, NewCallback, StoreError};
 
 use crate::payments::{ApplyError, PaymentOutcome, apply_trade_facts};
 use crate::registry::ProviderApp;
@@ -383,31 +381,21 @@ async fn anomaly(
     callback_id: &paygate_store::CallbackId,
 ) -> Result<(), StoreError> {
     tracing::warn!(app = %app.name, kind = kind.as_str(), %detail, "callback anomaly");
-    let anomaly_id = state
-        .store
-        .record_anomaly(NewAnomaly {
-            order_id: order_id.cloned(),
-            provider: app.kind(),
-            app: app.name.to_string(),
-            kind,
-            detail: detail.clone(),
-            callback_id: Some(callback_id.clone()),
-            created_at: chrono::Utc::now(),
-        })
-        .await?;
-    // The merchant's backend hears about anomalies on its orders as `anomaly.detected`; one
-    // without an order (an unknown out_trade_no) is for finance alone.
-    if let Some(order_id) = order_id {
-        let order = state.store.order(order_id).await?;
-        let mut event = crate::events::order_event(EventKind::AnomalyDetected, &order);
-        event.payload["anomaly"] = serde_json::json!({
-            "id": anomaly_id.as_str(),
-            "kind": kind.as_str(),
-            "detail": detail,
-        });
-        state.store.insert_outbox_event(event).await?;
-    }
-    Ok(())
+    let order = match order_id {
+        Some(id) => Some(state.store.order(id).await?),
+        None => None,
+    };
+    crate::payments::record_anomaly(
+        &state.store,
+        app.kind(),
+        app.name.as_str(),
+        order.as_ref(),
+        kind,
+        detail,
+        Some(callback_id.clone()),
+    )
+    .await
+    .map(|_| ())
 }
 
 fn store_down(state: &AppState, app: &ProviderApp, error: &StoreError) -> HttpResponse {
