@@ -8,7 +8,7 @@ use paygate_core::{
     TradeFacts, TradeState,
 };
 use paygate_store::{
-    AnomalyKind, EventKind, NewAnomaly, OrderChanges, Store, StoreError, Transition,
+    AnomalyKind, EventKind, JudgedCallback, NewAnomaly, OrderChanges, Store, StoreError, Transition,
 };
 
 /// What applying trade facts did.
@@ -40,12 +40,18 @@ pub enum ApplyError {
 /// Applies verified trade facts to `order`: checks them against the order and the merchant,
 /// then moves it to paid by compare-and-set. A closed order is only reopened after the
 /// provider confirms the payment by query, so a forged-but-signed replay cannot resurrect it.
+///
+/// `callback` is the notify that brought the facts, if one did: when this call moves a pending
+/// order to paid ([`PaymentOutcome::Paid`]) it is stored in the same transaction; on any other
+/// outcome it is not stored and the caller stores it with the verdict that outcome calls for.
 pub async fn apply_trade_facts(
     store: &Store,
     provider: &dyn Provider,
     order: Order,
     facts: &TradeFacts,
+    callback: Option<JudgedCallback>,
 ) -> Result<PaymentOutcome, ApplyError> {
+    let mut callback = callback;
     if !matches!(facts.state, TradeState::Paid | TradeState::Refunded) {
         return Ok(PaymentOutcome::NotPaid(facts.state));
     }
@@ -57,8 +63,8 @@ pub async fn apply_trade_facts(
     for _ in 0..2 {
         match order.status {
             OrderStatus::Pending => {
-                match transition_to_paid(store, &order, OrderEvent::PaymentConfirmed, facts).await?
-                {
+                let event = OrderEvent::PaymentConfirmed;
+                match transition_to_paid(store, &order, event, facts, callback.take()).await? {
                     Transition::Applied(paid) => return Ok(PaymentOutcome::Paid(Box::new(paid))),
                     Transition::Lost(current) => order = current,
                 }
@@ -68,14 +74,8 @@ pub async fn apply_trade_facts(
                 if let Err(mismatch) = confirmed.check_payment(&order, provider.merchant()) {
                     return Ok(PaymentOutcome::Mismatch(mismatch));
                 }
-                match transition_to_paid(
-                    store,
-                    &order,
-                    OrderEvent::LatePaymentConfirmed,
-                    &confirmed,
-                )
-                .await?
-                {
+                let event = OrderEvent::LatePaymentConfirmed;
+                match transition_to_paid(store, &order, event, &confirmed, None).await? {
                     Transition::Applied(paid) => {
                         record_late_payment(store, &paid, provider.merchant()).await?;
                         return Ok(PaymentOutcome::PaidAfterClose(Box::new(paid)));
@@ -96,6 +96,7 @@ async fn transition_to_paid(
     order: &Order,
     event: OrderEvent,
     facts: &TradeFacts,
+    callback: Option<JudgedCallback>,
 ) -> Result<Transition, StoreError> {
     let changes = OrderChanges {
         provider_trade_no: facts.provider_trade_no.clone(),
@@ -104,9 +105,19 @@ async fn transition_to_paid(
         ..OrderChanges::default()
     };
     let event_row = crate::events::order_event(EventKind::OrderPaid, order);
-    store
-        .transition_order(&order.id, order.status, event, changes, Some(event_row))
-        .await
+    let (id, status, outbox) = (&order.id, order.status, Some(event_row));
+    match callback {
+        Some(callback) => {
+            store
+                .transition_order_for_callback(id, status, event, changes, outbox, callback)
+                .await
+        }
+        None => {
+            store
+                .transition_order(id, status, event, changes, outbox)
+                .await
+        }
+    }
 }
 
 async fn record_late_payment(

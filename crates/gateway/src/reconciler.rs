@@ -408,7 +408,7 @@ async fn query_and_apply(
         }
     };
     let queried = order.clone();
-    match apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts).await {
+    match apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts, None).await {
         Ok(PaymentOutcome::Paid(_) | PaymentOutcome::PaidAfterClose(_)) => Ok(Queried::Paid),
         Ok(PaymentOutcome::AlreadyPaid(_)) => Ok(Queried::Unchanged(TradeState::Paid)),
         Ok(PaymentOutcome::NotPaid(state)) => Ok(Queried::Unchanged(state)),

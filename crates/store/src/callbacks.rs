@@ -76,6 +76,23 @@ pub struct NewCallback {
     pub content_type: Option<String>,
 }
 
+/// A callback already judged: verified (or refused) before anything was stored, and written
+/// with its verdict in one statement, in the same transaction as what it caused when it caused
+/// something. Its id is chosen by the caller so an anomaly can point at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JudgedCallback {
+    /// The id the row gets.
+    pub id: CallbackId,
+    /// The raw callback.
+    pub callback: NewCallback,
+    /// What paygate made of it.
+    pub verdict: CallbackVerdict,
+    /// Why, in words.
+    pub reason: Option<String>,
+    /// The order it was matched to.
+    pub order_id: Option<OrderId>,
+}
+
 /// A recorded callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Callback {
@@ -143,7 +160,7 @@ pub struct Anomaly {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = callbacks)]
-struct CallbackRow {
+pub(crate) struct CallbackRow {
     id: String,
     provider: String,
     app: String,
@@ -211,6 +228,45 @@ impl AnomalyRow {
     }
 }
 
+impl CallbackRow {
+    fn new(id: &CallbackId, new: NewCallback) -> CallbackRow {
+        CallbackRow {
+            id: id.to_string(),
+            provider: new.provider.as_str().to_owned(),
+            app: new.app,
+            kind: new.kind.as_str().to_owned(),
+            received_at: db_time(new.received_at),
+            body: new.body,
+            content_type: new.content_type,
+            verdict: CallbackVerdict::Received.as_str().to_owned(),
+            reason: None,
+            order_id: None,
+        }
+    }
+}
+
+impl From<JudgedCallback> for CallbackRow {
+    fn from(judged: JudgedCallback) -> CallbackRow {
+        CallbackRow {
+            verdict: judged.verdict.as_str().to_owned(),
+            reason: judged.reason,
+            order_id: judged.order_id.map(|o| o.to_string()),
+            ..CallbackRow::new(&judged.id, judged.callback)
+        }
+    }
+}
+
+/// Inserts a callback row; shared by the plain and the transition-bound paths.
+pub(crate) fn insert_callback(
+    conn: &mut crate::DbConnection,
+    row: &CallbackRow,
+) -> Result<(), StoreError> {
+    diesel::insert_into(callbacks::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
 fn parse_order_id(text: Option<&str>) -> Result<Option<OrderId>, String> {
     text.map(OrderId::parse)
         .transpose()
@@ -222,25 +278,20 @@ impl Store {
     /// that crashes the parser is on record.
     pub async fn record_callback(&self, new: NewCallback) -> Result<CallbackId, StoreError> {
         let id = CallbackId::generate();
-        let row = CallbackRow {
-            id: id.to_string(),
-            provider: new.provider.as_str().to_owned(),
-            app: new.app,
-            kind: new.kind.as_str().to_owned(),
-            received_at: db_time(new.received_at),
-            body: new.body,
-            content_type: new.content_type,
-            verdict: CallbackVerdict::Received.as_str().to_owned(),
-            reason: None,
-            order_id: None,
-        };
-        self.run(move |conn| {
-            diesel::insert_into(callbacks::table)
-                .values(&row)
-                .execute(conn)?;
-            Ok(id)
-        })
-        .await
+        let row = CallbackRow::new(&id, new);
+        self.write(move |conn| insert_callback(conn, &row).map(|()| id))
+            .await
+    }
+
+    /// Stores a callback together with its verdict, in one write.
+    pub async fn record_judged_callback(
+        &self,
+        judged: JudgedCallback,
+    ) -> Result<CallbackId, StoreError> {
+        let id = judged.id.clone();
+        let row = CallbackRow::from(judged);
+        self.write(move |conn| insert_callback(conn, &row).map(|()| id))
+            .await
     }
 
     /// Records what paygate made of a callback, and the order it matched.
@@ -252,7 +303,7 @@ impl Store {
         order_id: Option<OrderId>,
     ) -> Result<(), StoreError> {
         let id = id.clone();
-        self.run(move |conn| {
+        self.write(move |conn| {
             let updated = diesel::update(callbacks::table.find(id.as_str()))
                 .set((
                     callbacks::verdict.eq(verdict.as_str()),
@@ -300,7 +351,7 @@ impl Store {
             callback_id: new.callback_id.map(|c| c.to_string()),
             created_at: db_time(new.created_at),
         };
-        self.run(move |conn| {
+        self.write(move |conn| {
             diesel::insert_into(anomalies::table)
                 .values(&row)
                 .execute(conn)?;

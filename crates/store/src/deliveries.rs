@@ -119,7 +119,7 @@ impl Store {
             response_status: attempt.response_status.map(i64::from),
             error: attempt.error,
         };
-        self.run(move |conn| {
+        self.write(move |conn| {
             diesel::insert_into(webhook_attempts::table)
                 .values(&row)
                 .execute(conn)?;
@@ -201,7 +201,7 @@ impl Store {
     pub async fn redeliver_event(&self, id: &EventId) -> Result<OutboxEvent, StoreError> {
         let key = id.to_string();
         let updated = self
-            .run(move |conn| {
+            .write(move |conn| {
                 diesel::update(outbox_events::table.find(key))
                     .set((
                         outbox_events::delivered_at.eq(None::<NaiveDateTime>),
@@ -230,7 +230,7 @@ impl Store {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.run(move |conn| {
+        self.write(move |conn| {
             let now = db_now();
             let until = db_time(Utc::now() + ttl);
             let renewed = diesel::update(
@@ -243,14 +243,18 @@ impl Store {
             if renewed == 1 {
                 return Ok(true);
             }
-            let inserted = diesel::insert_into(leases::table)
-                .values((
-                    leases::name.eq(&name),
-                    leases::holder.eq(&holder),
-                    leases::expires_at.eq(until),
-                ))
-                .execute(conn)
-                .map_err(StoreError::from);
+            // Its own savepoint, so a lost race leaves the writer's transaction usable on
+            // PostgreSQL.
+            let inserted = conn.transaction(|conn| {
+                diesel::insert_into(leases::table)
+                    .values((
+                        leases::name.eq(&name),
+                        leases::holder.eq(&holder),
+                        leases::expires_at.eq(until),
+                    ))
+                    .execute(conn)
+                    .map_err(StoreError::from)
+            });
             match inserted {
                 Ok(_) => Ok(true),
                 // Someone else holds a live lease (or inserted it a moment ago).
@@ -265,7 +269,7 @@ impl Store {
     /// (a clean shutdown).
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.run(move |conn| {
+        self.write(move |conn| {
             let long_ago = db_time(DateTime::<Utc>::UNIX_EPOCH);
             diesel::update(
                 leases::table

@@ -32,6 +32,7 @@ mod refunds;
 mod schema;
 mod summary;
 mod text;
+mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +43,8 @@ use tokio::sync::Semaphore;
 
 pub use api_keys::{ApiKey, ApiKeyRole, NewApiKey, hash_api_key_secret};
 pub use callbacks::{
-    Anomaly, AnomalyKind, Callback, CallbackKind, CallbackVerdict, NewAnomaly, NewCallback,
+    Anomaly, AnomalyKind, Callback, CallbackKind, CallbackVerdict, JudgedCallback, NewAnomaly,
+    NewCallback,
 };
 pub use conn::{Backend, DbConnection};
 pub use deliveries::{EventFilter, NewWebhookAttempt, WebhookAttempt};
@@ -65,6 +67,9 @@ pub struct Store {
     /// One permit per pooled connection, so waiting callers queue on the async side instead of
     /// parking blocking threads on the pool.
     permits: Arc<Semaphore>,
+    /// The group-committing write path; `None` for a private in-memory SQLite database, whose
+    /// only connection is the pool's.
+    writer: Option<writer::Writer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -87,17 +92,23 @@ impl Store {
             // host, unwritable file) instead of the pool's generic timeout.
             drop(target.establish()?);
             let backend = target.backend;
+            let writer = if target.is_private_memory() {
+                None
+            } else {
+                Some(writer::Writer::start(target.clone())?)
+            };
             let pool = conn::build_pool(target, pool_size, ACQUIRE_TIMEOUT)?;
             conn::run_migrations(&mut *pool.get()?)?;
-            Ok::<_, StoreError>((pool, backend))
+            Ok::<_, StoreError>((pool, backend, writer))
         })
         .await;
-        let (pool, backend) = unpanic(joined)?;
+        let (pool, backend, writer) = unpanic(joined)?;
         let permits = Arc::new(Semaphore::new(pool.max_size() as usize));
         Ok(Store {
             pool,
             backend,
             permits,
+            writer,
         })
     }
 
@@ -115,7 +126,27 @@ impl Store {
         .await
     }
 
-    /// Runs blocking diesel work on a pooled connection off the async runtime.
+    /// Runs diesel work that writes: through the group-committing writer (in its own savepoint
+    /// of the writer's next transaction), or in a transaction of its own on the single
+    /// connection of a private in-memory database. Returns once the work is committed.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        match &self.writer {
+            Some(writer) => writer.write(work).await,
+            None => {
+                self.run(move |conn| {
+                    use diesel::Connection;
+                    conn.transaction(work)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Runs blocking diesel work that only reads, on a pooled connection off the async runtime.
     pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -142,17 +173,20 @@ fn unpanic<T>(
 ) -> Result<T, StoreError> {
     match joined {
         Ok(result) => result,
-        Err(error) if error.is_panic() => {
-            let payload = error.into_panic();
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-text panic payload".to_owned());
-            Err(StoreError::TaskPanicked(message))
-        }
+        Err(error) if error.is_panic() => Err(StoreError::TaskPanicked(panic_message(
+            error.into_panic().as_ref(),
+        ))),
         Err(error) => Err(StoreError::TaskPanicked(error.to_string())),
     }
+}
+
+/// The text a panic carried, for [`StoreError::TaskPanicked`].
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic payload".to_owned())
 }
 
 /// A UTC instant as stored: naive UTC, truncated to microseconds.

@@ -7,6 +7,7 @@ use paygate_core::{
     PayParams, ProviderKind,
 };
 
+use crate::callbacks::{CallbackRow, JudgedCallback, insert_callback};
 use crate::conn::{Db, DbConnection};
 use crate::error::is_unique_violation;
 use crate::outbox::{NewOutboxEvent, insert_event};
@@ -331,11 +332,15 @@ impl Store {
                 reason: format!("pay_params do not serialise: {e}"),
             })?;
         let row = OrderRow::from_new(new, pay_params);
-        self.run(move |conn| {
-            let inserted = diesel::insert_into(orders::table)
-                .values(&row)
-                .execute(conn)
-                .map_err(StoreError::from);
+        self.write(move |conn| {
+            // Its own savepoint: on PostgreSQL a failed statement aborts the transaction it is
+            // in, and the duplicate must still be read back in the writer's batch.
+            let inserted = conn.transaction(|conn| {
+                diesel::insert_into(orders::table)
+                    .values(&row)
+                    .execute(conn)
+                    .map_err(StoreError::from)
+            });
             match inserted {
                 Ok(_) => row.into_order(),
                 Err(error) if is_unique_violation(&error) => {
@@ -415,7 +420,7 @@ impl Store {
             id: id.clone(),
             reason: format!("pay_params do not serialise: {e}"),
         })?;
-        self.run(move |conn| {
+        self.write(move |conn| {
             let pending = OrderStatus::Pending.as_str();
             let changes = OrderChangesRow {
                 provider_trade_no,
@@ -458,21 +463,52 @@ impl Store {
         changes: OrderChanges,
         outbox: Option<NewOutboxEvent>,
     ) -> Result<Transition, StoreError> {
+        self.transition(id, expected, event, changes, outbox, None)
+            .await
+    }
+
+    /// [`Store::transition_order`] for a provider callback: when the transition wins, the
+    /// callback that caused it is stored with its verdict in the same transaction, so a notify
+    /// costs one write. When it loses, nothing of the callback is stored and the caller records
+    /// it with the verdict the lost race calls for.
+    pub async fn transition_order_for_callback(
+        &self,
+        id: &OrderId,
+        expected: OrderStatus,
+        event: OrderEvent,
+        changes: OrderChanges,
+        outbox: Option<NewOutboxEvent>,
+        callback: JudgedCallback,
+    ) -> Result<Transition, StoreError> {
+        self.transition(id, expected, event, changes, outbox, Some(callback.into()))
+            .await
+    }
+
+    async fn transition(
+        &self,
+        id: &OrderId,
+        expected: OrderStatus,
+        event: OrderEvent,
+        changes: OrderChanges,
+        outbox: Option<NewOutboxEvent>,
+        callback: Option<CallbackRow>,
+    ) -> Result<Transition, StoreError> {
         let next = expected.apply(event)?;
         let id = id.to_string();
         let changes = OrderChangesRow::from(changes);
-        self.run(move |conn| {
-            conn.transaction(|conn| {
-                let won = cas_status(conn, &id, expected, next, &changes)?;
-                let current = load_order(conn, &id)?;
-                if !won {
-                    return Ok(Transition::Lost(current));
-                }
-                if let Some(event) = &outbox {
-                    insert_event(conn, event)?;
-                }
-                Ok(Transition::Applied(current))
-            })
+        self.write(move |conn| {
+            let won = cas_status(conn, &id, expected, next, &changes)?;
+            let current = load_order(conn, &id)?;
+            if !won {
+                return Ok(Transition::Lost(current));
+            }
+            if let Some(event) = &outbox {
+                insert_event(conn, event)?;
+            }
+            if let Some(callback) = &callback {
+                insert_callback(conn, callback)?;
+            }
+            Ok(Transition::Applied(current))
         })
         .await
     }

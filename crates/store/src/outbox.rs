@@ -151,7 +151,7 @@ impl Store {
     /// Enqueues an event on its own (events tied to a status change go through
     /// [`Store::transition_order`] or [`Store::complete_refund`] instead).
     pub async fn insert_outbox_event(&self, event: NewOutboxEvent) -> Result<EventId, StoreError> {
-        self.run(move |conn| insert_event(conn, &event)).await
+        self.write(move |conn| insert_event(conn, &event)).await
     }
 
     /// Undelivered events due at `now`, oldest due first.
@@ -199,7 +199,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let id = id.clone();
-        self.run(move |conn| {
+        self.write(move |conn| {
             let updated = diesel::update(outbox_events::table.find(id.as_str()))
                 .set(outbox_events::delivered_at.eq(Some(db_time(at))))
                 .execute(conn)?;
@@ -216,7 +216,7 @@ impl Store {
         next_attempt_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (id, error) = (id.clone(), error.to_owned());
-        self.run(move |conn| {
+        self.write(move |conn| {
             let updated = diesel::update(outbox_events::table.find(id.as_str()))
                 .set((
                     outbox_events::attempts.eq(outbox_events::attempts + 1),

@@ -236,7 +236,7 @@ impl Store {
         if new.amount == Fen::ZERO {
             return Err(StoreError::ZeroRefund);
         }
-        self.run(move |conn| {
+        self.write(move |conn| {
             let out_refund_no = new.out_refund_no.to_string();
             if let Some(existing) = find_by_out_refund_no(conn, &out_refund_no)? {
                 return Err(StoreError::DuplicateRefund(Box::new(existing)));
@@ -279,7 +279,7 @@ impl Store {
             succeeded_at: (status == RefundStatus::Succeeded).then(|| db_time(at)),
             updated_at: db_time(at),
         };
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.transaction(|conn| {
                 let updated = diesel::update(
                     refunds::table

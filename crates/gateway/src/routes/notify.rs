@@ -1,9 +1,11 @@
 //! Provider callback endpoints: `POST /notify/wechat/{app}`, `POST /notify/wechat/{app}/refund`,
 //! `POST /notify/alipay/{app}`.
 //!
-//! Fixed steps, hyperswitch-style: store the raw body → verify → find the order → check the
-//! facts against it → compare-and-set → acknowledge. A bad signature is answered with the
-//! provider's failure body and changes nothing. A genuine callback that does not match our
+//! Fixed steps, hyperswitch-style: verify → find the order → check the facts against it →
+//! compare-and-set → store the raw body with its verdict → acknowledge. Nothing is acknowledged
+//! before the raw body is stored; a genuine payment stores it in the same transaction as the
+//! compare-and-set, so the common notify costs one read and one write. A bad signature is
+//! answered with the provider's failure body and changes nothing but the audit trail. A genuine callback that does not match our
 //! order (amount, app, seller, …) changes nothing, is recorded as an anomaly for finance, and
 //! is acknowledged so the provider stops retrying something that will never match. When the
 //! database is down the failure body is sent, so the provider retries later.
@@ -14,7 +16,9 @@ use paygate_core::{
     AppName, CallbackAck, Notice, NotifyError, OutRefundNo, OutTradeNo, ProviderKind, RawCallback,
     RefundFacts, TradeFacts,
 };
-use paygate_store::{AnomalyKind, CallbackKind, CallbackVerdict, NewCallback, StoreError};
+use paygate_store::{
+    AnomalyKind, CallbackId, CallbackKind, CallbackVerdict, JudgedCallback, NewCallback, StoreError,
+};
 
 use crate::payments::{ApplyError, PaymentOutcome, apply_trade_facts};
 use crate::registry::ProviderApp;
@@ -67,6 +71,8 @@ struct Handled {
     order_id: Option<paygate_core::OrderId>,
     accepted: bool,
     status: StatusCode,
+    /// Whether the callback row is already written (with the transition or an anomaly).
+    stored: bool,
 }
 
 impl Handled {
@@ -77,6 +83,7 @@ impl Handled {
             order_id: None,
             accepted,
             status: StatusCode::OK,
+            stored: false,
         }
     }
     fn because(mut self, reason: impl Into<String>) -> Self {
@@ -86,6 +93,29 @@ impl Handled {
     fn for_order(mut self, id: &paygate_core::OrderId) -> Self {
         self.order_id = Some(id.clone());
         self
+    }
+    fn already_stored(mut self) -> Self {
+        self.stored = true;
+        self
+    }
+}
+
+/// The callback being handled, kept in memory until its verdict is known.
+struct Arrived {
+    id: CallbackId,
+    callback: NewCallback,
+}
+
+impl Arrived {
+    /// The row to store for this callback with `handled`'s verdict.
+    fn judged(&self, handled: &Handled) -> JudgedCallback {
+        JudgedCallback {
+            id: self.id.clone(),
+            callback: self.callback.clone(),
+            verdict: handled.verdict,
+            reason: handled.reason.clone(),
+            order_id: handled.order_id.clone(),
+        }
     }
 }
 
@@ -110,23 +140,16 @@ async fn receive(
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok());
-
-    // The raw body is kept before anything else looks at it, so every callback, forged or
-    // not, leaves an audit trail.
-    let callback_id = match state
-        .store
-        .record_callback(NewCallback {
+    let arrived = Arrived {
+        id: CallbackId::generate(),
+        callback: NewCallback {
             provider,
             app: app.name.to_string(),
             kind,
             received_at: chrono::Utc::now(),
             body: body.to_vec(),
             content_type: content_type.map(str::to_owned),
-        })
-        .await
-    {
-        Ok(id) => id,
-        Err(error) => return store_down(state, &app, &error),
+        },
     };
 
     let handled = if body.len() > state.limits.notify_body_bytes {
@@ -141,7 +164,7 @@ async fn receive(
         let raw = RawCallback { content_type, body };
         match app.provider.verify_notice(raw) {
             Err(error) => rejected(&error),
-            Ok(notice) => match handle_notice(state, &app, kind, notice, &callback_id).await {
+            Ok(notice) => match handle_notice(state, &app, kind, notice, &arrived).await {
                 Ok(handled) => handled,
                 Err(HandleError::Store(error)) => return store_down(state, &app, &error),
                 Err(HandleError::Provider(detail)) => {
@@ -156,17 +179,12 @@ async fn receive(
         .callbacks
         .with_label_values(&[provider.as_str(), handled.verdict.as_str()])
         .inc();
-    if let Err(error) = state
-        .store
-        .set_callback_verdict(
-            &callback_id,
-            handled.verdict,
-            handled.reason.clone(),
-            handled.order_id.clone(),
-        )
-        .await
-    {
-        return store_down(state, &app, &error);
+    if !handled.stored {
+        // Every callback, forged or not, leaves an audit row before it is answered.
+        let judged = arrived.judged(&handled);
+        if let Err(error) = state.store.record_judged_callback(judged).await {
+            return store_down(state, &app, &error);
+        }
     }
     ack(&app, handled.accepted, handled.status)
 }
@@ -209,14 +227,14 @@ async fn handle_notice(
     app: &ProviderApp,
     kind: CallbackKind,
     notice: Notice,
-    callback_id: &paygate_store::CallbackId,
+    arrived: &Arrived,
 ) -> Result<Handled, HandleError> {
     match (kind, notice) {
         (CallbackKind::Payment, Notice::Payment(facts)) => {
-            handle_trade(state, app, facts, callback_id).await
+            handle_trade(state, app, facts, arrived).await
         }
         (CallbackKind::Refund, Notice::Refund(facts)) => {
-            handle_refund(state, app, facts, callback_id).await
+            handle_refund(state, app, facts, arrived).await
         }
         (_, _) => Ok(Handled::new(CallbackVerdict::Malformed, false)
             .because("notice kind does not match the endpoint")),
@@ -227,34 +245,45 @@ async fn handle_trade(
     state: &AppState,
     app: &ProviderApp,
     facts: TradeFacts,
-    callback_id: &paygate_store::CallbackId,
+    arrived: &Arrived,
 ) -> Result<Handled, HandleError> {
     let order = match OutTradeNo::parse(facts.out_trade_no.as_str()) {
         Ok(no) => found(state.store.order_by_out_trade_no(&app.name, &no).await)?,
         Err(_) => None,
     };
     let Some(order) = order else {
+        let handled = Handled::new(CallbackVerdict::UnknownOrder, true).because(format!(
+            "no order {:?} for app {}",
+            facts.out_trade_no, app.name
+        ));
+        let detail = format!(
+            "signed notify for unknown out_trade_no {:?}",
+            facts.out_trade_no
+        );
         anomaly(
             state,
             app,
             None,
             AnomalyKind::UnknownOrder,
-            format!(
-                "signed notify for unknown out_trade_no {:?}",
-                facts.out_trade_no
-            ),
-            callback_id,
+            detail,
+            arrived,
+            &handled,
         )
         .await?;
-        return Ok(
-            Handled::new(CallbackVerdict::UnknownOrder, true).because(format!(
-                "no order {:?} for app {}",
-                facts.out_trade_no, app.name
-            )),
-        );
+        return Ok(handled.already_stored());
     };
     let order_id = order.id.clone();
-    let outcome = apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts).await?;
+    // Stored with the compare-and-set if this notify is the one that marks the order paid.
+    let accepted =
+        arrived.judged(&Handled::new(CallbackVerdict::Accepted, true).for_order(&order_id));
+    let outcome = apply_trade_facts(
+        &state.store,
+        app.provider.as_ref(),
+        order,
+        &facts,
+        Some(accepted),
+    )
+    .await?;
     let handled = match outcome {
         PaymentOutcome::Paid(_) => {
             state
@@ -262,7 +291,7 @@ async fn handle_trade(
                 .transitions
                 .with_label_values(&["payment_confirmed"])
                 .inc();
-            Handled::new(CallbackVerdict::Accepted, true)
+            Handled::new(CallbackVerdict::Accepted, true).already_stored()
         }
         PaymentOutcome::PaidAfterClose(_) => {
             state
@@ -277,16 +306,20 @@ async fn handle_trade(
             Handled::new(CallbackVerdict::Duplicate, true).because("order already paid")
         }
         PaymentOutcome::Mismatch(mismatch) => {
+            let handled = Handled::new(CallbackVerdict::Mismatch, true)
+                .because(mismatch.to_string())
+                .for_order(&order_id);
             anomaly(
                 state,
                 app,
                 Some(&order_id),
                 AnomalyKind::PaymentMismatch,
                 mismatch.to_string(),
-                callback_id,
+                arrived,
+                &handled,
             )
             .await?;
-            Handled::new(CallbackVerdict::Mismatch, true).because(mismatch.to_string())
+            handled.already_stored()
         }
         PaymentOutcome::NotPaid(trade_state) => Handled::new(CallbackVerdict::Accepted, true)
             .because(format!("trade state {trade_state:?}: nothing to apply")),
@@ -298,61 +331,62 @@ async fn handle_refund(
     state: &AppState,
     app: &ProviderApp,
     facts: RefundFacts,
-    callback_id: &paygate_store::CallbackId,
+    arrived: &Arrived,
 ) -> Result<Handled, HandleError> {
     let refund = match OutRefundNo::parse(facts.out_refund_no.as_str()) {
         Ok(no) => found(state.store.refund_by_out_refund_no(&no).await)?,
         Err(_) => None,
     };
     let Some(refund) = refund else {
+        let handled =
+            Handled::new(CallbackVerdict::UnknownOrder, true).because("unknown out_refund_no");
+        let detail = format!(
+            "signed refund notify for unknown out_refund_no {:?}",
+            facts.out_refund_no
+        );
         anomaly(
             state,
             app,
             None,
             AnomalyKind::UnknownOrder,
-            format!(
-                "signed refund notify for unknown out_refund_no {:?}",
-                facts.out_refund_no
-            ),
-            callback_id,
+            detail,
+            arrived,
+            &handled,
         )
         .await?;
-        return Ok(
-            Handled::new(CallbackVerdict::UnknownOrder, true).because("unknown out_refund_no")
-        );
+        return Ok(handled.already_stored());
     };
     let order = found(state.store.order(&refund.order_id).await)?;
     let Some(order) =
         order.filter(|o| o.app == app.name && o.out_trade_no.as_str() == facts.out_trade_no)
     else {
+        let handled = Handled::new(CallbackVerdict::Mismatch, true)
+            .because("refund belongs to another order");
+        let detail = "refund notify names another order or app".to_owned();
+        let kind = AnomalyKind::StateDisagreement;
         anomaly(
             state,
             app,
             Some(&refund.order_id),
-            AnomalyKind::StateDisagreement,
-            "refund notify names another order or app".to_owned(),
-            callback_id,
+            kind,
+            detail,
+            arrived,
+            &handled,
         )
         .await?;
-        return Ok(Handled::new(CallbackVerdict::Mismatch, true)
-            .because("refund belongs to another order"));
+        return Ok(handled.already_stored());
     };
     if facts.amount.is_some_and(|amount| amount != refund.amount) {
-        anomaly(
-            state,
-            app,
-            Some(&order.id),
-            AnomalyKind::StateDisagreement,
-            format!(
-                "refund amount {:?} differs from requested {}",
-                facts.amount, refund.amount
-            ),
-            callback_id,
-        )
-        .await?;
-        return Ok(Handled::new(CallbackVerdict::Mismatch, true)
+        let handled = Handled::new(CallbackVerdict::Mismatch, true)
             .because("refund amount differs")
-            .for_order(&order.id));
+            .for_order(&order.id);
+        let detail = format!(
+            "refund amount {:?} differs from requested {}",
+            facts.amount, refund.amount
+        );
+        let kind = AnomalyKind::StateDisagreement;
+        anomaly(state, app, Some(&order.id), kind, detail, arrived, &handled).await?;
+        return Ok(handled.already_stored());
     }
     let outcome = crate::refunds::apply_refund_facts(state, &refund, &facts).await?;
     let verdict = if outcome {
@@ -372,15 +406,21 @@ fn found<T>(result: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
     }
 }
 
+/// Stores the callback with its verdict, then the anomaly it revealed (which points at it).
 async fn anomaly(
     state: &AppState,
     app: &ProviderApp,
     order_id: Option<&paygate_core::OrderId>,
     kind: AnomalyKind,
     detail: String,
-    callback_id: &paygate_store::CallbackId,
+    arrived: &Arrived,
+    handled: &Handled,
 ) -> Result<(), StoreError> {
     tracing::warn!(app = %app.name, kind = kind.as_str(), %detail, "callback anomaly");
+    let callback_id = state
+        .store
+        .record_judged_callback(arrived.judged(handled))
+        .await?;
     let order = match order_id {
         Some(id) => Some(state.store.order(id).await?),
         None => None,
@@ -392,7 +432,7 @@ async fn anomaly(
         order.as_ref(),
         kind,
         detail,
-        Some(callback_id.clone()),
+        Some(callback_id),
     )
     .await
     .map(|_| ())

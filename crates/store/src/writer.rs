@@ -1,0 +1,228 @@
+//! The write path: one thread owns one connection and commits the writes of concurrent callers
+//! together, in one transaction per batch (group commit).
+//!
+//! Why: SQLite has one writer. Pooled connections racing for its write lock sleep in the busy
+//! handler instead of queueing, and every commit is a WAL append; on PostgreSQL every commit is
+//! a WAL flush. Measured in docs/performance.md, per-call transactions were the bound of every
+//! write-heavy endpoint. Here callers queue in memory, the writer takes whatever has queued
+//! (up to [`MAX_BATCH`]) and runs each caller's work in its own savepoint inside one
+//! transaction, so one caller's error rolls back only its own work. Nobody hears of a result
+//! before the batch has committed, so an acknowledged write is as durable as before.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::r2d2::R2D2Connection;
+use diesel::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::conn::{DbConnection, Target};
+use crate::{ACQUIRE_TIMEOUT, StoreError};
+
+/// The most callers' writes one transaction carries; bounds how long a batch holds the lock.
+const MAX_BATCH: usize = 64;
+/// How many writes may wait for the writer before callers wait to enqueue (back-pressure).
+const QUEUE_DEPTH: usize = 4096;
+
+/// What a finished job tells its caller once the batch's commit is known.
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A job's body: given the writer's connection, or the reason there is none to run on (then it
+/// answers its caller at once).
+type Work = Box<dyn FnOnce(Result<&mut DbConnection, StoreError>) -> Ran + Send>;
+
+/// One caller's work, run by the writer thread on its connection.
+struct Job {
+    work: Work,
+}
+
+/// A job after running: its reply, and whether it panicked (which leaves the connection's
+/// transaction state unknown, so the batch is rolled back and the connection replaced).
+struct Ran {
+    reply: Reply,
+    panicked: bool,
+}
+
+/// The handle callers enqueue writes on; cheap to clone. The thread ends when the last handle
+/// is dropped.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread; it connects lazily and reconnects after a broken connection.
+    pub(crate) fn start(target: Target) -> Result<Writer, StoreError> {
+        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("paygate-store-writer".into())
+            .spawn(move || serve(&target, queue))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+        Ok(Writer { jobs })
+    }
+
+    /// Runs `work` in its own savepoint inside the writer's next transaction and returns its
+    /// result once that transaction has committed.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel::<Result<T, StoreError>>();
+        let job = Job {
+            work: Box::new(move |connection| {
+                let conn = match connection {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        let _ = answer.send(Err(error));
+                        return Ran {
+                            reply: Box::new(|_| {}),
+                            panicked: false,
+                        };
+                    }
+                };
+                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| conn.transaction(work)));
+                match ran {
+                    Ok(result) => Ran {
+                        reply: Box::new(move |committed| {
+                            // A caller that gave up (dropped its future) needs no answer.
+                            let _ = answer.send(committed.and(result));
+                        }),
+                        panicked: false,
+                    },
+                    Err(payload) => {
+                        let message = crate::panic_message(payload.as_ref());
+                        Ran {
+                            reply: Box::new(move |_| {
+                                let _ = answer.send(Err(StoreError::TaskPanicked(message)));
+                            }),
+                            panicked: true,
+                        }
+                    }
+                }
+            }),
+        };
+        tokio::time::timeout(ACQUIRE_TIMEOUT, self.jobs.send(job))
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out waiting for the writer".into()))?
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answered
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
+    }
+}
+
+/// The writer thread: take what has queued, commit it as one batch, repeat until every handle
+/// is gone.
+fn serve(target: &Target, mut queue: mpsc::Receiver<Job>) {
+    let mut connection: Option<DbConnection> = None;
+    // Jobs that were queued behind a panicking job and have not run yet go first next time.
+    let mut carried: VecDeque<Job> = VecDeque::new();
+    loop {
+        let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+        if carried.is_empty() {
+            match queue.blocking_recv() {
+                Some(job) => batch.push(job),
+                None => return,
+            }
+        }
+        while batch.len() < MAX_BATCH {
+            match carried.pop_front() {
+                Some(job) => batch.push(job),
+                None => break,
+            }
+        }
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut conn = match connection.take() {
+            Some(conn) => conn,
+            None => match target.establish() {
+                Ok(conn) => conn,
+                Err(error) => {
+                    let reason = error.to_string();
+                    for job in batch {
+                        refuse(job, &reason);
+                    }
+                    continue;
+                }
+            },
+        };
+        let keep = commit_batch(&mut conn, batch, &mut carried);
+        if keep && !conn.is_broken() {
+            connection = Some(conn);
+        }
+    }
+}
+
+/// Runs one batch in one transaction. Returns whether the connection is still fit to use.
+fn commit_batch(conn: &mut DbConnection, batch: Vec<Job>, carried: &mut VecDeque<Job>) -> bool {
+    if let Err(error) = begin(conn) {
+        let reason = StoreError::from(error).to_string();
+        for job in batch {
+            refuse(job, &reason);
+        }
+        return false;
+    }
+    let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
+    for job in jobs.by_ref() {
+        let ran = (job.work)(Ok(conn));
+        if ran.panicked {
+            // The panicking job's savepoint was never closed; throw the whole batch away and
+            // the connection with it. The jobs after it have not run and go into the next batch.
+            let _ = conn.batch_execute("ROLLBACK");
+            (ran.reply)(Ok(()));
+            for reply in replies {
+                reply(Err(StoreError::Unavailable(
+                    "rolled back: another write in the same transaction panicked".into(),
+                )));
+            }
+            carried.extend(jobs);
+            return false;
+        }
+        replies.push(ran.reply);
+    }
+    let committed = <DbConnection as Connection>::TransactionManager::commit_transaction(conn);
+    match committed {
+        Ok(()) => {
+            for reply in replies {
+                reply(Ok(()));
+            }
+            true
+        }
+        Err(error) => {
+            let reason = StoreError::from(error).to_string();
+            let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
+            for reply in replies {
+                reply(Err(StoreError::Unavailable(format!(
+                    "the write was not committed: {reason}"
+                ))));
+            }
+            false
+        }
+    }
+}
+
+/// Opens the batch's transaction. On SQLite it takes the write lock at once (`BEGIN
+/// IMMEDIATE`), so a job that reads before it writes can never fail to upgrade when another
+/// process wrote in between.
+fn begin(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql::<
+            SqliteConnection,
+        >(sqlite, "BEGIN IMMEDIATE"),
+        DbConnection::Pg(_) => {
+            <DbConnection as Connection>::TransactionManager::begin_transaction(conn)
+        }
+    }
+}
+
+/// Answers a job that could not run at all with why.
+fn refuse(job: Job, reason: &str) {
+    (job.work)(Err(StoreError::Unavailable(reason.to_owned())));
+}
