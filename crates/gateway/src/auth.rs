@@ -2,6 +2,10 @@
 //! does not leak usable keys. Keys carry a role (merchant or finance) and an optional app
 //! scope, checked by the `Principal` extractor before a handler runs.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use rand::RngCore;
 
 /// What a key may do: merchant keys create and refund orders of their apps, finance keys
@@ -46,6 +50,40 @@ pub fn generate_key(role: Role) -> GeneratedKey {
 mod tests {
     use super::*;
 
+    fn principal(key_id: &str) -> Principal {
+        Principal {
+            key_id: key_id.to_owned(),
+            role: Role::Merchant,
+            apps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_cached_key_is_trusted_for_the_ttl_and_then_looked_up_again() {
+        let cache = KeyCache::new(Duration::from_millis(50));
+        assert!(cache.get("h1").is_none(), "misses are never invented");
+        cache.put("h1".into(), principal("key_1"));
+        assert_eq!(cache.get("h1").map(|p| p.key_id), Some("key_1".to_owned()));
+        assert!(cache.get("h2").is_none());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            cache.get("h1").is_none(),
+            "an expired entry must not authenticate"
+        );
+    }
+
+    #[test]
+    fn a_full_cache_starts_over_instead_of_growing() {
+        let cache = KeyCache::new(Duration::from_secs(60));
+        for n in 0..KEY_CACHE_MAX_ENTRIES {
+            cache.put(format!("h{n}"), principal("k"));
+        }
+        cache.put("newest".into(), principal("k"));
+        let held = cache.entries.lock().unwrap().len();
+        assert!(held <= KEY_CACHE_MAX_ENTRIES, "{held}");
+        assert!(cache.get("newest").is_some());
+    }
+
     #[test]
     fn keys_are_unique_and_only_their_hash_is_kept() {
         let a = generate_key(Role::Merchant);
@@ -56,6 +94,53 @@ mod tests {
         assert_eq!(a.hash.len(), 64);
         assert!(!a.hash.contains(&a.plaintext[4..]));
         assert!(generate_key(Role::Finance).plaintext.starts_with("pgf_"));
+    }
+}
+
+/// How long a key found in the database is trusted without asking again. This bounds how long
+/// a key revoked from another process (`paygate keys revoke`) keeps working; one second turns a
+/// database read per API call into one per key per second.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+/// The most keys held; past it the cache starts over, so it cannot grow without bound.
+const KEY_CACHE_MAX_ENTRIES: usize = 4096;
+
+/// Recently authenticated keys by hash, so a busy merchant backend does not cost a database read
+/// per request. Only hits are kept: a new key works at once, and random bearer strings cannot
+/// fill it.
+pub struct KeyCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, Principal)>>,
+}
+
+impl KeyCache {
+    /// A cache trusting each entry for `ttl`.
+    pub fn new(ttl: Duration) -> KeyCache {
+        KeyCache {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The principal a key hash authenticated less than `ttl` ago.
+    pub fn get(&self, key_hash: &str) -> Option<Principal> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(key_hash)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, principal)| principal.clone())
+    }
+
+    /// Remembers that `key_hash` authenticated `principal` just now.
+    pub fn put(&self, key_hash: String, principal: Principal) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= KEY_CACHE_MAX_ENTRIES {
+            let ttl = self.ttl;
+            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            if entries.len() >= KEY_CACHE_MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(key_hash, (Instant::now(), principal));
     }
 }
 
@@ -121,17 +206,22 @@ impl actix_web::FromRequest for Principal {
             let state =
                 state.ok_or_else(|| crate::error::ApiError::Internal("state missing".into()))?;
             let hash = presented.ok_or(crate::error::ApiError::Unauthorized)?;
+            if let Some(principal) = state.keys.get(&hash) {
+                return Ok(principal);
+            }
             let key = state
                 .store
                 .api_key_by_hash(&hash)
                 .await?
                 .filter(|k| k.revoked_at.is_none())
                 .ok_or(crate::error::ApiError::Unauthorized)?;
-            Ok(Principal {
+            let principal = Principal {
                 key_id: key.id.to_string(),
                 role: key.role,
                 apps: key.apps.clone(),
-            })
+            };
+            state.keys.put(hash, principal.clone());
+            Ok(principal)
         })
     }
 }

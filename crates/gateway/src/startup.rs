@@ -92,6 +92,7 @@ impl Application {
             metrics: Metrics::new()?,
             limits: settings.limits.clone(),
             public_base_url,
+            keys: crate::auth::KeyCache::new(crate::auth::KEY_CACHE_TTL),
         });
         let server =
             serve(listener, state.clone(), settings.limits.api_body_bytes).map_err(|source| {

@@ -18,6 +18,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Base URL providers reach us at (no trailing slash).
     pub public_base_url: String,
+    /// Recently authenticated API keys.
+    pub keys: crate::auth::KeyCache,
 }
 
 impl AppState {
