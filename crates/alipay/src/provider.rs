@@ -311,6 +311,12 @@ impl Provider for Alipay {
         &self.channels
     }
 
+    fn signs_locally(&self, channel: Channel) -> bool {
+        // App pay's orderString and the wap/page redirect URL are signed here and handed to the
+        // buyer's app or browser; Alipay first hears of the trade when the buyer pays.
+        matches!(channel, Channel::App | Channel::Wap | Channel::Page)
+    }
+
     async fn create_payment(
         &self,
         request: &CreatePayment,

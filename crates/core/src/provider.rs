@@ -474,6 +474,14 @@ pub trait Provider: Send + Sync {
     /// The channels this app is set up for (a subset of `kind().channels()`).
     fn channels(&self) -> &[Channel];
 
+    /// Whether `create_payment` for `channel` only signs locally (no call to the provider), so
+    /// it can run before the order is stored and the order stored with its pay params in one
+    /// write. Such a payment has no provider-side state to make idempotent first.
+    fn signs_locally(&self, channel: Channel) -> bool {
+        let _ = channel;
+        false
+    }
+
     /// Creates the trade at the provider (or signs it locally, for Alipay app pay) and
     /// returns what the client needs.
     async fn create_payment(

@@ -210,7 +210,7 @@ pub async fn create_order(
         .unwrap_or_else(OutTradeNo::generate);
     let request_hash = fingerprint(&request)?;
     let now = Utc::now();
-    let new_order = NewOrder {
+    let mut new_order = NewOrder {
         provider: app.kind(),
         app: app.name.clone(),
         channel: request.channel,
@@ -226,7 +226,22 @@ pub async fn create_order(
         created_at: now,
         expires_at: now + Duration::seconds(i64::from(checked.expires_in)),
     };
+    let mut payment = payment_request(&state, &app, &request, &new_order);
+    let signs_locally = app.provider.signs_locally(request.channel);
+    if signs_locally {
+        // Nothing reaches the provider, so sign first and store the order with its pay params
+        // in one write. A retry that finds the order stored is answered from the stored row.
+        let created = app
+            .provider
+            .create_payment(&payment)
+            .await
+            .map_err(|error| provider_failed(&state, &app, error))?;
+        new_order.pay_params = Some(created.pay_params);
+    }
     let (order, created) = match state.store.insert_order(new_order).await {
+        Ok(order) if signs_locally => {
+            return Ok(HttpResponse::Created().json(OrderView::from(order)));
+        }
         Ok(order) => (order, true),
         Err(StoreError::DuplicateOrder {
             existing,
@@ -249,19 +264,8 @@ pub async fn create_order(
         Err(error) => return Err(error.into()),
     };
 
-    let payment = CreatePayment {
-        channel: order.channel,
-        out_trade_no: order.out_trade_no.clone(),
-        amount: order.amount,
-        currency: order.currency,
-        subject: order.subject.clone(),
-        description: order.description.clone(),
-        payer_id: checked.payer_id,
-        client_ip: request.client_ip,
-        expires_at: order.expires_at,
-        notify_url: state.notify_url(&app),
-        return_url: request.return_url.clone(),
-    };
+    // The same request (its fingerprint matched), but a retry keeps the first attempt's expiry.
+    payment.expires_at = order.expires_at;
     match app.provider.create_payment(&payment).await {
         Ok(created_payment) => {
             // Alipay's reference is its trade_no; WeChat's is a prepay_id, which is not a
@@ -282,16 +286,6 @@ pub async fn create_order(
             })
         }
         Err(error) => {
-            let kind = if error.outcome_unknown() {
-                "unknown"
-            } else {
-                "refused"
-            };
-            state
-                .metrics
-                .provider_errors
-                .with_label_values(&[app.kind().as_str(), "create", kind])
-                .inc();
             if matches!(
                 error,
                 ProviderError::Refused { .. } | ProviderError::AlreadyClosed
@@ -299,9 +293,46 @@ pub async fn create_order(
                 // A definite refusal: the order can never be paid under this number.
                 crate::reconciler::close_order_locally(&state.store, &order).await?;
             }
-            Err(error.into())
+            Err(provider_failed(&state, &app, error))
         }
     }
+}
+
+/// What the provider is asked for a new order, from the values about to be stored.
+fn payment_request(
+    state: &AppState,
+    app: &ProviderApp,
+    request: &CreateOrderRequest,
+    order: &NewOrder,
+) -> CreatePayment {
+    CreatePayment {
+        channel: order.channel,
+        out_trade_no: order.out_trade_no.clone(),
+        amount: order.amount,
+        currency: order.currency,
+        subject: order.subject.clone(),
+        description: order.description.clone(),
+        payer_id: order.payer_id.clone(),
+        client_ip: request.client_ip,
+        expires_at: order.expires_at,
+        notify_url: state.notify_url(app),
+        return_url: request.return_url.clone(),
+    }
+}
+
+/// Counts a failed create in the metrics and turns it into the API's error.
+fn provider_failed(state: &AppState, app: &ProviderApp, error: ProviderError) -> ApiError {
+    let kind = if error.outcome_unknown() {
+        "unknown"
+    } else {
+        "refused"
+    };
+    state
+        .metrics
+        .provider_errors
+        .with_label_values(&[app.kind().as_str(), "create", kind])
+        .inc();
+    error.into()
 }
 
 struct CheckedRequest {
@@ -494,7 +525,8 @@ pub async fn sync_order(
     let app = app_of(&state, &order)?.clone();
     let facts = app.provider.query_payment(&order.out_trade_no).await?;
     let order_id = order.id.clone();
-    let outcome = apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts).await?;
+    let outcome =
+        apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts, None).await?;
     if let PaymentOutcome::Mismatch(mismatch) = outcome {
         return Err(ApiError::conflict(
             "provider_mismatch",
