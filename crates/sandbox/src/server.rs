@@ -213,5 +213,10 @@ impl RunningSandbox {
         if let Err(e) = self.join.await {
             tracing::warn!(error = %e, "sandbox server task ended abnormally");
         }
+        let state = Arc::clone(&self.state);
+        let flushed = tokio::task::spawn_blocking(move || state.trades.flush()).await;
+        if let Err(e) = flushed {
+            tracing::warn!(error = %e, "sandbox journal did not flush");
+        }
     }
 }

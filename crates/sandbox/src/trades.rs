@@ -1,11 +1,19 @@
 //! The trades the sandbox holds, as the providers would: one book per provider keyed by
-//! `out_trade_no`, behind a mutex that is never held across an `.await`, optionally
-//! snapshotted to a JSON file after each change.
+//! `out_trade_no`, behind a mutex that is never held across an `.await`, optionally persisted
+//! as a JSON snapshot plus an append-only journal of changed trades.
+//!
+//! Why a journal: rewriting the whole snapshot on every change made each unified order cost
+//! O(trades) under the book's mutex (266 WeChat creates/s through the embedded sandbox,
+//! against 1,663/s with the same simulators in memory; docs/performance.md). Now a change
+//! costs one line, written by a background thread; the snapshot is rewritten only at start,
+//! from the old snapshot plus the journal.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::mpsc;
 
 use chrono::{DateTime, Utc};
 use paygate_core::{Fen, ProviderKind};
@@ -164,23 +172,54 @@ type BookKey = (u8, String);
 /// All trades, shared by the HTTP handlers and the Rust API.
 pub(crate) struct TradeBook {
     trades: Mutex<BTreeMap<BookKey, Trade>>,
-    state_file: Option<PathBuf>,
+    journal: Option<Journal>,
 }
 
 impl TradeBook {
-    /// Loads the state file if there is one.
+    /// Loads the state file and its journal if there are, folds the journal into a fresh
+    /// snapshot, and starts journaling changes. Without a state file the book lives in memory.
     pub(crate) fn open(state_file: Option<PathBuf>) -> TradeBook {
-        let trades = state_file
-            .as_ref()
-            .and_then(|path| std::fs::read_to_string(path).ok())
+        let Some(path) = state_file else {
+            return TradeBook {
+                trades: Mutex::new(BTreeMap::new()),
+                journal: None,
+            };
+        };
+        let journal_path = journal_path(&path);
+        let mut trades: BTreeMap<BookKey, Trade> = std::fs::read_to_string(&path)
+            .ok()
             .and_then(|text| serde_json::from_str::<Vec<Trade>>(&text).ok())
             .unwrap_or_default()
             .into_iter()
-            .map(|t| ((provider_key(t.provider), t.out_trade_no.clone()), t))
+            .map(|t| (book_key(&t), t))
             .collect();
+        // Later lines win; a line cut short by a crash does not parse and is skipped.
+        if let Ok(file) = std::fs::File::open(&journal_path) {
+            for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+                if let Ok(trade) = serde_json::from_str::<Trade>(&line) {
+                    trades.insert(book_key(&trade), trade);
+                }
+            }
+        }
+        let journal = match save_snapshot(&path, &trades)
+            .and_then(|()| Journal::start(&journal_path))
+        {
+            Ok(journal) => Some(journal),
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path.display(), "cannot persist sandbox trades; keeping them in memory");
+                None
+            }
+        };
         TradeBook {
             trades: Mutex::new(trades),
-            state_file,
+            journal,
+        }
+    }
+
+    /// Waits until every change so far is written to the journal (for a clean stop).
+    pub(crate) fn flush(&self) {
+        if let Some(journal) = &self.journal {
+            journal.flush();
         }
     }
 
@@ -223,21 +262,112 @@ impl TradeBook {
         let mut slot = trades.remove(&key);
         let (result, changed) = change(&mut slot);
         if let Some(trade) = slot {
+            if changed && let Some(journal) = &self.journal {
+                // Sent under the lock, so the journal has the changes in the order they happened.
+                journal.record(trade.clone());
+            }
             trades.insert(key, trade);
         }
-        if changed && let Some(path) = &self.state_file {
-            let snapshot: Vec<&Trade> = trades.values().collect();
-            // Written to a temporary file and renamed over the old one, so a crash mid-write
-            // leaves the previous snapshot rather than a truncated file.
-            let temporary = path.with_extension("json.tmp");
-            if let Ok(text) = serde_json::to_string(&snapshot)
-                && let Err(e) = std::fs::write(&temporary, text)
-                    .and_then(|()| std::fs::rename(&temporary, path))
-            {
-                tracing::warn!(error = %e, path = %path.display(), "cannot save sandbox trades");
-            }
-        }
         result
+    }
+}
+
+fn book_key(trade: &Trade) -> BookKey {
+    (provider_key(trade.provider), trade.out_trade_no.clone())
+}
+
+/// `trades.json` → `trades.json.journal`.
+fn journal_path(state_file: &Path) -> PathBuf {
+    let mut name = state_file.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+/// Writes the snapshot to a temporary file and renames it over the old one, so a crash
+/// mid-write leaves the previous snapshot rather than a truncated file.
+fn save_snapshot(path: &Path, trades: &BTreeMap<BookKey, Trade>) -> std::io::Result<()> {
+    let snapshot: Vec<&Trade> = trades.values().collect();
+    let text = serde_json::to_string(&snapshot).map_err(std::io::Error::other)?;
+    let temporary = path.with_extension("json.tmp");
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path)
+}
+
+/// What the journal thread is asked to do.
+enum JournalEntry {
+    /// Append this trade as it now is.
+    Changed(Box<Trade>),
+    /// Answer once everything before is written.
+    Flush(mpsc::Sender<()>),
+}
+
+/// The append-only journal: a thread owning the file, fed through a channel so no handler
+/// waits for the disk.
+struct Journal {
+    entries: mpsc::Sender<JournalEntry>,
+}
+
+impl Journal {
+    /// Truncates the journal (its contents are in the fresh snapshot) and starts its thread.
+    fn start(path: &Path) -> std::io::Result<Journal> {
+        let file = std::fs::File::create(path)?;
+        let (entries, queue) = mpsc::channel();
+        let shown = path.display().to_string();
+        std::thread::Builder::new()
+            .name("sandbox-journal".into())
+            .spawn(move || write_journal(file, &queue, &shown))?;
+        Ok(Journal { entries })
+    }
+
+    fn send(&self, entry: JournalEntry) -> bool {
+        self.entries.send(entry).is_ok()
+    }
+
+    fn record(&self, trade: Trade) {
+        self.send(JournalEntry::Changed(Box::new(trade)));
+    }
+
+    fn flush(&self) {
+        let (done, written) = mpsc::channel();
+        if self.send(JournalEntry::Flush(done)) {
+            let _ = written.recv();
+        }
+    }
+}
+
+/// The journal thread: append each changed trade as one JSON line, flushing whenever the queue
+/// runs dry, until the book is dropped.
+fn write_journal(file: std::fs::File, queue: &mpsc::Receiver<JournalEntry>, shown: &str) {
+    let mut out = std::io::BufWriter::new(file);
+    let mut failed = false;
+    while let Ok(first) = queue.recv() {
+        let mut next = Some(first);
+        while let Some(entry) = next {
+            match entry {
+                JournalEntry::Changed(trade) => {
+                    let written = serde_json::to_writer(&mut out, &trade)
+                        .map_err(std::io::Error::other)
+                        .and_then(|()| out.write_all(b"\n"));
+                    if let Err(e) = written
+                        && !failed
+                    {
+                        failed = true;
+                        tracing::warn!(error = %e, path = shown, "cannot journal sandbox trades");
+                    }
+                }
+                JournalEntry::Flush(done) => {
+                    let _ = out.flush();
+                    let _ = done.send(());
+                }
+            }
+            next = queue.try_recv().ok();
+        }
+        if let Err(e) = out.flush()
+            && !failed
+        {
+            failed = true;
+            tracing::warn!(error = %e, path = shown, "cannot journal sandbox trades");
+        }
     }
 }
 
