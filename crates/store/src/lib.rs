@@ -241,6 +241,69 @@ mod tests {
         store.ping().await.unwrap();
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_a_write_rolls_back_only_its_batch_and_the_writer_goes_on() {
+        use diesel::RunQueryDsl;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("w.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        let insert = |name: String| {
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |conn| {
+                        diesel::sql_query("INSERT INTO leases (name, holder, expires_at) VALUES (?, 'h', '2026-01-01 00:00:00')")
+                            .bind::<diesel::sql_types::Text, _>(name)
+                            .execute(conn)
+                            .map_err(StoreError::from)
+                    })
+                    .await
+            }
+        };
+
+        // Writes queued around a panicking one: each either committed or was told it was not.
+        let mut tasks = Vec::new();
+        for n in 0..30 {
+            tasks.push(tokio::spawn(insert(format!("before_{n}"))));
+        }
+        let panicking = store.clone();
+        let panicked = tokio::spawn(async move {
+            panicking
+                .write(|_| -> Result<(), StoreError> { panic!("boom in a write") })
+                .await
+        });
+        for n in 0..30 {
+            tasks.push(tokio::spawn(insert(format!("after_{n}"))));
+        }
+        match panicked.await.unwrap() {
+            Err(StoreError::TaskPanicked(message)) => assert_eq!(message, "boom in a write"),
+            other => panic!("expected TaskPanicked, got {other:?}"),
+        }
+        let mut committed = 0_i64;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(1) => committed += 1,
+                Err(StoreError::Unavailable(reason)) => assert!(reason.contains("rolled back")),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+
+        // The writer still works, and exactly the writes reported committed are stored.
+        insert("later".into()).await.unwrap();
+        let stored: i64 = store
+            .run(|conn| {
+                use diesel::QueryDsl;
+                use diesel::dsl::count_star;
+                crate::schema::leases::table
+                    .select(count_star())
+                    .first(conn)
+                    .map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, committed + 1);
+    }
+
     #[test]
     fn stored_times_keep_microseconds_and_drop_nanoseconds() {
         let at = DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap();

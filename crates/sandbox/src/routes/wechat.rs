@@ -242,6 +242,7 @@ fn unifiedorder(state: &SandboxState, request: &WechatParams) -> WechatReply {
     request_fields.remove("nonce_str");
     // MD5 spelled out or implied is the same order; only business fields must match.
     request_fields.remove("sign_type");
+    let request_digest = crate::trades::request_digest(&request_fields);
     let sign_type = request_sign_type(request).unwrap_or(SignType::Md5);
     state
         .trades
@@ -253,7 +254,7 @@ fn unifiedorder(state: &SandboxState, request: &WechatParams) -> WechatReply {
                     TradeStatus::AwaitingPayment
                         if existing
                             .wechat()
-                            .is_some_and(|w| w.request_fields == request_fields) =>
+                            .is_some_and(|w| w.request_digest == request_digest) =>
                     {
                         prepay_response(existing)
                     }
@@ -291,7 +292,7 @@ fn unifiedorder(state: &SandboxState, request: &WechatParams) -> WechatReply {
                     pay_url,
                     openid: request.get("openid").cloned().filter(|o| !o.is_empty()),
                     attach: request.get("attach").cloned().filter(|a| !a.is_empty()),
-                    request_fields: request_fields.clone(),
+                    request_digest: request_digest.clone(),
                 }),
             };
             let reply = prepay_response(&trade);

@@ -12,3 +12,4 @@ mod orders;
 mod refunds;
 mod summary;
 mod transitions;
+mod writer;

@@ -1,0 +1,109 @@
+//! The group-committing write path, seen from outside: concurrent writes that share one
+//! transaction still succeed or fail one by one, and a callback stored with a transition is
+//! stored only when that transition wins.
+
+use paygate_core::{OrderEvent, OrderStatus, ProviderKind};
+use paygate_store::{
+    CallbackId, CallbackKind, CallbackVerdict, JudgedCallback, NewCallback, OrderChanges,
+    OrderFilter, StoreError, Transition,
+};
+
+use crate::harness::{TestDb, at, new_order, on_both_backends, pending_order};
+
+on_both_backends!(
+    concurrent_writes_fail_one_by_one_and_the_rest_commit,
+    a_callback_rides_with_its_transition_only_when_it_wins,
+);
+
+async fn concurrent_writes_fail_one_by_one_and_the_rest_commit(db: TestDb) {
+    // Arrange: 20 numbers already taken, so their inserts fail with a unique violation in the
+    // middle of batches full of inserts that must succeed (on PostgreSQL a failed statement
+    // would poison the whole batch without its own savepoint).
+    for n in 0..20 {
+        pending_order(&db.store, &format!("taken_{n:04}"), 100).await;
+    }
+
+    // Act
+    let mut tasks = Vec::new();
+    for n in 0..60 {
+        let store = db.store.clone();
+        let number = if n % 3 == 0 {
+            format!("taken_{:04}", n / 3)
+        } else {
+            format!("fresh_{n:04}")
+        };
+        tasks.push(tokio::spawn(async move {
+            store.insert_order(new_order(&number, 7)).await
+        }));
+    }
+    let mut created = 0;
+    let mut duplicates = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(order) => {
+                assert!(order.out_trade_no.as_str().starts_with("fresh_"));
+                created += 1;
+            }
+            Err(StoreError::DuplicateOrder { existing, .. }) => {
+                assert!(existing.out_trade_no.as_str().starts_with("taken_"));
+                assert_eq!(existing.amount.get(), 100, "the first order is untouched");
+                duplicates += 1;
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    // Assert
+    assert_eq!((created, duplicates), (40, 20));
+    let stored = db
+        .store
+        .list_orders(&OrderFilter::default(), 1000, None)
+        .await
+        .unwrap();
+    assert_eq!(stored.items.len(), 60, "20 taken + 40 fresh, nothing lost");
+}
+
+fn judged(order_id: &paygate_core::OrderId, body: &str) -> JudgedCallback {
+    JudgedCallback {
+        id: CallbackId::generate(),
+        callback: NewCallback {
+            provider: ProviderKind::Wechat,
+            app: "shop".into(),
+            kind: CallbackKind::Payment,
+            received_at: at(1, 12),
+            body: body.as_bytes().to_vec(),
+            content_type: Some("text/xml".into()),
+        },
+        verdict: CallbackVerdict::Accepted,
+        reason: None,
+        order_id: Some(order_id.clone()),
+    }
+}
+
+async fn a_callback_rides_with_its_transition_only_when_it_wins(db: TestDb) {
+    let order = pending_order(&db.store, "order_0001", 100).await;
+    let pay = |body: &'static str| {
+        db.store.transition_order_for_callback(
+            &order.id,
+            OrderStatus::Pending,
+            OrderEvent::PaymentConfirmed,
+            OrderChanges::default(),
+            None,
+            judged(&order.id, body),
+        )
+    };
+
+    let first = pay("<xml>first</xml>").await.unwrap();
+    let second = pay("<xml>second</xml>").await.unwrap();
+
+    assert!(matches!(first, Transition::Applied(ref o) if o.status == OrderStatus::Paid));
+    assert!(matches!(second, Transition::Lost(ref o) if o.status == OrderStatus::Paid));
+    let stored = db.store.callbacks_for_order(&order.id).await.unwrap();
+    assert_eq!(
+        stored.len(),
+        1,
+        "the losing copy stored nothing: {stored:?}"
+    );
+    assert_eq!(stored[0].body, b"<xml>first</xml>");
+    assert_eq!(stored[0].verdict, CallbackVerdict::Accepted);
+}
