@@ -180,7 +180,7 @@ impl Store {
     /// Revokes a key from `at` on; revoking again keeps the first revocation time.
     pub async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
         let id = id.clone();
-        self.write(move |conn| {
+        self.write_locking(Some(id.to_string()), move |conn| {
             diesel::update(
                 api_keys::table
                     .find(id.as_str())
@@ -203,7 +203,7 @@ impl Store {
     /// Records that a key authenticated a request at `at`.
     pub async fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
         let id = id.clone();
-        self.write(move |conn| {
+        self.write_locking(Some(id.to_string()), move |conn| {
             update_key(conn, &id, |conn| {
                 diesel::update(api_keys::table.find(id.as_str()))
                     .set(api_keys::last_used_at.eq(Some(db_time(at))))

@@ -303,7 +303,7 @@ impl Store {
         order_id: Option<OrderId>,
     ) -> Result<(), StoreError> {
         let id = id.clone();
-        self.write(move |conn| {
+        self.write_locking(Some(id.to_string()), move |conn| {
             let updated = diesel::update(callbacks::table.find(id.as_str()))
                 .set((
                     callbacks::verdict.eq(verdict.as_str()),

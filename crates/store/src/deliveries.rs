@@ -201,7 +201,7 @@ impl Store {
     pub async fn redeliver_event(&self, id: &EventId) -> Result<OutboxEvent, StoreError> {
         let key = id.to_string();
         let updated = self
-            .write(move |conn| {
+            .write_locking(Some(key.clone()), move |conn| {
                 diesel::update(outbox_events::table.find(key))
                     .set((
                         outbox_events::delivered_at.eq(None::<NaiveDateTime>),
@@ -230,7 +230,7 @@ impl Store {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.write(move |conn| {
+        self.write_locking(Some(name.clone()), move |conn| {
             let now = db_now();
             let until = db_time(Utc::now() + ttl);
             let renewed = diesel::update(
@@ -269,7 +269,7 @@ impl Store {
     /// (a clean shutdown).
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.write(move |conn| {
+        self.write_locking(Some(name.clone()), move |conn| {
             let long_ago = db_time(DateTime::<Utc>::UNIX_EPOCH);
             diesel::update(
                 leases::table

@@ -69,7 +69,7 @@ pub struct Store {
     permits: Arc<Semaphore>,
     /// The group-committing write path; `None` for a private in-memory SQLite database, whose
     /// only connection is the pool's.
-    writer: Option<writer::Writer>,
+    writer: Option<writer::Lanes>,
 }
 
 impl std::fmt::Debug for Store {
@@ -95,7 +95,7 @@ impl Store {
             let writer = if target.is_private_memory() {
                 None
             } else {
-                Some(writer::Writer::start(target.clone())?)
+                Some(writer::Lanes::start(&target)?)
             };
             let pool = conn::build_pool(target, pool_size, ACQUIRE_TIMEOUT)?;
             conn::run_migrations(&mut *pool.get()?)?;
@@ -134,8 +134,22 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.write_locking(None, work).await
+    }
+
+    /// [`Store::write`] for work that updates (locks) an existing row: `row` names it (an
+    /// order id, say), so writes to the same row queue in one writer lane (see `writer.rs`).
+    pub(crate) async fn write_locking<T, F>(
+        &self,
+        row: Option<String>,
+        work: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    {
         match &self.writer {
-            Some(writer) => writer.write(work).await,
+            Some(lanes) => lanes.lane(row.as_deref()).write(work).await,
             None => {
                 self.run(move |conn| {
                     use diesel::Connection;

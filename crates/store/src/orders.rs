@@ -332,7 +332,8 @@ impl Store {
                 reason: format!("pay_params do not serialise: {e}"),
             })?;
         let row = OrderRow::from_new(new, pay_params);
-        self.write(move |conn| {
+        let row_key = format!("{}/{}", row.app, row.out_trade_no);
+        self.write_locking(Some(row_key), move |conn| {
             // Its own savepoint: on PostgreSQL a failed statement aborts the transaction it is
             // in, and the duplicate must still be read back in the writer's batch.
             let inserted = conn.transaction(|conn| {
@@ -420,7 +421,7 @@ impl Store {
             id: id.clone(),
             reason: format!("pay_params do not serialise: {e}"),
         })?;
-        self.write(move |conn| {
+        self.write_locking(Some(id.to_string()), move |conn| {
             let pending = OrderStatus::Pending.as_str();
             let changes = OrderChangesRow {
                 provider_trade_no,
@@ -496,7 +497,7 @@ impl Store {
         let next = expected.apply(event)?;
         let id = id.to_string();
         let changes = OrderChangesRow::from(changes);
-        self.write(move |conn| {
+        self.write_locking(Some(id.clone()), move |conn| {
             let won = cas_status(conn, &id, expected, next, &changes)?;
             let current = load_order(conn, &id)?;
             if !won {

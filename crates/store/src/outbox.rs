@@ -199,7 +199,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let id = id.clone();
-        self.write(move |conn| {
+        self.write_locking(Some(id.to_string()), move |conn| {
             let updated = diesel::update(outbox_events::table.find(id.as_str()))
                 .set(outbox_events::delivered_at.eq(Some(db_time(at))))
                 .execute(conn)?;
@@ -216,7 +216,7 @@ impl Store {
         next_attempt_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (id, error) = (id.clone(), error.to_owned());
-        self.write(move |conn| {
+        self.write_locking(Some(id.to_string()), move |conn| {
             let updated = diesel::update(outbox_events::table.find(id.as_str()))
                 .set((
                     outbox_events::attempts.eq(outbox_events::attempts + 1),

@@ -40,7 +40,7 @@ impl Store {
         until: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let id = order.to_string();
-        self.write(move |conn| {
+        self.write_locking(Some(id.to_string()), move |conn| {
             diesel::update(orders::table.find(id))
                 .set(orders::reconcile_after.eq(Some(db_time(until))))
                 .execute(conn)?;

@@ -236,7 +236,7 @@ impl Store {
         if new.amount == Fen::ZERO {
             return Err(StoreError::ZeroRefund);
         }
-        self.write(move |conn| {
+        self.write_locking(Some(new.order_id.to_string()), move |conn| {
             let out_refund_no = new.out_refund_no.to_string();
             if let Some(existing) = find_by_out_refund_no(conn, &out_refund_no)? {
                 return Err(StoreError::DuplicateRefund(Box::new(existing)));
@@ -279,7 +279,7 @@ impl Store {
             succeeded_at: (status == RefundStatus::Succeeded).then(|| db_time(at)),
             updated_at: db_time(at),
         };
-        self.write(move |conn| {
+        self.write_locking(Some(id.to_string()), move |conn| {
             conn.transaction(|conn| {
                 let updated = diesel::update(
                     refunds::table

@@ -10,14 +10,17 @@
 //! before the batch has committed, so an acknowledged write is as durable as before.
 
 use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::R2D2Connection;
 use diesel::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::conn::{DbConnection, Target};
+use crate::conn::{Backend, DbConnection, Target};
 use crate::{ACQUIRE_TIMEOUT, StoreError};
 
 /// The most callers' writes one transaction carries; bounds how long a batch holds the lock.
@@ -44,16 +47,60 @@ struct Ran {
     panicked: bool,
 }
 
-/// The handle callers enqueue writes on; cheap to clone. The thread ends when the last handle
-/// is dropped.
+/// Writer threads on PostgreSQL. One connection's statements run one after another, each a
+/// round trip; several lanes let the server work on more than one batch at a time. SQLite
+/// has one writer, so it gets one lane.
+const POSTGRES_LANES: usize = 4;
+
+/// The writer lanes of one store. A write names the row it will lock (the order, usually), and
+/// all writes naming the same row take the same lane: they queue in memory instead of two
+/// batches waiting on each other's row locks, which could deadlock.
 #[derive(Clone)]
+pub(crate) struct Lanes {
+    lanes: Arc<[Writer]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Lanes {
+    /// Starts the lanes for the target's backend.
+    pub(crate) fn start(target: &Target) -> Result<Lanes, StoreError> {
+        let count = match target.backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => POSTGRES_LANES,
+        };
+        let lanes = (0..count)
+            .map(|_| Writer::start(target.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Lanes {
+            lanes: lanes.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The lane for writes that lock the row `key` names, or the next lane in turn for writes
+    /// that only insert new rows (`None`).
+    pub(crate) fn lane(&self, key: Option<&str>) -> &Writer {
+        let index = match key {
+            Some(key) => {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                key.hash(&mut hasher);
+                hasher.finish() as usize
+            }
+            None => self.next.fetch_add(1, Ordering::Relaxed),
+        };
+        &self.lanes[index % self.lanes.len()]
+    }
+}
+
+/// One lane: the handle callers enqueue writes on. Its thread ends when the last handle is
+/// dropped.
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
 }
 
 impl Writer {
     /// Starts the writer thread; it connects lazily and reconnects after a broken connection.
-    pub(crate) fn start(target: Target) -> Result<Writer, StoreError> {
+    fn start(target: Target) -> Result<Writer, StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("paygate-store-writer".into())
@@ -225,4 +272,45 @@ fn begin(conn: &mut DbConnection) -> diesel::QueryResult<()> {
 /// Answers a job that could not run at all with why.
 fn refuse(job: Job, reason: &str) {
     (job.work)(Err(StoreError::Unavailable(reason.to_owned())));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index_of(lanes: &Lanes, lane: &Writer) -> usize {
+        lanes
+            .lanes
+            .iter()
+            .position(|l| std::ptr::eq(l, lane))
+            .unwrap()
+    }
+
+    #[test]
+    fn writes_to_one_row_share_a_lane_and_inserts_take_turns() {
+        // Lanes connect lazily, so a PostgreSQL target nobody listens on is enough here.
+        let target = Target::parse("postgres://nobody@127.0.0.1:1/none").unwrap();
+        let lanes = Lanes::start(&target).unwrap();
+        assert_eq!(lanes.lanes.len(), POSTGRES_LANES);
+
+        let order = index_of(&lanes, lanes.lane(Some("ord_01")));
+        for _ in 0..10 {
+            assert_eq!(index_of(&lanes, lanes.lane(Some("ord_01"))), order);
+        }
+        let spread: std::collections::HashSet<usize> = (0..POSTGRES_LANES)
+            .map(|_| index_of(&lanes, lanes.lane(None)))
+            .collect();
+        assert_eq!(
+            spread.len(),
+            POSTGRES_LANES,
+            "unkeyed writes use every lane"
+        );
+
+        let sqlite = Target::parse("sqlite::memory:").unwrap();
+        assert_eq!(
+            Lanes::start(&sqlite).unwrap().lanes.len(),
+            1,
+            "SQLite has one writer"
+        );
+    }
 }
