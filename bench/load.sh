@@ -36,9 +36,9 @@ for backend in sqlite postgres; do
   run wechat-mini-embedded "$backend" --mix wechat_mini --concurrency 32 --restarts 0
   run wechat-mini "$backend" --mix wechat_mini --concurrency 32 --restarts 0 --external-sandbox --client-threads 2
   run wechat-notify "$backend" --mix wechat_notify --concurrency 32 --restarts 0 --external-sandbox \
-    --notify-orders "$((seconds * 3000))"
+    --notify-orders "$((seconds * 7000))"
   run alipay-notify "$backend" --mix alipay_notify --concurrency 32 --restarts 0 --external-sandbox \
-    --notify-orders "$((seconds * 2000))"
+    --notify-orders "$((seconds * 7000))"
   run finance-list "$backend" --mix finance_list --concurrency 32 --restarts 0
-  run mixed "$backend" --concurrency 32 --restarts 0 --external-sandbox --notify-orders "$((seconds * 400))"
+  run mixed "$backend" --concurrency 32 --restarts 0 --external-sandbox --notify-orders "$((seconds * 1500))"
 done
