@@ -498,11 +498,9 @@ impl Store {
         let id = id.to_string();
         let changes = OrderChangesRow::from(changes);
         self.write_locking(Some(id.clone()), move |conn| {
-            let won = cas_status(conn, &id, expected, next, &changes)?;
-            let current = load_order(conn, &id)?;
-            if !won {
-                return Ok(Transition::Lost(current));
-            }
+            let Some(current) = cas_status_returning(conn, &id, expected, next, &changes)? else {
+                return Ok(Transition::Lost(load_order(conn, &id)?));
+            };
             if let Some(event) = &outbox {
                 insert_event(conn, event)?;
             }
@@ -567,6 +565,58 @@ pub(crate) fn cas_status(
     ))
     .execute(conn)?;
     Ok(updated == 1)
+}
+
+/// [`cas_status`] that returns the updated order when it won (`UPDATE … RETURNING`), so the
+/// winning path is one statement instead of an update and a read.
+fn cas_status_returning(
+    conn: &mut DbConnection,
+    id: &str,
+    expected: OrderStatus,
+    next: OrderStatus,
+    changes: &OrderChangesRow,
+) -> Result<Option<Order>, StoreError> {
+    diesel::update(
+        orders::table
+            .filter(orders::id.eq(id))
+            .filter(orders::status.eq(expected.as_str())),
+    )
+    .set((
+        orders::status.eq(next.as_str()),
+        orders::updated_at.eq(db_now()),
+        orders::version.eq(orders::version + 1),
+        changes,
+    ))
+    // The columns spelled out in `OrderRow`'s order: `as_returning()` does not reach through
+    // the multi-backend, whose RETURNING is delegated to each backend's own.
+    .returning((
+        orders::id,
+        orders::provider,
+        orders::app,
+        orders::channel,
+        orders::out_trade_no,
+        orders::amount,
+        orders::currency,
+        orders::subject,
+        orders::description,
+        orders::status,
+        orders::provider_trade_no,
+        orders::payer_id,
+        orders::pay_params,
+        orders::refunded_amount,
+        orders::metadata,
+        orders::request_hash,
+        orders::created_at,
+        orders::paid_at,
+        orders::closed_at,
+        orders::expires_at,
+        orders::updated_at,
+        orders::version,
+    ))
+    .get_result::<OrderRow>(conn)
+    .optional()?
+    .map(OrderRow::into_order)
+    .transpose()
 }
 
 impl OrderChangesRow {
