@@ -210,18 +210,14 @@ fn serve(target: &Target, mut queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut conn = match connection.take() {
-            Some(conn) => conn,
-            None => match target.establish() {
-                Ok(conn) => conn,
-                Err(error) => {
-                    let reason = error.to_string();
-                    for job in batch {
-                        refuse(job, &reason);
-                    }
-                    continue;
+        let mut conn = match open_transaction(target, connection.take()) {
+            Ok(conn) => conn,
+            Err(reason) => {
+                for job in batch {
+                    refuse(job, &reason);
                 }
-            },
+                continue;
+            }
         };
         let keep = commit_batch(&mut conn, batch, &mut carried);
         if keep && !conn.is_broken() {
@@ -230,15 +226,24 @@ fn serve(target: &Target, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
-/// Runs one batch in one transaction. Returns whether the connection is still fit to use.
-fn commit_batch(conn: &mut DbConnection, batch: Vec<Job>, carried: &mut VecDeque<Job>) -> bool {
-    if let Err(error) = begin(conn) {
-        let reason = StoreError::from(error).to_string();
-        for job in batch {
-            refuse(job, &reason);
-        }
-        return false;
+/// A connection with the batch's transaction begun. A kept connection that cannot begin (the
+/// server restarted, or ended it while the lane was idle) is replaced once before the batch is
+/// refused: no job has run yet, so nothing is lost by trying again, and a lane does not answer
+/// its first batch after an outage with an error.
+fn open_transaction(target: &Target, kept: Option<DbConnection>) -> Result<DbConnection, String> {
+    if let Some(mut conn) = kept
+        && begin(&mut conn).is_ok()
+    {
+        return Ok(conn);
     }
+    let mut conn = target.establish().map_err(|e| e.to_string())?;
+    begin(&mut conn).map_err(|e| StoreError::from(e).to_string())?;
+    Ok(conn)
+}
+
+/// Runs one batch in the transaction `conn` has open. Returns whether the connection is still
+/// fit to use.
+fn commit_batch(conn: &mut DbConnection, batch: Vec<Job>, carried: &mut VecDeque<Job>) -> bool {
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     let mut jobs = batch.into_iter();
     for job in jobs.by_ref() {

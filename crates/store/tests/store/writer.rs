@@ -13,6 +13,7 @@ use crate::harness::{TestDb, at, new_order, on_both_backends, pending_order};
 on_both_backends!(
     concurrent_writes_fail_one_by_one_and_the_rest_commit,
     a_callback_rides_with_its_transition_only_when_it_wins,
+    the_first_writes_after_the_server_dropped_the_writers_connections_succeed,
 );
 
 async fn concurrent_writes_fail_one_by_one_and_the_rest_commit(db: TestDb) {
@@ -106,4 +107,32 @@ async fn a_callback_rides_with_its_transition_only_when_it_wins(db: TestDb) {
     );
     assert_eq!(stored[0].body, b"<xml>first</xml>");
     assert_eq!(stored[0].verdict, CallbackVerdict::Accepted);
+}
+
+async fn the_first_writes_after_the_server_dropped_the_writers_connections_succeed(db: TestDb) {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    // Every lane writes once, so each holds a connection.
+    for n in 0..8 {
+        pending_order(&db.store, &format!("before_{n}"), 1).await;
+    }
+    if db.store.backend() == paygate_store::Backend::Postgres {
+        // A server restart or an administrator ends every idle connection of the database.
+        let name = db.url.rsplit('/').next().unwrap().to_owned();
+        let mut admin = PgConnection::establish(&db.url).unwrap();
+        diesel::sql_query(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        ))
+        .execute(&mut admin)
+        .unwrap();
+    }
+
+    // Each lane finds its connection dead; none may answer its first write with an error.
+    for n in 0..8 {
+        let inserted = db
+            .store
+            .insert_order(new_order(&format!("after_{n}"), 1))
+            .await;
+        assert!(inserted.is_ok(), "write {n} after the outage: {inserted:?}");
+    }
 }
