@@ -14,7 +14,7 @@ for backend in sqlite postgres; do
     [[ -f "$file" ]] || continue
     jq -r --arg name "$name" '
       def r(x): (x * 10 | round) / 10;
-      "| `\($name)` | \(.total.throughput_per_s | round) | \(r(.total.latency.p50_ms)) | \(r(.total.latency.p90_ms)) | \(r(.total.latency.p99_ms)) | \(r(.total.latency.max_ms)) | \(.total.errors) | \((.gateway.memory.peak_rss_kib / 1024) | round) MiB | \((.gateway.cpu_s * 1e6 / .total.requests) | round) µs | \(.client_cpu_s) s |"
+      "| `\($name)` | \(.total.throughput_per_s | round) | \(r(.total.latency.p50_ms)) | \(r(.total.latency.p90_ms)) | \(r(.total.latency.p99_ms)) | \(r(.total.latency.max_ms)) | \(.total.errors) | \((.gateway.memory.peak_rss_kib / 1024) | round) MiB | \((.gateway.cpu_s * 1e6 / .total.requests) | round) µs | \((.client_cpu_s * 100 | round) / 100) s |"
     ' "$file"
   done
 done
