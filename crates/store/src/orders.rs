@@ -498,7 +498,7 @@ impl Store {
         let id = id.to_string();
         let changes = OrderChangesRow::from(changes);
         self.write_locking(Some(id.clone()), move |conn| {
-            let Some(current) = cas_status_returning(conn, &id, expected, next, &changes)? else {
+            let Some(current) = cas_status(conn, &id, expected, next, &changes)? else {
                 return Ok(Transition::Lost(load_order(conn, &id)?));
             };
             if let Some(event) = &outbox {
@@ -544,32 +544,10 @@ impl Store {
     }
 }
 
-/// `UPDATE orders SET status = next … WHERE id = ? AND status = expected`; true if it won.
+/// `UPDATE orders SET status = next … WHERE id = ? AND status = expected RETURNING …`: the
+/// updated order when it won, `None` when the status had moved on. One statement on the
+/// winning path instead of an update and a read.
 pub(crate) fn cas_status(
-    conn: &mut DbConnection,
-    id: &str,
-    expected: OrderStatus,
-    next: OrderStatus,
-    changes: &OrderChangesRow,
-) -> Result<bool, StoreError> {
-    let updated = diesel::update(
-        orders::table
-            .filter(orders::id.eq(id))
-            .filter(orders::status.eq(expected.as_str())),
-    )
-    .set((
-        orders::status.eq(next.as_str()),
-        orders::updated_at.eq(db_now()),
-        orders::version.eq(orders::version + 1),
-        changes,
-    ))
-    .execute(conn)?;
-    Ok(updated == 1)
-}
-
-/// [`cas_status`] that returns the updated order when it won (`UPDATE … RETURNING`), so the
-/// winning path is one statement instead of an update and a read.
-fn cas_status_returning(
     conn: &mut DbConnection,
     id: &str,
     expected: OrderStatus,

@@ -222,8 +222,10 @@ fn apply_refund_to_order(
     let event = OrderEvent::for_refunded_total(order.refunded_amount, order.amount);
     let next = order.status.apply(event)?;
     // This transaction holds the order's row lock, so the compare-and-set cannot lose.
-    cas_status(conn, order_id, order.status, next, &OrderChangesRow::none())?;
-    load_order(conn, order_id)
+    match cas_status(conn, order_id, order.status, next, &OrderChangesRow::none())? {
+        Some(updated) => Ok(updated),
+        None => load_order(conn, order_id),
+    }
 }
 
 impl Store {
