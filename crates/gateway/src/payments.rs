@@ -106,18 +106,9 @@ async fn transition_to_paid(
     };
     let event_row = crate::events::order_event(EventKind::OrderPaid, order);
     let (id, status, outbox) = (&order.id, order.status, Some(event_row));
-    match callback {
-        Some(callback) => {
-            store
-                .transition_order_for_callback(id, status, event, changes, outbox, callback)
-                .await
-        }
-        None => {
-            store
-                .transition_order(id, status, event, changes, outbox)
-                .await
-        }
-    }
+    store
+        .transition_order_for_callback(id, status, event, changes, outbox, callback)
+        .await
 }
 
 async fn record_late_payment(

@@ -22,7 +22,8 @@ text_enum!(
 text_enum!(
     /// What paygate made of a callback.
     CallbackVerdict {
-        /// Stored, not judged yet (or the process died while judging it).
+        /// Stored before it was judged: rows written before callbacks were stored together
+        /// with their verdict. Nothing writes it any more; it is kept so those rows still read.
         Received => "received",
         /// Verified and applied.
         Accepted => "accepted",
@@ -59,7 +60,7 @@ text_enum!(
     }
 );
 
-/// A raw callback to record before anything is parsed.
+/// A raw callback as it arrived, before anything is parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCallback {
     /// The provider of the endpoint it reached.
@@ -228,35 +229,31 @@ impl AnomalyRow {
     }
 }
 
-impl CallbackRow {
-    fn new(id: &CallbackId, new: NewCallback) -> CallbackRow {
-        CallbackRow {
-            id: id.to_string(),
-            provider: new.provider.as_str().to_owned(),
-            app: new.app,
-            kind: new.kind.as_str().to_owned(),
-            received_at: db_time(new.received_at),
-            body: new.body,
-            content_type: new.content_type,
-            verdict: CallbackVerdict::Received.as_str().to_owned(),
-            reason: None,
-            order_id: None,
-        }
-    }
-}
-
 impl From<JudgedCallback> for CallbackRow {
     fn from(judged: JudgedCallback) -> CallbackRow {
+        let JudgedCallback {
+            id,
+            callback,
+            verdict,
+            reason,
+            order_id,
+        } = judged;
         CallbackRow {
-            verdict: judged.verdict.as_str().to_owned(),
-            reason: judged.reason,
-            order_id: judged.order_id.map(|o| o.to_string()),
-            ..CallbackRow::new(&judged.id, judged.callback)
+            id: id.to_string(),
+            provider: callback.provider.as_str().to_owned(),
+            app: callback.app,
+            kind: callback.kind.as_str().to_owned(),
+            received_at: db_time(callback.received_at),
+            body: callback.body,
+            content_type: callback.content_type,
+            verdict: verdict.as_str().to_owned(),
+            reason,
+            order_id: order_id.map(|o| o.to_string()),
         }
     }
 }
 
-/// Inserts a callback row; shared by the plain and the transition-bound paths.
+/// Inserts a callback row; shared by the standalone and the transition-bound paths.
 pub(crate) fn insert_callback(
     conn: &mut crate::DbConnection,
     row: &CallbackRow,
@@ -274,15 +271,6 @@ fn parse_order_id(text: Option<&str>) -> Result<Option<OrderId>, String> {
 }
 
 impl Store {
-    /// Stores a raw callback with verdict `received`, before any parsing, so even a callback
-    /// that crashes the parser is on record.
-    pub async fn record_callback(&self, new: NewCallback) -> Result<CallbackId, StoreError> {
-        let id = CallbackId::generate();
-        let row = CallbackRow::new(&id, new);
-        self.write(move |conn| insert_callback(conn, &row).map(|()| id))
-            .await
-    }
-
     /// Stores a callback together with its verdict, in one write.
     pub async fn record_judged_callback(
         &self,
@@ -292,34 +280,6 @@ impl Store {
         let row = CallbackRow::from(judged);
         self.write(move |conn| insert_callback(conn, &row).map(|()| id))
             .await
-    }
-
-    /// Records what paygate made of a callback, and the order it matched.
-    pub async fn set_callback_verdict(
-        &self,
-        id: &CallbackId,
-        verdict: CallbackVerdict,
-        reason: Option<String>,
-        order_id: Option<OrderId>,
-    ) -> Result<(), StoreError> {
-        let id = id.clone();
-        self.write_locking(Some(id.to_string()), move |conn| {
-            let updated = diesel::update(callbacks::table.find(id.as_str()))
-                .set((
-                    callbacks::verdict.eq(verdict.as_str()),
-                    callbacks::reason.eq(reason),
-                    callbacks::order_id.eq(order_id.map(|o| o.to_string())),
-                ))
-                .execute(conn)?;
-            if updated == 0 {
-                return Err(StoreError::NotFound {
-                    entity: "callback",
-                    key: id.to_string(),
-                });
-            }
-            Ok(())
-        })
-        .await
     }
 
     /// Every callback matched to an order, oldest first.

@@ -464,7 +464,7 @@ impl Store {
         changes: OrderChanges,
         outbox: Option<NewOutboxEvent>,
     ) -> Result<Transition, StoreError> {
-        self.transition(id, expected, event, changes, outbox, None)
+        self.transition_order_for_callback(id, expected, event, changes, outbox, None)
             .await
     }
 
@@ -479,21 +479,9 @@ impl Store {
         event: OrderEvent,
         changes: OrderChanges,
         outbox: Option<NewOutboxEvent>,
-        callback: JudgedCallback,
+        callback: Option<JudgedCallback>,
     ) -> Result<Transition, StoreError> {
-        self.transition(id, expected, event, changes, outbox, Some(callback.into()))
-            .await
-    }
-
-    async fn transition(
-        &self,
-        id: &OrderId,
-        expected: OrderStatus,
-        event: OrderEvent,
-        changes: OrderChanges,
-        outbox: Option<NewOutboxEvent>,
-        callback: Option<CallbackRow>,
-    ) -> Result<Transition, StoreError> {
+        let callback = callback.map(CallbackRow::from);
         let next = expected.apply(event)?;
         let id = id.to_string();
         let changes = OrderChangesRow::from(changes);

@@ -52,8 +52,8 @@ const JOB_SAVEPOINT: &str = "paygate_job";
 
 /// Runs one job in its own savepoint; on error the job's work is rolled back and the batch
 /// goes on. On PostgreSQL a successful job's savepoint is left open rather than released: it
-/// ends with the batch's commit anyway, and a `RELEASE` is one more round trip per write
-/// (+12 % notifies/s measured). SQLite releases it: the call is in-process, and every savepoint
+/// ends with the batch's commit anyway, and a `RELEASE` is one more round trip per write (this
+/// and `UPDATE … RETURNING` together: +12 % notifies/s measured). SQLite releases it: the call is in-process, and every savepoint
 /// left open makes SQLite journal each page a later job touches once more (−25 % measured).
 fn in_savepoint<T>(
     conn: &mut DbConnection,
@@ -140,40 +140,7 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (answer, answered) = oneshot::channel::<Result<T, StoreError>>();
-        let job = Job {
-            work: Box::new(move |connection| {
-                let conn = match connection {
-                    Ok(conn) => conn,
-                    Err(error) => {
-                        let _ = answer.send(Err(error));
-                        return Ran {
-                            reply: Box::new(|_| {}),
-                            panicked: false,
-                        };
-                    }
-                };
-                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| in_savepoint(conn, work)));
-                match ran {
-                    Ok(result) => Ran {
-                        reply: Box::new(move |committed| {
-                            // A caller that gave up (dropped its future) needs no answer.
-                            let _ = answer.send(committed.and(result));
-                        }),
-                        panicked: false,
-                    },
-                    Err(payload) => {
-                        let message = crate::panic_message(payload.as_ref());
-                        Ran {
-                            reply: Box::new(move |_| {
-                                let _ = answer.send(Err(StoreError::TaskPanicked(message)));
-                            }),
-                            panicked: true,
-                        }
-                    }
-                }
-            }),
-        };
+        let (job, answered) = job(work);
         tokio::time::timeout(ACQUIRE_TIMEOUT, self.jobs.send(job))
             .await
             .map_err(|_| StoreError::Unavailable("timed out waiting for the writer".into()))?
@@ -182,6 +149,49 @@ impl Writer {
             .await
             .map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
     }
+}
+
+/// Wraps a caller's work as a job, and the receiver its answer arrives on.
+fn job<T, F>(work: F) -> (Job, oneshot::Receiver<Result<T, StoreError>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+{
+    let (answer, answered) = oneshot::channel::<Result<T, StoreError>>();
+    let job = Job {
+        work: Box::new(move |connection| {
+            let conn = match connection {
+                Ok(conn) => conn,
+                Err(error) => {
+                    let _ = answer.send(Err(error));
+                    return Ran {
+                        reply: Box::new(|_| {}),
+                        panicked: false,
+                    };
+                }
+            };
+            let ran = std::panic::catch_unwind(AssertUnwindSafe(|| in_savepoint(conn, work)));
+            match ran {
+                Ok(result) => Ran {
+                    reply: Box::new(move |committed| {
+                        // A caller that gave up (dropped its future) needs no answer.
+                        let _ = answer.send(committed.and(result));
+                    }),
+                    panicked: false,
+                },
+                Err(payload) => {
+                    let message = crate::panic_message(payload.as_ref());
+                    Ran {
+                        reply: Box::new(move |_| {
+                            let _ = answer.send(Err(StoreError::TaskPanicked(message)));
+                        }),
+                        panicked: true,
+                    }
+                }
+            }
+        }),
+    };
+    (job, answered)
 }
 
 /// The writer thread: take what has queued, commit it as one batch, repeat until every handle
@@ -226,15 +236,21 @@ fn serve(target: &Target, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
-/// A connection with the batch's transaction begun. A kept connection that cannot begin (the
-/// server restarted, or ended it while the lane was idle) is replaced once before the batch is
-/// refused: no job has run yet, so nothing is lost by trying again, and a lane does not answer
-/// its first batch after an outage with an error.
+/// A connection with the batch's transaction begun. A kept PostgreSQL connection that cannot
+/// begin (the server restarted, or ended it while the lane was idle) is replaced once before
+/// the batch is refused: no job has run yet, so nothing is lost by trying again, and a lane
+/// does not answer its first batch after an outage with an error. A SQLite connection cannot
+/// be ended from outside; its `BEGIN IMMEDIATE` fails only after the busy timeout, and a second
+/// connection would wait that long again.
 fn open_transaction(target: &Target, kept: Option<DbConnection>) -> Result<DbConnection, String> {
-    if let Some(mut conn) = kept
-        && begin(&mut conn).is_ok()
-    {
-        return Ok(conn);
+    if let Some(mut conn) = kept {
+        match begin(&mut conn) {
+            Ok(()) => return Ok(conn),
+            Err(error) if matches!(conn, DbConnection::Sqlite(_)) => {
+                return Err(StoreError::from(error).to_string());
+            }
+            Err(_) => {}
+        }
     }
     let mut conn = target.establish().map_err(|e| e.to_string())?;
     begin(&mut conn).map_err(|e| StoreError::from(e).to_string())?;
@@ -313,6 +329,66 @@ mod tests {
             .iter()
             .position(|l| std::ptr::eq(l, lane))
             .unwrap()
+    }
+
+    /// A job that inserts a lease named `name`, and the receiver of its answer.
+    fn insert_lease(name: &'static str) -> (Job, oneshot::Receiver<Result<usize, StoreError>>) {
+        job(move |conn| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query(
+                "INSERT INTO leases (name, holder, expires_at) VALUES (?, 'h', '2026-01-01 00:00:00')",
+            )
+            .bind::<diesel::sql_types::Text, _>(name)
+            .execute(conn)
+            .map_err(StoreError::from)
+        })
+    }
+
+    #[test]
+    fn a_panic_rolls_its_batch_back_and_the_jobs_behind_it_run_in_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let target = Target::parse(path.to_str().unwrap()).unwrap();
+        crate::conn::run_migrations(&mut target.establish().unwrap()).unwrap();
+        let (before, before_answer) = insert_lease("before");
+        let (panicking, panic_answer) =
+            job(|_| -> Result<(), StoreError> { panic!("boom in a write") });
+        let (after, after_answer) = insert_lease("after");
+
+        let mut carried = VecDeque::new();
+        let mut conn = open_transaction(&target, None).unwrap();
+        let keep = commit_batch(&mut conn, vec![before, panicking, after], &mut carried);
+
+        assert!(!keep, "a panicked connection is replaced");
+        assert!(matches!(
+            before_answer.blocking_recv().unwrap(),
+            Err(StoreError::Unavailable(reason)) if reason.contains("rolled back")
+        ));
+        assert!(matches!(
+            panic_answer.blocking_recv().unwrap(),
+            Err(StoreError::TaskPanicked(message)) if message == "boom in a write"
+        ));
+        assert_eq!(carried.len(), 1, "the job behind the panic has not run yet");
+
+        let mut conn = open_transaction(&target, None).unwrap();
+        assert!(commit_batch(
+            &mut conn,
+            carried.drain(..).collect(),
+            &mut carried
+        ));
+        assert_eq!(after_answer.blocking_recv().unwrap().unwrap(), 1);
+        let names: Vec<String> = {
+            use diesel::{QueryDsl, RunQueryDsl};
+            crate::schema::leases::table
+                .select(crate::schema::leases::name)
+                .load(&mut conn)
+                .unwrap()
+        };
+        assert_eq!(
+            names,
+            vec!["after".to_owned()],
+            "the rolled-back write left nothing"
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 use chrono::Duration;
 use paygate_core::ProviderKind;
 use paygate_store::{
-    AnomalyKind, ApiKeyRole, CallbackKind, CallbackVerdict, EventKind, NewAnomaly, NewApiKey,
-    NewCallback, NewOutboxEvent, StoreError, hash_api_key_secret,
+    AnomalyKind, ApiKeyRole, CallbackId, CallbackKind, CallbackVerdict, EventKind, JudgedCallback,
+    NewAnomaly, NewApiKey, NewCallback, NewOutboxEvent, StoreError, hash_api_key_secret,
 };
 
 use crate::harness::{TestDb, app, at, on_both_backends, pending_order};
@@ -18,25 +18,23 @@ async fn a_callback_body_is_kept_byte_for_byte_with_its_verdict(db: TestDb) {
     let order = pending_order(&db.store, "order_0001", 100).await;
     // Not UTF-8, with a NUL and a CR: a text column would mangle some of these.
     let body: Vec<u8> = b"<xml>\r\n<a>\xff\xfe\x00</a></xml>".to_vec();
-    let id = db
-        .store
-        .record_callback(NewCallback {
+    let judged = |order_id: paygate_core::OrderId| JudgedCallback {
+        id: CallbackId::generate(),
+        callback: NewCallback {
             provider: ProviderKind::Wechat,
             app: "shop".into(),
             kind: CallbackKind::Payment,
             received_at: at(1, 11),
             body: body.clone(),
             content_type: Some("text/xml".into()),
-        })
-        .await
-        .unwrap();
-    db.store
-        .set_callback_verdict(
-            &id,
-            CallbackVerdict::BadSignature,
-            Some("sign does not verify".into()),
-            Some(order.id.clone()),
-        )
+        },
+        verdict: CallbackVerdict::BadSignature,
+        reason: Some("sign does not verify".into()),
+        order_id: Some(order_id),
+    };
+    let id = db
+        .store
+        .record_judged_callback(judged(order.id.clone()))
         .await
         .unwrap();
 
@@ -54,28 +52,12 @@ async fn a_callback_body_is_kept_byte_for_byte_with_its_verdict(db: TestDb) {
     // Foreign keys are enforced on both backends (SQLite needs a pragma for that).
     let ghost_order = db
         .store
-        .set_callback_verdict(
-            &id,
-            CallbackVerdict::Accepted,
-            None,
-            Some(paygate_core::OrderId::generate()),
-        )
+        .record_judged_callback(judged(paygate_core::OrderId::generate()))
         .await;
     assert!(
         matches!(ghost_order, Err(StoreError::Query(_))),
         "{ghost_order:?}"
     );
-    let err = db
-        .store
-        .set_callback_verdict(
-            &paygate_store::CallbackId::generate(),
-            CallbackVerdict::Accepted,
-            None,
-            None,
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
 }
 
 async fn anomalies_page_newest_first(db: TestDb) {

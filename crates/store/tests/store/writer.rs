@@ -90,7 +90,7 @@ async fn a_callback_rides_with_its_transition_only_when_it_wins(db: TestDb) {
             OrderEvent::PaymentConfirmed,
             OrderChanges::default(),
             None,
-            judged(&order.id, body),
+            Some(judged(&order.id, body)),
         )
     };
 
