@@ -66,14 +66,6 @@ async fn health_endpoints_need_no_key() {
             .unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(metrics.contains("paygate_http_requests_total"), "{metrics}");
 }

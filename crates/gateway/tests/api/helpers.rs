@@ -296,6 +296,18 @@ impl TestApp {
             .expect("notify")
     }
 
+    /// The `/metrics` page.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// The callbacks audit trail of an order (finance).
     pub async fn callbacks(&self, order_id: &str) -> Vec<Value> {
         let response = self

@@ -10,6 +10,7 @@ mod config;
 mod crash;
 mod helpers;
 mod latency;
+mod metrics;
 mod notify;
 mod openapi;
 mod orders;
