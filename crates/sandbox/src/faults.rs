@@ -49,6 +49,13 @@ pub enum FaultKind {
     /// The API answers a signed business failure saying "try again": WeChat `SYSTEMERROR`,
     /// Alipay code `20000` (`isp.unknow-error`).
     SystemError,
+    /// The API answers HTTP 200 with an empty body (a proxy that swallowed the answer).
+    EmptyBody,
+    /// The API answers HTTP 200 with only the first half of its signed answer (a truncating
+    /// proxy or a connection cut mid-body).
+    TruncatedBody,
+    /// The API answers HTTP 200 with its whole answer but a signature that does not verify.
+    BadAnswerSignature,
 }
 
 impl FaultKind {
@@ -56,7 +63,12 @@ impl FaultKind {
     pub fn is_notify_fault(&self) -> bool {
         !matches!(
             self,
-            FaultKind::HttpStatus { .. } | FaultKind::Timeout { .. } | FaultKind::SystemError
+            FaultKind::HttpStatus { .. }
+                | FaultKind::Timeout { .. }
+                | FaultKind::SystemError
+                | FaultKind::EmptyBody
+                | FaultKind::TruncatedBody
+                | FaultKind::BadAnswerSignature
         )
     }
 }
@@ -105,8 +117,10 @@ impl FaultTimes {
 }
 
 /// One fault rule, as posted to `POST /sandbox/faults`, e.g.
-/// `{"fault":"drop_notify","provider":"wechat","out_trade_no":"T1","times":"always"}` or
-/// `{"fault":"http_status","status":503,"api":"/pay/unifiedorder"}`.
+/// `{"fault":"drop_notify","provider":"wechat","out_trade_no":"T1","times":"always"}`,
+/// `{"fault":"http_status","status":503,"api":"/pay/unifiedorder"}` or, for a refund the
+/// provider carries out but whose answer is unusable,
+/// `{"fault":"empty_body","api":"alipay.trade.refund","processed":true}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
     /// What goes wrong.
@@ -321,6 +335,23 @@ mod tests {
                 .filter(|_| !book.take_notify_faults(ProviderKind::Alipay, "T").is_empty())
                 .count();
             proptest::prop_assert_eq!(fired as u32, count.min(calls));
+        }
+    }
+
+    #[test]
+    fn unusable_answer_faults_read_from_json_and_bend_api_calls_only() {
+        for (name, kind) in [
+            ("empty_body", FaultKind::EmptyBody),
+            ("truncated_body", FaultKind::TruncatedBody),
+            ("bad_answer_signature", FaultKind::BadAnswerSignature),
+        ] {
+            let fault: Fault = serde_json::from_str(&format!(
+                r#"{{"fault":"{name}","api":"/secapi/pay/refund","processed":true}}"#
+            ))
+            .unwrap();
+            assert_eq!(fault.kind, kind);
+            assert!(fault.processed);
+            assert!(!kind.is_notify_fault(), "{name} is an API fault");
         }
     }
 

@@ -10,7 +10,7 @@ use paygate_core::{Fen, ProviderKind};
 use serde_json::{Map, Value, json};
 
 use crate::faults::FaultKind;
-use crate::routes::{html_escape, status_only};
+use crate::routes::{corrupted_signature, empty_ok, html_escape, status_only, truncated};
 use crate::state::{SandboxState, china_time, digits};
 use crate::trades::{AlipayTrade, RefundRefusal, Trade, TradeDetail, TradeStatus};
 use paygate_alipay::form::decode_unique_form;
@@ -53,14 +53,55 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
+/// The content type of every gateway answer.
+const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+
 fn json_response(body: String) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("application/json; charset=utf-8")
+        .content_type(JSON_CONTENT_TYPE)
         .body(body)
+}
+
+/// Alipay's "unknown error, try again" (code `20000`).
+fn unknown_error() -> Map<String, Value> {
+    object(json!({
+        "code": "20000",
+        "msg": "Service Currently Unavailable",
+        "sub_code": "isp.unknow-error",
+        "sub_msg": "系统繁忙",
+    }))
+}
+
+/// A signed answer whose `sign` no longer matches its content (unsigned answers unchanged);
+/// the content text stays byte for byte what was signed.
+fn with_corrupted_signature(body: &str) -> String {
+    const SIGN: &str = "\"sign\":\"";
+    match body
+        .rfind(SIGN)
+        .and_then(|at| body.split_at_checked(at + SIGN.len()))
+    {
+        Some((head, sign_and_tail)) => format!("{head}{}", corrupted_signature(sign_and_tail)),
+        None => body.to_owned(),
+    }
 }
 
 /// Wraps and signs a reply as `{"<method>_response":{…},"sign":"…"}`.
 fn respond(state: &SandboxState, method: &str, reply: AlipayReply) -> HttpResponse {
+    match reply_body(state, method, reply) {
+        Ok(body) => json_response(body),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot sign Alipay response");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+/// The answer's JSON text: wrapped, and signed unless it is a gateway-level error.
+fn reply_body(
+    state: &SandboxState,
+    method: &str,
+    reply: AlipayReply,
+) -> Result<String, paygate_alipay::AlipayError> {
     let (content, signer) = match reply {
         AlipayReply::Success(fields) => {
             let mut content = object(json!({"code": "10000", "msg": "Success"}));
@@ -90,13 +131,7 @@ fn respond(state: &SandboxState, method: &str, reply: AlipayReply) -> HttpRespon
         }
     };
     let response_method = if method.is_empty() { "error" } else { method };
-    match envelope(response_method, &content, signer) {
-        Ok(body) => json_response(body),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot sign Alipay response");
-            HttpResponse::InternalServerError().finish()
-        }
-    }
+    envelope(response_method, &content, signer)
 }
 
 fn param<'a>(params: &'a AlipayParams, name: &str) -> Option<&'a str> {
@@ -508,6 +543,15 @@ async fn gateway(
     {
         // With `processed` the provider does the work and only the answer goes wrong.
         let done = fault.processed.then(|| dispatch(&state, &method, &params));
+        let busy = match envelope(&method, &unknown_error(), Some(&state.keys.platform_signer)) {
+            Ok(body) => body,
+            Err(_) => return HttpResponse::InternalServerError().finish(),
+        };
+        // The answer an unusable-answer fault bends: the real one when processed.
+        let real_or_busy = |done: Option<AlipayReply>| match done {
+            Some(reply) => reply_body(&state, &method, reply).unwrap_or_default(),
+            None => busy.clone(),
+        };
         match fault.kind {
             FaultKind::HttpStatus { status } => return status_only(status),
             FaultKind::Timeout { millis } => {
@@ -516,18 +560,16 @@ async fn gateway(
                     return respond(&state, &method, reply);
                 }
             }
+            FaultKind::EmptyBody => return empty_ok(JSON_CONTENT_TYPE),
+            FaultKind::TruncatedBody => {
+                return truncated(JSON_CONTENT_TYPE, &real_or_busy(done));
+            }
+            FaultKind::BadAnswerSignature => {
+                return json_response(with_corrupted_signature(&real_or_busy(done)));
+            }
             _ => {}
         }
-        let content = object(json!({
-            "code": "20000",
-            "msg": "Service Currently Unavailable",
-            "sub_code": "isp.unknow-error",
-            "sub_msg": "系统繁忙",
-        }));
-        return match envelope(&method, &content, Some(&state.keys.platform_signer)) {
-            Ok(body) => json_response(body),
-            Err(_) => HttpResponse::InternalServerError().finish(),
-        };
+        return json_response(busy);
     }
     let reply = dispatch(&state, &method, &params);
     respond(&state, &method, reply)

@@ -32,6 +32,27 @@ pub(crate) fn status_only(status: u16) -> HttpResponse {
     .finish()
 }
 
+/// An HTTP 200 answer with no body at all (the `empty_body` fault).
+pub(crate) fn empty_ok(content_type: &str) -> HttpResponse {
+    HttpResponse::Ok().content_type(content_type).finish()
+}
+
+/// An HTTP 200 answer carrying only the first half of `body` (the `truncated_body` fault), as
+/// a proxy that lost the rest of the connection would pass it on.
+pub(crate) fn truncated(content_type: &str, body: &str) -> HttpResponse {
+    let mut bytes = body.as_bytes().to_vec();
+    bytes.truncate(bytes.len() / 2);
+    HttpResponse::Ok().content_type(content_type).body(bytes)
+}
+
+/// `sign` with its first character changed (the `bad_answer_signature` fault): still
+/// well-formed hex or base64, so the answer parses, but it never verifies.
+pub(crate) fn corrupted_signature(sign: &str) -> String {
+    let replacement = if sign.starts_with('A') { "B" } else { "A" };
+    let rest = sign.get(1..).unwrap_or_default();
+    format!("{replacement}{rest}")
+}
+
 /// What `POST /sandbox/pay` accepts: a trade by provider and number, an Alipay orderString
 /// (the app-pay flow, verified and created first), or a WeChat prepay_id.
 #[derive(Debug, Deserialize)]

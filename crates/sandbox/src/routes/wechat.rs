@@ -9,6 +9,7 @@ use paygate_core::{Fen, ProviderKind};
 use serde::Deserialize;
 
 use crate::faults::FaultKind;
+use crate::routes;
 use crate::state::{SandboxState, digits, nonce};
 use crate::trades::{Refund, RefundRefusal, Trade, TradeDetail, TradeStatus, WechatTrade};
 use paygate_wechat::sign::{self, ApiKey, Params as WechatParams, SignType};
@@ -32,11 +33,12 @@ fn fail(code: &'static str, description: impl Into<String>) -> WechatReply {
     }
 }
 
+/// The content type of every WeChat pay API answer.
+const XML_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
+
 fn xml_response(params: &WechatParams) -> HttpResponse {
     match xml::write(params) {
-        Ok(body) => HttpResponse::Ok()
-            .content_type("text/xml; charset=utf-8")
-            .body(body),
+        Ok(body) => HttpResponse::Ok().content_type(XML_CONTENT_TYPE).body(body),
         Err(e) => {
             tracing::error!(error = %e, "cannot write WeChat XML");
             HttpResponse::InternalServerError().finish()
@@ -97,13 +99,30 @@ async fn run(
         let done = fault
             .processed
             .then(|| authenticated(&state, &request, sign_type, operation));
+        // The answer an unusable-answer fault bends: the real one when processed.
+        let real_or_busy = |done: Option<WechatReply>| {
+            let reply = done.unwrap_or_else(|| fail("SYSTEMERROR", "系统超时"));
+            signed_params(&state, sign_type, reply, appid.clone())
+        };
         match fault.kind {
-            FaultKind::HttpStatus { status } => return crate::routes::status_only(status),
+            FaultKind::HttpStatus { status } => return routes::status_only(status),
             FaultKind::Timeout { millis } => {
                 tokio::time::sleep(Duration::from_millis(millis)).await;
                 if let Some(reply) = done {
                     return signed(&state, sign_type, reply, appid);
                 }
+            }
+            FaultKind::EmptyBody => return routes::empty_ok(XML_CONTENT_TYPE),
+            FaultKind::TruncatedBody => {
+                let body = xml::write(&real_or_busy(done)).unwrap_or_default();
+                return routes::truncated(XML_CONTENT_TYPE, &body);
+            }
+            FaultKind::BadAnswerSignature => {
+                let mut params = real_or_busy(done);
+                if let Some(sign) = params.get_mut("sign") {
+                    *sign = routes::corrupted_signature(sign);
+                }
+                return xml_response(&params);
             }
             _ => {}
         }
@@ -148,6 +167,16 @@ fn signed(
     reply: WechatReply,
     appid: String,
 ) -> HttpResponse {
+    xml_response(&signed_params(state, sign_type, reply, appid))
+}
+
+/// The answer's fields with the common ones added, signed with the request's algorithm.
+fn signed_params(
+    state: &SandboxState,
+    sign_type: SignType,
+    reply: WechatReply,
+    appid: String,
+) -> WechatParams {
     let keys = &state.keys.keys;
     let mut params = fields([
         ("return_code", "SUCCESS".to_owned()),
@@ -168,7 +197,7 @@ fn signed(
         }
     }
     sign::sign_in_place(&mut params, &state.keys.wechat_api_key, sign_type);
-    xml_response(&params)
+    params
 }
 
 const REQUIRED_UNIFIEDORDER: [&str; 7] = [

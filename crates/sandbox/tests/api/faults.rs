@@ -408,3 +408,196 @@ async fn alipay_wrong_amount_and_app_id_notifies_verify_and_a_5xx_create_leaves_
             .is_ok()
     );
 }
+
+/// The unusable answers a provider can give after doing the work, and the processed 5xx.
+fn processed_unusable_faults() -> [FaultKind; 4] {
+    [
+        FaultKind::EmptyBody,
+        FaultKind::TruncatedBody,
+        FaultKind::BadAnswerSignature,
+        FaultKind::HttpStatus { status: 502 },
+    ]
+}
+
+/// Asserts the sandbox recorded the `index`-th 10-fen refund of `no` although `kind` fired.
+fn assert_refund_carried_out(
+    sandbox: &RunningSandbox,
+    provider: ProviderKind,
+    no: &str,
+    out_refund_no: &str,
+    index: usize,
+    kind: &FaultKind,
+) {
+    let trade = sandbox.trade(provider, no).unwrap();
+    assert_eq!(
+        trade.refunds.last().map(|r| r.out_refund_no.as_str()),
+        Some(out_refund_no),
+        "{kind:?}: the refund was carried out"
+    );
+    assert_eq!(trade.refunded().get(), 10 * (index as i64 + 1));
+}
+
+/// Asserts no fault rule is left, so each one matched and fired.
+async fn assert_every_fault_fired(sandbox: &RunningSandbox) {
+    let left: serde_json::Value = get_json(format!("{}/sandbox/faults", sandbox.base_url())).await;
+    assert_eq!(left, serde_json::json!([]), "every fault fired");
+}
+
+#[tokio::test]
+async fn wechat_refunds_and_closes_are_carried_out_behind_an_unusable_answer() {
+    let sandbox = spawn_sandbox().await;
+    let merchant = WechatMerchant::of(&sandbox);
+    let no = trade_no("WXUNUSABLE");
+    merchant
+        .jsapi_order(&no, "100", "http://127.0.0.1:9/n", SignType::Md5)
+        .await;
+    sandbox.pay(ProviderKind::Wechat, &no).unwrap();
+
+    for (index, kind) in processed_unusable_faults().into_iter().enumerate() {
+        sandbox.add_fault(
+            Fault::once(kind.clone())
+                .for_api("/secapi/pay/refund")
+                .for_trade(&no)
+                .after_processing(),
+        );
+        let out_refund_no = format!("{no}R{index}");
+        let answer = merchant
+            .call_raw(
+                "/secapi/pay/refund",
+                &[
+                    ("out_trade_no", &no),
+                    ("out_refund_no", &out_refund_no),
+                    ("total_fee", "100"),
+                    ("refund_fee", "10"),
+                ],
+                SignType::Md5,
+            )
+            .await
+            .unwrap();
+        let fields = paygate_wechat::xml::parse(answer.as_bytes());
+        match kind {
+            FaultKind::EmptyBody | FaultKind::HttpStatus { .. } => {
+                assert_eq!(answer, "", "{kind:?}")
+            }
+            FaultKind::TruncatedBody => assert!(fields.is_err(), "{kind:?}: {answer}"),
+            _ => {
+                let fields = fields.unwrap();
+                assert_eq!(fields["result_code"], "SUCCESS", "the real answer");
+                assert!(
+                    paygate_wechat::sign::verify_received(&fields, &merchant.key, SignType::Md5)
+                        .is_none(),
+                    "but its signature does not verify"
+                );
+            }
+        }
+        assert_refund_carried_out(
+            &sandbox,
+            ProviderKind::Wechat,
+            &no,
+            &out_refund_no,
+            index,
+            &kind,
+        );
+    }
+    assert_every_fault_fired(&sandbox).await;
+
+    let unpaid = trade_no("WXUNUSABLECLOSE");
+    merchant
+        .jsapi_order(&unpaid, "100", "http://127.0.0.1:9/n", SignType::Md5)
+        .await;
+    sandbox.add_fault(
+        Fault::once(FaultKind::EmptyBody)
+            .for_api("/pay/closeorder")
+            .after_processing(),
+    );
+    let answer = merchant
+        .call_raw(
+            "/pay/closeorder",
+            &[("out_trade_no", &unpaid)],
+            SignType::Md5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer, "");
+    assert_eq!(
+        sandbox.trade(ProviderKind::Wechat, &unpaid).unwrap().status,
+        paygate_sandbox::TradeStatus::Closed,
+        "the close was carried out"
+    );
+}
+
+#[tokio::test]
+async fn alipay_refunds_and_closes_are_carried_out_behind_an_unusable_answer() {
+    let sandbox = spawn_sandbox().await;
+    let merchant = alipay_merchant(&sandbox);
+    let no = trade_no("APUNUSABLE");
+    merchant
+        .create_payment(&alipay_create(
+            Channel::Precreate,
+            &no,
+            100,
+            "http://127.0.0.1:9/n",
+        ))
+        .await
+        .unwrap();
+    sandbox.pay(ProviderKind::Alipay, &no).unwrap();
+
+    for (index, kind) in processed_unusable_faults().into_iter().enumerate() {
+        sandbox.add_fault(
+            Fault::once(kind.clone())
+                .for_api("alipay.trade.refund")
+                .for_trade(&no)
+                .after_processing(),
+        );
+        let out_refund_no = format!("{no}R{index}");
+        let answer = merchant
+            .refund(&paygate_core::RefundRequest {
+                out_trade_no: OutTradeNo::parse(&no).unwrap(),
+                provider_trade_no: None,
+                out_refund_no: paygate_core::OutRefundNo::parse(&out_refund_no).unwrap(),
+                refund_amount: paygate_core::Fen::new(10).unwrap(),
+                order_amount: paygate_core::Fen::new(100).unwrap(),
+                reason: None,
+                notify_url: None,
+            })
+            .await;
+        assert!(
+            answer.is_err(),
+            "{kind:?}: the client cannot use the answer"
+        );
+        assert_refund_carried_out(
+            &sandbox,
+            ProviderKind::Alipay,
+            &no,
+            &out_refund_no,
+            index,
+            &kind,
+        );
+    }
+    assert_every_fault_fired(&sandbox).await;
+
+    let unpaid = trade_no("APUNUSABLECLOSE");
+    merchant
+        .create_payment(&alipay_create(
+            Channel::Precreate,
+            &unpaid,
+            100,
+            "http://127.0.0.1:9/n",
+        ))
+        .await
+        .unwrap();
+    sandbox.add_fault(
+        Fault::once(FaultKind::BadAnswerSignature)
+            .for_api("alipay.trade.close")
+            .after_processing(),
+    );
+    let closed = merchant
+        .close_payment(&OutTradeNo::parse(&unpaid).unwrap())
+        .await;
+    assert!(closed.is_err(), "the client cannot trust the answer");
+    assert_eq!(
+        sandbox.trade(ProviderKind::Alipay, &unpaid).unwrap().status,
+        paygate_sandbox::TradeStatus::Closed,
+        "the close was carried out"
+    );
+}
