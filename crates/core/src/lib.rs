@@ -10,6 +10,7 @@ mod ids;
 mod money;
 mod order;
 mod provider;
+mod text;
 
 pub use channel::{Channel, ProviderKind};
 pub use ids::{AppName, OrderId, OutRefundNo, OutTradeNo, RefundId};
@@ -19,6 +20,10 @@ pub use provider::{
     CallbackAck, CreatePayment, CreatedPayment, MerchantIdentity, Notice, NotifyError, PayParams,
     PaymentMismatch, Provider, ProviderError, RawCallback, RefundFacts, RefundQuery, RefundRequest,
     RefundState, TradeFacts, TradeState,
+};
+pub use text::{
+    BuyerId, Description, MAX_DESCRIPTION_BYTES, MAX_OPENID_BYTES, MAX_REFUND_REASON_BYTES,
+    MAX_RETURN_URL_BYTES, MAX_SUBJECT_BYTES, OpenId, RefundReason, ReturnUrl, Subject, TextError,
 };
 
 /// Errors from parsing domain values out of untrusted text.

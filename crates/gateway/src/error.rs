@@ -188,6 +188,21 @@ impl From<paygate_core::DomainError> for ApiError {
     }
 }
 
+impl From<paygate_core::TextError> for ApiError {
+    fn from(error: paygate_core::TextError) -> Self {
+        let code = match error.field() {
+            "subject" => "invalid_subject",
+            "description" => "invalid_description",
+            "openid" => "invalid_openid",
+            "buyer_id" => "invalid_buyer_id",
+            "reason" => "invalid_reason",
+            "return_url" => "invalid_return_url",
+            _ => "invalid_field",
+        };
+        ApiError::invalid(code, error.to_string())
+    }
+}
+
 impl From<paygate_store::StoreError> for ApiError {
     fn from(error: paygate_store::StoreError) -> Self {
         use paygate_store::StoreError as E;

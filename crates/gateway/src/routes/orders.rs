@@ -5,8 +5,9 @@ use std::net::IpAddr;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use paygate_core::{
-    AppName, Channel, CreatePayment, Currency, Fen, Order, OrderId, OrderStatus, OutRefundNo,
-    OutTradeNo, PayParams, ProviderError, ProviderKind,
+    AppName, BuyerId, Channel, CreatePayment, Currency, Description, Fen, OpenId, Order, OrderId,
+    OrderStatus, OutRefundNo, OutTradeNo, PayParams, ProviderError, ProviderKind, RefundReason,
+    ReturnUrl, Subject,
 };
 use paygate_store::{NewOrder, Refund, StoreError};
 use serde::{Deserialize, Serialize};
@@ -25,8 +26,6 @@ const DEFAULT_EXPIRY_SECONDS: u32 = 30 * 60;
 const MIN_EXPIRY_SECONDS: u32 = 60;
 /// Alipay's longest `timeout_express` is 15 days.
 const MAX_EXPIRY_SECONDS: u32 = 15 * 24 * 3600;
-/// WeChat `body` is String(128) bytes at most; Alipay `subject` 256 characters.
-const MAX_SUBJECT_BYTES: usize = 127;
 
 /// `POST /v1/orders` body. Unknown fields are refused so a typo (`ammount`) is not silently
 /// ignored.
@@ -217,8 +216,8 @@ pub async fn create_order(
         out_trade_no: out_trade_no.clone(),
         amount: checked.amount,
         currency: Currency::Cny,
-        subject: request.subject.clone(),
-        description: request.description.clone(),
+        subject: checked.subject.into_string(),
+        description: checked.description.map(Description::into_string),
         payer_id: checked.payer_id.clone(),
         pay_params: None,
         metadata: checked.metadata,
@@ -226,7 +225,7 @@ pub async fn create_order(
         created_at: now,
         expires_at: now + Duration::seconds(i64::from(checked.expires_in)),
     };
-    let mut payment = payment_request(&state, &app, &request, &new_order);
+    let mut payment = payment_request(&state, &app, &request, &new_order, checked.return_url);
     let signs_locally = app.provider.signs_locally(request.channel);
     if signs_locally {
         // Nothing reaches the provider, so sign first and store the order with its pay params
@@ -304,6 +303,7 @@ fn payment_request(
     app: &ProviderApp,
     request: &CreateOrderRequest,
     order: &NewOrder,
+    return_url: Option<ReturnUrl>,
 ) -> CreatePayment {
     CreatePayment {
         channel: order.channel,
@@ -316,7 +316,7 @@ fn payment_request(
         client_ip: request.client_ip,
         expires_at: order.expires_at,
         notify_url: state.notify_url(app),
-        return_url: request.return_url.clone(),
+        return_url: return_url.map(ReturnUrl::into_string),
     }
 }
 
@@ -335,8 +335,12 @@ fn provider_failed(state: &AppState, app: &ProviderApp, error: ProviderError) ->
     error.into()
 }
 
+/// A create request parsed into domain values: what is stored and sent to the provider.
 struct CheckedRequest {
     amount: Fen,
+    subject: Subject,
+    description: Option<Description>,
+    return_url: Option<ReturnUrl>,
     payer_id: Option<String>,
     expires_in: u32,
     metadata: Option<String>,
@@ -380,43 +384,44 @@ fn check_request(
         Currency::parse(currency)
             .map_err(|e| ApiError::invalid("unsupported_currency", e.to_string()))?;
     }
-    let subject = request.subject.trim();
-    if subject.is_empty() || request.subject.len() > MAX_SUBJECT_BYTES {
-        return Err(ApiError::invalid(
-            "invalid_subject",
-            format!("subject must be 1–{MAX_SUBJECT_BYTES} bytes"),
-        ));
-    }
-    if request.description.as_ref().is_some_and(|d| d.len() > 1000) {
-        return Err(ApiError::invalid(
-            "invalid_description",
-            "description must be at most 1000 bytes",
-        ));
-    }
+    let subject = Subject::parse(request.subject.as_str())?;
+    let description = request
+        .description
+        .as_deref()
+        .map(Description::parse)
+        .transpose()?;
+    let return_url = request
+        .return_url
+        .as_deref()
+        .map(ReturnUrl::parse)
+        .transpose()?;
+    // Checked whenever given, so a malformed id is refused even where the channel ignores it.
+    let openid = request.openid.as_deref().map(OpenId::parse).transpose()?;
+    let buyer_id = request
+        .buyer_id
+        .as_deref()
+        .map(BuyerId::parse)
+        .transpose()?;
     let payer_id = match (provider, request.channel) {
         (ProviderKind::Wechat, Channel::Jsapi | Channel::MiniProgram) => Some(
-            request
-                .openid
-                .clone()
-                .filter(|o| !o.is_empty())
+            openid
                 .ok_or_else(|| {
                     ApiError::invalid(
                         "openid_required",
                         "WeChat jsapi and mini_program orders need the buyer's openid",
                     )
-                })?,
+                })?
+                .into_string(),
         ),
         (ProviderKind::Alipay, Channel::MiniProgram) => Some(
-            request
-                .buyer_id
-                .clone()
-                .filter(|o| !o.is_empty())
+            buyer_id
                 .ok_or_else(|| {
                     ApiError::invalid(
                         "buyer_id_required",
                         "Alipay mini_program orders need the buyer's buyer_id",
                     )
-                })?,
+                })?
+                .into_string(),
         ),
         _ => None,
     };
@@ -459,6 +464,9 @@ fn check_request(
     };
     Ok(CheckedRequest {
         amount,
+        subject,
+        description,
+        return_url,
         payer_id,
         expires_in,
         metadata,
@@ -600,17 +608,18 @@ pub async fn create_refund(
     }
     let amount =
         Fen::new(request.amount).map_err(|e| ApiError::invalid("invalid_amount", e.to_string()))?;
-    if request.reason.as_ref().is_some_and(|r| r.len() > 256) {
-        return Err(ApiError::invalid(
-            "invalid_reason",
-            "reason must be at most 256 bytes",
-        ));
-    }
+    let reason = request.reason.map(RefundReason::parse).transpose()?;
     let app = app_of(&state, &order)?.clone();
     let out_refund_no = request.out_refund_no.unwrap_or_else(OutRefundNo::generate);
-    let (refund, created) =
-        crate::refunds::start_refund(&state, &app, &order, out_refund_no, amount, request.reason)
-            .await?;
+    let (refund, created) = crate::refunds::start_refund(
+        &state,
+        &app,
+        &order,
+        out_refund_no,
+        amount,
+        reason.map(RefundReason::into_string),
+    )
+    .await?;
     let view = RefundView::from(refund);
     Ok(if created {
         HttpResponse::Created().json(view)

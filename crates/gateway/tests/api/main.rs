@@ -16,3 +16,4 @@ mod openapi;
 mod orders;
 mod refunds;
 mod reliability;
+mod validation;
