@@ -69,6 +69,29 @@ fn check_xml_text(field: &'static str, text: &str) -> Result<(), TextError> {
     }
 }
 
+/// Refuses `text` unless `shape_ok`, saying what the shape should be.
+fn check_shape(
+    field: &'static str,
+    shape_ok: bool,
+    expected: &'static str,
+) -> Result<(), TextError> {
+    if shape_ok {
+        Ok(())
+    } else {
+        Err(TextError::Format { field, expected })
+    }
+}
+
+/// Refuses empty text and text XML cannot carry.
+fn check_present(field: &'static str, text: &str) -> Result<(), TextError> {
+    check_xml_text(field, text)?;
+    if text.is_empty() {
+        Err(TextError::Empty { field })
+    } else {
+        Ok(())
+    }
+}
+
 fn check_length(field: &'static str, text: &str, max: usize) -> Result<(), TextError> {
     if text.len() > max {
         Err(TextError::TooLong { field, max })
@@ -162,22 +185,12 @@ parsed_text!(
     OpenId,
     "openid",
     |field, text| {
-        check_xml_text(field, text)?;
-        if text.is_empty() {
-            return Err(TextError::Empty { field });
-        }
+        check_present(field, text)?;
         check_length(field, text, MAX_OPENID_BYTES)?;
-        if text
+        let shape_ok = text
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            Ok(())
-        } else {
-            Err(TextError::Format {
-                field,
-                expected: "letters, digits, `_` or `-`",
-            })
-        }
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        check_shape(field, shape_ok, "letters, digits, `_` or `-`")
     }
 );
 
@@ -186,19 +199,10 @@ parsed_text!(
     BuyerId,
     "buyer_id",
     |field, text| {
-        check_xml_text(field, text)?;
-        if text.is_empty() {
-            return Err(TextError::Empty { field });
-        }
-        if text.len() == 16 && text.starts_with("2088") && text.bytes().all(|b| b.is_ascii_digit())
-        {
-            Ok(())
-        } else {
-            Err(TextError::Format {
-                field,
-                expected: "16 digits starting with 2088",
-            })
-        }
+        check_present(field, text)?;
+        let shape_ok =
+            text.len() == 16 && text.starts_with("2088") && text.bytes().all(|b| b.is_ascii_digit());
+        check_shape(field, shape_ok, "16 digits starting with 2088")
     }
 );
 
@@ -218,7 +222,7 @@ parsed_text!(
     ReturnUrl,
     "return_url",
     |field, text| {
-        // Checked before the URL parser, which silently drops tabs and newlines.
+        // Control characters first: a URL parser would silently drop tabs and newlines.
         check_xml_text(field, text)?;
         check_length(field, text, MAX_RETURN_URL_BYTES)?;
         let expected = "an absolute http:// or https:// URL";
@@ -230,11 +234,7 @@ parsed_text!(
         let shape_ok = !host.is_empty()
             && !host.contains('@')
             && text.chars().all(|c| c.is_ascii_graphic() || !c.is_ascii());
-        if shape_ok {
-            Ok(())
-        } else {
-            Err(TextError::Format { field, expected })
-        }
+        check_shape(field, shape_ok, expected)
     }
 );
 
