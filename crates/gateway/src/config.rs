@@ -211,6 +211,9 @@ pub struct WechatAppSettings {
     pub api_base: Option<String>,
     /// Login/OAuth base URL; defaults to the real `https://api.weixin.qq.com`.
     pub login_base: Option<String>,
+    /// Official-account OAuth authorize page base (`{oauth_base}/connect/oauth2/authorize`);
+    /// defaults to the real `https://open.weixin.qq.com`.
+    pub oauth_base: Option<String>,
     /// AppSecret for `jscode2session` / OAuth, inline.
     #[serde(default, skip_serializing)]
     pub app_secret: Option<SecretString>,
@@ -320,9 +323,10 @@ impl Default for Settings {
 }
 
 /// Hosts of the real providers; a sandbox config must not point at them.
-const PRODUCTION_HOSTS: [&str; 3] = [
+const PRODUCTION_HOSTS: [&str; 4] = [
     "api.mch.weixin.qq.com",
     "api.weixin.qq.com",
+    "open.weixin.qq.com",
     "openapi.alipay.com",
 ];
 
@@ -428,6 +432,12 @@ impl Settings {
                         "a sandbox environment must name the sandbox's URL (the default is the real WeChat Pay)",
                     ));
                 }
+            }
+            // Optional even in a sandbox environment: the authorize URL carries no secret, and
+            // configs written before the OAuth endpoints existed must keep loading.
+            if let Some(url) = &app.oauth_base {
+                check_url(&key("oauth_base"), url)?;
+                self.check_environment(&key("oauth_base"), url)?;
             }
             check_channels(
                 &key("channels"),

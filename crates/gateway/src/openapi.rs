@@ -28,6 +28,8 @@ use crate::routes;
         routes::finance::callbacks,
         routes::wechat::login,
         routes::wechat::jsapi_config,
+        routes::wechat::oauth_authorize_url,
+        routes::wechat::oauth_openid,
         routes::notify::payment_notify,
         routes::notify::refund_notify,
         routes::health::healthz,
@@ -43,6 +45,8 @@ use crate::routes;
         routes::orders::CreateRefundRequest,
         routes::wechat::LoginRequest,
         routes::wechat::JsapiConfigRequest,
+        routes::wechat::OAuthAuthorizeUrlRequest,
+        routes::wechat::OAuthOpenidRequest,
     )),
     modifiers(&BearerAuth)
 )]

@@ -66,6 +66,7 @@ pub fn from_sandbox(
     let mut wechat = WechatConfig::new(w.appid.clone(), w.mch_id.clone(), w.api_key.clone());
     wechat.api_base = w.api_base.clone();
     wechat.login_base = w.login_base.clone();
+    wechat.oauth_base = w.oauth_base.clone();
     wechat.app_secret = Some(SecretString::from(w.app_secret.clone()));
     wechat.sign_type = SignType::HmacSha256;
     wechat.server_ip = Some(std::net::IpAddr::from([127, 0, 0, 1]));
@@ -127,6 +128,9 @@ fn wechat_config(key: &str, app: &WechatAppSettings) -> Result<WechatConfig, Con
     }
     if let Some(base) = &app.login_base {
         config.login_base = base.clone();
+    }
+    if let Some(base) = &app.oauth_base {
+        config.oauth_base = base.clone();
     }
     if app.app_secret.is_some() || app.app_secret_file.is_some() {
         config.app_secret = Some(read_secret(

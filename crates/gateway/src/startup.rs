@@ -262,6 +262,14 @@ fn serve(
                     .route(
                         "/wechat/{app}/jsapi-config",
                         web::post().to(routes::wechat::jsapi_config),
+                    )
+                    .route(
+                        "/wechat/{app}/oauth/authorize-url",
+                        web::post().to(routes::wechat::oauth_authorize_url),
+                    )
+                    .route(
+                        "/wechat/{app}/oauth/openid",
+                        web::post().to(routes::wechat::oauth_openid),
                     ),
             )
             .configure(crate::console::routes)

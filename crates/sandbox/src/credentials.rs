@@ -154,6 +154,8 @@ pub struct WechatCredentials {
     pub api_base: String,
     /// Base of the login/OAuth API (`{login_base}/sns/jscode2session`).
     pub login_base: String,
+    /// Base of the official-account OAuth authorize page (`{oauth_base}/connect/oauth2/authorize`).
+    pub oauth_base: String,
     /// The merchant API certificate (PEM) for refunds; the sandbox does not check it over
     /// plain HTTP, but a client that insists on one can load it.
     pub merchant_cert_pem: String,
@@ -170,6 +172,7 @@ impl fmt::Debug for WechatCredentials {
             .field("app_secret", &"[redacted]")
             .field("api_base", &self.api_base)
             .field("login_base", &self.login_base)
+            .field("oauth_base", &self.oauth_base)
             .field("merchant_key_pem", &"[redacted]")
             .finish()
     }
@@ -234,6 +237,7 @@ impl SandboxCredentials {
                 app_secret: keys.wechat_app_secret.clone(),
                 api_base: base_url.to_owned(),
                 login_base: base_url.to_owned(),
+                oauth_base: base_url.to_owned(),
                 merchant_cert_pem: keys.wechat_cert_pem.clone(),
                 merchant_key_pem: keys.wechat_cert_key_pem.clone(),
             },
@@ -263,6 +267,7 @@ impl SandboxCredentials {
             ("sign_type", &"HMAC-SHA256".to_owned()),
             ("api_base", &w.api_base),
             ("login_base", &w.login_base),
+            ("oauth_base", &w.oauth_base),
             ("app_secret", &w.app_secret),
         ] {
             out.push_str(&format!("{key} = {}\n", toml_string(value)));

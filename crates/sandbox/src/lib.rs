@@ -17,7 +17,7 @@
 //!
 //! Routes: WeChat `/pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder`,
 //! `/secapi/pay/refund` (plain HTTP, `mch_id` and signature still checked), `/pay/refundquery`,
-//! `/sns/jscode2session`, `/sns/oauth2/access_token`, `/cgi-bin/token`,
+//! `/sns/jscode2session`, `/sns/oauth2/access_token`, `/connect/oauth2/authorize`, `/cgi-bin/token`,
 //! `/cgi-bin/ticket/getticket`; Alipay `GET|POST /gateway.do` and `POST /sandbox/alipay/app-pay`
 //! (an orderString, as the Alipay app receives it); the buyer and tests: `GET /sandbox` (HTML),
 //! `POST /sandbox/pay`, `GET /sandbox/trades`, `GET /sandbox/notifies`,

@@ -1,7 +1,7 @@
 //! The sandbox's shared state and the buyer-side operations (pay, refund notifies) that both
 //! the HTTP routes and the Rust API use.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, FixedOffset, Utc};
@@ -20,6 +20,8 @@ use paygate_wechat::sign::{Params as WechatParams, SignType};
 #[derive(Default)]
 pub(crate) struct LoginState {
     pub(crate) used_codes: HashSet<String>,
+    /// OAuth codes the authorize page handed out, with the scope granted, until exchanged.
+    pub(crate) oauth_codes: HashMap<String, &'static str>,
     pub(crate) access_tokens: HashSet<String>,
 }
 

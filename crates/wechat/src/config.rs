@@ -18,6 +18,8 @@ use crate::sign::SignType;
 pub const DEFAULT_API_BASE: &str = "https://api.mch.weixin.qq.com";
 /// The login / OAuth / access-token host.
 pub const DEFAULT_LOGIN_BASE: &str = "https://api.weixin.qq.com";
+/// The real official-account OAuth authorize host (the page the buyer's WeChat browser opens).
+pub const DEFAULT_OAUTH_BASE: &str = "https://open.weixin.qq.com";
 /// How long one API call may take before its outcome counts as unknown.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -152,6 +154,9 @@ pub struct WechatConfig {
     /// The login / OAuth base URL.
     #[serde(default = "default_login_base")]
     pub login_base: String,
+    /// Where the official-account OAuth authorize page lives (`{oauth_base}/connect/oauth2/authorize`).
+    #[serde(default = "default_oauth_base")]
+    pub oauth_base: String,
     /// The AppSecret, needed only for login, OAuth and JS-SDK tickets.
     #[serde(default)]
     pub app_secret: Option<SecretString>,
@@ -184,6 +189,10 @@ fn default_login_base() -> String {
     DEFAULT_LOGIN_BASE.to_owned()
 }
 
+fn default_oauth_base() -> String {
+    DEFAULT_OAUTH_BASE.to_owned()
+}
+
 fn default_timeout_ms() -> u64 {
     u64::try_from(DEFAULT_TIMEOUT.as_millis()).unwrap_or(10_000)
 }
@@ -203,6 +212,7 @@ impl WechatConfig {
             sign_type: SignType::default(),
             api_base: default_api_base(),
             login_base: default_login_base(),
+            oauth_base: default_oauth_base(),
             app_secret: None,
             merchant_certificate: None,
             request_timeout_ms: default_timeout_ms(),
@@ -236,6 +246,7 @@ impl WechatConfig {
         for (field, value) in [
             ("api_base", &self.api_base),
             ("login_base", &self.login_base),
+            ("oauth_base", &self.oauth_base),
         ] {
             url::Url::parse(value).map_err(|e| ConfigError::InvalidUrl {
                 field,
@@ -255,6 +266,7 @@ impl fmt::Debug for WechatConfig {
             .field("sign_type", &self.sign_type)
             .field("api_base", &self.api_base)
             .field("login_base", &self.login_base)
+            .field("oauth_base", &self.oauth_base)
             .field(
                 "app_secret",
                 &self.app_secret.as_ref().map(|_| "[REDACTED]"),

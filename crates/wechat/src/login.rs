@@ -4,7 +4,10 @@
 //! * Mini-programs: `wx.login()` gives a one-time code; `jscode2session` turns it into the
 //!   openid (and unionid). The `session_key` it also returns must never reach the client, so it
 //!   is dropped unless the caller explicitly asks for it, and is redacted from Debug.
-//! * Official accounts: the OAuth `code` from the redirect becomes the openid.
+//! * Official accounts: the buyer's WeChat browser opens the authorize URL
+//!   (`open.weixin.qq.com/connect/oauth2/authorize`, scope `snsapi_base` or `snsapi_userinfo`),
+//!   WeChat redirects back with a one-time `code`, and `sns/oauth2/access_token` turns that code
+//!   into the openid under the official account's appid.
 //! * JS-SDK: `wx.config` needs a SHA1 signature over the `jsapi_ticket`, which needs an
 //!   `access_token`; both live 7200 s and are rate-limited, so they are cached until shortly
 //!   before they expire.
@@ -41,8 +44,8 @@ pub enum LoginError {
     /// The body is not the expected JSON.
     #[error("unexpected response: {0}")]
     Decode(String),
-    /// 40029: the code is invalid, already used, or from another appid. Do not retry.
-    #[error("invalid login code (40029)")]
+    /// 40029 / 40163: the code is invalid, already used, or from another appid. Do not retry.
+    #[error("invalid or already used code")]
     InvalidCode,
     /// 45011: more than 100 logins per user per minute. Do not retry at once.
     #[error("login rate limit reached (45011)")]
@@ -74,7 +77,8 @@ impl LoginError {
 
     fn from_errcode(code: i64, message: String) -> LoginError {
         match code {
-            40029 => LoginError::InvalidCode,
+            // 40163 is "code been used": as final as an invalid code, and the caller's fault.
+            40029 | 40163 => LoginError::InvalidCode,
             45011 => LoginError::RateLimited,
             40226 => LoginError::HighRiskUser,
             -1 => LoginError::Busy,
@@ -132,6 +136,144 @@ pub struct OAuthIdentity {
     pub scope: Option<String>,
 }
 
+/// What the official-account OAuth redirect asks the buyer to grant (a closed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OAuthScope {
+    /// `snsapi_base`: silent, gives the openid only; enough to pay.
+    #[default]
+    Base,
+    /// `snsapi_userinfo`: asks the buyer's consent, also allows reading the profile.
+    UserInfo,
+}
+
+impl OAuthScope {
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OAuthScope::Base => "snsapi_base",
+            OAuthScope::UserInfo => "snsapi_userinfo",
+        }
+    }
+
+    /// Parses the wire value; anything else is `None`.
+    pub fn parse(value: &str) -> Option<OAuthScope> {
+        match value {
+            "snsapi_base" => Some(OAuthScope::Base),
+            "snsapi_userinfo" => Some(OAuthScope::UserInfo),
+            _ => None,
+        }
+    }
+}
+
+/// The longest `redirect_uri` accepted: the authorize URL carries it encoded, and browsers
+/// and WeChat truncate long URLs.
+pub const MAX_REDIRECT_URI_LEN: usize = 1024;
+/// WeChat's documented bound on `state`: at most 128 bytes of `a-zA-Z0-9`.
+pub const MAX_OAUTH_STATE_LEN: usize = 128;
+
+/// Why an authorize request was refused; each names the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthorizeRequestError {
+    /// `redirect_uri` is not an absolute http(s) URL without fragment, or too long.
+    #[error("redirect_uri {0}")]
+    RedirectUri(&'static str),
+    /// `scope` is not one of the two WeChat defines.
+    #[error("scope must be snsapi_base or snsapi_userinfo")]
+    Scope,
+    /// `state` is not at most 128 letters and digits.
+    #[error("state must be at most 128 characters of a-z, A-Z, 0-9")]
+    State,
+}
+
+impl AuthorizeRequestError {
+    /// The request field at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            AuthorizeRequestError::RedirectUri(_) => "redirect_uri",
+            AuthorizeRequestError::Scope => "scope",
+            AuthorizeRequestError::State => "state",
+        }
+    }
+}
+
+/// A checked official-account authorize request: where WeChat sends the buyer back, what is
+/// asked, and the caller's opaque `state` echoed back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizeRequest {
+    redirect_uri: String,
+    scope: OAuthScope,
+    state: String,
+}
+
+impl AuthorizeRequest {
+    /// Checks the three parameters: `redirect_uri` an absolute http/https URL with a host, no
+    /// fragment (WeChat appends `code` and `state` to the query) and no whitespace or control
+    /// characters (the URL parser would silently drop them), at most
+    /// [`MAX_REDIRECT_URI_LEN`] bytes; `scope` from the closed set (default `snsapi_base`);
+    /// `state` at most [`MAX_OAUTH_STATE_LEN`] ASCII letters and digits.
+    pub fn new(
+        redirect_uri: &str,
+        scope: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<AuthorizeRequest, AuthorizeRequestError> {
+        use AuthorizeRequestError::RedirectUri;
+        if redirect_uri.len() > MAX_REDIRECT_URI_LEN {
+            return Err(RedirectUri("must be at most 1024 bytes"));
+        }
+        if redirect_uri
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(RedirectUri(
+                "must not contain whitespace or control characters",
+            ));
+        }
+        let parsed =
+            url::Url::parse(redirect_uri).map_err(|_| RedirectUri("must be an absolute URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(RedirectUri("must be an http or https URL with a host"));
+        }
+        if parsed.fragment().is_some() {
+            return Err(RedirectUri(
+                "must not have a #fragment (WeChat appends code and state to the query)",
+            ));
+        }
+        let scope = match scope {
+            None => OAuthScope::default(),
+            Some(value) => OAuthScope::parse(value).ok_or(AuthorizeRequestError::Scope)?,
+        };
+        let state = state.unwrap_or_default();
+        if state.len() > MAX_OAUTH_STATE_LEN || !state.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(AuthorizeRequestError::State);
+        }
+        Ok(AuthorizeRequest {
+            redirect_uri: redirect_uri.to_owned(),
+            scope,
+            state: state.to_owned(),
+        })
+    }
+
+    /// The granted scope asked for.
+    pub fn scope(&self) -> OAuthScope {
+        self.scope
+    }
+}
+
+/// The official-account authorize URL, parameters in the order WeChat's documentation
+/// gives them (it refuses some reorderings) and `#wechat_redirect` at the end.
+pub fn oauth_authorize_url(oauth_base: &str, appid: &str, request: &AuthorizeRequest) -> String {
+    let encode =
+        |value: &str| url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>();
+    format!(
+        "{}/connect/oauth2/authorize?appid={}&redirect_uri={}&response_type=code&scope={}&state={}#wechat_redirect",
+        oauth_base.trim_end_matches('/'),
+        encode(appid),
+        encode(&request.redirect_uri),
+        request.scope.as_str(),
+        request.state,
+    )
+}
+
 /// The `wx.config` fields for one page (besides `jsApiList`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -181,6 +323,7 @@ struct Cached {
 pub struct LoginClient {
     http: reqwest::Client,
     base: String,
+    oauth_base: String,
     appid: String,
     secret: Option<SecretString>,
     access_token: Mutex<Option<Cached>>,
@@ -193,11 +336,17 @@ impl LoginClient {
         Ok(Self {
             http: crate::client::http_client(config, None)?,
             base: config.login_base.trim_end_matches('/').to_owned(),
+            oauth_base: config.oauth_base.clone(),
             appid: config.appid.clone(),
             secret: config.app_secret.clone(),
             access_token: Mutex::new(None),
             jsapi_ticket: Mutex::new(None),
         })
+    }
+
+    /// Whether an AppSecret is configured, so the OAuth and login exchanges can work at all.
+    pub fn has_app_secret(&self) -> bool {
+        self.secret.is_some()
     }
 
     fn secret(&self) -> Result<&str, LoginError> {
@@ -265,6 +414,12 @@ impl LoginClient {
                 SessionKeyUse::Discard => None,
             },
         })
+    }
+
+    /// The URL the buyer's WeChat browser opens to start the official-account OAuth flow for
+    /// this app; WeChat redirects back with the `code` [`LoginClient::oauth_openid`] takes.
+    pub fn oauth_authorize_url(&self, request: &AuthorizeRequest) -> String {
+        oauth_authorize_url(&self.oauth_base, &self.appid, request)
     }
 
     /// `sns/oauth2/access_token`: the official-account OAuth code to the user's openid. The
@@ -403,6 +558,70 @@ mod tests {
         assert!(LoginError::from_errcode(-1, String::new()).retryable());
         assert!(!LoginError::InvalidCode.retryable());
         assert!(!LoginError::RateLimited.retryable());
+    }
+
+    #[test]
+    fn a_reused_code_is_an_invalid_code_not_a_provider_failure() {
+        assert_eq!(
+            LoginError::from_errcode(40163, "code been used".to_owned()),
+            LoginError::InvalidCode
+        );
+        assert!(!LoginError::InvalidCode.retryable());
+    }
+
+    #[test]
+    fn the_authorize_url_has_the_documented_shape_and_encoding() {
+        let request = AuthorizeRequest::new(
+            "https://shop.example/cb?x=1&y=2",
+            Some("snsapi_userinfo"),
+            Some("abc123"),
+        )
+        .unwrap();
+        assert_eq!(
+            oauth_authorize_url(
+                "https://open.weixin.qq.com/",
+                "wx520c15f417810387",
+                &request
+            ),
+            "https://open.weixin.qq.com/connect/oauth2/authorize?appid=wx520c15f417810387\
+             &redirect_uri=https%3A%2F%2Fshop.example%2Fcb%3Fx%3D1%26y%3D2&response_type=code\
+             &scope=snsapi_userinfo&state=abc123#wechat_redirect"
+        );
+        let default = AuthorizeRequest::new("http://shop.example/cb", None, None).unwrap();
+        assert_eq!(default.scope(), OAuthScope::Base);
+        assert!(
+            oauth_authorize_url("https://o", "wx1", &default)
+                .ends_with("&scope=snsapi_base&state=#wechat_redirect")
+        );
+    }
+
+    #[test]
+    fn authorize_requests_outside_the_rules_name_their_field() {
+        let field = |uri: &str, scope: Option<&str>, state: Option<&str>| {
+            AuthorizeRequest::new(uri, scope, state)
+                .unwrap_err()
+                .field()
+        };
+        for uri in [
+            "ftp://shop.example/cb",
+            "javascript:alert(1)",
+            "/relative",
+            "https://shop.example/cb#frag",
+            "https://shop.example/c b",
+            "https://shop.example/\tcb",
+            &format!("https://shop.example/{}", "a".repeat(MAX_REDIRECT_URI_LEN)),
+        ] {
+            assert_eq!(field(uri, None, None), "redirect_uri", "{uri}");
+        }
+        for scope in ["snsapi_login", "", "SNSAPI_BASE"] {
+            assert_eq!(field("https://s.example/", Some(scope), None), "scope");
+        }
+        let long = "a".repeat(MAX_OAUTH_STATE_LEN + 1);
+        for state in ["a-b", "a&b=c", "\u{0}", long.as_str()] {
+            assert_eq!(field("https://s.example/", None, Some(state)), "state");
+        }
+        let longest = "Z9".repeat(MAX_OAUTH_STATE_LEN / 2);
+        assert!(AuthorizeRequest::new("https://s.example/", None, Some(&longest)).is_ok());
     }
 
     #[test]

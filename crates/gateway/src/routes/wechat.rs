@@ -1,9 +1,15 @@
-//! WeChat-only helpers for merchant front-ends: mini-program login (`code` → `openid`) and
-//! the JS-SDK `wx.config` signature. `session_key` never leaves the server.
+//! WeChat-only helpers for merchant front-ends, two separate ways to get the buyer's openid
+//! plus the JS-SDK signature:
+//! * mini-program login: the `wx.login()` code → `sns/jscode2session` → openid
+//!   (`session_key` never leaves the server);
+//! * official-account OAuth: the authorize URL the buyer's WeChat browser opens, then the
+//!   `code` WeChat redirects back with → `sns/oauth2/access_token` → openid, for `jsapi` orders
+//!   paid inside official-account pages;
+//! * the JS-SDK `wx.config` signature.
 
 use actix_web::{HttpResponse, web};
-use paygate_core::{AppName, ProviderKind};
-use paygate_wechat::login::{LoginError, SessionKeyUse};
+use paygate_core::{AppName, Channel, Provider, ProviderKind};
+use paygate_wechat::login::{AuthorizeRequest, AuthorizeRequestError, LoginError, SessionKeyUse};
 use serde::Deserialize;
 
 use crate::auth::{Principal, Role};
@@ -26,6 +32,28 @@ pub struct JsapiConfigRequest {
     pub url: String,
 }
 
+/// `POST /v1/wechat/{app}/oauth/authorize-url` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthAuthorizeUrlRequest {
+    /// Where WeChat sends the buyer back with `code` and `state`: an absolute http(s) URL on
+    /// the official account's authorised domain, no `#fragment`, at most 1024 bytes.
+    pub redirect_uri: String,
+    /// `snsapi_base` (default: silent, openid only) or `snsapi_userinfo` (asks consent).
+    pub scope: Option<String>,
+    /// Opaque value echoed back on the redirect (use it against CSRF): at most 128 of
+    /// `a-zA-Z0-9`.
+    pub state: Option<String>,
+}
+
+/// `POST /v1/wechat/{app}/oauth/openid` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthOpenidRequest {
+    /// The `code` WeChat appended to `redirect_uri` (single use, valid 5 minutes).
+    pub code: String,
+}
+
 fn wechat_app<'a>(
     state: &'a AppState,
     principal: &Principal,
@@ -45,7 +73,7 @@ fn wechat_app<'a>(
 fn login_error(error: LoginError) -> ApiError {
     match error {
         LoginError::InvalidCode => {
-            ApiError::invalid("invalid_code", "the login code is invalid or already used")
+            ApiError::invalid("invalid_code", "the code is invalid or already used")
         }
         LoginError::RateLimited => ApiError::conflict(
             "rate_limited",
@@ -72,12 +100,7 @@ pub async fn login(
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let wechat = wechat_app(&state, &principal, &app)?;
-    if body.code.is_empty() || body.code.len() > 128 {
-        return Err(ApiError::invalid(
-            "invalid_code",
-            "code must be 1–128 characters",
-        ));
-    }
+    check_code(&body.code)?;
     let login = wechat
         .login()
         .jscode2session(&body.code, SessionKeyUse::Discard)
@@ -85,6 +108,87 @@ pub async fn login(
         .map_err(login_error)?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({ "openid": login.openid, "unionid": login.unionid })))
+}
+
+fn check_code(code: &str) -> Result<(), ApiError> {
+    if code.is_empty() || code.len() > 128 {
+        return Err(ApiError::invalid(
+            "invalid_code",
+            "code must be 1–128 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The app, if it can run the official-account OAuth flow: it pays `jsapi` orders (the
+/// openid is only valid under its own appid) and has the AppSecret the exchange needs.
+fn oauth_app<'a>(
+    state: &'a AppState,
+    principal: &Principal,
+    app: &str,
+) -> Result<&'a paygate_wechat::WechatPay, ApiError> {
+    let wechat = wechat_app(state, principal, app)?;
+    if !wechat.channels().contains(&Channel::Jsapi) {
+        return Err(ApiError::conflict(
+            "channel_not_enabled",
+            format!("app {app} does not serve the jsapi channel the OAuth openid is for"),
+        ));
+    }
+    if !wechat.login().has_app_secret() {
+        return Err(login_error(LoginError::MissingAppSecret));
+    }
+    Ok(wechat)
+}
+
+/// `POST /v1/wechat/{app}/oauth/authorize-url`: the official-account authorize URL for the
+/// buyer's WeChat browser.
+#[utoipa::path(post, path = "/v1/wechat/{app}/oauth/authorize-url", tag = "wechat", params(("app" = String, Path)), request_body = OAuthAuthorizeUrlRequest, responses((status = 200, description = "`{url, scope}`: open `url` in the buyer's WeChat browser"), (status = 409, description = "The app does not serve jsapi or has no app_secret"), (status = 422, description = "redirect_uri, scope or state out of bounds (the code names the field)")), security(("bearer" = [])))]
+pub async fn oauth_authorize_url(
+    state: web::Data<AppState>,
+    principal: Principal,
+    app: web::Path<String>,
+    body: web::Json<OAuthAuthorizeUrlRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let wechat = oauth_app(&state, &principal, &app)?;
+    let request = AuthorizeRequest::new(
+        &body.redirect_uri,
+        body.scope.as_deref(),
+        body.state.as_deref(),
+    )
+    .map_err(|e| {
+        let code = match e {
+            AuthorizeRequestError::RedirectUri(_) => "invalid_redirect_uri",
+            AuthorizeRequestError::Scope => "invalid_scope",
+            AuthorizeRequestError::State => "invalid_state",
+        };
+        ApiError::invalid(code, e.to_string())
+    })?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "url": wechat.login().oauth_authorize_url(&request),
+        "scope": request.scope().as_str(),
+    })))
+}
+
+/// `POST /v1/wechat/{app}/oauth/openid`: the official-account OAuth `code` → `openid`.
+#[utoipa::path(post, path = "/v1/wechat/{app}/oauth/openid", tag = "wechat", params(("app" = String, Path)), request_body = OAuthOpenidRequest, responses((status = 200, description = "`{openid, unionid, scope}`; WeChat's user access token is never returned"), (status = 422, description = "Invalid or already used code (40029/40163)"), (status = 502, description = "WeChat's answer was unusable"), (status = 504, description = "WeChat did not answer in time or was busy")), security(("bearer" = [])))]
+pub async fn oauth_openid(
+    state: web::Data<AppState>,
+    principal: Principal,
+    app: web::Path<String>,
+    body: web::Json<OAuthOpenidRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let wechat = oauth_app(&state, &principal, &app)?;
+    check_code(&body.code)?;
+    let identity = wechat
+        .login()
+        .oauth_openid(&body.code)
+        .await
+        .map_err(login_error)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "openid": identity.openid,
+        "unionid": identity.unionid,
+        "scope": identity.scope,
+    })))
 }
 
 /// `POST /v1/wechat/{app}/jsapi-config`: the `wx.config` fields for a page URL.

@@ -17,3 +17,4 @@ mod orders;
 mod refunds;
 mod reliability;
 mod validation;
+mod wechat;

@@ -1,5 +1,6 @@
-//! The simulated WeChat: pay API v2 (`/pay/*`, `/secapi/pay/refund`) and the login/token API
-//! (`/sns/*`, `/cgi-bin/*`), at the real paths and with the real response shapes.
+//! The simulated WeChat: pay API v2 (`/pay/*`, `/secapi/pay/refund`), the login/token API
+//! (`/sns/*`, `/cgi-bin/*`) and the official-account OAuth authorize page
+//! (`/connect/oauth2/authorize`), at the real paths and with the real response shapes.
 
 use std::time::Duration;
 
@@ -586,6 +587,75 @@ struct LoginQuery {
     ticket_type: Option<String>,
 }
 
+/// The query of `open.weixin.qq.com/connect/oauth2/authorize`.
+#[derive(Debug, Deserialize)]
+struct AuthorizeQuery {
+    appid: Option<String>,
+    redirect_uri: Option<String>,
+    response_type: Option<String>,
+    scope: Option<String>,
+    state: Option<String>,
+}
+
+/// Unexchanged OAuth codes kept at most (WeChat lets them expire after 5 minutes; the sandbox
+/// forgets the oldest instead, so a client that never exchanges cannot grow it).
+const MAX_PENDING_OAUTH_CODES: usize = 10_000;
+
+/// The authorize error page WeChat shows in the buyer's browser (it never redirects then).
+fn authorize_error(errcode: u32, message: &str) -> HttpResponse {
+    HttpResponse::BadRequest()
+        .content_type("text/html; charset=utf-8")
+        .body(format!(
+            "<!DOCTYPE html><html><head><title>微信网页授权</title></head><body>\
+             <p>Oops! Something went wrong:(</p><p>errcode {errcode}: {message}</p></body></html>"
+        ))
+}
+
+/// The official-account authorize page: the buyer "consents" at once and is sent back to
+/// `redirect_uri` with a fresh single-use `code` and the caller's `state`, as WeChat does
+/// after `snsapi_base` (silently) or `snsapi_userinfo` (after the consent screen).
+async fn oauth2_authorize(
+    state: web::Data<SandboxState>,
+    query: web::Query<AuthorizeQuery>,
+) -> HttpResponse {
+    if query.appid.as_deref() != Some(state.keys.keys.wechat_appid.as_str()) {
+        return authorize_error(10002, "appid invalid");
+    }
+    if query.response_type.as_deref() != Some("code") {
+        return authorize_error(10004, "response_type invalid");
+    }
+    let Some(scope) = query
+        .scope
+        .as_deref()
+        .and_then(paygate_wechat::login::OAuthScope::parse)
+    else {
+        return authorize_error(10005, "scope invalid");
+    };
+    let redirect = query
+        .redirect_uri
+        .as_deref()
+        .and_then(|uri| reqwest::Url::parse(uri).ok())
+        .filter(|uri| matches!(uri.scheme(), "http" | "https") && uri.host_str().is_some());
+    let Some(mut redirect) = redirect else {
+        return authorize_error(10003, "redirect_uri invalid");
+    };
+    let code = format!("sbxoauth{}", nonce());
+    {
+        let mut login = state.login.lock().unwrap_or_else(|p| p.into_inner());
+        if login.oauth_codes.len() >= MAX_PENDING_OAUTH_CODES {
+            login.oauth_codes.clear();
+        }
+        login.oauth_codes.insert(code.clone(), scope.as_str());
+    }
+    redirect
+        .query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", query.state.as_deref().unwrap_or_default());
+    HttpResponse::Found()
+        .insert_header((actix_web::http::header::LOCATION, redirect.as_str()))
+        .finish()
+}
+
 /// A login/token API error: WeChat answers HTTP 200 with `{"errcode","errmsg"}`.
 struct LoginError {
     errcode: i64,
@@ -674,19 +744,49 @@ async fn oauth2_access_token(
     state: web::Data<SandboxState>,
     query: web::Query<LoginQuery>,
 ) -> HttpResponse {
+    // API faults (`"api":"/sns/oauth2/access_token"`): with `processed` the code is consumed
+    // before the answer goes wrong, as when WeChat did the exchange but the answer was lost.
+    let fault = state
+        .faults
+        .take_api_fault(ProviderKind::Wechat, "/sns/oauth2/access_token", None);
+    if let Some(fault) = fault {
+        if fault.processed {
+            let _ = use_code(&state, query.code.as_ref());
+        }
+        match fault.kind {
+            FaultKind::HttpStatus { status } => return crate::routes::status_only(status),
+            FaultKind::Timeout { millis } => {
+                tokio::time::sleep(Duration::from_millis(millis)).await
+            }
+            _ => {}
+        }
+        return wechat_error(-1, "system error");
+    }
     if let Err(response) = check_app(&state, &query) {
         return response.response();
+    }
+    if query.grant_type.as_deref() != Some("authorization_code") {
+        return wechat_error(40002, "invalid grant_type");
     }
     let code = match use_code(&state, query.code.as_ref()) {
         Ok(code) => code,
         Err(response) => return response.response(),
     };
+    // A code from the authorize page carries the scope granted there; a made-up code (tests
+    // that skip the page) counts as a silent snsapi_base grant.
+    let scope = state
+        .login
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .oauth_codes
+        .remove(&code)
+        .unwrap_or("snsapi_base");
     HttpResponse::Ok().json(serde_json::json!({
         "access_token": nonce(),
         "expires_in": 7200,
         "refresh_token": nonce(),
         "openid": openid_for_code(&state.keys.keys.wechat_appid, &code),
-        "scope": "snsapi_base",
+        "scope": scope,
     }))
 }
 
@@ -747,5 +847,6 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
             web::get().to(oauth2_access_token),
         )
         .route("/cgi-bin/token", web::get().to(cgi_token))
-        .route("/cgi-bin/ticket/getticket", web::get().to(getticket));
+        .route("/cgi-bin/ticket/getticket", web::get().to(getticket))
+        .route("/connect/oauth2/authorize", web::get().to(oauth2_authorize));
 }
