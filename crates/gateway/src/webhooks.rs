@@ -6,7 +6,10 @@
 //! "<t>.<body>")>`. The id is the outbox row's, so it is the same on every retry and a
 //! receiver de-duplicates on it; the timestamp is signed so a receiver can refuse replays of
 //! old deliveries. A 2xx answer acknowledges; anything else (or no answer) is retried with
-//! exponential back-off plus jitter, and every attempt is recorded.
+//! exponential back-off plus jitter, and every attempt is recorded. Redirects are never
+//! followed: a `3xx` is a failed attempt (its `Location` recorded), because following one would
+//! either re-send as a body-less `GET` whose `200` loses the event, or hand the signed body to a
+//! URL nobody configured.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -176,6 +179,7 @@ impl Dispatcher {
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ConfigError::Invalid {
                 key: "webhooks".to_owned(),
@@ -288,6 +292,14 @@ impl Dispatcher {
             Ok(response) if response.status().is_success() => {
                 (Some(response.status().as_u16()), None)
             }
+            Ok(response) if response.status().is_redirection() => (
+                Some(response.status().as_u16()),
+                Some(format!(
+                    "answered HTTP {} redirecting to {} (redirects are not followed)",
+                    response.status().as_u16(),
+                    redirect_location(response.headers())
+                )),
+            ),
             Ok(response) => (
                 Some(response.status().as_u16()),
                 Some(format!("answered HTTP {}", response.status().as_u16())),
@@ -303,6 +315,26 @@ impl Dispatcher {
             error,
         }
     }
+}
+
+/// The longest `Location` kept in an attempt's error: enough to see where the merchant moved
+/// its endpoint, not a way to store whatever the endpoint sends.
+const LOCATION_CHARS: usize = 200;
+
+/// A redirect's `Location`, cut to [`LOCATION_CHARS`] characters, for the attempt's error.
+fn redirect_location(headers: &reqwest::header::HeaderMap) -> String {
+    let Some(location) = headers.get(reqwest::header::LOCATION) else {
+        return "no Location".to_owned();
+    };
+    // Header values that are not visible ASCII are not shown: the record stays one clean line.
+    let Ok(location) = location.to_str() else {
+        return "a Location that is not text".to_owned();
+    };
+    if location.chars().count() <= LOCATION_CHARS {
+        return location.to_owned();
+    }
+    let cut: String = location.chars().take(LOCATION_CHARS).collect();
+    format!("{cut}…")
 }
 
 /// A transport failure in a few words (reqwest's Display can include the whole URL chain).
@@ -408,6 +440,28 @@ mod tests {
                 "{garbage:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_redirect_location_is_recorded_cut_to_a_bounded_length() {
+        use reqwest::header::{HeaderMap, HeaderValue, LOCATION};
+        let mut headers = HeaderMap::new();
+        assert_eq!(redirect_location(&headers), "no Location");
+        headers.insert(
+            LOCATION,
+            HeaderValue::from_static("https://new.example/hooks"),
+        );
+        assert_eq!(redirect_location(&headers), "https://new.example/hooks");
+        let long = format!("https://new.example/{}", "a".repeat(5_000));
+        headers.insert(LOCATION, HeaderValue::from_str(&long).unwrap());
+        let recorded = redirect_location(&headers);
+        assert_eq!(recorded.chars().count(), LOCATION_CHARS + 1, "{recorded}");
+        assert!(long.starts_with(recorded.trim_end_matches('…')));
+        headers.insert(
+            LOCATION,
+            HeaderValue::from_bytes(b"https://x.example/\xff").unwrap(),
+        );
+        assert_eq!(redirect_location(&headers), "a Location that is not text");
     }
 
     #[test]

@@ -30,18 +30,34 @@ pub struct Received {
     pub answered: u16,
 }
 
-/// A merchant's webhook endpoint: records everything, answers 500 to the first `failures`
-/// requests and 200 afterwards.
+/// A request that reached a receiver's redirect target: its method and body.
+pub type Moved = (String, Vec<u8>);
+
+/// How a test endpoint answers deliveries.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer {
+    /// 500 to the first `n` requests, 200 afterwards.
+    FailFirst(usize),
+    /// This 3xx status, with `Location` pointing at the receiver's `/moved`, which answers 200
+    /// to anything (so a followed redirect would look like a success).
+    Redirect(u16),
+}
+
+/// A merchant's webhook endpoint: records everything and answers as told.
 #[derive(Clone)]
 pub struct Receiver {
     /// Where it listens.
     pub url: String,
     received: Arc<Mutex<Vec<Received>>>,
+    moved: Arc<Mutex<Vec<Moved>>>,
 }
 
 struct ReceiverState {
     received: Arc<Mutex<Vec<Received>>>,
+    moved: Arc<Mutex<Vec<Moved>>>,
     failures_left: AtomicUsize,
+    answer: Answer,
+    moved_url: String,
 }
 
 async fn receive(
@@ -57,11 +73,16 @@ async fn receive(
             .unwrap_or_default()
             .to_owned()
     };
-    let fail = state
-        .failures_left
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
-    let answered = if fail { 500 } else { 200 };
+    let answered = match state.answer {
+        Answer::FailFirst(_) => {
+            let fail = state
+                .failures_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if fail { 500 } else { 200 }
+        }
+        Answer::Redirect(status) => status,
+    };
     state.received.lock().unwrap().push(Received {
         event_id: header("Paygate-Event-Id"),
         signature: header("Paygate-Signature"),
@@ -69,22 +90,51 @@ async fn receive(
         body: body.to_vec(),
         answered,
     });
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(answered).unwrap()).finish()
+    let mut response =
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(answered).unwrap());
+    if let Answer::Redirect(_) = state.answer {
+        response.insert_header(("Location", state.moved_url.as_str()));
+    }
+    response.finish()
 }
 
-/// Starts a receiver on a free port.
+async fn moved(
+    state: web::Data<ReceiverState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let method = request.method().to_string();
+    state.moved.lock().unwrap().push((method, body.to_vec()));
+    HttpResponse::Ok().finish()
+}
+
+/// Starts a receiver on a free port answering 500 to the first `failures` requests.
 pub async fn spawn_receiver(failures: usize) -> Receiver {
+    spawn_endpoint(Answer::FailFirst(failures)).await
+}
+
+/// Starts a receiver on a free port answering as `answer` says.
+pub async fn spawn_endpoint(answer: Answer) -> Receiver {
     let received = Arc::new(Mutex::new(Vec::new()));
-    let state = web::Data::new(ReceiverState {
-        received: received.clone(),
-        failures_left: AtomicUsize::new(failures),
-    });
+    let moved_requests = Arc::new(Mutex::new(Vec::new()));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let failures = match answer {
+        Answer::FailFirst(n) => n,
+        _ => 0,
+    };
+    let state = web::Data::new(ReceiverState {
+        received: received.clone(),
+        moved: moved_requests.clone(),
+        failures_left: AtomicUsize::new(failures),
+        answer,
+        moved_url: format!("http://127.0.0.1:{port}/moved"),
+    });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .route("/hooks", web::post().to(receive))
+            .route("/moved", web::route().to(moved))
     })
     .workers(1)
     .listen(listener)
@@ -94,6 +144,7 @@ pub async fn spawn_receiver(failures: usize) -> Receiver {
     Receiver {
         url: format!("http://127.0.0.1:{port}/hooks"),
         received,
+        moved: moved_requests,
     }
 }
 
@@ -107,6 +158,20 @@ impl Receiver {
             .filter(|r| r.json["data"]["order_id"] == order_id)
             .cloned()
             .collect()
+    }
+
+    /// Every request that reached the redirect target `/moved`: (method, body).
+    pub fn moved(&self) -> Vec<Moved> {
+        self.moved.lock().unwrap().clone()
+    }
+
+    /// This receiver as an endpoint signing with the tests' secret.
+    pub fn endpoint(&self) -> WebhookEndpointSettings {
+        WebhookEndpointSettings {
+            url: self.url.clone(),
+            secret: Some(WEBHOOK_SECRET.to_owned().into()),
+            secret_file: None,
+        }
     }
 }
 
@@ -122,14 +187,10 @@ pub fn fast(settings: &mut Settings, receiver: Option<&Receiver>) {
     settings.webhooks.max_backoff_ms = 200;
     settings.webhooks.timeout_ms = 2_000;
     if let Some(receiver) = receiver {
-        settings.webhooks.endpoints.insert(
-            "sandbox".to_owned(),
-            vec![WebhookEndpointSettings {
-                url: receiver.url.clone(),
-                secret: Some(WEBHOOK_SECRET.to_owned().into()),
-                secret_file: None,
-            }],
-        );
+        settings
+            .webhooks
+            .endpoints
+            .insert("sandbox".to_owned(), vec![receiver.endpoint()]);
     }
 }
 
@@ -302,6 +363,58 @@ async fn an_operator_can_redeliver_an_event_which_keeps_its_id() {
         )
         .await;
     assert_eq!(unknown.status(), 404);
+}
+
+/// Pays an order whose app's one endpoint answers `status` with a `Location` elsewhere, and
+/// checks the event is not delivered: every attempt records the status and where it pointed,
+/// it is retried, and nothing (no re-sent GET, no signed body) ever reaches the `Location`.
+async fn a_redirect_is_a_failed_attempt_never_followed(status: u16, out_trade_no: &str) {
+    let receiver = spawn_endpoint(Answer::Redirect(status)).await;
+    let app = spawn_app_with(|s| fast(s, Some(&receiver))).await;
+    let order = app
+        .create_order(TestApp::order_body("wechat", "native", out_trade_no, 990))
+        .await;
+    let id = order["id"].as_str().unwrap();
+    app.pay(&order).await;
+    wait_for_order(&app, id, "paid").await;
+
+    let event = eventually("delivered, or retried after the redirect", async || {
+        let events = events(&app, id).await;
+        let paid = of_type(&events, "order.paid");
+        let settled = paid.len() == 1
+            && (paid[0]["status"] == "delivered" || paid[0]["attempts"].as_array()?.len() >= 2);
+        settled.then(|| paid[0].clone())
+    })
+    .await;
+    assert_eq!(
+        event["status"], "pending",
+        "a redirect is not an acknowledgement: {event}"
+    );
+    let location = receiver.url.replace("/hooks", "/moved");
+    for attempt in event["attempts"].as_array().unwrap() {
+        assert_eq!(attempt["response_status"], status, "{event}");
+        let error = attempt["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!("redirecting to {location}")),
+            "{error}"
+        );
+    }
+    assert!(event["failed_rounds"].as_i64().unwrap() >= 1, "{event}");
+    assert!(
+        receiver.moved().is_empty(),
+        "the redirect target got {:?}",
+        receiver.moved()
+    );
+}
+
+#[tokio::test]
+async fn a_302_from_an_endpoint_is_a_failed_attempt_retried_and_never_followed_as_a_get() {
+    a_redirect_is_a_failed_attempt_never_followed(302, "rc_redirect_302").await;
+}
+
+#[tokio::test]
+async fn a_307_from_an_endpoint_never_sends_the_signed_body_to_its_location() {
+    a_redirect_is_a_failed_attempt_never_followed(307, "rc_redirect_307").await;
 }
 
 #[tokio::test]
