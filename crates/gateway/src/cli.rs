@@ -58,8 +58,11 @@ pub enum OrdersCommand {
     Export,
 }
 
+/// Loads the settings and starts logging the way they say.
 fn settings(config: Option<&Path>) -> anyhow::Result<Settings> {
-    Ok(Settings::load(config)?)
+    let settings = Settings::load(config)?;
+    crate::telemetry::init(settings.log.format);
+    Ok(settings)
 }
 
 async fn store(settings: &Settings) -> anyhow::Result<Store> {
@@ -293,6 +296,7 @@ pub async fn orders(config: Option<&Path>, command: OrdersCommand) -> anyhow::Re
 /// `paygate sandbox`: the simulators alone.
 #[allow(clippy::print_stdout)]
 pub async fn sandbox(listen: SocketAddr) -> anyhow::Result<()> {
+    crate::telemetry::init(crate::telemetry::LogFormat::default());
     let mut config = paygate_sandbox::SandboxConfig::new(listen);
     config.keys_file = Some("paygate-sandbox.json".into());
     let sandbox = paygate_sandbox::Sandbox::start(config).await?;

@@ -76,6 +76,16 @@ pub struct Settings {
     pub reconciler: ReconcilerSettings,
     /// Merchant webhooks: where events go and how deliveries are retried.
     pub webhooks: WebhookSettings,
+    /// How the process logs.
+    pub log: LogSettings,
+}
+
+/// Logging. `RUST_LOG` still filters, and `PAYGATE_LOG_FORMAT` overrides `format`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` (default; plain unless stderr is a terminal) or `json`.
+    pub format: crate::telemetry::LogFormat,
 }
 
 /// The reconciler: queries pending orders, closes expired ones at the provider first, and
@@ -318,6 +328,7 @@ impl Default for Settings {
             alipay: BTreeMap::new(),
             reconciler: ReconcilerSettings::default(),
             webhooks: WebhookSettings::default(),
+            log: LogSettings::default(),
         }
     }
 }

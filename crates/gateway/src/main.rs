@@ -44,7 +44,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    paygate_gateway::telemetry::init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

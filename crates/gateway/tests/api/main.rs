@@ -10,6 +10,7 @@ mod config;
 mod crash;
 mod helpers;
 mod latency;
+mod logs;
 mod metrics;
 mod notify;
 mod openapi;
