@@ -53,7 +53,7 @@ pub use ids::{AnomalyId, ApiKeyId, CallbackId, Cursor, EventId, Page};
 pub use orders::{NewOrder, OrderChanges, OrderFilter, Transition};
 pub use outbox::{EventKind, NewOutboxEvent, OutboxEvent};
 pub use refunds::{NewRefund, Refund, RefundCompletion};
-pub use summary::{GroupBy, SummaryRow};
+pub use summary::{GroupBy, ReportZone, SummaryRow};
 
 /// How long a caller waits for a free connection before getting [`StoreError::Unavailable`].
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use paygate_core::{Fen, OrderStatus};
 
@@ -12,8 +12,7 @@ use crate::{Store, StoreError, corrupt, db_time, fen_column};
 /// How [`Store::summary`] groups orders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GroupBy {
-    /// The UTC calendar date of `paid_at` (`YYYY-MM-DD`); the gateway may regroup for another
-    /// time zone.
+    /// The calendar date of `paid_at` (`YYYY-MM-DD`) in the summary's [`ReportZone`].
     Day,
     /// The provider (`wechat`, `alipay`).
     Provider,
@@ -21,6 +20,71 @@ pub enum GroupBy {
     App,
     /// The order status; this grouping covers orders *created* in the range, paid or not.
     Status,
+}
+
+/// The zone report days are counted in. Every accepted zone is a fixed offset, Asia/Shanghai
+/// included: China has kept +08:00 without daylight saving since 1991, so the fixed offset is
+/// exact for every instant paygate can hold, and no time-zone database is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReportZone {
+    /// Beijing time, the days finance staff close their books in (the default).
+    #[default]
+    Shanghai,
+    /// UTC.
+    Utc,
+    /// A fixed offset east of UTC, in minutes (within ±14:00, the range real zones use).
+    Offset(i16),
+}
+
+/// The largest offset a real zone uses (Pacific/Kiritimati, +14:00), in minutes.
+const MAX_OFFSET_MINUTES: i16 = 14 * 60;
+
+impl ReportZone {
+    /// Parses `Asia/Shanghai`, `UTC` or a fixed offset `+HH:MM` / `-HH:MM` (at most 14:00);
+    /// anything else is `None`, so the accepted set stays closed.
+    pub fn parse(text: &str) -> Option<ReportZone> {
+        match text {
+            "Asia/Shanghai" => return Some(ReportZone::Shanghai),
+            "UTC" => return Some(ReportZone::Utc),
+            _ => {}
+        }
+        let (sign, rest) = match text.as_bytes().first()? {
+            b'+' => (1, &text[1..]),
+            b'-' => (-1, &text[1..]),
+            _ => return None,
+        };
+        let (hours, minutes) = rest.split_once(':')?;
+        let two_digits = |part: &str| {
+            (part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse::<i16>().ok())
+                .flatten()
+        };
+        let (hours, minutes) = (two_digits(hours)?, two_digits(minutes)?);
+        let total = hours * 60 + minutes;
+        (minutes < 60 && total <= MAX_OFFSET_MINUTES).then_some(ReportZone::Offset(sign * total))
+    }
+
+    /// The zone as the API names it back: `Asia/Shanghai`, `UTC` or `+HH:MM`.
+    pub fn name(self) -> String {
+        match self {
+            ReportZone::Shanghai => "Asia/Shanghai".to_owned(),
+            ReportZone::Utc => "UTC".to_owned(),
+            ReportZone::Offset(minutes) => {
+                let sign = if minutes < 0 { '-' } else { '+' };
+                let minutes = minutes.unsigned_abs();
+                format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60)
+            }
+        }
+    }
+
+    /// Seconds east of UTC.
+    pub fn offset_seconds(self) -> i32 {
+        match self {
+            ReportZone::Shanghai => 8 * 3600,
+            ReportZone::Utc => 0,
+            ReportZone::Offset(minutes) => i32::from(minutes) * 60,
+        }
+    }
 }
 
 /// One line of a summary.
@@ -60,17 +124,28 @@ struct Totals {
 }
 
 impl Store {
-    /// Sums over orders PAID in `[from, to)` (for [`GroupBy::Status`]: CREATED in
-    /// `[from, to)`), grouped by `group_by`, sorted by key. Day keys are UTC dates of
-    /// `paid_at`. Sums are exact `i64` fen; the grouping happens here rather than in SQL
-    /// because day truncation has no portable SQL spelling across the two backends.
+    /// [`Store::summary_in`] with days counted in UTC.
     pub async fn summary(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         group_by: GroupBy,
     ) -> Result<Vec<SummaryRow>, StoreError> {
+        self.summary_in(from, to, group_by, ReportZone::Utc).await
+    }
+
+    /// Sums over orders PAID in `[from, to)` (for [`GroupBy::Status`]: CREATED in
+    /// `[from, to)`), grouped by `group_by`, sorted by key. Day keys are the dates of
+    /// `paid_at` in `zone`. Sums are exact `i64` fen.
+    pub async fn summary_in(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        group_by: GroupBy,
+        zone: ReportZone,
+    ) -> Result<Vec<SummaryRow>, StoreError> {
         let (from, to) = (db_time(from), db_time(to));
+        let offset = Duration::seconds(i64::from(zone.offset_seconds()));
         let columns = (
             orders::id,
             orders::provider,
@@ -100,7 +175,7 @@ impl Store {
                     OrderStatus::parse(&status_text).map_err(|e| corrupt("orders", &id, e))?;
                 let key = match group_by {
                     GroupBy::Day => paid_at
-                        .map(|at| at.date().format("%Y-%m-%d").to_string())
+                        .map(|at| (at + offset).date().format("%Y-%m-%d").to_string())
                         .ok_or_else(|| corrupt("orders", &id, "paid_at vanished"))?,
                     GroupBy::Provider => provider,
                     GroupBy::App => app,
@@ -133,5 +208,50 @@ impl Store {
                 .collect()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReportZone;
+
+    #[test]
+    fn zones_are_a_closed_set_of_fixed_offsets() {
+        assert_eq!(ReportZone::default(), ReportZone::Shanghai);
+        assert_eq!(
+            ReportZone::parse("Asia/Shanghai"),
+            Some(ReportZone::Shanghai)
+        );
+        assert_eq!(ReportZone::parse("UTC"), Some(ReportZone::Utc));
+        for (text, seconds) in [
+            ("+08:00", 28_800),
+            ("-05:30", -19_800),
+            ("+14:00", 50_400),
+            ("-00:00", 0),
+        ] {
+            let zone = ReportZone::parse(text).unwrap();
+            assert_eq!(zone.offset_seconds(), seconds, "{text}");
+            assert_eq!(
+                ReportZone::parse(&zone.name()),
+                Some(zone),
+                "{text} round-trips"
+            );
+        }
+        assert_eq!(ReportZone::Shanghai.offset_seconds(), 8 * 3600);
+        for refused in [
+            "",
+            "Asia/Tokyo",
+            "utc",
+            "+8",
+            "+08",
+            "+0800",
+            "+14:01",
+            "+08:60",
+            "08:00",
+            "+0a:00",
+            "+١٢:00",
+        ] {
+            assert_eq!(ReportZone::parse(refused), None, "{refused}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, NaiveDate, Utc};
 use paygate_core::{AppName, Channel, Fen, OrderId, OrderStatus, ProviderKind};
-use paygate_store::{Cursor, GroupBy, OrderFilter};
+use paygate_store::{Cursor, GroupBy, OrderFilter, ReportZone};
 use serde::Deserialize;
 
 use crate::auth::{Principal, Role};
@@ -48,13 +48,22 @@ pub struct OrderListQuery {
 }
 
 fn parse_instant(field: &'static str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    parse_instant_in(field, text, ReportZone::Utc)
+}
+
+/// An RFC 3339 instant as given, or a plain `YYYY-MM-DD` as that day's midnight in `zone`.
+fn parse_instant_in(
+    field: &'static str,
+    text: &str,
+    zone: ReportZone,
+) -> Result<DateTime<Utc>, ApiError> {
     if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
         return Ok(instant.with_timezone(&Utc));
     }
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|d| d.and_utc())
+        .map(|d| d.and_utc() - chrono::Duration::seconds(i64::from(zone.offset_seconds())))
         .ok_or_else(|| {
             ApiError::invalid(
                 "invalid_filter",
@@ -267,24 +276,36 @@ fn csv_cell(value: &str) -> String {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SummaryQuery {
-    /// Start (inclusive), RFC 3339 or `YYYY-MM-DD`.
+    /// Start (inclusive), RFC 3339 or `YYYY-MM-DD` (midnight in `tz`).
     pub from: String,
-    /// End (exclusive).
+    /// End (exclusive), RFC 3339 or `YYYY-MM-DD` (midnight in `tz`).
     pub to: String,
     /// `day`, `provider` or `app`.
     pub group_by: Option<String>,
+    /// The zone days are counted in: `Asia/Shanghai` (default), `UTC` or a fixed offset
+    /// `+HH:MM` / `-HH:MM` (at most 14:00).
+    pub tz: Option<String>,
 }
 
 /// `GET /v1/reports/summary`.
-#[utoipa::path(get, path = "/v1/reports/summary", tag = "finance", params(SummaryQuery), responses((status = 200, description = "`{from, to, data: [{key, order_count, paid_count, paid_amount, refunded_amount, net_amount}]}`")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/reports/summary", tag = "finance", params(SummaryQuery), responses((status = 200, description = "`{from, to, tz, data: [{key, order_count, paid_count, paid_amount, refunded_amount, net_amount}]}`; day keys are dates in `tz` (default Asia/Shanghai)"), (status = 422, description = "Bad from, to, group_by or tz")), security(("bearer" = [])))]
 pub async fn summary(
     state: web::Data<AppState>,
     principal: Principal,
     query: web::Query<SummaryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Role::Finance)?;
-    let from = parse_instant("from", &query.from)?;
-    let to = parse_instant("to", &query.to)?;
+    let zone = match query.tz.as_deref() {
+        None => ReportZone::default(),
+        Some(text) => ReportZone::parse(text).ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_filter",
+                "tz must be Asia/Shanghai, UTC or a fixed offset like +08:00",
+            )
+        })?,
+    };
+    let from = parse_instant_in("from", &query.from, zone)?;
+    let to = parse_instant_in("to", &query.to, zone)?;
     if to <= from {
         return Err(ApiError::invalid(
             "invalid_filter",
@@ -304,7 +325,7 @@ pub async fn summary(
     };
     let rows: Vec<serde_json::Value> = state
         .store
-        .summary(from, to, group_by)
+        .summary_in(from, to, group_by, zone)
         .await?
         .into_iter()
         .map(|r| {
@@ -318,7 +339,8 @@ pub async fn summary(
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "from": from, "to": to, "data": rows })))
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "from": from, "to": to, "tz": zone.name(), "data": rows })))
 }
 
 /// Query of the anomaly list.

@@ -8,6 +8,7 @@
 mod auth;
 mod config;
 mod crash;
+mod finance;
 mod helpers;
 mod latency;
 mod logs;
