@@ -1,0 +1,36 @@
+//! The randomized fault simulation (crates/simulation) against this build's `paygate`: the
+//! regression seeds (crates/simulation/seeds.txt) and a fixed seed, on SQLite, or on
+//! PostgreSQL when `PAYGATE_TEST_DATABASE_URL` is set. Its own test binary, so it runs alone
+//! rather than beside the API tests. The long run is `paygate-sim --minutes 30`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use paygate_simulation::{DatabaseTarget, REGRESSION_SEEDS, SeedRun, SimConfig, parse_seeds};
+
+/// Seeds run on every CI run besides the regression seeds.
+const FIXED: [SeedRun; 1] = [SeedRun { seed: 1, ops: 250 }];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_fault_simulation_finds_every_trade_converged_on_the_regression_seeds() {
+    let database = match std::env::var("PAYGATE_TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => DatabaseTarget::Postgres { admin_url },
+        _ => DatabaseTarget::Sqlite,
+    };
+    let mut config = SimConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_paygate")), database);
+    let mut runs = parse_seeds(REGRESSION_SEEDS, config.ops).unwrap();
+    runs.extend(FIXED);
+    let mut failures = Vec::new();
+    for run in runs {
+        config.ops = run.ops;
+        let report = paygate_simulation::run_seed(&config, run.seed)
+            .await
+            .expect("the simulation runs");
+        eprintln!("{}", report.summary());
+        if !report.passed() {
+            failures.push(report.failure_text(run.ops));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

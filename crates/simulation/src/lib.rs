@@ -1,0 +1,108 @@
+//! paygate's randomized fault simulation, in the spirit of FoundationDB's simulation testing
+//! and TigerBeetle's VOPR: from a seed it draws a few hundred operations across the whole
+//! payment lifecycle (creates on every channel of both providers, buyer payments, refunds
+//! full, partial and concurrent, closes, expiries, notify faults and provider API faults,
+//! gateway restarts by SIGKILL and SIGTERM, database outages) and runs them against the real
+//! `paygate` binary and the sandbox providers, with the providers' time scaled. Then it
+//! heals every fault, lets the system converge and checks the invariants in
+//! [`invariants`]: the provider's money equals paygate's, trade by trade and refund by
+//! refund; nothing moved backwards; refunds never exceed payments; every `order.paid` and
+//! `refund.succeeded` event exists exactly once.
+//!
+//! The operations are a pure function of the seed ([`ops::generate`]); the interleaving with
+//! the gateway's own work is not (it is a real process), so a failure is reported with its
+//! seed and the operation log of the trades involved, and re-running the seed reproduces the
+//! same operations. See docs/reliability.md.
+
+pub mod invariants;
+pub mod merchant;
+pub mod ops;
+pub mod run;
+pub mod topology;
+
+pub use run::{SeedReport, SimConfig, run_seed, run_steps};
+pub use topology::DatabaseTarget;
+
+/// Why a simulation could not run (as opposed to a run that found a violation).
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// A bad command line or configuration.
+    #[error("{0}")]
+    Usage(String),
+    /// The gateway process would not start, stop or answer.
+    #[error("gateway: {0}")]
+    Gateway(String),
+    /// The sandbox would not start or refused a control request.
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+    /// The database could not be created, taken away or given back.
+    #[error("database: {0}")]
+    Database(String),
+    /// A local I/O failure (temp dir, config file, process).
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// An HTTP client failure reading the gateway.
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    /// A background task died.
+    #[error("task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The seeds that once made the simulation fail, one `SEED OPS` line each (`#` starts a
+/// comment): they run on every CI run, with the operation count they failed with.
+pub const REGRESSION_SEEDS: &str = include_str!("../seeds.txt");
+
+/// A seed and how many operations to draw from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeedRun {
+    /// The seed.
+    pub seed: u64,
+    /// Operations (a run of fewer is a prefix of a run of more).
+    pub ops: usize,
+}
+
+/// Parses [`REGRESSION_SEEDS`]-style text: `SEED [OPS]` per line, `default_ops` when absent.
+pub fn parse_seeds(text: &str, default_ops: usize) -> Result<Vec<SeedRun>, SimError> {
+    let bad =
+        |line: &str, e: &dyn std::fmt::Display| SimError::Usage(format!("seed line {line:?}: {e}"));
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or_default().trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let seed = words
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| bad(line, &e))?;
+            let ops = match words.next() {
+                Some(ops) => ops.parse().map_err(|e| bad(line, &e))?,
+                None => default_ops,
+            };
+            Ok(SeedRun { seed, ops })
+        })
+        .collect()
+}
+
+/// The `paygate` binary beside `exe` (both are built into the same target directory).
+pub fn binary_beside(exe: &std::path::Path) -> std::path::PathBuf {
+    exe.parent()
+        .map_or_else(|| "paygate".into(), |dir| dir.join("paygate"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_regression_seed_file_parses_and_a_bad_line_is_refused() {
+        assert!(parse_seeds(REGRESSION_SEEDS, 300).is_ok());
+        let runs = parse_seeds("# comment\n7 250 # defect\n\n9\n", 300).unwrap();
+        assert_eq!(
+            runs,
+            [SeedRun { seed: 7, ops: 250 }, SeedRun { seed: 9, ops: 300 }]
+        );
+        assert!(parse_seeds("seven", 300).is_err());
+    }
+}

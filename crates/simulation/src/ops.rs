@@ -1,0 +1,536 @@
+//! The operations a simulation runs, and their generation from a seed.
+//!
+//! Generation is a pure function of `(seed, count)`: the whole list is drawn up front from a
+//! seeded RNG with no feedback from the run, so a failing seed replays the same operations and
+//! a reproduction may drop operations from the list without changing the others. The
+//! generator keeps a rough model (which trades exist, which were paid, what was refunded) only
+//! to aim operations where they are interesting; the system under test decides what happens.
+
+use std::fmt;
+
+use paygate_core::{Channel, ProviderKind};
+use paygate_sandbox::{Fault, FaultKind, FaultTimes};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// How long a timeout fault holds an answer: past the gateway's 10 s provider timeout.
+pub const PROVIDER_TIMEOUT_FAULT_MS: u64 = 10_500;
+
+/// A trade of the simulation, by index; its `out_trade_no` is [`TradeNo::out_trade_no`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TradeNo(pub u32);
+
+impl TradeNo {
+    /// The merchant order number paygate and the provider know the trade by.
+    pub fn out_trade_no(self) -> String {
+        format!("sim{:05}", self.0)
+    }
+
+    /// The `out_refund_no` of this trade's `n`th refund.
+    pub fn out_refund_no(self, n: u32) -> String {
+        format!("sim{:05}r{n:02}", self.0)
+    }
+}
+
+impl fmt::Display for TradeNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.out_trade_no())
+    }
+}
+
+/// How an order is created: which provider and channel, how much, how soon it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSpec {
+    /// The provider.
+    pub provider: ProviderKind,
+    /// One of the provider's channels enabled in the simulated config.
+    pub channel: Channel,
+    /// The amount in fen.
+    pub amount: i64,
+    /// `expires_in_seconds`; the short ones (60 s) expire during the run because the
+    /// simulated reconciler closes orders 50 s before their nominal expiry.
+    pub expires_in_seconds: u32,
+}
+
+/// One refund request of a [`Op::Refund`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefundSpec {
+    /// Which of the trade's refunds (part of its `out_refund_no`).
+    pub number: u32,
+    /// The amount asked for, in fen (may exceed what is left: paygate must refuse it).
+    pub amount: i64,
+}
+
+/// How the gateway process is stopped before it is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    /// SIGKILL: no drain, in-flight work is lost mid-way.
+    Kill,
+    /// SIGTERM: graceful drain.
+    Term,
+}
+
+/// One simulated operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `POST /v1/orders` (retried like a merchant on 5xx and timeouts).
+    Create {
+        /// The trade.
+        trade: TradeNo,
+        /// What to create.
+        order: OrderSpec,
+    },
+    /// The buyer pays at the sandbox the way the channel's client would.
+    Pay {
+        /// The trade.
+        trade: TradeNo,
+    },
+    /// One refund, or several sent concurrently.
+    Refund {
+        /// The trade.
+        trade: TradeNo,
+        /// The requests (more than one run concurrently).
+        refunds: Vec<RefundSpec>,
+    },
+    /// `POST /v1/orders/{id}/close`.
+    Close {
+        /// The trade.
+        trade: TradeNo,
+    },
+    /// A sandbox fault rule aimed at one trade's notifies or API calls.
+    Fault {
+        /// The trade.
+        trade: TradeNo,
+        /// The rule (its `out_trade_no` is the trade's).
+        fault: Fault,
+    },
+    /// Stop the gateway process and start it again on the same database.
+    Restart {
+        /// How it is stopped.
+        signal: StopSignal,
+        /// How long it stays down, in milliseconds.
+        down_ms: u64,
+    },
+    /// Make the database unavailable for a while (in the background: other operations run
+    /// into it).
+    DatabaseOutage {
+        /// How long, in milliseconds.
+        millis: u64,
+    },
+    /// Do nothing for a while, letting the reconciler and the notify retries work.
+    Pause {
+        /// How long, in milliseconds.
+        millis: u64,
+    },
+}
+
+impl Op {
+    /// The trade the operation touches; `None` for global operations.
+    pub fn trade(&self) -> Option<TradeNo> {
+        match self {
+            Op::Create { trade, .. }
+            | Op::Pay { trade }
+            | Op::Refund { trade, .. }
+            | Op::Close { trade }
+            | Op::Fault { trade, .. } => Some(*trade),
+            Op::Restart { .. } | Op::DatabaseOutage { .. } | Op::Pause { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Create { trade, order } => write!(
+                f,
+                "create {trade} {}/{} {} fen expires_in {}s",
+                order.provider, order.channel, order.amount, order.expires_in_seconds
+            ),
+            Op::Pay { trade } => write!(f, "pay {trade}"),
+            Op::Refund { trade, refunds } => {
+                let list: Vec<String> = refunds
+                    .iter()
+                    .map(|r| format!("{}={}", trade.out_refund_no(r.number), r.amount))
+                    .collect();
+                let how = if refunds.len() > 1 {
+                    " concurrently"
+                } else {
+                    ""
+                };
+                write!(f, "refund {trade} [{}]{how}", list.join(", "))
+            }
+            Op::Close { trade } => write!(f, "close {trade}"),
+            Op::Fault { trade, fault } => {
+                let rule = serde_json::to_string(fault).unwrap_or_else(|_| format!("{fault:?}"));
+                write!(f, "fault {trade} {rule}")
+            }
+            Op::Restart { signal, down_ms } => {
+                write!(f, "restart gateway ({signal:?}, down {down_ms} ms)")
+            }
+            Op::DatabaseOutage { millis } => write!(f, "database outage {millis} ms"),
+            Op::Pause { millis } => write!(f, "pause {millis} ms"),
+        }
+    }
+}
+
+/// An operation with the wait before it is issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Its position in the generated list (stable when others are dropped).
+    pub index: usize,
+    /// Milliseconds to wait before issuing it.
+    pub gap_ms: u64,
+    /// The operation.
+    pub op: Op,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{:04} +{}ms {}", self.index, self.gap_ms, self.op)
+    }
+}
+
+/// The channels the simulated gateway config enables (WeChat h5 needs a registered site).
+pub const CHANNELS: [(ProviderKind, Channel); 9] = [
+    (ProviderKind::Wechat, Channel::Jsapi),
+    (ProviderKind::Wechat, Channel::MiniProgram),
+    (ProviderKind::Wechat, Channel::Native),
+    (ProviderKind::Wechat, Channel::App),
+    (ProviderKind::Alipay, Channel::App),
+    (ProviderKind::Alipay, Channel::Wap),
+    (ProviderKind::Alipay, Channel::Page),
+    (ProviderKind::Alipay, Channel::Precreate),
+    (ProviderKind::Alipay, Channel::MiniProgram),
+];
+
+/// The provider APIs a fault can hit, by provider and channel: the WeChat path or Alipay
+/// method of create (when the channel calls one), query, close, refund and refund query.
+pub fn apis(provider: ProviderKind, channel: Channel) -> Vec<&'static str> {
+    match provider {
+        ProviderKind::Wechat => vec![
+            "/pay/unifiedorder",
+            "/pay/orderquery",
+            "/pay/closeorder",
+            "/secapi/pay/refund",
+            "/pay/refundquery",
+        ],
+        ProviderKind::Alipay => {
+            let mut apis = vec![
+                "alipay.trade.query",
+                "alipay.trade.close",
+                "alipay.trade.refund",
+                "alipay.trade.fastpay.refund.query",
+            ];
+            match channel {
+                Channel::Precreate => apis.push("alipay.trade.precreate"),
+                Channel::MiniProgram => apis.push("alipay.trade.create"),
+                _ => {}
+            }
+            apis
+        }
+    }
+}
+
+/// What the generator believes about a trade, to aim operations.
+#[derive(Debug, Clone)]
+struct Planned {
+    trade: TradeNo,
+    order: OrderSpec,
+    paid: bool,
+    refunds: u32,
+    refunded: i64,
+}
+
+/// The relative weights of the operation kinds.
+const WEIGHTS: [(Kind, u32); 9] = [
+    (Kind::Create, 30),
+    (Kind::Pay, 22),
+    (Kind::Refund, 14),
+    (Kind::Close, 5),
+    (Kind::NotifyFault, 10),
+    (Kind::ApiFault, 12),
+    (Kind::Restart, 2),
+    (Kind::Outage, 2),
+    (Kind::Pause, 3),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Create,
+    Pay,
+    Refund,
+    Close,
+    NotifyFault,
+    ApiFault,
+    Restart,
+    Outage,
+    Pause,
+}
+
+/// Draws `count` operations from `seed`.
+pub fn generate(seed: u64, count: usize) -> Vec<Step> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut trades: Vec<Planned> = Vec::new();
+    let mut steps = Vec::with_capacity(count);
+    let total: u32 = WEIGHTS.iter().map(|(_, w)| w).sum();
+    while steps.len() < count {
+        let mut pick = rng.random_range(0..total);
+        let kind = WEIGHTS
+            .iter()
+            .find(|(_, w)| {
+                if pick < *w {
+                    true
+                } else {
+                    pick -= w;
+                    false
+                }
+            })
+            .map_or(Kind::Pause, |(k, _)| *k);
+        let op = match kind {
+            Kind::Create => Some(create(&mut rng, &mut trades)),
+            Kind::Pay => pay(&mut rng, &mut trades),
+            Kind::Refund => refund(&mut rng, &mut trades),
+            Kind::Close => {
+                pick_trade(&mut rng, &trades, |t| !t.paid).map(|t| Op::Close { trade: t.trade })
+            }
+            Kind::NotifyFault => notify_fault(&mut rng, &trades),
+            Kind::ApiFault => api_fault(&mut rng, &trades),
+            Kind::Restart => Some(Op::Restart {
+                signal: if rng.random_bool(0.5) {
+                    StopSignal::Kill
+                } else {
+                    StopSignal::Term
+                },
+                down_ms: rng.random_range(0..500),
+            }),
+            Kind::Outage => Some(Op::DatabaseOutage {
+                millis: rng.random_range(200..1_500),
+            }),
+            Kind::Pause => Some(Op::Pause {
+                millis: rng.random_range(100..800),
+            }),
+        };
+        if let Some(op) = op {
+            steps.push(Step {
+                index: steps.len(),
+                gap_ms: rng.random_range(5..60),
+                op,
+            });
+        }
+    }
+    steps
+}
+
+fn create(rng: &mut StdRng, trades: &mut Vec<Planned>) -> Op {
+    let trade = TradeNo(u32::try_from(trades.len()).unwrap_or(u32::MAX));
+    let (provider, channel) = CHANNELS[rng.random_range(0..CHANNELS.len())];
+    let amount = match rng.random_range(0..4) {
+        0 => 1,
+        1 => rng.random_range(2..100),
+        _ => rng.random_range(100..100_000),
+    };
+    let order = OrderSpec {
+        provider,
+        channel,
+        amount,
+        expires_in_seconds: if rng.random_bool(0.15) { 60 } else { 1800 },
+    };
+    trades.push(Planned {
+        trade,
+        order: order.clone(),
+        paid: false,
+        refunds: 0,
+        refunded: 0,
+    });
+    Op::Create { trade, order }
+}
+
+/// A trade that satisfies `want`, favouring recent ones (where the action is).
+fn pick_trade<'a>(
+    rng: &mut StdRng,
+    trades: &'a [Planned],
+    want: impl Fn(&Planned) -> bool,
+) -> Option<&'a Planned> {
+    let candidates: Vec<&Planned> = trades.iter().filter(|t| want(t)).collect();
+    if candidates.is_empty() {
+        return None;
+    }
+    let recent = candidates.len().saturating_sub(12);
+    let index = if rng.random_bool(0.7) {
+        rng.random_range(recent..candidates.len())
+    } else {
+        rng.random_range(0..candidates.len())
+    };
+    candidates.get(index).copied()
+}
+
+fn pay(rng: &mut StdRng, trades: &mut [Planned]) -> Option<Op> {
+    // Paying a trade twice is allowed (the sandbox refuses it), but rarely useful.
+    let trade = pick_trade(rng, trades, |t| !t.paid || rng_free_repeat(t))?.trade;
+    let planned = trades.iter_mut().find(|t| t.trade == trade)?;
+    planned.paid = true;
+    Some(Op::Pay { trade })
+}
+
+/// Paid trades are candidates for a second payment only when tiny (cheap chaos).
+fn rng_free_repeat(trade: &Planned) -> bool {
+    trade.order.amount == 1
+}
+
+fn refund(rng: &mut StdRng, trades: &mut [Planned]) -> Option<Op> {
+    let trade = pick_trade(rng, trades, |t| t.paid)?.trade;
+    let planned = trades.iter_mut().find(|t| t.trade == trade)?;
+    let copies = if rng.random_bool(0.25) {
+        rng.random_range(2..5)
+    } else {
+        1
+    };
+    let mut refunds = Vec::with_capacity(copies);
+    for _ in 0..copies {
+        let left = (planned.order.amount - planned.refunded).max(1);
+        let amount = match rng.random_range(0..5) {
+            0 => planned.order.amount,
+            1 => left,
+            2 => left + 1,
+            _ => rng.random_range(1..=left),
+        };
+        // Sometimes a retry of an earlier refund number (idempotency), mostly a new one.
+        let number = if planned.refunds > 0 && rng.random_bool(0.1) {
+            rng.random_range(0..planned.refunds)
+        } else {
+            planned.refunds += 1;
+            planned.refunds - 1
+        };
+        planned.refunded = (planned.refunded + amount).min(planned.order.amount);
+        refunds.push(RefundSpec { number, amount });
+    }
+    Some(Op::Refund { trade, refunds })
+}
+
+fn notify_fault(rng: &mut StdRng, trades: &[Planned]) -> Option<Op> {
+    let planned = pick_trade(rng, trades, |_| true)?;
+    let wechat = planned.order.provider == ProviderKind::Wechat;
+    let kind = match rng.random_range(0..11) {
+        0..=2 => FaultKind::DropNotify,
+        3 => FaultKind::DuplicateNotify,
+        4 => FaultKind::ConcurrentNotify {
+            copies: rng.random_range(2..6),
+        },
+        5 | 6 => FaultKind::DelayNotify {
+            millis: rng.random_range(50..2_000),
+        },
+        7 => FaultKind::WrongAmount,
+        8 => FaultKind::BadSignature,
+        9 if wechat => FaultKind::OmitSignType,
+        9 => FaultKind::WrongAppId,
+        _ => FaultKind::WrongMerchantId,
+    };
+    let times = match (&kind, rng.random_range(0..4)) {
+        (FaultKind::DropNotify, 0) => FaultTimes::ALWAYS,
+        (_, 1) => FaultTimes::Count(rng.random_range(2..5)),
+        _ => FaultTimes::ONCE,
+    };
+    let fault = Fault::once(kind)
+        .for_provider(planned.order.provider)
+        .for_trade(planned.trade.out_trade_no())
+        .times(times);
+    Some(Op::Fault {
+        trade: planned.trade,
+        fault,
+    })
+}
+
+fn api_fault(rng: &mut StdRng, trades: &[Planned]) -> Option<Op> {
+    let planned = pick_trade(rng, trades, |_| true)?;
+    let apis = apis(planned.order.provider, planned.order.channel);
+    let api = apis[rng.random_range(0..apis.len())];
+    let (kind, processed) = match rng.random_range(0..8) {
+        0 => (
+            FaultKind::HttpStatus {
+                status: [500, 502, 503][rng.random_range(0..3)],
+            },
+            rng.random_bool(0.5),
+        ),
+        // A 200 with an empty body after the provider did the work: an unusable answer.
+        1 | 2 => (FaultKind::HttpStatus { status: 200 }, true),
+        3 => (
+            FaultKind::Timeout {
+                millis: PROVIDER_TIMEOUT_FAULT_MS,
+            },
+            rng.random_bool(0.7),
+        ),
+        4 | 5 => (FaultKind::SystemError, false),
+        _ => (FaultKind::SystemError, true),
+    };
+    let mut fault = Fault::once(kind)
+        .for_provider(planned.order.provider)
+        .for_api(api)
+        .for_trade(planned.trade.out_trade_no());
+    if rng.random_bool(0.2) {
+        fault = fault.times(FaultTimes::Count(2));
+    }
+    if processed {
+        fault = fault.after_processing();
+    }
+    Some(Op::Fault {
+        trade: planned.trade,
+        fault,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_draws_the_same_operations_and_another_seed_others() {
+        assert_eq!(generate(7, 300), generate(7, 300));
+        assert_ne!(generate(7, 300), generate(8, 300));
+        assert_eq!(generate(7, 300).len(), 300);
+    }
+
+    #[test]
+    fn a_run_covers_every_kind_of_operation_and_every_channel() {
+        let steps = generate(1, 2_000);
+        let has = |f: &dyn Fn(&Op) -> bool| steps.iter().any(|s| f(&s.op));
+        assert!(has(&|op| matches!(op, Op::Pay { .. })));
+        assert!(has(
+            &|op| matches!(op, Op::Refund { refunds, .. } if refunds.len() > 1)
+        ));
+        assert!(has(&|op| matches!(op, Op::Close { .. })));
+        assert!(has(&|op| matches!(
+            op,
+            Op::Restart {
+                signal: StopSignal::Kill,
+                ..
+            }
+        )));
+        assert!(has(&|op| matches!(
+            op,
+            Op::Restart {
+                signal: StopSignal::Term,
+                ..
+            }
+        )));
+        assert!(has(&|op| matches!(op, Op::DatabaseOutage { .. })));
+        for (provider, channel) in CHANNELS {
+            assert!(
+                has(&|op| matches!(op, Op::Create { order, .. }
+                    if order.provider == provider && order.channel == channel)),
+                "{provider}/{channel}"
+            );
+        }
+    }
+
+    #[test]
+    fn out_trade_and_refund_numbers_fit_both_providers_rules() {
+        let no = TradeNo(99_999);
+        assert!((6..=32).contains(&no.out_trade_no().len()));
+        assert!(no.out_refund_no(99).len() <= 32);
+        assert!(
+            no.out_refund_no(3)
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric())
+        );
+    }
+}
