@@ -36,6 +36,10 @@ struct Options {
     /// Seconds the system gets to converge after the last operation.
     #[arg(long, default_value_t = 30)]
     converge_seconds: u64,
+    /// Orders per reconciler pass in the simulated gateway's config (small on purpose, so
+    /// that starvation of newer pending orders is reachable).
+    #[arg(long, default_value_t = paygate_simulation::topology::RECONCILER_BATCH)]
+    reconciler_batch: u32,
     /// Print every operation as it completes.
     #[arg(long, short)]
     verbose: bool,
@@ -57,6 +61,7 @@ async fn run(options: Options) -> Result<bool, SimError> {
     config.ops = options.ops;
     config.converge_within = Duration::from_secs(options.converge_seconds);
     config.echo = options.verbose;
+    config.reconciler_batch = options.reconciler_batch;
     let started = Instant::now();
     let deadline = options.minutes.map(|m| Duration::from_secs(m * 60));
     let mut fixed: Vec<SeedRun> = options

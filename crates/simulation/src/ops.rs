@@ -444,23 +444,36 @@ fn api_fault(rng: &mut StdRng, trades: &[Planned]) -> Option<Op> {
     let planned = pick_trade(rng, trades, |_| true)?;
     let apis = apis(planned.order.provider, planned.order.channel);
     let api = apis[rng.random_range(0..apis.len())];
-    let (kind, processed) = match rng.random_range(0..8) {
+    let (kind, processed) = match rng.random_range(0..11) {
         0 => (
             FaultKind::HttpStatus {
                 status: [500, 502, 503][rng.random_range(0..3)],
             },
             rng.random_bool(0.5),
         ),
-        // A 200 with an empty body after the provider did the work: an unusable answer.
-        1 | 2 => (FaultKind::HttpStatus { status: 200 }, true),
-        3 => (
+        // 200 answers paygate cannot use, after the provider did the work.
+        1 => (FaultKind::HttpStatus { status: 200 }, true),
+        2 => (FaultKind::EmptyBody, true),
+        3 => (FaultKind::TruncatedBody, true),
+        4 => (FaultKind::BadAnswerSignature, true),
+        5 => (
             FaultKind::Timeout {
                 millis: PROVIDER_TIMEOUT_FAULT_MS,
             },
             rng.random_bool(0.7),
         ),
-        4 | 5 => (FaultKind::SystemError, false),
-        _ => (FaultKind::SystemError, true),
+        6 | 7 => (FaultKind::SystemError, false),
+        8 => (FaultKind::SystemError, true),
+        // The unusable answers without the work done: nothing happened at the provider.
+        _ => (
+            [
+                FaultKind::EmptyBody,
+                FaultKind::TruncatedBody,
+                FaultKind::BadAnswerSignature,
+            ][rng.random_range(0..3)]
+            .clone(),
+            false,
+        ),
     };
     let mut fault = Fault::once(kind)
         .for_provider(planned.order.provider)

@@ -31,6 +31,8 @@ pub struct SimConfig {
     pub converge_within: Duration,
     /// Print every operation as it completes.
     pub echo: bool,
+    /// Orders per reconciler pass ([`crate::topology::RECONCILER_BATCH`] by default).
+    pub reconciler_batch: u32,
 }
 
 impl SimConfig {
@@ -42,6 +44,7 @@ impl SimConfig {
             ops: 300,
             converge_within: Duration::from_secs(30),
             echo: false,
+            reconciler_batch: crate::topology::RECONCILER_BATCH,
         }
     }
 }
@@ -128,10 +131,14 @@ impl SeedReport {
                 let _ = writeln!(text, "    {} → {}", line.step, line.outcome);
             }
         }
+        let database = match self.backend {
+            "sqlite" => "sqlite",
+            _ => "postgres://…",
+        };
         let _ = writeln!(
             text,
-            "  reproduce: paygate-sim --seed {} --ops {ops} --database {}",
-            self.seed, self.backend
+            "  reproduce: paygate-sim --seed {} --ops {ops} --database {database}",
+            self.seed
         );
         text
     }
@@ -152,7 +159,12 @@ pub async fn run_steps(
     steps: Vec<Step>,
 ) -> Result<SeedReport, SimError> {
     let started = Instant::now();
-    let mut topology = Topology::start(&config.paygate_bin, &config.database).await?;
+    let mut topology = Topology::start(
+        &config.paygate_bin,
+        &config.database,
+        config.reconciler_batch,
+    )
+    .await?;
     let merchant = Merchant::new(
         &topology.base_url,
         topology.sandbox.base_url(),

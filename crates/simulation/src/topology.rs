@@ -184,35 +184,50 @@ fn toml_string(value: &str) -> String {
     serde_json::Value::String(value.to_owned()).to_string()
 }
 
-/// The gateway's reconciler settings in a simulation: passes every 100 ms of two orders
-/// each, with a back-off capped at 400 ms, so a few dozen pending orders exceed
-/// `batch_size × backoff_max / interval` and a reconciler that is not fair starves the newer
-/// ones; orders are closed 50 s before their nominal expiry, so a 60 s order expires in 10 s.
-pub const RECONCILER_TOML: &str = "[reconciler]
+/// How many orders one reconciler pass handles in a simulation by default: with passes every
+/// 100 ms and a back-off capped at 400 ms, a few dozen pending orders exceed
+/// `batch_size × backoff_max / interval`, so a reconciler that is not fair starves the newer
+/// ones. (A larger batch tells starvation apart from other causes.)
+pub const RECONCILER_BATCH: u32 = 2;
+
+/// The gateway's background settings in a simulation: reconciler passes every 100 ms of
+/// `batch_size` orders each, with a back-off capped at 400 ms; orders closed 50 s before
+/// their nominal expiry, so a 60 s order expires in 10 s; webhook polls every 50 ms.
+fn background_toml(batch_size: u32) -> String {
+    format!(
+        "[reconciler]
 interval_ms = 100
 query_pending_after_seconds = 0
 query_backoff_ms = 100
 query_backoff_max_ms = 400
 expiry_grace_seconds = -50
-batch_size = 2
+batch_size = {batch_size}
 
 [webhooks]
 poll_interval_ms = 50
 initial_backoff_ms = 50
 max_backoff_ms = 200
-";
+"
+    )
+}
 
 /// The app name the sandbox's merchant is configured under.
 pub const APP: &str = "sim";
 
 /// A gateway config naming the sandbox's merchant as ordinary (external) provider apps.
-fn gateway_config(port: u16, database_url: &str, sandbox: &RunningSandbox) -> String {
+fn gateway_config(
+    port: u16,
+    database_url: &str,
+    sandbox: &RunningSandbox,
+    batch_size: u32,
+) -> String {
     let credentials = sandbox.credentials();
     let (w, a) = (&credentials.wechat, &credentials.alipay);
     let mut toml = format!(
-        "listen = {}\ndatabase_url = {}\n\n[sandbox]\nenabled = false\n\n{RECONCILER_TOML}\n[wechat.{APP}]\n",
+        "listen = {}\ndatabase_url = {}\n\n[sandbox]\nenabled = false\n\n{}\n[wechat.{APP}]\n",
         toml_string(&format!("127.0.0.1:{port}")),
         toml_string(database_url),
+        background_toml(batch_size),
     );
     for (name, value) in [
         ("appid", w.appid.as_str()),
@@ -269,9 +284,14 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Starts the sandbox, writes the gateway's config, creates the API keys (which migrates
-    /// the database) and starts the gateway.
-    pub async fn start(binary: &Path, target: &DatabaseTarget) -> Result<Topology, SimError> {
+    /// Starts the sandbox, writes the gateway's config (with `batch_size` orders per
+    /// reconciler pass), creates the API keys (which migrates the database) and starts the
+    /// gateway.
+    pub async fn start(
+        binary: &Path,
+        target: &DatabaseTarget,
+        batch_size: u32,
+    ) -> Result<Topology, SimError> {
         if !binary.is_file() {
             return Err(SimError::Usage(format!(
                 "no paygate binary at {} (build it, or pass --paygate-bin)",
@@ -286,7 +306,7 @@ impl Topology {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         std::fs::write(
             dir.path().join("paygate.toml"),
-            gateway_config(port, &database.url, &sandbox),
+            gateway_config(port, &database.url, &sandbox, batch_size),
         )?;
         let admin_url = match target {
             DatabaseTarget::Postgres { admin_url } => Some(admin_url.clone()),
