@@ -221,39 +221,13 @@ fn gateway_config(
     sandbox: &RunningSandbox,
     batch_size: u32,
 ) -> String {
-    let credentials = sandbox.credentials();
-    let (w, a) = (&credentials.wechat, &credentials.alipay);
-    let mut toml = format!(
-        "listen = {}\ndatabase_url = {}\n\n[sandbox]\nenabled = false\n\n{}\n[wechat.{APP}]\n",
+    format!(
+        "listen = {}\ndatabase_url = {}\n\n[sandbox]\nenabled = false\n\n{}\n{}",
         toml_string(&format!("127.0.0.1:{port}")),
         toml_string(database_url),
         background_toml(batch_size),
-    );
-    for (name, value) in [
-        ("appid", w.appid.as_str()),
-        ("mch_id", &w.mch_id),
-        ("api_key", &w.api_key),
-        ("sign_type", "HMAC-SHA256"),
-        ("api_base", &w.api_base),
-        ("login_base", &w.login_base),
-        ("app_secret", &w.app_secret),
-        ("server_ip", "127.0.0.1"),
-        ("cert_pem", &w.merchant_cert_pem),
-        ("key_pem", &w.merchant_key_pem),
-    ] {
-        toml.push_str(&format!("{name} = {}\n", toml_string(value)));
-    }
-    toml.push_str(&format!("\n[alipay.{APP}]\n"));
-    for (name, value) in [
-        ("app_id", &a.app_id),
-        ("seller_id", &a.seller_id),
-        ("app_private_key", &a.app_private_key),
-        ("alipay_public_key", &a.alipay_public_key),
-        ("gateway_url", &a.gateway_url),
-    ] {
-        toml.push_str(&format!("{name} = {}\n", toml_string(value)));
-    }
-    toml
+        sandbox.credentials().export_toml(APP),
+    )
 }
 
 /// The API keys the simulation uses.
