@@ -71,6 +71,18 @@ async fn store(settings: &Settings) -> anyhow::Result<Store> {
         .context("opening the database")
 }
 
+/// Runs a command's `work` on the configured database, then closes the store before the
+/// process exits, whatever `work` returned (see [`Store::close`] for why that matters).
+async fn with_store(
+    settings: &Settings,
+    work: impl AsyncFnOnce(&Store) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let store = store(settings).await?;
+    let result = work(&store).await;
+    store.close().await.context("closing the database")?;
+    result
+}
+
 /// `paygate serve`: starts the gateway; on a fresh database creates and prints a merchant and
 /// a finance key, and a walkthrough.
 pub async fn serve(config: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
@@ -183,7 +195,7 @@ fn print_banner(base: &str, app: &Application, keys: Option<&InitialKeys>) {
 #[allow(clippy::print_stdout)]
 pub async fn migrate(config: Option<&Path>) -> anyhow::Result<()> {
     let settings = settings(config)?;
-    store(&settings).await?;
+    with_store(&settings, async |_| Ok(())).await?;
     println!(
         "migrations applied to {}",
         redact_url(&settings.database_url)
@@ -206,7 +218,11 @@ fn redact_url(url: &str) -> String {
 #[allow(clippy::print_stdout)]
 pub async fn keys(config: Option<&Path>, command: KeysCommand) -> anyhow::Result<()> {
     let settings = settings(config)?;
-    let store = store(&settings).await?;
+    with_store(&settings, async |store| keys_on(store, command).await).await
+}
+
+#[allow(clippy::print_stdout)]
+async fn keys_on(store: &Store, command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create { role, name, apps } => {
             let role = Role::parse(&role).context("--role must be merchant or finance")?;
@@ -214,7 +230,7 @@ pub async fn keys(config: Option<&Path>, command: KeysCommand) -> anyhow::Result
                 .iter()
                 .map(|a| AppName::parse(a.as_str()).map_err(anyhow::Error::from))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let key = create_key(&store, role, &name, apps).await?;
+            let key = create_key(store, role, &name, apps).await?;
             println!("{key}");
             eprintln!("(shown once; only its hash is stored)");
         }
@@ -247,7 +263,11 @@ pub async fn keys(config: Option<&Path>, command: KeysCommand) -> anyhow::Result
 #[allow(clippy::print_stdout)]
 pub async fn orders(config: Option<&Path>, command: OrdersCommand) -> anyhow::Result<()> {
     let settings = settings(config)?;
-    let store = store(&settings).await?;
+    with_store(&settings, async |store| orders_on(store, command).await).await
+}
+
+#[allow(clippy::print_stdout)]
+async fn orders_on(store: &Store, command: OrdersCommand) -> anyhow::Result<()> {
     match command {
         OrdersCommand::List { status, limit } => {
             let mut filter = OrderFilter::default();

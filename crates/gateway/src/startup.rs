@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, web};
 use paygate_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
-use paygate_store::Store;
+use paygate_store::{ServeLock, Store};
 
 use crate::config::{ConfigError, Settings};
 use crate::error::ApiError;
@@ -48,6 +48,9 @@ pub struct Application {
     state: web::Data<AppState>,
     sandbox: Option<RunningSandbox>,
     background: crate::reconciler::Background,
+    /// Held while this process serves a SQLite file, so that a second `paygate serve` on the
+    /// same file is refused instead of racing this one's reconciler and sandbox.
+    _serve_lock: Option<ServeLock>,
 }
 
 impl Application {
@@ -62,6 +65,7 @@ impl Application {
             address: settings.listen,
             source,
         })?;
+        let serve_lock = ServeLock::claim(&settings.database_url)?;
         let store = Store::connect(&settings.database_url, settings.database_pool_size).await?;
         let public_base_url = settings.public_base_url(bound);
 
@@ -107,6 +111,7 @@ impl Application {
             state,
             sandbox,
             background,
+            _serve_lock: serve_lock,
         })
     }
 

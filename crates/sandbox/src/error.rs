@@ -23,6 +23,14 @@ pub enum SandboxError {
         /// What went wrong.
         reason: String,
     },
+    /// The trade state file is in use by another sandbox process, or cannot be locked.
+    #[error("sandbox state file {path} is not ours to use: {reason}")]
+    StateInUse {
+        /// The state file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The merchant API certificate could not be generated.
     #[error("cannot generate the merchant certificate: {0}")]
     Certificate(String),

@@ -46,6 +46,10 @@ impl Sandbox {
             .timeout(config.notify_timeout)
             .build()
             .map_err(SandboxError::Client)?;
+        let state_lock = match &config.state_file {
+            Some(path) => Some(lock_state_file(path)?),
+            None => None,
+        };
         let faults = Arc::new(FaultBook::default());
         let log = Arc::new(NotifyLog::new());
         let state = Arc::new(SandboxState {
@@ -91,7 +95,37 @@ impl Sandbox {
             state,
             handle,
             join,
+            _state_lock: state_lock,
         })
+    }
+}
+
+/// Locks `<state file>.lock` for this process's lifetime: two sandboxes appending to one trade
+/// journal corrupt each other's trades (and a gateway's reconciler then closes orders the
+/// other one's buyers paid).
+fn lock_state_file(state_file: &std::path::Path) -> Result<std::fs::File, SandboxError> {
+    let mut lock_path = state_file.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| SandboxError::StateInUse {
+            path: state_file.to_owned(),
+            reason: format!("cannot open {}: {e}", lock_path.display()),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SandboxError::StateInUse {
+            path: state_file.to_owned(),
+            reason: "another sandbox process holds it".into(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(SandboxError::StateInUse {
+            path: state_file.to_owned(),
+            reason: format!("cannot lock {}: {e}", lock_path.display()),
+        }),
     }
 }
 
@@ -103,6 +137,8 @@ pub struct RunningSandbox {
     state: Arc<SandboxState>,
     handle: actix_web::dev::ServerHandle,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Held while this sandbox journals to its state file (see `lock_state_file`).
+    _state_lock: Option<std::fs::File>,
 }
 
 impl RunningSandbox {

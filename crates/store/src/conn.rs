@@ -133,6 +133,23 @@ impl Target {
         Ok(conn)
     }
 
+    /// The file a file-backed SQLite target opens (without a `file:` URI's scheme and query);
+    /// `None` for PostgreSQL and in-memory databases.
+    pub(crate) fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        if self.backend != Backend::Sqlite
+            || self.driver_url.contains(":memory:")
+            || self.driver_url.contains("mode=memory")
+        {
+            return None;
+        }
+        let path = self
+            .driver_url
+            .strip_prefix("file:")
+            .unwrap_or(&self.driver_url);
+        let path = path.split_once('?').map_or(path, |(path, _)| path);
+        (!path.is_empty()).then(|| std::path::PathBuf::from(path))
+    }
+
     /// A connection error naming the backend, the redacted URL and the driver's reason.
     pub(crate) fn connect_error(&self, reason: String) -> StoreError {
         let reason = match &self.password {
@@ -189,6 +206,83 @@ pub(crate) fn run_migrations(conn: &mut DbConnection) -> Result<(), StoreError> 
     applied.map_err(|e| StoreError::Migration(e.to_string()))
 }
 
+/// Checks that the database's schema is the one this binary was built for: every applied
+/// migration is one the binary carries and none of its own is missing, and every table has
+/// every column the binary reads or writes (a `SELECT` of them all with `LIMIT 0`: no rows,
+/// but the database resolves each name). `migrate` only runs what is pending, so neither a
+/// newer binary's migration nor a column dropped by hand would be noticed otherwise.
+pub(crate) fn check_schema(conn: &mut DbConnection) -> Result<(), StoreError> {
+    use diesel::QueryDsl;
+    use diesel::RunQueryDsl;
+    use diesel::migration::MigrationSource;
+
+    let versions =
+        |result: diesel::migration::Result<Vec<diesel::migration::MigrationVersion<'_>>>| {
+            result
+                .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .map_err(|e| StoreError::Migration(e.to_string()))
+        };
+    let (applied, known) = match conn {
+        DbConnection::Pg(pg) => (
+            versions(pg.applied_migrations())?,
+            known_versions(MigrationSource::<diesel::pg::Pg>::migrations(
+                &POSTGRES_MIGRATIONS,
+            ))?,
+        ),
+        DbConnection::Sqlite(sqlite) => (
+            versions(sqlite.applied_migrations())?,
+            known_versions(MigrationSource::<diesel::sqlite::Sqlite>::migrations(
+                &SQLITE_MIGRATIONS,
+            ))?,
+        ),
+    };
+    let unknown: Vec<&String> = applied.iter().filter(|v| !known.contains(v)).collect();
+    if !unknown.is_empty() {
+        return Err(StoreError::SchemaMismatch(format!(
+            "the database has migrations this binary does not know ({unknown:?}); a newer \
+             paygate migrated it: run that version, or restore a backup taken before"
+        )));
+    }
+    let missing: Vec<&String> = known.iter().filter(|v| !applied.contains(v)).collect();
+    if !missing.is_empty() {
+        return Err(StoreError::SchemaMismatch(format!(
+            "the database lacks migrations {missing:?}: run `paygate migrate`"
+        )));
+    }
+    macro_rules! columns_of {
+        ($($table:ident),+ $(,)?) => {$(
+            crate::schema::$table::table
+                .select(crate::schema::$table::all_columns)
+                .limit(0)
+                .execute(conn)
+                .map_err(|e| StoreError::SchemaMismatch(format!(
+                    "table {} does not have the columns this binary uses: {e}",
+                    stringify!($table)
+                )))?;
+        )+};
+    }
+    columns_of!(
+        orders,
+        refunds,
+        callbacks,
+        anomalies,
+        api_keys,
+        outbox_events,
+        webhook_attempts,
+        leases,
+    );
+    Ok(())
+}
+
+/// The versions of the migrations a binary carries.
+fn known_versions<DB: diesel::backend::Backend>(
+    migrations: diesel::migration::Result<Vec<Box<dyn diesel::migration::Migration<DB>>>>,
+) -> Result<Vec<String>, StoreError> {
+    migrations
+        .map(|all| all.iter().map(|m| m.name().version().to_string()).collect())
+        .map_err(|e| StoreError::Migration(e.to_string()))
+}
+
 /// Builds connections of the variant the URL named; diesel's generic `ConnectionManager`
 /// would go through the derive's `establish` and lose the driver's error.
 #[derive(Debug)]
@@ -232,14 +326,18 @@ pub(crate) fn build_pool(
             .idle_timeout(None)
             .max_lifetime(None)
     } else if target.backend == Backend::Sqlite {
+        // No minimum of idle connections on files: with one, every checkout of the last idle
+        // connection starts a replacement connect on r2d2's own thread, which nothing can wait
+        // for; a short CLI run then exited while libpq was mid-handshake and crashed in
+        // OpenSSL's exit-time cleanup. Connections still stay pooled after use (idle timeout).
         // Writes go through the writer's own connection (writer.rs); the pool serves reads,
         // which WAL never blocks. More readers than cores only add context switches on a
         // small box, and every open connection keeps its own page cache.
         builder
             .max_size(pool_size.clamp(1, SQLITE_MAX_CONNECTIONS))
-            .min_idle(Some(1))
+            .min_idle(Some(0))
     } else {
-        builder.max_size(pool_size.max(1)).min_idle(Some(1))
+        builder.max_size(pool_size.max(1)).min_idle(Some(0))
     };
     let manager = Manager {
         target: target.clone(),

@@ -67,6 +67,18 @@ pub enum StoreError {
     /// The database is down, overloaded or the pool timed out; the caller may retry later.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// Another process already serves this SQLite database. Two would each run a reconciler
+    /// and a writer on one file (and, with embedded sandboxes, close each other's orders).
+    #[error(
+        "another paygate process already serves the SQLite database {path} (lock file {lock}); \
+         run one process per SQLite file, or PostgreSQL for several replicas"
+    )]
+    AlreadyServed {
+        /// The database file.
+        path: String,
+        /// The lock file held by the serving process.
+        lock: String,
+    },
     /// A stored row does not parse into a domain value.
     #[error("corrupt {table} row {id}: {reason}")]
     Corrupt {
@@ -83,6 +95,11 @@ pub enum StoreError {
     /// Applying the embedded migrations failed.
     #[error("migration failed: {0}")]
     Migration(String),
+    /// The database's schema is not the one this binary was built for: migrations it does not
+    /// know (a newer paygate migrated it), or tables lacking columns it uses (changed by hand).
+    /// Serving on it would fail some writes or misread rows, so the gateway refuses.
+    #[error("schema mismatch: {0}")]
+    SchemaMismatch(String),
     /// The database could not be reached or opened.
     #[error("cannot connect to {backend} at {url}: {reason}")]
     Connect {

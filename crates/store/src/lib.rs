@@ -55,6 +55,45 @@ pub use outbox::{EventKind, NewOutboxEvent, OutboxEvent};
 pub use refunds::{NewRefund, Refund, RefundCompletion};
 pub use summary::{GroupBy, ReportZone, SummaryRow};
 
+/// Held by the one process that serves a file-backed SQLite database; the operating system
+/// releases it when the process ends, however it ends.
+#[derive(Debug)]
+pub struct ServeLock {
+    _file: std::fs::File,
+}
+
+impl ServeLock {
+    /// Claims the right to serve the database `url` names: for a SQLite file, an exclusive
+    /// lock on `<file>.serve.lock` beside it (refused with [`StoreError::AlreadyServed`] while
+    /// another process holds it); nothing to claim for PostgreSQL or in-memory databases, where
+    /// several processes are fine (leases coordinate them).
+    pub fn claim(url: &str) -> Result<Option<ServeLock>, StoreError> {
+        let Some(path) = conn::Target::parse(url)?.sqlite_file() else {
+            return Ok(None);
+        };
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".serve.lock");
+        let lock_path = std::path::PathBuf::from(lock_path);
+        let cannot = |e: std::io::Error| {
+            StoreError::Unavailable(format!("cannot lock {}: {e}", lock_path.display()))
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(cannot)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(ServeLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::AlreadyServed {
+                path: path.display().to_string(),
+                lock: lock_path.display().to_string(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(cannot(e)),
+        }
+    }
+}
+
 /// How long a caller waits for a free connection before getting [`StoreError::Unavailable`].
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -98,7 +137,10 @@ impl Store {
                 Some(writer::Lanes::start(&target)?)
             };
             let pool = conn::build_pool(target, pool_size, ACQUIRE_TIMEOUT)?;
-            conn::run_migrations(&mut *pool.get()?)?;
+            let mut conn = pool.get()?;
+            conn::run_migrations(&mut conn)?;
+            conn::check_schema(&mut conn)?;
+            drop(conn);
             Ok::<_, StoreError>((pool, backend, writer))
         })
         .await;
@@ -112,9 +154,34 @@ impl Store {
         })
     }
 
+    /// Closes this handle before the process exits: when it is the last one, every queued
+    /// write is committed and the writer threads have closed their connections when this
+    /// returns. Short-lived commands call it so that no thread is inside the database driver
+    /// while the process's exit-time cleanup runs.
+    pub async fn close(self) -> Result<(), StoreError> {
+        let Store { pool, writer, .. } = self;
+        let closed = tokio::task::spawn_blocking(move || {
+            if let Some(lanes) = writer {
+                lanes.close();
+            }
+            // Idle pooled connections close here, on this thread; the pool keeps no
+            // background connect going (see `conn::build_pool`).
+            drop(pool);
+            Ok(())
+        })
+        .await;
+        unpanic(closed)
+    }
+
     /// Which database this store runs on.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Checks that the database still has the schema this binary was built for (see
+    /// [`StoreError::SchemaMismatch`]), for readiness checks.
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
+        self.run(conn::check_schema).await
     }
 
     /// Checks that the database answers, for health endpoints.

@@ -12,8 +12,9 @@
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::R2D2Connection;
@@ -83,6 +84,10 @@ const POSTGRES_LANES: usize = 4;
 pub(crate) struct Lanes {
     lanes: Arc<[Writer]>,
     next: Arc<AtomicUsize>,
+    /// The lanes' threads, joined by [`Lanes::close`] so that no thread is still closing a
+    /// connection while the process exits (libpq's TLS teardown racing OpenSSL's exit-time
+    /// cleanup crashed short CLI runs on PostgreSQL).
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl Lanes {
@@ -92,13 +97,38 @@ impl Lanes {
             Backend::Sqlite => 1,
             Backend::Postgres => POSTGRES_LANES,
         };
-        let lanes = (0..count)
-            .map(|_| Writer::start(target.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut lanes = Vec::with_capacity(count);
+        let mut threads = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (writer, thread) = Writer::start(target.clone())?;
+            lanes.push(writer);
+            threads.push(thread);
+        }
         Ok(Lanes {
             lanes: lanes.into(),
             next: Arc::new(AtomicUsize::new(0)),
+            threads: Arc::new(Mutex::new(threads)),
         })
+    }
+
+    /// Stops the lanes and waits for their threads to close their connections, when this is
+    /// the last handle (other clones still write, so then it only lets go of this one). Writes
+    /// already queued are committed first.
+    pub(crate) fn close(self) {
+        let Lanes { lanes, threads, .. } = self;
+        if Arc::strong_count(&lanes) > 1 {
+            return;
+        }
+        // Dropping the last senders ends each thread's queue; it drains it and returns.
+        drop(lanes);
+        let threads = match threads.lock() {
+            Ok(mut threads) => std::mem::take(&mut *threads),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for thread in threads {
+            // A writer thread catches its jobs' panics; a panic here has nothing left to undo.
+            let _ = thread.join();
+        }
     }
 
     /// The lane for writes that lock the row `key` names, or the next lane in turn for writes
@@ -124,13 +154,13 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer thread; it connects lazily and reconnects after a broken connection.
-    fn start(target: Target) -> Result<Writer, StoreError> {
+    fn start(target: Target) -> Result<(Writer, JoinHandle<()>), StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("paygate-store-writer".into())
             .spawn(move || serve(&target, queue))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
-        Ok(Writer { jobs })
+        Ok((Writer { jobs }, thread))
     }
 
     /// Runs `work` in its own savepoint inside the writer's next transaction and returns its

@@ -15,6 +15,7 @@ mod logs;
 mod metrics;
 mod notify;
 mod openapi;
+mod operations;
 mod orders;
 mod refunds;
 mod reliability;

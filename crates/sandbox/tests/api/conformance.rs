@@ -586,3 +586,30 @@ async fn a_restarted_sandbox_keeps_its_keys_and_every_order_payable() {
     assert_eq!(paid.out_trade_no, no);
     assert_eq!(paid.amount.get(), 42);
 }
+
+#[tokio::test]
+async fn a_second_sandbox_on_the_same_trade_journal_is_refused_until_the_first_stops() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut config = SandboxConfig::for_tests(TIME_SCALE);
+        config.keys_file = Some(dir.path().join("sandbox-keys.json"));
+        config.state_file = Some(dir.path().join("sandbox-trades.json"));
+        config
+    };
+    let first = Sandbox::start(config()).await.unwrap();
+
+    // Act
+    let second = Sandbox::start(config()).await;
+
+    // Assert: refused while the first journals there, fine once it has stopped
+    match second {
+        Err(paygate_sandbox::SandboxError::StateInUse { path, .. }) => {
+            assert!(path.ends_with("sandbox-trades.json"), "{}", path.display());
+        }
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("two sandboxes share one trade journal"),
+    }
+    first.stop().await;
+    Sandbox::start(config()).await.unwrap().stop().await;
+}

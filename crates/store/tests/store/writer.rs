@@ -14,7 +14,60 @@ on_both_backends!(
     concurrent_writes_fail_one_by_one_and_the_rest_commit,
     a_callback_rides_with_its_transition_only_when_it_wins,
     the_first_writes_after_the_server_dropped_the_writers_connections_succeed,
+    closing_a_clone_leaves_the_others_writing_and_closing_the_last_commits_its_writes,
 );
+
+async fn closing_a_clone_leaves_the_others_writing_and_closing_the_last_commits_its_writes(
+    db: TestDb,
+) {
+    // A second store on the same database, so closing it cannot take the harness's store along.
+    let store = paygate_store::Store::connect(&db.url, 2).await.unwrap();
+    let clone = store.clone();
+
+    // Closing a clone must neither wait for the writers (the other handle keeps them alive: a
+    // join would hang) nor stop them.
+    tokio::time::timeout(std::time::Duration::from_secs(10), clone.close())
+        .await
+        .expect("closing a clone returns at once")
+        .unwrap();
+    pending_order(&store, "after_clone_closed", 5).await;
+
+    // The last handle: queued writes are committed before close returns.
+    let writes: Vec<_> = (0..20)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .insert_order(new_order(&format!("closing_{n:04}"), 3))
+                    .await
+            })
+        })
+        .collect();
+    for write in writes {
+        write.await.unwrap().unwrap();
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(10), store.close())
+        .await
+        .expect("closing the last handle joins its writers")
+        .unwrap();
+
+    let stored = db
+        .store
+        .list_orders(&OrderFilter::default(), 100, None)
+        .await
+        .unwrap()
+        .items;
+    let closing = stored
+        .iter()
+        .filter(|o| o.out_trade_no.as_str().starts_with("closing_"))
+        .count();
+    assert_eq!(closing, 20);
+    assert!(
+        stored
+            .iter()
+            .any(|o| o.out_trade_no.as_str() == "after_clone_closed")
+    );
+}
 
 async fn concurrent_writes_fail_one_by_one_and_the_rest_commit(db: TestDb) {
     // Arrange: 20 numbers already taken, so their inserts fail with a unique violation in the
