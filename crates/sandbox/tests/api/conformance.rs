@@ -558,16 +558,20 @@ async fn the_exported_toml_and_the_notify_log_endpoint_describe_the_running_sand
     assert_eq!(log[0]["attempt"], 1);
 }
 
+/// A sandbox config that keeps keys and trades in files under `dir`, as the gateway's default
+/// run keeps them.
+fn persisted_config(dir: &std::path::Path) -> SandboxConfig {
+    let mut config = SandboxConfig::for_tests(TIME_SCALE);
+    config.keys_file = Some(dir.join("sandbox-keys.json"));
+    config.state_file = Some(dir.join("sandbox-trades.json"));
+    config
+}
+
 #[tokio::test]
 async fn a_restarted_sandbox_keeps_its_keys_and_every_order_payable() {
     // Arrange: keys and trades in files, as the gateway's default run keeps them
     let dir = tempfile::tempdir().unwrap();
-    let config = || {
-        let mut config = SandboxConfig::for_tests(TIME_SCALE);
-        config.keys_file = Some(dir.path().join("sandbox-keys.json"));
-        config.state_file = Some(dir.path().join("sandbox-trades.json"));
-        config
-    };
+    let config = || persisted_config(dir.path());
     let first = Sandbox::start(config()).await.unwrap();
     let api_key = first.credentials().wechat.api_key.clone();
     let merchant = WechatMerchant::of(&first);
@@ -591,12 +595,7 @@ async fn a_restarted_sandbox_keeps_its_keys_and_every_order_payable() {
 async fn a_second_sandbox_on_the_same_trade_journal_is_refused_until_the_first_stops() {
     // Arrange
     let dir = tempfile::tempdir().unwrap();
-    let config = || {
-        let mut config = SandboxConfig::for_tests(TIME_SCALE);
-        config.keys_file = Some(dir.path().join("sandbox-keys.json"));
-        config.state_file = Some(dir.path().join("sandbox-trades.json"));
-        config
-    };
+    let config = || persisted_config(dir.path());
     let first = Sandbox::start(config()).await.unwrap();
 
     // Act
