@@ -56,6 +56,13 @@ pub enum FaultKind {
     TruncatedBody,
     /// The API answers HTTP 200 with its whole answer but a signature that does not verify.
     BadAnswerSignature,
+    /// The API answers a signed, definite business refusal with this code (WeChat `err_code`,
+    /// Alipay `40004` `sub_code`), e.g. WeChat `NOTENOUGH` or Alipay
+    /// `ACQ.TRADE_NOT_ALLOW_REFUND`.
+    Refused {
+        /// The provider's code.
+        code: String,
+    },
 }
 
 impl FaultKind {
@@ -69,6 +76,7 @@ impl FaultKind {
                 | FaultKind::EmptyBody
                 | FaultKind::TruncatedBody
                 | FaultKind::BadAnswerSignature
+                | FaultKind::Refused { .. }
         )
     }
 }
@@ -353,6 +361,14 @@ mod tests {
             assert!(fault.processed);
             assert!(!kind.is_notify_fault(), "{name} is an API fault");
         }
+        let refused: Fault =
+            serde_json::from_str(r#"{"fault":"refused","code":"NOTENOUGH"}"#).unwrap();
+        assert_eq!(
+            refused.kind,
+            FaultKind::Refused {
+                code: "NOTENOUGH".into()
+            }
+        );
     }
 
     #[test]

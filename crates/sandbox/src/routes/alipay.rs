@@ -567,6 +567,18 @@ async fn gateway(
             FaultKind::BadAnswerSignature => {
                 return json_response(with_corrupted_signature(&real_or_busy(done)));
             }
+            FaultKind::Refused { code } => {
+                let refusal = object(json!({
+                    "code": "40004",
+                    "msg": "Business Failed",
+                    "sub_code": code,
+                    "sub_msg": "sandbox refusal",
+                }));
+                return match envelope(&method, &refusal, Some(&state.keys.platform_signer)) {
+                    Ok(body) => json_response(body),
+                    Err(_) => HttpResponse::InternalServerError().finish(),
+                };
+            }
             _ => {}
         }
         return json_response(busy);

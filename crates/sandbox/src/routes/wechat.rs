@@ -2,6 +2,7 @@
 //! (`/sns/*`, `/cgi-bin/*`) and the official-account OAuth authorize page
 //! (`/connect/oauth2/authorize`), at the real paths and with the real response shapes.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
@@ -22,14 +23,14 @@ enum WechatReply {
     Success(WechatParams),
     /// `result_code=FAIL` with an `err_code`.
     BusinessFail {
-        code: &'static str,
+        code: Cow<'static, str>,
         description: String,
     },
 }
 
 fn fail(code: &'static str, description: impl Into<String>) -> WechatReply {
     WechatReply::BusinessFail {
-        code,
+        code: Cow::Borrowed(code),
         description: description.into(),
     }
 }
@@ -124,6 +125,13 @@ async fn run(
                     *sign = routes::corrupted_signature(sign);
                 }
                 return xml_response(&params);
+            }
+            FaultKind::Refused { code } => {
+                let refusal = WechatReply::BusinessFail {
+                    code: code.into(),
+                    description: "sandbox refusal".to_owned(),
+                };
+                return signed(&state, sign_type, refusal, appid);
             }
             _ => {}
         }
