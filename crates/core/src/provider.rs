@@ -460,6 +460,25 @@ impl ProviderError {
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, ProviderError::OutcomeUnknown(_))
     }
+
+    /// Whether the provider definitely did not carry out the request, so a refund may be
+    /// recorded as failed (and its amount released) or a close as not done. Only a definite,
+    /// non-retryable answer qualifies, or a request that was never sent. No answer, an
+    /// unusable answer (empty, truncated, unverifiable, not ours) and a "try again" refusal
+    /// (WeChat `SYSTEMERROR`/`BIZERR_NEED_RETRY`/`FREQUENCY_LIMITED`, Alipay
+    /// `20000`/`ACQ.SYSTEM_ERROR`) may all hide a request the provider carried out: those
+    /// leave the operation in flight, to be settled by query and re-sent with the same number.
+    pub fn is_definite_refusal(&self) -> bool {
+        match self {
+            ProviderError::OutcomeUnknown(_) | ProviderError::UntrustedResponse(_) => false,
+            ProviderError::Refused { retryable, .. } => !retryable,
+            ProviderError::AlreadyPaid
+            | ProviderError::AlreadyClosed
+            | ProviderError::NotFound
+            | ProviderError::InvalidRequest(_)
+            | ProviderError::Configuration(_) => true,
+        }
+    }
 }
 
 /// One configured provider app. Implemented by `paygate-wechat` and `paygate-alipay`.
@@ -670,6 +689,32 @@ mod tests {
         }
         async fn query_refund(&self, _: &RefundQuery) -> Result<RefundFacts, ProviderError> {
             Err(ProviderError::NotFound)
+        }
+    }
+
+    #[test]
+    fn only_definite_non_retryable_answers_are_definite_refusals() {
+        let refused = |retryable| ProviderError::Refused {
+            code: "NOTENOUGH".into(),
+            message: "balance".into(),
+            retryable,
+        };
+        for definite in [
+            refused(false),
+            ProviderError::AlreadyPaid,
+            ProviderError::AlreadyClosed,
+            ProviderError::NotFound,
+            ProviderError::InvalidRequest("no openid".into()),
+            ProviderError::Configuration("bad key".into()),
+        ] {
+            assert!(definite.is_definite_refusal(), "{definite:?}");
+        }
+        for in_flight in [
+            refused(true),
+            ProviderError::OutcomeUnknown("timeout".into()),
+            ProviderError::UntrustedResponse("empty body".into()),
+        ] {
+            assert!(!in_flight.is_definite_refusal(), "{in_flight:?}");
         }
     }
 

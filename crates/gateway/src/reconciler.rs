@@ -247,8 +247,12 @@ async fn settle_refund(
             };
             match app.provider.refund(&request).await {
                 Ok(facts) => facts,
+                // The provider never had it and now definitely refuses it: it failed.
+                Err(error) if error.is_definite_refusal() => {
+                    return crate::refunds::fail_refund(state, order, refund, &error).await;
+                }
                 Err(error) => {
-                    // A refusal now is not final either: the next pass queries again.
+                    // No usable answer again: the next pass queries again.
                     tracing::warn!(%error, refund = %refund.id, "resending a refund failed; retrying later");
                     return Ok(false);
                 }
@@ -325,9 +329,10 @@ pub async fn close_at_provider_first(
         Ok(()) | Err(ProviderError::AlreadyClosed) | Err(ProviderError::NotFound) => Ok(
             closed_locally(close_order_locally(&state.store, order).await?),
         ),
-        Err(error @ ProviderError::OutcomeUnknown(_)) => Ok(CloseOutcome::Unresolved(error)),
-        // "Already paid", or a refusal that may mean it: Alipay answers a close of a paid
-        // trade with ACQ.TRADE_STATUS_ERROR. Ask what the trade is; paid wins.
+        // "Already paid"; a refusal that may mean it (Alipay answers a close of a paid trade
+        // with ACQ.TRADE_STATUS_ERROR); or no usable answer, behind which the provider may
+        // have closed the trade. Ask what the trade is: paid wins, closed closes here, and
+        // anything else leaves the order pending, to be closed again or queried later.
         Err(error) => match query_and_apply(state, app, order.clone()).await? {
             Queried::Paid | Queried::Unchanged(TradeState::Paid) => Ok(CloseOutcome::Paid),
             Queried::Unchanged(TradeState::Closed) => Ok(closed_locally(

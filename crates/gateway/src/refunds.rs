@@ -1,14 +1,15 @@
 //! Refunds: reserve the amount in the store (which refuses to over-refund, even under
-//! concurrent requests), ask the provider, and record what it says. An unknown outcome leaves
-//! the refund `processing`; the refund notify, `sync` or the reconciler settles it later with
-//! the same `out_refund_no`, never a new one.
+//! concurrent requests), ask the provider, and record what it says. Only a definite refusal
+//! ([`ProviderError::is_definite_refusal`]) fails a refund; any other error (no answer, an
+//! unusable answer, "try again") leaves it `processing`, and the refund notify, `sync` or the
+//! reconciler settles it later with the same `out_refund_no`, never a new one.
 
 use chrono::Utc;
 use paygate_core::{
     Order, OutRefundNo, ProviderError, RefundFacts, RefundQuery, RefundRequest, RefundState,
     RefundStatus,
 };
-use paygate_store::{EventKind, NewRefund, Refund, RefundCompletion, StoreError};
+use paygate_store::{AnomalyKind, EventKind, NewRefund, Refund, RefundCompletion, StoreError};
 
 use crate::error::ApiError;
 use crate::registry::ProviderApp;
@@ -19,6 +20,49 @@ pub async fn apply_refund_facts(
     state: &AppState,
     refund: &Refund,
     facts: &RefundFacts,
+) -> Result<bool, StoreError> {
+    settle(
+        state,
+        refund,
+        facts,
+        "the provider reports the refund failed",
+    )
+    .await
+}
+
+/// Records that the provider definitely refused `refund` (see
+/// [`ProviderError::is_definite_refusal`]): the amount is released, `refund.failed` is emitted
+/// and a `refund_failed` anomaly is raised. Returns whether anything changed.
+pub async fn fail_refund(
+    state: &AppState,
+    order: &Order,
+    refund: &Refund,
+    refusal: &ProviderError,
+) -> Result<bool, StoreError> {
+    let failed = RefundFacts {
+        out_trade_no: order.out_trade_no.to_string(),
+        out_refund_no: refund.out_refund_no.to_string(),
+        provider_refund_id: None,
+        amount: Some(refund.amount),
+        state: RefundState::Failed,
+        succeeded_at: None,
+    };
+    settle(
+        state,
+        refund,
+        &failed,
+        &format!("the provider refused: {refusal}"),
+    )
+    .await
+}
+
+/// Moves a processing refund to the final state `facts` report, with its event; a failure
+/// also raises a `refund_failed` anomaly so finance sees every refund that did not happen.
+async fn settle(
+    state: &AppState,
+    refund: &Refund,
+    facts: &RefundFacts,
+    failure: &str,
 ) -> Result<bool, StoreError> {
     if refund.status != RefundStatus::Processing {
         return Ok(false);
@@ -39,9 +83,26 @@ pub async fn apply_refund_facts(
             facts.succeeded_at.unwrap_or_else(Utc::now),
             Some(event),
         )
-        .await;
+        .await?;
     // `Lost`: another copy of the notify (or the reconciler) settled it first.
-    Ok(matches!(completed?, RefundCompletion::Applied { .. }))
+    let applied = matches!(completed, RefundCompletion::Applied { .. });
+    if applied && status == RefundStatus::Failed {
+        crate::payments::record_anomaly(
+            &state.store,
+            order.provider,
+            order.app.as_str(),
+            Some(&order),
+            AnomalyKind::RefundFailed,
+            format!(
+                "refund {} of {} fen: {failure}",
+                refund.out_refund_no,
+                refund.amount.get()
+            ),
+            None,
+        )
+        .await?;
+    }
+    Ok(applied)
 }
 
 /// Reserves and sends a refund for `order`.
@@ -101,30 +162,44 @@ pub async fn start_refund(
         Ok(facts) => {
             apply_refund_facts(state, &refund, &facts).await?;
         }
-        Err(ProviderError::OutcomeUnknown(detail)) => {
-            tracing::warn!(%detail, refund = %refund.id, "refund outcome unknown; left processing");
-            state
-                .metrics
-                .provider_errors
-                .with_label_values(&[app.kind().as_str(), "refund", "unknown"])
-                .inc();
-        }
-        Err(error) => {
+        Err(error) if error.is_definite_refusal() => {
             state
                 .metrics
                 .provider_errors
                 .with_label_values(&[app.kind().as_str(), "refund", "refused"])
                 .inc();
-            let failed = RefundFacts {
-                out_trade_no: order.out_trade_no.to_string(),
-                out_refund_no: refund.out_refund_no.to_string(),
-                provider_refund_id: None,
-                amount: Some(amount),
-                state: RefundState::Failed,
-                succeeded_at: None,
-            };
-            apply_refund_facts(state, &refund, &failed).await?;
+            fail_refund(state, order, &refund, &error).await?;
             return Err(error.into());
+        }
+        Err(error) => {
+            // No answer, an unusable one or "try again": the provider may have refunded. The
+            // refund stays processing; the refund notify, `sync` or the reconciler settles it
+            // by refund query, re-sending the same out_refund_no if the provider never got it.
+            tracing::warn!(%error, refund = %refund.id, "refund outcome unknown; left processing");
+            state
+                .metrics
+                .provider_errors
+                .with_label_values(&[app.kind().as_str(), "refund", "unknown"])
+                .inc();
+            if let ProviderError::UntrustedResponse(detail) = &error {
+                // Not a passing timeout: a broken proxy, an attack or a wrong provider key.
+                // Until the query settles it, our books may disagree with the provider's.
+                crate::payments::record_anomaly(
+                    &state.store,
+                    order.provider,
+                    order.app.as_str(),
+                    Some(order),
+                    AnomalyKind::StateDisagreement,
+                    format!(
+                        "refund {} of {} fen: the provider's answer was unusable ({detail}); \
+                         left processing until a refund query settles it",
+                        refund.out_refund_no,
+                        amount.get()
+                    ),
+                    None,
+                )
+                .await?;
+            }
         }
     }
     Ok((state.store.refund(&refund.id).await?, true))

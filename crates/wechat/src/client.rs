@@ -691,6 +691,39 @@ mod tests {
     }
 
     #[test]
+    fn answers_that_may_hide_a_carried_out_refund_are_never_definite_refusals() {
+        let business = |code: &str| ApiError::Business {
+            code: code.into(),
+            description: String::new(),
+        };
+        let empty_body = ApiError::from(xml::parse_with_root(b"", "xml", 1024).unwrap_err());
+        let truncated = ApiError::from(
+            xml::parse_with_root(b"<xml><return_code>SUC", "xml", 1024).unwrap_err(),
+        );
+        for in_flight in [
+            business("SYSTEMERROR"),
+            business("BIZERR_NEED_RETRY"),
+            business("FREQUENCY_LIMITED"),
+            ApiError::Timeout,
+            ApiError::HttpStatus(502),
+            ApiError::BadSignature,
+            empty_body,
+            truncated,
+        ] {
+            let error = ProviderError::from(in_flight);
+            assert!(!error.is_definite_refusal(), "{error:?}");
+        }
+        for definite in [
+            business("NOTENOUGH"),
+            business("REFUNDNOTEXIST"),
+            ApiError::ReturnFail("签名错误".into()),
+        ] {
+            let error = ProviderError::from(definite);
+            assert!(error.is_definite_refusal(), "{error:?}");
+        }
+    }
+
+    #[test]
     fn refundquery_reads_the_indexed_entry_of_our_refund() {
         let fields: Params = [
             ("out_trade_no", "order_0001"),

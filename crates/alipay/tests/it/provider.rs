@@ -533,3 +533,26 @@ fn the_configuration_reads_from_json_with_defaults() {
     let alipay = Alipay::new(config).unwrap();
     assert_eq!(alipay.channels(), [Channel::App, Channel::Precreate]);
 }
+
+#[tokio::test]
+async fn refund_answers_that_may_hide_a_carried_out_refund_are_never_definite_refusals() {
+    let gateway = FakeGateway::start(Reply::HttpError(502)).await;
+    let alipay = Alipay::new(config(&gateway.url)).unwrap();
+    for in_flight in [
+        Reply::HttpError(502),
+        Reply::Forged {
+            content: r#"{"code":"10000","msg":"Success","fund_change":"Y"}"#.into(),
+        },
+        Reply::signed(r#"{"code":"20000","msg":"Service Currently Unavailable"}"#),
+        Reply::signed(r#"{"code":"40004","msg":"Business Failed","sub_code":"ACQ.SYSTEM_ERROR"}"#),
+    ] {
+        gateway.set_reply(in_flight);
+        let error = alipay.refund(&refund_request()).await.unwrap_err();
+        assert!(!error.is_definite_refusal(), "{error:?}");
+    }
+    gateway.set_reply(Reply::signed(
+        r#"{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_ALLOW_REFUND"}"#,
+    ));
+    let refused = alipay.refund(&refund_request()).await.unwrap_err();
+    assert!(refused.is_definite_refusal(), "{refused:?}");
+}

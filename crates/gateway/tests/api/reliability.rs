@@ -442,16 +442,12 @@ async fn a_create_that_times_out_is_a_504_and_the_retry_returns_the_one_trade() 
 }
 
 /// Pays a 1000-fen order, injects `fault`, asks for a 400-fen refund and waits until the
-/// reconciler has it settled; then checks there is one refund of 400 at the provider, one
-/// `refund.succeeded`, and that the fault fired.
+/// reconciler has it settled; then checks the API never called it failed, there is one refund
+/// of 400 at the provider and in the order's `refunded_amount`, one `refund.succeeded` and no
+/// `refund.failed`, and that the fault fired.
 async fn refund_under_fault(provider: &str, channel: &str, out_trade_no: &str, fault: Value) {
     let app = spawn_app_with(|s| fast(s, None)).await;
-    let order = app
-        .create_order(TestApp::order_body(provider, channel, out_trade_no, 1000))
-        .await;
-    let id = order["id"].as_str().unwrap();
-    app.pay(&order).await;
-    wait_for_order(&app, id, "paid").await;
+    let id = &paid_order(&app, provider, channel, out_trade_no).await;
     app.fault(fault).await;
     let out_refund_no = format!("{out_trade_no}_r1");
 
@@ -461,7 +457,12 @@ async fn refund_under_fault(provider: &str, channel: &str, out_trade_no: &str, f
             &json!({"amount": 400, "out_refund_no": out_refund_no}),
         )
         .await;
-    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(response.status(), 201, "accepted, never a 502");
+    let answered: Value = response.json().await.unwrap();
+    assert!(
+        answered["status"] == "processing" || answered["status"] == "succeeded",
+        "in flight (or already settled by the refund notify), never failed: {answered}"
+    );
 
     let refund = eventually("refund settled", async || {
         let refunds = app.get_json(&format!("/v1/orders/{id}/refunds")).await;
@@ -474,8 +475,226 @@ async fn refund_under_fault(provider: &str, channel: &str, out_trade_no: &str, f
     let refunds = trade["refunds"].as_array().unwrap();
     assert_eq!(refunds.len(), 1, "one refund at the provider: {trade}");
     assert_eq!(refunds[0]["amount"], 400, "{trade}");
+    assert_eq!(refunds[0]["out_refund_no"], out_refund_no.as_str());
+    let order = app.get_json(&format!("/v1/orders/{id}")).await;
+    assert_eq!(
+        order["refunded_amount"], 400,
+        "the books match the provider: {order}"
+    );
     let events = events(&app, id).await;
     assert_eq!(of_type(&events, "refund.succeeded").len(), 1, "{events:?}");
+    assert!(of_type(&events, "refund.failed").is_empty(), "{events:?}");
+    assert!(
+        !app.anomalies()
+            .await
+            .iter()
+            .any(|a| a["kind"] == "refund_failed"),
+        "nothing failed"
+    );
+    assert_faults_consumed(&app).await;
+}
+
+#[tokio::test]
+async fn a_wechat_refund_carried_out_behind_an_empty_answer_is_never_failed_and_settles() {
+    // The provider refunds, but a proxy hands paygate HTTP 200 with an empty body.
+    let fault = json!({
+        "fault": "empty_body", "api": "/secapi/pay/refund", "processed": true
+    });
+    refund_under_fault("wechat", "native", "rc_refund_empty", fault).await;
+}
+
+#[tokio::test]
+async fn a_wechat_refund_carried_out_behind_a_truncated_answer_is_never_failed_and_settles() {
+    let fault = json!({
+        "fault": "truncated_body", "api": "/secapi/pay/refund", "processed": true
+    });
+    refund_under_fault("wechat", "native", "rc_refund_cut", fault).await;
+}
+
+#[tokio::test]
+async fn an_alipay_refund_carried_out_behind_an_unverifiable_answer_is_never_failed_and_settles() {
+    let fault = json!({
+        "fault": "bad_answer_signature", "api": "alipay.trade.refund", "processed": true
+    });
+    refund_under_fault("alipay", "precreate", "rc_refund_badsig", fault).await;
+}
+
+#[tokio::test]
+async fn an_alipay_refund_carried_out_behind_an_empty_answer_is_never_failed_and_settles() {
+    let fault = json!({
+        "fault": "empty_body", "api": "alipay.trade.refund", "processed": true
+    });
+    refund_under_fault("alipay", "precreate", "rc_refund_empty_ap", fault).await;
+}
+
+#[tokio::test]
+async fn a_wechat_refund_answered_bizerr_need_retry_is_sent_again_with_the_same_out_refund_no() {
+    // "Try again with the same parameters": not a refusal, so never a failed refund.
+    let fault = json!({
+        "fault": "refused", "code": "BIZERR_NEED_RETRY", "api": "/secapi/pay/refund"
+    });
+    refund_under_fault("wechat", "native", "rc_refund_retry", fault).await;
+}
+
+/// Creates and pays a 1000-fen order; returns its id.
+async fn paid_order(app: &TestApp, provider: &str, channel: &str, out_trade_no: &str) -> String {
+    let order = app
+        .create_order(TestApp::order_body(provider, channel, out_trade_no, 1000))
+        .await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    app.pay(&order).await;
+    wait_for_order(app, &id, "paid").await;
+    id
+}
+
+/// Asserts the order's only refund failed with one `refund.failed` event and one
+/// `refund_failed` anomaly, released its amount, and that nothing was refunded at the provider.
+async fn assert_refund_failed(app: &TestApp, id: &str, out_trade_no: &str) {
+    let refunds = app.get_json(&format!("/v1/orders/{id}/refunds")).await;
+    assert_eq!(refunds["data"][0]["status"], "failed", "{refunds}");
+    let order = app.get_json(&format!("/v1/orders/{id}")).await;
+    assert_eq!(order["refunded_amount"], 0, "{order}");
+    let trade = app.sandbox_trade(out_trade_no).await;
+    assert_eq!(trade["refunds"], json!([]), "{trade}");
+    let events = events(app, id).await;
+    assert_eq!(of_type(&events, "refund.failed").len(), 1, "{events:?}");
+    let anomalies: Vec<Value> = app
+        .anomalies()
+        .await
+        .into_iter()
+        .filter(|a| a["kind"] == "refund_failed" && a["order_id"] == id)
+        .collect();
+    assert_eq!(anomalies.len(), 1, "{anomalies:?}");
+    assert_faults_consumed(app).await;
+}
+
+#[tokio::test]
+async fn a_refund_the_provider_definitely_refuses_fails_and_raises_a_refund_failed_anomaly() {
+    let app = spawn_app_with(|s| fast(s, None)).await;
+    let id = paid_order(&app, "wechat", "native", "rc_refund_refused").await;
+    app.fault(json!({"fault": "refused", "code": "NOTENOUGH", "api": "/secapi/pay/refund"}))
+        .await;
+
+    let response = app
+        .post(&format!("/v1/orders/{id}/refunds"), &json!({"amount": 400}))
+        .await;
+    assert_eq!(
+        response.status(),
+        502,
+        "the provider's refusal is passed on"
+    );
+
+    assert_refund_failed(&app, &id, "rc_refund_refused").await;
+}
+
+#[tokio::test]
+async fn a_refund_refused_when_the_reconciler_sends_it_again_fails_with_a_refund_failed_anomaly() {
+    let app = spawn_app_with(|s| fast(s, None)).await;
+    let id = paid_order(&app, "alipay", "precreate", "rc_refund_resend_refused").await;
+    // The first call never reaches Alipay; the reconciler's re-send is refused outright.
+    app.fault(json!({"fault": "http_status", "status": 502, "api": "alipay.trade.refund"}))
+        .await;
+    app.fault(json!({
+        "fault": "refused", "code": "ACQ.TRADE_NOT_ALLOW_REFUND", "api": "alipay.trade.refund"
+    }))
+    .await;
+
+    let response = app
+        .post(&format!("/v1/orders/{id}/refunds"), &json!({"amount": 400}))
+        .await;
+    assert_eq!(response.status(), 201);
+
+    eventually("refund failed", async || {
+        let refunds = app.get_json(&format!("/v1/orders/{id}/refunds")).await;
+        (refunds["data"][0]["status"] == "failed").then_some(())
+    })
+    .await;
+    assert_refund_failed(&app, &id, "rc_refund_resend_refused").await;
+}
+
+#[tokio::test]
+async fn a_close_carried_out_behind_an_unusable_answer_is_confirmed_by_query_and_closes_here() {
+    let app = spawn_app_with(|s| fast(s, None)).await;
+    for (provider, out_trade_no, fault) in [
+        (
+            "wechat",
+            "rc_close_unanswered",
+            json!({"fault": "http_status", "status": 502, "api": "/pay/closeorder", "processed": true}),
+        ),
+        (
+            "alipay",
+            "rc_close_badsig",
+            json!({"fault": "bad_answer_signature", "api": "alipay.trade.close", "processed": true}),
+        ),
+    ] {
+        let channel = if provider == "wechat" {
+            "native"
+        } else {
+            "precreate"
+        };
+        let order = app
+            .create_order(TestApp::order_body(provider, channel, out_trade_no, 100))
+            .await;
+        let id = order["id"].as_str().unwrap();
+        app.fault(fault).await;
+
+        let response = app
+            .post(&format!("/v1/orders/{id}/close"), &json!({}))
+            .await;
+        assert_eq!(response.status(), 200, "{provider}");
+        let closed: Value = response.json().await.unwrap();
+        assert_eq!(closed["status"], "closed", "{provider}: {closed}");
+        assert_eq!(app.sandbox_trade(out_trade_no).await["status"], "closed");
+        let events = events(&app, id).await;
+        assert_eq!(of_type(&events, "order.closed").len(), 1, "{events:?}");
+    }
+    assert_faults_consumed(&app).await;
+}
+
+#[tokio::test]
+async fn a_close_the_provider_did_not_carry_out_leaves_the_order_pending_until_closed_again() {
+    let app = spawn_app_with(|s| fast(s, None)).await;
+    for (provider, out_trade_no, fault) in [
+        (
+            "wechat",
+            "rc_close_empty",
+            json!({"fault": "empty_body", "api": "/pay/closeorder"}),
+        ),
+        (
+            "alipay",
+            "rc_close_cut",
+            json!({"fault": "truncated_body", "api": "alipay.trade.close"}),
+        ),
+    ] {
+        let channel = if provider == "wechat" {
+            "native"
+        } else {
+            "precreate"
+        };
+        let order = app
+            .create_order(TestApp::order_body(provider, channel, out_trade_no, 100))
+            .await;
+        let id = order["id"].as_str().unwrap();
+        app.fault(fault).await;
+
+        let response = app
+            .post(&format!("/v1/orders/{id}/close"), &json!({}))
+            .await;
+        assert!(
+            response.status().is_server_error(),
+            "{provider}: {}",
+            response.status()
+        );
+        assert_eq!(order_status(&app, id).await, "pending", "{provider}");
+        assert_ne!(app.sandbox_trade(out_trade_no).await["status"], "closed");
+        assert!(of_type(&events(&app, id).await, "order.closed").is_empty());
+
+        let again = app
+            .post(&format!("/v1/orders/{id}/close"), &json!({}))
+            .await;
+        assert_eq!(again.status(), 200, "{provider}");
+        assert_eq!(app.sandbox_trade(out_trade_no).await["status"], "closed");
+    }
     assert_faults_consumed(&app).await;
 }
 
