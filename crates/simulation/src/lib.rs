@@ -20,7 +20,7 @@ pub mod ops;
 pub mod run;
 pub mod topology;
 
-pub use run::{SeedReport, SimConfig, run_seed, run_steps};
+pub use run::{SeedReport, Shrunk, SimConfig, run_seed, run_steps, shrink};
 pub use topology::DatabaseTarget;
 
 /// Why a simulation could not run (as opposed to a run that found a violation).

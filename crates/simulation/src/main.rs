@@ -7,9 +7,35 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use paygate_simulation::ops::generate;
 use paygate_simulation::{
-    DatabaseTarget, REGRESSION_SEEDS, SeedRun, SimConfig, SimError, parse_seeds, run_seed,
+    DatabaseTarget, REGRESSION_SEEDS, SeedReport, SeedRun, SimConfig, SimError, parse_seeds,
+    run_steps, shrink,
 };
+
+/// Shrinks a failure and prints the operations that still reproduce it.
+#[allow(clippy::print_stdout)]
+async fn print_shrunk(
+    config: &SimConfig,
+    run: SeedRun,
+    failed: &SeedReport,
+) -> Result<(), SimError> {
+    match shrink(config, run.seed, failed).await? {
+        Some(shrunk) => {
+            let indices: Vec<String> = shrunk.steps.iter().map(|s| s.index.to_string()).collect();
+            println!(
+                "shrunk to {} operations:\n{}  reproduce: paygate-sim --seed {} --ops {} --only {}",
+                shrunk.steps.len(),
+                shrunk.report.failure_text(run.ops),
+                run.seed,
+                run.ops,
+                indices.join(",")
+            );
+        }
+        None => println!("the failure did not reproduce with fewer operations (timing)"),
+    }
+    Ok(())
+}
 
 /// Randomized fault simulation of paygate's payment lifecycle.
 #[derive(Debug, Parser)]
@@ -46,6 +72,13 @@ struct Options {
     /// Run the regression seeds (crates/simulation/seeds.txt) with their operation counts.
     #[arg(long, conflicts_with = "seeds")]
     regression: bool,
+    /// Run only these operations of the seed (comma-separated indices, as a shrunk failure
+    /// prints them).
+    #[arg(long, value_delimiter = ',', requires = "seeds")]
+    only: Vec<usize>,
+    /// Re-run a failing seed with fewer operations and print the smallest that still fails.
+    #[arg(long)]
+    shrink: bool,
     /// Keep going after a failing seed.
     #[arg(long)]
     keep_going: bool,
@@ -92,7 +125,11 @@ async fn run(options: Options) -> Result<bool, SimError> {
             },
         };
         config.ops = run.ops;
-        let report = run_seed(&config, run.seed).await?;
+        let mut steps = generate(run.seed, run.ops);
+        if !options.only.is_empty() {
+            steps.retain(|s| options.only.contains(&s.index));
+        }
+        let report = run_steps(&config, run.seed, steps).await?;
         runs += 1;
         total_ops += report.log.len();
         if report.passed() {
@@ -100,6 +137,9 @@ async fn run(options: Options) -> Result<bool, SimError> {
         } else {
             failures += 1;
             println!("{}", report.failure_text(run.ops));
+            if options.shrink {
+                print_shrunk(&config, run, &report).await?;
+            }
             if !options.keep_going {
                 break;
             }

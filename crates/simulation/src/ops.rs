@@ -426,7 +426,8 @@ fn notify_fault(rng: &mut StdRng, trades: &[Planned]) -> Option<Op> {
         _ => FaultKind::WrongMerchantId,
     };
     let times = match (&kind, rng.random_range(0..4)) {
-        (FaultKind::DropNotify, 0) => FaultTimes::ALWAYS,
+        // A notify lost for good leaves only the reconciler to settle the payment.
+        (FaultKind::DropNotify, 0 | 2) => FaultTimes::ALWAYS,
         (_, 1) => FaultTimes::Count(rng.random_range(2..5)),
         _ => FaultTimes::ONCE,
     };

@@ -121,15 +121,13 @@ impl SeedReport {
             "  operations on {} plus every global one:",
             failing.iter().copied().collect::<Vec<_>>().join(", ")
         );
-        for line in &self.log {
-            let relevant = line
-                .step
-                .op
-                .trade()
-                .is_none_or(|t| failing.contains(t.out_trade_no().as_str()));
-            if relevant {
-                let _ = writeln!(text, "    {} → {}", line.step, line.outcome);
-            }
+        let steps: Vec<Step> = self.log.iter().map(|l| l.step.clone()).collect();
+        let kept: BTreeSet<usize> = relevant_steps(&steps, &self.violations)
+            .iter()
+            .map(|s| s.index)
+            .collect();
+        for line in self.log.iter().filter(|l| kept.contains(&l.step.index)) {
+            let _ = writeln!(text, "    {} → {}", line.step, line.outcome);
         }
         let database = match self.backend {
             "sqlite" => "sqlite",
@@ -142,6 +140,60 @@ impl SeedReport {
         );
         text
     }
+}
+
+/// The steps of `steps` a failure needs at most: those on the failing trades and every
+/// global one.
+pub fn relevant_steps(steps: &[Step], violations: &[Violation]) -> Vec<Step> {
+    let failing: BTreeSet<&str> = violations.iter().map(Violation::out_trade_no).collect();
+    steps
+        .iter()
+        .filter(|s| {
+            s.op.trade()
+                .is_none_or(|t| failing.contains(t.out_trade_no().as_str()))
+        })
+        .cloned()
+        .collect()
+}
+
+/// A failure reproduced with fewer operations.
+#[derive(Debug)]
+pub struct Shrunk {
+    /// The operations kept.
+    pub steps: Vec<Step>,
+    /// The run that still failed with them.
+    pub report: SeedReport,
+}
+
+/// Re-runs a failure with fewer operations: first only the failing trades' operations and
+/// the global ones, then without the global ones; keeps each cut that still fails. Timing is
+/// real, so a cut that passes may only have missed a race: the result is an upper bound.
+pub async fn shrink(
+    config: &SimConfig,
+    seed: u64,
+    failed: &SeedReport,
+) -> Result<Option<Shrunk>, SimError> {
+    let all: Vec<Step> = failed.log.iter().map(|l| l.step.clone()).collect();
+    let mut best: Option<Shrunk> = None;
+    let mut candidate = relevant_steps(&all, &failed.violations);
+    for cut in 0..2 {
+        if cut == 1 {
+            candidate.retain(|s| s.op.trade().is_some());
+        }
+        let report = run_steps(config, seed, candidate.clone()).await?;
+        if !report.passed() {
+            candidate = relevant_steps(&candidate, &report.violations);
+            best = Some(Shrunk {
+                steps: candidate.clone(),
+                report,
+            });
+        } else if let Some(best) = &best {
+            candidate = best.steps.clone();
+        } else {
+            return Ok(None);
+        }
+    }
+    Ok(best)
 }
 
 /// The trades' paygate orders as the simulated merchant learnt them.
