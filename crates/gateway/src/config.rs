@@ -78,6 +78,35 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// How the process logs.
     pub log: LogSettings,
+    /// How long clients get to send their requests.
+    pub http: HttpSettings,
+}
+
+/// Deadlines for clients: a connection that sends its request too slowly is answered 408 (or
+/// simply closed) so that slow or stalled clients cannot hold connections and memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Time to receive a request's head (request line and headers), in milliseconds.
+    pub request_head_timeout_ms: u64,
+    /// Time to receive a request's whole body once its head is in, in milliseconds.
+    pub request_body_timeout_ms: u64,
+    /// How long an idle keep-alive connection stays open, in milliseconds; 0 disables
+    /// keep-alive.
+    pub keep_alive_ms: u64,
+    /// How long a connection being closed may take to shut down, in milliseconds.
+    pub disconnect_timeout_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            request_head_timeout_ms: 5_000,
+            request_body_timeout_ms: 10_000,
+            keep_alive_ms: 5_000,
+            disconnect_timeout_ms: 1_000,
+        }
+    }
 }
 
 /// Logging. `RUST_LOG` still filters, and `PAYGATE_LOG_FORMAT` overrides `format`.
@@ -329,6 +358,7 @@ impl Default for Settings {
             reconciler: ReconcilerSettings::default(),
             webhooks: WebhookSettings::default(),
             log: LogSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -392,6 +422,7 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.validate_background()?;
+        self.validate_http()?;
         if let Some(url) = &self.public_base_url {
             check_url("public_base_url", url)?;
         }
@@ -498,6 +529,21 @@ impl Settings {
                 paygate_core::ProviderKind::Alipay,
                 &app.channels,
             )?;
+        }
+        Ok(())
+    }
+
+    /// Checks the client deadlines: a zero would close every connection at once.
+    fn validate_http(&self) -> Result<(), ConfigError> {
+        let http = &self.http;
+        for (key, value) in [
+            ("http.request_head_timeout_ms", http.request_head_timeout_ms),
+            ("http.request_body_timeout_ms", http.request_body_timeout_ms),
+            ("http.disconnect_timeout_ms", http.disconnect_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
         }
         Ok(())
     }

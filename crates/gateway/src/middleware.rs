@@ -1,15 +1,25 @@
-//! Request metrics. Every label comes from a fixed set so that nothing a client sends can add
-//! series: the method is one of the standard methods or `other`, the route is the matched
-//! route pattern (ids in paths do not count) or `unmatched`, and the status is the code paygate
-//! chose to answer.
+//! Request metrics and request body deadlines. Every metric label comes from a fixed set so
+//! that nothing a client sends can add series: the method is one of the standard methods or
+//! `other`, the route is the matched route pattern (ids in paths do not count) or `unmatched`,
+//! and the status is the code paygate chose to answer.
 
-use std::time::Instant;
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::{ConnectionType, Method};
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpMessage, HttpResponse};
+use futures_util::Stream;
+use tokio::time::Sleep;
 
 use crate::state::AppState;
 
@@ -71,5 +81,103 @@ mod tests {
         assert_eq!(method_label(&Method::POST), "POST");
         let made_up = Method::from_bytes(b"BREW").unwrap();
         assert_eq!(method_label(&made_up), "other");
+    }
+}
+
+/// How long a request's body may take to arrive, counted from the end of its head.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub Duration);
+
+/// Gives every request body a deadline and closes connections whose body was not read.
+///
+/// actix times out only the request head: a client that sends its headers and then trickles
+/// (or stalls) the body held the connection and the handler's buffer forever. Past the
+/// deadline the body reads as an error, the answer becomes 408 and the connection is closed.
+/// A body the handler did not read to its end (a 404, a 413 on the declared length) also
+/// closes the connection: it cannot carry another request without reading the rest first.
+pub async fn limit_body_time(
+    mut request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let timeout = request
+        .app_data::<BodyTimeout>()
+        .map_or(Duration::from_secs(10), |t| t.0);
+    let has_body = declares_body(request.headers());
+    let progress = Rc::new(BodyProgress::default());
+    let payload = Deadline {
+        payload: request.take_payload(),
+        expires: Box::pin(tokio::time::sleep(timeout)),
+        progress: Rc::clone(&progress),
+    };
+    request.set_payload(Payload::Stream {
+        payload: Box::pin(payload),
+    });
+    let mut response = next.call(request).await?;
+    if progress.expired.get() {
+        let (request, _) = response.into_parts();
+        let mut timeout = HttpResponse::RequestTimeout().json(serde_json::json!({
+            "error": { "code": "request_timeout", "message": "the request body did not arrive in time" }
+        }));
+        timeout
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+        return Ok(ServiceResponse::new(request, timeout).map_into_right_body());
+    }
+    if has_body && !progress.finished.get() {
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+    }
+    Ok(response.map_into_left_body())
+}
+
+/// Whether the request announces a body (a non-zero length or chunked transfer).
+fn declares_body(headers: &HeaderMap) -> bool {
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    length.is_some_and(|l| l > 0) || headers.contains_key(header::TRANSFER_ENCODING)
+}
+
+/// What became of a request body: read to its end, or cut off at the deadline.
+#[derive(Default)]
+struct BodyProgress {
+    finished: Cell<bool>,
+    expired: Cell<bool>,
+}
+
+/// A request body that fails once its deadline has passed.
+struct Deadline {
+    payload: Payload,
+    expires: Pin<Box<Sleep>>,
+    progress: Rc<BodyProgress>,
+}
+
+impl Stream for Deadline {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.progress.expired.get() || this.progress.finished.get() {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.payload).poll_next(cx) {
+            Poll::Ready(None) => {
+                this.progress.finished.set(true);
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Some(item)) => return Poll::Ready(Some(item)),
+            Poll::Pending => {}
+        }
+        if this.expires.as_mut().poll(cx).is_ready() {
+            this.progress.expired.set(true);
+            return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request body not received in time",
+            )))));
+        }
+        Poll::Pending
     }
 }

@@ -4,15 +4,18 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::http::KeepAlive;
 use actix_web::{App, HttpResponse, web};
 use paygate_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 use paygate_store::{ServeLock, Store};
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, HttpSettings, Settings};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::middleware::BodyTimeout;
 use crate::routes;
 use crate::state::AppState;
 
@@ -98,13 +101,16 @@ impl Application {
             public_base_url,
             keys: crate::auth::KeyCache::new(crate::auth::KEY_CACHE_TTL),
         });
-        let server =
-            serve(listener, state.clone(), settings.limits.api_body_bytes).map_err(|source| {
-                StartError::Bind {
-                    address: bound,
-                    source,
-                }
-            })?;
+        let server = serve(
+            listener,
+            state.clone(),
+            settings.limits.api_body_bytes,
+            &settings.http,
+        )
+        .map_err(|source| StartError::Bind {
+            address: bound,
+            source,
+        })?;
         Ok(Application {
             port: bound.port(),
             server,
@@ -196,13 +202,17 @@ fn serve(
     listener: TcpListener,
     state: web::Data<AppState>,
     api_body_bytes: usize,
+    http: &HttpSettings,
 ) -> std::io::Result<Server> {
-    // Notify bodies are read up to 1 MiB so that an oversized callback still leaves an audit
-    // row (the handler answers 413 past the configured limit); beyond 1 MiB actix refuses it.
-    let notify_payload = web::PayloadConfig::new(1024 * 1024);
+    let body_timeout = BodyTimeout(Duration::from_millis(http.request_body_timeout_ms));
+    let keep_alive = match http.keep_alive_ms {
+        0 => KeepAlive::Disabled,
+        ms => KeepAlive::Timeout(Duration::from_millis(ms)),
+    };
     let server = actix_web::HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(body_timeout)
             .app_data(
                 web::JsonConfig::default()
                     .limit(api_body_bytes)
@@ -213,6 +223,9 @@ fn serve(
             .wrap(actix_web::middleware::from_fn(
                 crate::middleware::record_metrics,
             ))
+            .wrap(actix_web::middleware::from_fn(
+                crate::middleware::limit_body_time,
+            ))
             .wrap(tracing_actix_web::TracingLogger::default())
             .route("/healthz", web::get().to(routes::health::healthz))
             .route("/readyz", web::get().to(routes::health::readyz))
@@ -220,7 +233,6 @@ fn serve(
             .route("/openapi.json", web::get().to(crate::openapi::openapi_json))
             .service(
                 web::scope("/notify")
-                    .app_data(notify_payload.clone())
                     .route(
                         "/wechat/{app}/refund",
                         web::post().to(routes::notify::refund_notify),
@@ -284,6 +296,9 @@ fn serve(
                 }))
             }))
     })
+    .client_request_timeout(Duration::from_millis(http.request_head_timeout_ms))
+    .client_disconnect_timeout(Duration::from_millis(http.disconnect_timeout_ms))
+    .keep_alive(keep_alive)
     .listen(listener)?
     .shutdown_timeout(30)
     .run();

@@ -10,8 +10,12 @@
 //! is acknowledged so the provider stops retrying something that will never match. When the
 //! database is down the failure body is sent, so the provider retries later.
 
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
 use paygate_core::{
     AppName, CallbackAck, Notice, NotifyError, OutRefundNo, OutTradeNo, ProviderKind, RawCallback,
     RefundFacts, TradeFacts,
@@ -30,7 +34,7 @@ pub async fn payment_notify(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     request: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> HttpResponse {
     let (provider, app) = path.into_inner();
     receive(
@@ -39,7 +43,7 @@ pub async fn payment_notify(
         &app,
         CallbackKind::Payment,
         &request,
-        &body,
+        body,
     )
     .await
 }
@@ -50,18 +54,10 @@ pub async fn refund_notify(
     state: web::Data<AppState>,
     path: web::Path<String>,
     request: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> HttpResponse {
     let app = path.into_inner();
-    receive(
-        &state,
-        "wechat",
-        &app,
-        CallbackKind::Refund,
-        &request,
-        &body,
-    )
-    .await
+    receive(&state, "wechat", &app, CallbackKind::Refund, &request, body).await
 }
 
 /// The verdict of one callback and what to answer.
@@ -125,7 +121,7 @@ async fn receive(
     app: &str,
     kind: CallbackKind,
     request: &HttpRequest,
-    body: &[u8],
+    payload: web::Payload,
 ) -> HttpResponse {
     let Ok(provider) = ProviderKind::parse(provider) else {
         return HttpResponse::NotFound().finish();
@@ -136,6 +132,18 @@ async fn receive(
     let Some(app) = configured.cloned() else {
         return HttpResponse::NotFound().finish();
     };
+    let limit = state.limits.notify_body_bytes;
+    let (body, too_large) = match read_limited(request, payload, limit).await {
+        Ok(body) => (body, None),
+        Err(BodyError::TooLarge { read, reason }) => (read, Some(reason)),
+        Err(BodyError::Unreadable(error)) => {
+            // A stalled or broken body: nothing a provider sent, nothing to record (the body
+            // deadline turns this answer into 408).
+            tracing::debug!(%error, "callback body unreadable");
+            return HttpResponse::BadRequest().finish();
+        }
+    };
+    let body = &body[..];
     let content_type = request
         .headers()
         .get("content-type")
@@ -152,12 +160,8 @@ async fn receive(
         },
     };
 
-    let handled = if body.len() > state.limits.notify_body_bytes {
-        let mut h = Handled::new(CallbackVerdict::TooLarge, false).because(format!(
-            "{} bytes exceeds {}",
-            body.len(),
-            state.limits.notify_body_bytes
-        ));
+    let handled = if let Some(reason) = too_large {
+        let mut h = Handled::new(CallbackVerdict::TooLarge, false).because(reason);
         h.status = StatusCode::PAYLOAD_TOO_LARGE;
         h
     } else {
@@ -187,6 +191,49 @@ async fn receive(
         }
     }
     ack(&app, handled.accepted, handled.status)
+}
+
+/// Why a callback body was not read whole.
+enum BodyError {
+    /// Over the limit: what was read of it (at most the limit) and why it was refused.
+    TooLarge { read: Bytes, reason: String },
+    /// The connection failed or the body deadline passed.
+    Unreadable(PayloadError),
+}
+
+/// Reads the body up to `limit` bytes and never more: a declared `Content-Length` over the
+/// limit is refused before any of the body is read, and a body that turns out longer (chunked,
+/// or lying about its length) is cut off at the limit.
+async fn read_limited(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|&d| d > limit as u64) {
+        return Err(BodyError::TooLarge {
+            read: Bytes::new(),
+            reason: format!("Content-Length {declared} exceeds the {limit}-byte limit"),
+        });
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(BodyError::Unreadable)?;
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Err(BodyError::TooLarge {
+                read: body.freeze(),
+                reason: format!("body exceeds the {limit}-byte limit"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn rejected(error: &NotifyError) -> Handled {

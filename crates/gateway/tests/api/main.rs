@@ -19,5 +19,6 @@ mod operations;
 mod orders;
 mod refunds;
 mod reliability;
+mod slow_clients;
 mod validation;
 mod wechat;
