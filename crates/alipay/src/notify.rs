@@ -8,7 +8,7 @@
 //! Amounts stay strings until the signature passed, then become exact [`Fen`].
 
 use chrono::{DateTime, Utc};
-use paygate_core::{Currency, Fen, ProviderKind, TradeFacts, TradeState};
+use paygate_core::{Currency, Fen, ProviderKind, ReportedYuan, TradeFacts, TradeState};
 
 use crate::AlipayError;
 use crate::form::{decode_unique_form, encode_form};
@@ -75,8 +75,9 @@ pub struct TradeNotify {
     pub trade_no: Option<String>,
     /// The trade's status.
     pub trade_status: AlipayTradeStatus,
-    /// The order total, exactly.
-    pub total_amount: Fen,
+    /// The order total, by value: `"88.880"` is 8888 fen, and a value between two fen
+    /// amounts (`"88.881"`) matches no order.
+    pub total_amount: ReportedYuan,
     /// What the merchant actually received.
     pub receipt_amount: Option<Fen>,
     /// What the buyer paid out of pocket.
@@ -114,15 +115,21 @@ impl<'a, F: Fn(&str) -> Option<&'a str>> Fields<F> {
         })
     }
 
-    fn yuan(&self, field: &'static str) -> Result<Option<Fen>, AlipayError> {
+    /// A yuan amount read by value (`"19.90"` = `"19.900"`); see [`Fen::parse_reported_yuan`].
+    fn reported_yuan(&self, field: &'static str) -> Result<Option<ReportedYuan>, AlipayError> {
         self.optional(field)
             .map(|text| {
-                Fen::parse_yuan(text).map_err(|e| AlipayError::BadField {
+                Fen::parse_reported_yuan(text).map_err(|e| AlipayError::BadField {
                     field,
                     reason: e.to_string(),
                 })
             })
             .transpose()
+    }
+
+    /// An informational amount: one between two fen amounts is as good as absent.
+    fn yuan(&self, field: &'static str) -> Result<Option<Fen>, AlipayError> {
+        Ok(self.reported_yuan(field)?.and_then(ReportedYuan::fen))
     }
 
     fn time(&self, field: &'static str) -> Result<Option<DateTime<Utc>>, AlipayError> {
@@ -138,10 +145,12 @@ impl TradeNotify {
         get: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<TradeNotify, AlipayError> {
         let fields = Fields(get);
-        let total_amount = fields.yuan("total_amount")?.ok_or(AlipayError::BadField {
-            field: "total_amount",
-            reason: "missing".to_owned(),
-        })?;
+        let total_amount = fields
+            .reported_yuan("total_amount")?
+            .ok_or(AlipayError::BadField {
+                field: "total_amount",
+                reason: "missing".to_owned(),
+            })?;
         Ok(TradeNotify {
             notify_id: fields.owned("notify_id"),
             app_id: fields.owned("app_id"),
@@ -175,7 +184,7 @@ impl TradeNotify {
             out_trade_no: self.out_trade_no.clone(),
             provider_trade_no: self.trade_no.clone(),
             state: self.trade_status.into(),
-            amount: Some(self.total_amount),
+            amount: self.total_amount.fen(),
             currency: Currency::Cny,
             app_id: self.app_id.clone(),
             merchant_id: self.seller_id.clone(),

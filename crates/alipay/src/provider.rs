@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use paygate_core::{
     CallbackAck, Channel, CreatePayment, CreatedPayment, Currency, Fen, MerchantIdentity, Notice,
     NotifyError, OutTradeNo, PayParams, Provider, ProviderError, ProviderKind, RawCallback,
-    RefundFacts, RefundQuery, RefundRequest, RefundState, TradeFacts, TradeState,
+    RefundFacts, RefundQuery, RefundRequest, RefundState, ReportedYuan, TradeFacts, TradeState,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -259,7 +259,7 @@ fn yuan_field(
 ) -> Result<Option<Fen>, ProviderError> {
     text(fields, key)
         .map(|t| {
-            Fen::parse_yuan(&t).map_err(|e| {
+            Fen::parse_reported_yuan(&t).map_err(|e| {
                 response_field_error(
                     method,
                     AlipayError::BadField {
@@ -270,6 +270,8 @@ fn yuan_field(
             })
         })
         .transpose()
+        // Compared by value: a total between two fen amounts matches no order (a mismatch).
+        .map(|reported| reported.and_then(ReportedYuan::fen))
 }
 
 fn time_field(

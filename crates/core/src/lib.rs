@@ -14,7 +14,7 @@ mod text;
 
 pub use channel::{Channel, ProviderKind};
 pub use ids::{AppName, OrderId, OutRefundNo, OutTradeNo, RefundId};
-pub use money::{Currency, Fen, MoneyError};
+pub use money::{Currency, Fen, MoneyError, ReportedYuan};
 pub use order::{Order, OrderEvent, OrderStatus, RefundStatus, TransitionError};
 pub use provider::{
     CallbackAck, CreatePayment, CreatedPayment, MerchantIdentity, Notice, NotifyError, PayParams,

@@ -100,6 +100,57 @@ impl Fen {
     }
 }
 
+/// A yuan amount a provider reported, read by its decimal value: `"19.9"`, `"19.90"` and
+/// `"19.900"` are the same 1990 fen, and a value with a non-zero digit beyond the fen
+/// (`"19.901"`) equals no amount paygate holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportedYuan {
+    /// A whole number of fen, however many trailing zeros it was written with.
+    Fen(Fen),
+    /// A value between two fen amounts, so it matches no order and no refund.
+    BetweenFen,
+}
+
+impl ReportedYuan {
+    /// The amount in fen, or `None` for a value between two fen amounts (which then compares
+    /// unequal to every `Some(fen)`, as a mismatch should).
+    pub const fn fen(self) -> Option<Fen> {
+        match self {
+            ReportedYuan::Fen(fen) => Some(fen),
+            ReportedYuan::BetweenFen => None,
+        }
+    }
+}
+
+impl Fen {
+    /// Parses a yuan amount a provider reported (an Alipay notify or query answer) by value:
+    /// the format of [`Fen::parse_yuan`] but with any number of decimals, which beyond the
+    /// second only matter when they are not all zeros. Malformed text is still an error; our
+    /// own requests and the merchant's input keep the strict two-decimal form.
+    pub fn parse_reported_yuan(text: &str) -> Result<ReportedYuan, MoneyError> {
+        let invalid = || MoneyError::InvalidYuan(text.to_owned());
+        let beyond_fen = match text.split_once('.') {
+            Some((_, fraction)) if fraction.len() > 2 => fraction.get(2..).ok_or_else(invalid)?,
+            _ => "",
+        };
+        if !beyond_fen.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let fen_part = text
+            .get(..text.len() - beyond_fen.len())
+            .ok_or_else(invalid)?;
+        let fen = Fen::parse_yuan(fen_part).map_err(|error| match error {
+            MoneyError::InvalidYuan(_) => invalid(),
+            other => other,
+        })?;
+        Ok(if beyond_fen.bytes().all(|b| b == b'0') {
+            ReportedYuan::Fen(fen)
+        } else {
+            ReportedYuan::BetweenFen
+        })
+    }
+}
+
 impl TryFrom<i64> for Fen {
     type Error = MoneyError;
     fn try_from(fen: i64) -> Result<Self, Self::Error> {
@@ -198,6 +249,64 @@ mod tests {
     }
 
     #[test]
+    fn reported_amounts_are_equal_by_value_however_many_zeros_they_carry() {
+        for text in ["19.9", "19.90", "19.900", "19.9000000", "019.90"] {
+            assert_eq!(
+                Fen::parse_reported_yuan(text),
+                Ok(ReportedYuan::Fen(Fen(1990))),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            Fen::parse_reported_yuan("20"),
+            Ok(ReportedYuan::Fen(Fen(2000)))
+        );
+        assert_eq!(
+            Fen::parse_reported_yuan("0.010"),
+            Ok(ReportedYuan::Fen(Fen(1)))
+        );
+        for between in ["19.901", "19.9001", "0.001", "19.90000001"] {
+            assert_eq!(
+                Fen::parse_reported_yuan(between),
+                Ok(ReportedYuan::BetweenFen),
+                "{between}"
+            );
+            assert_eq!(Fen::parse_reported_yuan(between).unwrap().fen(), None);
+        }
+    }
+
+    #[test]
+    fn reported_amounts_still_refuse_malformed_text_and_our_own_parsing_stays_strict() {
+        for bad in [
+            "",
+            ".",
+            "19.",
+            ".90",
+            "-19.90",
+            "+19.90",
+            "19.90x",
+            "19.9x0",
+            "19.900 ",
+            "1e3",
+            "19,90",
+            "19.90.0",
+            "１９.９０",
+            "19.9０0",
+        ] {
+            assert!(
+                matches!(
+                    Fen::parse_reported_yuan(bad),
+                    Err(MoneyError::InvalidYuan(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(Fen::parse_reported_yuan("92233720368547758.080").is_err());
+        // What we send and what the merchant gives stays two decimals at most.
+        assert!(Fen::parse_yuan("19.900").is_err());
+    }
+
+    #[test]
     fn rejects_overflow() {
         assert_eq!(
             Fen::parse_yuan("92233720368547758.08"),
@@ -238,7 +347,19 @@ mod tests {
         }
 
         #[test]
+        fn a_reported_amount_with_trailing_zeros_is_the_same_fen(
+            fen in 0i64..=i64::MAX / 1000,
+            zeros in 0usize..8,
+        ) {
+            let text = format!("{}{}", Fen(fen).to_yuan_string(), "0".repeat(zeros));
+            prop_assert_eq!(Fen::parse_reported_yuan(&text), Ok(ReportedYuan::Fen(Fen(fen))));
+            let between = format!("{}{}1", Fen(fen).to_yuan_string(), "0".repeat(zeros));
+            prop_assert_eq!(Fen::parse_reported_yuan(&between), Ok(ReportedYuan::BetweenFen));
+        }
+
+        #[test]
         fn parse_never_panics(text in ".{0,24}") {
+            let _ = Fen::parse_reported_yuan(&text);
             let _ = Fen::parse_yuan(&text);
         }
     }

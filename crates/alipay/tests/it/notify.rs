@@ -4,7 +4,7 @@ use paygate_alipay::notify::{
     AlipayTradeStatus, build_notify_body, verify_notify_body, verify_trade_notify,
 };
 use paygate_alipay::sign::{Params, SignScope, canonical_string, verify_form_body};
-use paygate_core::{Fen, TradeState};
+use paygate_core::{Fen, ReportedYuan, TradeState};
 use serde_json::Value;
 
 use crate::support::{
@@ -140,7 +140,10 @@ fn a_trade_success_notify_becomes_exact_paid_facts() {
     )
     .unwrap();
     assert_eq!(notify.trade_status, AlipayTradeStatus::TradeSuccess);
-    assert_eq!(notify.total_amount, Fen::new(8888).unwrap());
+    assert_eq!(
+        notify.total_amount,
+        ReportedYuan::Fen(Fen::new(8888).unwrap())
+    );
     assert_eq!(notify.receipt_amount, Some(Fen::new(8888).unwrap()));
     assert_eq!(notify.buyer_pay_amount, Some(Fen::new(8888).unwrap()));
     assert_eq!(notify.passback_params.as_deref(), Some("k1=v1&k2=a b+c/d"));
@@ -213,6 +216,38 @@ fn missing_and_empty_signatures_are_reported_as_missing() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn notify_amounts_are_compared_by_decimal_value() {
+    let case = case_named("valid_trade_success");
+    let mut params = listed_params(&case);
+    params.remove("sign");
+    let order_amount = Some(Fen::new(8888).unwrap());
+    for (total_amount, expected) in [
+        ("88.88", order_amount),
+        ("88.880", order_amount),
+        ("88.8800", order_amount),
+        ("88.881", None),
+        ("88.8801", None),
+    ] {
+        params.insert("total_amount".into(), total_amount.into());
+        params.insert("receipt_amount".into(), total_amount.into());
+        let body = build_notify_body(params.clone(), &alipay_signing_key()).unwrap();
+        let notify = verify_trade_notify(body.as_bytes(), &alipay_verifying_key())
+            .unwrap_or_else(|e| panic!("{total_amount}: {e}"));
+        assert_eq!(notify.to_trade_facts().amount, expected, "{total_amount}");
+        assert_eq!(notify.receipt_amount, expected, "{total_amount}");
+    }
+    params.insert("total_amount".into(), "88.88x".into());
+    let body = build_notify_body(params, &alipay_signing_key()).unwrap();
+    assert!(matches!(
+        verify_trade_notify(body.as_bytes(), &alipay_verifying_key()),
+        Err(AlipayError::BadField {
+            field: "total_amount",
+            ..
+        })
+    ));
 }
 
 #[test]

@@ -556,3 +556,26 @@ async fn refund_answers_that_may_hide_a_carried_out_refund_are_never_definite_re
     let refused = alipay.refund(&refund_request()).await.unwrap_err();
     assert!(refused.is_definite_refusal(), "{refused:?}");
 }
+
+#[tokio::test]
+async fn query_amounts_are_compared_by_decimal_value() {
+    let gateway = FakeGateway::start(Reply::HttpError(502)).await;
+    let alipay = Alipay::new(config(&gateway.url)).unwrap();
+    let order = OutTradeNo::parse("ORDER_000001").unwrap();
+    for (total_amount, expected) in [
+        ("19.9", Some(1990)),
+        ("19.90", Some(1990)),
+        ("19.900", Some(1990)),
+        ("19.901", None),
+    ] {
+        gateway.set_reply(Reply::signed(&format!(
+            r#"{{"code":"10000","msg":"Success","out_trade_no":"ORDER_000001","trade_no":"1","trade_status":"WAIT_BUYER_PAY","total_amount":"{total_amount}"}}"#
+        )));
+        let facts = alipay.query_payment(&order).await.unwrap();
+        assert_eq!(
+            facts.amount,
+            expected.map(|fen| Fen::new(fen).unwrap()),
+            "{total_amount}"
+        );
+    }
+}
