@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{Duration, Utc};
 use criterion::{BenchmarkId, Criterion, criterion_main};
-use diesel::{Connection, PgConnection, RunQueryDsl};
 use paygate_core::{
     AppName, Channel, Currency, Fen, OrderEvent, OrderId, OrderStatus, OutTradeNo, ProviderKind,
 };
 use paygate_store::{NewOrder, OrderChanges, Store, Transition};
 use tokio::runtime::Runtime;
 
-const PG_ENV: &str = "PAYGATE_BENCH_DATABASE_URL";
+mod support;
+use support::{PG_ENV, PgDatabase};
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
@@ -99,43 +99,6 @@ fn bench_backend(c: &mut Criterion, runtime: &Runtime, backend: &str, url: &str)
         })
     });
     group.finish();
-}
-
-/// A throwaway PostgreSQL database, dropped at the end.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl PgDatabase {
-    fn create(admin_url: &str) -> (PgDatabase, String) {
-        let name = format!(
-            "paygate_bench_{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        );
-        let mut conn = PgConnection::establish(admin_url).unwrap_or_else(|e| panic!("{e}"));
-        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut conn)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let (base, _) = admin_url
-            .rsplit_once('/')
-            .unwrap_or_else(|| panic!("{PG_ENV} needs a /database path"));
-        let url = format!("{base}/{name}");
-        let database = PgDatabase {
-            admin_url: admin_url.to_owned(),
-            name,
-        };
-        (database, url)
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = PgConnection::establish(&self.admin_url) {
-            let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-            let _ = diesel::sql_query(sql).execute(&mut conn);
-        }
-    }
 }
 
 fn store_benches(c: &mut Criterion) {

@@ -1,12 +1,11 @@
 //! Finance summaries: counts and fen sums grouped by day, provider, app or status.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use paygate_core::{Fen, OrderStatus};
 
-use crate::schema::orders;
+use crate::conn::DbConnection;
 use crate::{Store, StoreError, corrupt, db_time, fen_column};
 
 /// How [`Store::summary`] groups orders.
@@ -104,23 +103,67 @@ pub struct SummaryRow {
     pub net_amount: Fen,
 }
 
-/// The columns a summary needs from one order.
-type SummaryColumns = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    Option<NaiveDateTime>,
-);
+/// One group's totals as the database sums them.
+#[derive(QueryableByName)]
+struct GroupTotals {
+    #[diesel(sql_type = Nullable<Text>)]
+    key: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    order_count: i64,
+    #[diesel(sql_type = BigInt)]
+    paid_count: i64,
+    #[diesel(sql_type = BigInt)]
+    paid_amount: i64,
+    #[diesel(sql_type = BigInt)]
+    refunded_amount: i64,
+    #[diesel(sql_type = BigInt)]
+    unknown_status: i64,
+}
 
-#[derive(Default)]
-struct Totals {
-    order_count: u64,
-    paid_count: u64,
-    paid_amount: Fen,
-    refunded_amount: Fen,
+/// `'a', 'b', …`: the names of the statuses `keep` selects, as SQL literals. They come from
+/// [`OrderStatus`], never from input.
+fn status_literals(keep: impl Fn(OrderStatus) -> bool) -> String {
+    OrderStatus::ALL
+        .iter()
+        .filter(|s| keep(**s))
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The aggregate query for one grouping on one backend. `placeholders` are the backend's two
+/// bind markers for `[from, to)`. Every value spliced into the text is ours (column names,
+/// status names, an `i32` offset), so the query stays injection-free without binds for them.
+fn summary_sql(group_by: GroupBy, zone: ReportZone, postgres: bool) -> String {
+    let offset = zone.offset_seconds();
+    let key = match group_by {
+        // Both spellings shift the naive UTC timestamp by the zone's offset, then take the date.
+        GroupBy::Day if postgres => {
+            format!("to_char(paid_at + INTERVAL '{offset} seconds', 'YYYY-MM-DD')")
+        }
+        GroupBy::Day => format!("strftime('%Y-%m-%d', paid_at, '{offset:+} seconds')"),
+        GroupBy::Provider => "provider".to_owned(),
+        GroupBy::App => "app".to_owned(),
+        GroupBy::Status => "status".to_owned(),
+    };
+    let time = if group_by == GroupBy::Status {
+        "created_at"
+    } else {
+        "paid_at"
+    };
+    let (from, to) = if postgres { ("$1", "$2") } else { ("?", "?") };
+    let paid = status_literals(OrderStatus::is_paid);
+    let known = status_literals(|_| true);
+    format!(
+        "SELECT {key} AS key, \
+           CAST(COUNT(*) AS BIGINT) AS order_count, \
+           CAST(SUM(CASE WHEN status IN ({paid}) THEN 1 ELSE 0 END) AS BIGINT) AS paid_count, \
+           CAST(SUM(CASE WHEN status IN ({paid}) THEN amount ELSE 0 END) AS BIGINT) AS paid_amount, \
+           CAST(SUM(CASE WHEN status IN ({paid}) THEN refunded_amount ELSE 0 END) AS BIGINT) \
+             AS refunded_amount, \
+           CAST(SUM(CASE WHEN status IN ({known}) THEN 0 ELSE 1 END) AS BIGINT) AS unknown_status \
+         FROM orders WHERE {time} >= {from} AND {time} < {to} GROUP BY 1"
+    )
 }
 
 impl Store {
@@ -136,7 +179,9 @@ impl Store {
 
     /// Sums over orders PAID in `[from, to)` (for [`GroupBy::Status`]: CREATED in
     /// `[from, to)`), grouped by `group_by`, sorted by key. Day keys are the dates of
-    /// `paid_at` in `zone`. Sums are exact `i64` fen.
+    /// `paid_at` in `zone`. The database does the grouping and summing (`GROUP BY`), so
+    /// memory holds one row per group, not per order, whatever the range; sums are exact
+    /// `BIGINT` fen (an overflow is a database error, never a wrap).
     pub async fn summary_in(
         &self,
         from: DateTime<Utc>,
@@ -145,69 +190,48 @@ impl Store {
         zone: ReportZone,
     ) -> Result<Vec<SummaryRow>, StoreError> {
         let (from, to) = (db_time(from), db_time(to));
-        let offset = Duration::seconds(i64::from(zone.offset_seconds()));
-        let columns = (
-            orders::id,
-            orders::provider,
-            orders::app,
-            orders::status,
-            orders::amount,
-            orders::refunded_amount,
-            orders::paid_at,
-        );
-        self.run(move |conn| {
-            let rows: Vec<SummaryColumns> = if group_by == GroupBy::Status {
-                orders::table
-                    .filter(orders::created_at.ge(from))
-                    .filter(orders::created_at.lt(to))
-                    .select(columns)
-                    .load(conn)?
-            } else {
-                orders::table
-                    .filter(orders::paid_at.ge(from))
-                    .filter(orders::paid_at.lt(to))
-                    .select(columns)
-                    .load(conn)?
-            };
-            let mut groups: BTreeMap<String, Totals> = BTreeMap::new();
-            for (id, provider, app, status_text, amount, refunded, paid_at) in rows {
-                let status =
-                    OrderStatus::parse(&status_text).map_err(|e| corrupt("orders", &id, e))?;
-                let key = match group_by {
-                    GroupBy::Day => paid_at
-                        .map(|at| (at + offset).date().format("%Y-%m-%d").to_string())
-                        .ok_or_else(|| corrupt("orders", &id, "paid_at vanished"))?,
-                    GroupBy::Provider => provider,
-                    GroupBy::App => app,
-                    GroupBy::Status => status_text,
+        let groups = self
+            .run(move |conn| {
+                let postgres = matches!(conn, DbConnection::Pg(_));
+                let query = diesel::sql_query(summary_sql(group_by, zone, postgres))
+                    .bind::<Timestamp, _>(from)
+                    .bind::<Timestamp, _>(to);
+                let groups: Vec<GroupTotals> = match conn {
+                    DbConnection::Pg(pg) => query.load(pg)?,
+                    DbConnection::Sqlite(sqlite) => query.load(sqlite)?,
                 };
-                let totals = groups.entry(key).or_default();
-                totals.order_count += 1;
-                if status.is_paid() {
-                    totals.paid_count += 1;
-                    totals.paid_amount = totals
-                        .paid_amount
-                        .checked_add(fen_column("orders", &id, amount)?)?;
-                    totals.refunded_amount = totals
-                        .refunded_amount
-                        .checked_add(fen_column("orders", &id, refunded)?)?;
+                Ok(groups)
+            })
+            .await?;
+        let mut rows = groups
+            .into_iter()
+            .map(|group| {
+                let key = group
+                    .key
+                    .ok_or_else(|| corrupt("orders", "summary", "a paid_at that is not a date"))?;
+                if group.unknown_status > 0 {
+                    return Err(corrupt(
+                        "orders",
+                        &key,
+                        format!("{} orders with an unknown status", group.unknown_status),
+                    ));
                 }
-            }
-            groups
-                .into_iter()
-                .map(|(key, t)| {
-                    Ok(SummaryRow {
-                        net_amount: t.paid_amount.checked_sub(t.refunded_amount)?,
-                        key,
-                        order_count: t.order_count,
-                        paid_count: t.paid_count,
-                        paid_amount: t.paid_amount,
-                        refunded_amount: t.refunded_amount,
-                    })
+                let paid_amount = fen_column("orders", &key, group.paid_amount)?;
+                let refunded_amount = fen_column("orders", &key, group.refunded_amount)?;
+                let count = |n: i64| u64::try_from(n).map_err(|e| corrupt("orders", &key, e));
+                Ok(SummaryRow {
+                    order_count: count(group.order_count)?,
+                    paid_count: count(group.paid_count)?,
+                    net_amount: paid_amount.checked_sub(refunded_amount)?,
+                    paid_amount,
+                    refunded_amount,
+                    key,
                 })
-                .collect()
-        })
-        .await
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Sorted here, byte-wise, so both backends agree whatever the database's collation.
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(rows)
     }
 }
 

@@ -1,10 +1,13 @@
 use chrono::{Duration, TimeZone, Utc};
 use paygate_core::{OrderEvent, OrderStatus, OutRefundNo, ProviderKind, RefundStatus};
-use paygate_store::{GroupBy, NewRefund, OrderChanges, Store, SummaryRow};
+use paygate_store::{GroupBy, NewRefund, OrderChanges, ReportZone, Store, SummaryRow};
 
 use crate::harness::{TestDb, app, at, fen, new_order, on_both_backends};
 
-on_both_backends!(summaries_add_up_per_day_provider_app_and_status);
+on_both_backends!(
+    summaries_add_up_per_day_provider_app_and_status,
+    summary_days_are_dates_in_the_report_zone
+);
 
 async fn order(
     store: &Store,
@@ -131,5 +134,71 @@ async fn summaries_add_up_per_day_provider_app_and_status(db: TestDb) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+async fn summary_days_are_dates_in_the_report_zone(db: TestDb) {
+    let s = &db.store;
+    let beijing_morning = Utc.with_ymd_and_hms(2026, 3, 1, 23, 7, 0).unwrap();
+    order(
+        s,
+        "zone_0001",
+        ProviderKind::Wechat,
+        "shop",
+        100,
+        Some(beijing_morning),
+    )
+    .await;
+    order(
+        s,
+        "zone_0002",
+        ProviderKind::Wechat,
+        "shop",
+        20,
+        Some(at(2, 4)),
+    )
+    .await;
+    order(
+        s,
+        "zone_0003",
+        ProviderKind::Alipay,
+        "shop",
+        3,
+        Some(at(2, 20)),
+    )
+    .await;
+    let (from, to) = (at(1, 0), at(4, 0));
+    let days = |zone: ReportZone| async move {
+        s.summary_in(from, to, GroupBy::Day, zone)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.key, r.paid_amount.get()))
+            .collect::<Vec<_>>()
+    };
+    let day = |key: &str, fen: i64| (key.to_owned(), fen);
+    assert_eq!(
+        days(ReportZone::Shanghai).await,
+        vec![day("2026-03-02", 120), day("2026-03-03", 3)]
+    );
+    assert_eq!(
+        days(ReportZone::Utc).await,
+        vec![day("2026-03-01", 100), day("2026-03-02", 23)]
+    );
+    assert_eq!(
+        days(ReportZone::Utc).await.len(),
+        s.summary(from, to, GroupBy::Day).await.unwrap().len()
+    );
+    let new_york_winter = ReportZone::parse("-05:00").unwrap();
+    assert_eq!(
+        days(new_york_winter).await,
+        vec![day("2026-03-01", 120), day("2026-03-02", 3)]
+    );
+    // The zone moves days only: the other groupings are the same in every zone.
+    assert_eq!(
+        s.summary_in(from, to, GroupBy::Provider, ReportZone::Shanghai)
+            .await
+            .unwrap(),
+        s.summary(from, to, GroupBy::Provider).await.unwrap()
     );
 }
