@@ -5,11 +5,16 @@
 //! 1. orders past `expires_at + expiry_grace` are closed **at the provider first**; a provider
 //!    that says "already paid" wins and the order becomes paid, never closed;
 //! 2. pending orders older than `query_pending_after` are queried and what the provider says is
-//!    applied by [`apply_trade_facts`], the same checks and compare-and-set as a notify, with a
-//!    per-order back-off so abandoned orders cost few queries;
+//!    applied by [`apply_trade_facts`], the same checks and compare-and-set as a notify. The
+//!    queue is fair (`Store::pending_orders_due`): half a batch goes to the least-queried orders,
+//!    newest due first, so a new order is reached whatever the backlog, the rest to the longest
+//!    overdue, so every order is reached; an order found unpaid backs off, doubling per query;
 //! 3. refunds still `processing` (a timed-out refund call, a lost refund notify) are queried
 //!    with their original `out_refund_no` until final; one the provider never received is sent
 //!    again with the same `out_refund_no` and amount, never new ones.
+//!
+//! Orders of apps no longer configured are left out of 1 and 2 (they could fill every batch)
+//! and reported once each as an `app_unconfigured` anomaly.
 //!
 //! Every change is a compare-and-set, so a notify, an API call or another replica racing the
 //! reconciler can only make it lose a transition, never apply one twice.
@@ -19,10 +24,13 @@ use std::time::{Duration, Instant};
 use actix_web::web;
 use chrono::Utc;
 use paygate_core::{
-    Order, OrderEvent, OrderStatus, ProviderError, RefundQuery, RefundRequest, RefundState,
-    RefundStatus, TradeState,
+    AppName, Order, OrderEvent, OrderStatus, ProviderError, ProviderKind, RefundQuery,
+    RefundRequest, RefundState, RefundStatus, TradeState,
 };
-use paygate_store::{AnomalyKind, EventKind, OrderChanges, Refund, Store, StoreError, Transition};
+use paygate_store::{
+    AnomalyKind, DueQuery, EventKind, OrderChanges, QueryAgain, Refund, Store, StoreError,
+    Transition,
+};
 use tokio::sync::watch;
 
 use crate::config::ReconcilerSettings;
@@ -103,6 +111,8 @@ pub struct PassReport {
     pub closed: usize,
     /// Processing refunds that reached a final state.
     pub refunds_settled: usize,
+    /// Pending orders of apps no longer configured, reported (once each) and parked.
+    pub parked: usize,
 }
 
 /// Runs passes every `settings.interval_ms` until `shutdown` flips; a pass in progress
@@ -166,10 +176,19 @@ pub async fn reconcile_once(
     let mut report = PassReport::default();
     let now = Utc::now();
 
+    // Orders of apps no longer configured can be neither queried nor closed: they are left
+    // out of every queue below (so they cannot fill a batch) and reported once each.
+    let apps: Vec<(ProviderKind, AppName)> = state
+        .registry
+        .iter()
+        .map(|app| (app.kind(), app.name.clone()))
+        .collect();
+    report.parked = report_unconfigured(state, &apps, settings.batch_size).await?;
+
     let expired_before = now - chrono::Duration::seconds(settings.expiry_grace_seconds);
     for order in state
         .store
-        .expired_pending_orders(expired_before, settings.batch_size)
+        .expired_pending_orders(&apps, expired_before, settings.batch_size)
         .await?
     {
         if !lease.hold().await {
@@ -185,17 +204,26 @@ pub async fn reconcile_once(
     let query_after = chrono::Duration::seconds(
         i64::try_from(settings.query_pending_after_seconds).unwrap_or(i64::MAX / 2),
     );
-    for order in state
+    let due = state
         .store
-        .pending_orders_due(now - query_after, now, settings.batch_size)
-        .await?
-    {
+        .pending_orders_due(&apps, now - query_after, now, settings.batch_size)
+        .await?;
+    let mut query_again = Vec::with_capacity(due.len());
+    let mut lease_lost = false;
+    for due in due {
         if !lease.hold().await {
-            return Ok(report);
+            lease_lost = true;
+            break;
         }
-        if query_pending(state, settings, order).await? {
-            report.paid += 1;
+        match query_pending(state, settings, due).await? {
+            Some(again) => query_again.push(again),
+            None => report.paid += 1,
         }
+    }
+    // One write for the whole pass: the orders found unpaid move behind the queue.
+    state.store.reschedule_queries(query_again).await?;
+    if lease_lost {
+        return Ok(report);
     }
 
     for refund in state
@@ -362,27 +390,70 @@ pub async fn close_order_locally(store: &Store, order: &Order) -> Result<Transit
         .await
 }
 
-/// Queries a pending order and applies the answer; otherwise backs the order off. True when
-/// it became paid.
+/// Queries a due pending order and applies the answer. `None` when it became paid; otherwise when to query it again: the wait doubles with each query that found it
+/// unpaid, from `query_backoff_ms` up to `query_backoff_max_ms`.
 async fn query_pending(
     state: &AppState,
     settings: &ReconcilerSettings,
-    order: Order,
-) -> Result<bool, StoreError> {
-    let Some(app) = configured_app(state, &order) else {
-        return Ok(false);
-    };
-    let (id, age) = (order.id.clone(), Utc::now() - order.created_at);
-    if query_and_apply(state, app, order).await? == Queried::Paid {
-        return Ok(true);
+    due: DueQuery,
+) -> Result<Option<QueryAgain>, StoreError> {
+    let DueQuery { order, attempts } = due;
+    let id = order.id.clone();
+    if let Some(app) = configured_app(state, &order) {
+        match query_and_apply(state, app, order).await? {
+            Queried::Paid => return Ok(None),
+            // Already paid here, or still unpaid: rescheduling only touches pending orders.
+            Queried::Unchanged(_) | Queried::Unknown => {}
+        }
     }
-    // Waiting about as long again as the order is old doubles the gap between queries.
+    let attempts = attempts.saturating_add(1);
+    Ok(Some(QueryAgain {
+        order: id,
+        attempts,
+        at: Utc::now()
+            + chrono::Duration::from_std(query_backoff(settings, attempts)).unwrap_or_default(),
+    }))
+}
+
+/// The wait after the `attempts`-th query that found an order unpaid.
+fn query_backoff(settings: &ReconcilerSettings, attempts: u32) -> Duration {
     let floor = Duration::from_millis(settings.query_backoff_ms);
     let ceiling = Duration::from_millis(settings.query_backoff_max_ms).max(floor);
-    let wait = age.to_std().unwrap_or_default().clamp(floor, ceiling);
-    let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-    state.store.defer_reconcile(&id, until).await?;
-    Ok(false)
+    let doublings = attempts.saturating_sub(1).min(30);
+    floor.saturating_mul(1 << doublings).min(ceiling)
+}
+
+/// Records one `app_unconfigured` anomaly for each pending order (up to `limit` a pass) whose
+/// app is not among `apps` and has none yet. Such an order stays pending and out of the
+/// reconciler's queues until its app is configured again.
+async fn report_unconfigured(
+    state: &AppState,
+    apps: &[(ProviderKind, AppName)],
+    limit: u32,
+) -> Result<usize, StoreError> {
+    let orders = state
+        .store
+        .unconfigured_pending_orders_unreported(apps, AnomalyKind::AppUnconfigured, limit)
+        .await?;
+    for order in &orders {
+        tracing::warn!(order = %order.id, app = %order.app, "pending order of an app no longer configured; parked");
+        crate::payments::record_anomaly(
+            &state.store,
+            order.provider,
+            order.app.as_str(),
+            Some(order),
+            AnomalyKind::AppUnconfigured,
+            format!(
+                "pending order of {} app {} which is no longer configured: paygate can neither \
+                 query nor close it; check the trade at the provider, or configure the app \
+                 again to let the reconciler settle it",
+                order.provider, order.app
+            ),
+            None,
+        )
+        .await?;
+    }
+    Ok(orders.len())
 }
 
 /// What a query found, once applied.

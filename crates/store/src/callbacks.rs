@@ -57,6 +57,9 @@ text_enum!(
         RefundFailed => "refund_failed",
         /// The provider and paygate disagree about a trade's state.
         StateDisagreement => "state_disagreement",
+        /// A pending order of a provider app no longer configured: paygate can neither query
+        /// nor close it, so the reconciler parks it (reported once) until the app returns.
+        AppUnconfigured => "app_unconfigured",
     }
 );
 

@@ -105,7 +105,7 @@ pub struct OrderFilter {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = orders)]
 pub(crate) struct OrderRow {
-    id: String,
+    pub(crate) id: String,
     provider: String,
     app: String,
     channel: String,
@@ -127,6 +127,9 @@ pub(crate) struct OrderRow {
     expires_at: NaiveDateTime,
     updated_at: NaiveDateTime,
     version: i64,
+    /// When the reconciler may query the order next; a new order is due from its creation
+    /// (the reconciler adds `query_pending_after_seconds`).
+    next_query_at: Option<NaiveDateTime>,
 }
 
 impl OrderRow {
@@ -154,6 +157,7 @@ impl OrderRow {
             expires_at: db_time(new.expires_at),
             updated_at: db_now(),
             version: 0,
+            next_query_at: Some(db_time(new.created_at)),
         }
     }
 
@@ -514,22 +518,6 @@ impl Store {
             .select(OrderRow::as_select());
         self.run(move |conn| into_orders(query.load(conn)?)).await
     }
-
-    /// Pending orders whose `expires_at` is at or before `now`, soonest-expired first, for the
-    /// reconciler to close (after checking with the provider).
-    pub async fn expired_pending_orders(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<Order>, StoreError> {
-        let query = orders::table
-            .filter(orders::status.eq(OrderStatus::Pending.as_str()))
-            .filter(orders::expires_at.le(db_time(now)))
-            .order((orders::expires_at.asc(), orders::id.asc()))
-            .limit(i64::from(limit))
-            .select(OrderRow::as_select());
-        self.run(move |conn| into_orders(query.load(conn)?)).await
-    }
 }
 
 /// `UPDATE orders SET status = next … WHERE id = ? AND status = expected RETURNING …`: the
@@ -578,6 +566,7 @@ pub(crate) fn cas_status(
         orders::expires_at,
         orders::updated_at,
         orders::version,
+        orders::next_query_at,
     ))
     .get_result::<OrderRow>(conn)
     .optional()?

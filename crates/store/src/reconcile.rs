@@ -1,51 +1,192 @@
-//! What the reconciler needs beyond the order queries: which pending orders are due for a
-//! provider query, and a per-order back-off so abandoned orders are not queried every pass.
+//! What the reconciler needs beyond the order queries: a fair queue of pending orders due for
+//! a provider query, their per-order back-off, and which orders it cannot act on because their
+//! provider app is no longer configured.
+//!
+//! The queue: every pending order has a next-query time (`next_query_at`, its creation time
+//! until first queried) and a count of queries that found it unpaid (`query_attempts`). A pass
+//! of `limit` takes at most half of it by fewest attempts, newest due first, and fills the
+//! rest longest-overdue first. The first half reaches a new order at the first pass after it
+//! becomes due however many older orders wait (unless more than that half become due between
+//! two passes); the second half serves every due order in due-time order, so none waits more
+//! than (orders due before it) / ⌈limit / 2⌉ passes. docs/reliability.md states the bound.
 
 use chrono::{DateTime, Utc};
+use diesel::dsl::not;
 use diesel::prelude::*;
-use paygate_core::{Order, OrderId, OrderStatus};
+use paygate_core::{AppName, Order, OrderId, OrderStatus, ProviderKind};
 
+use crate::conn::Db;
 use crate::orders::{OrderRow, into_orders};
-use crate::schema::orders;
-use crate::{Store, StoreError, db_time};
+use crate::schema::{anomalies, orders};
+use crate::{AnomalyKind, Store, StoreError, db_time};
+
+/// A pending order due for a provider query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueQuery {
+    /// The order.
+    pub order: Order,
+    /// How many earlier queries found it unpaid (0 for its first query).
+    pub attempts: u32,
+}
+
+/// When to query an order again after a query that found it unpaid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryAgain {
+    /// The order queried.
+    pub order: OrderId,
+    /// Its queries so far, this one included.
+    pub attempts: u32,
+    /// Not before this.
+    pub at: DateTime<Utc>,
+}
+
+/// The provider apps paygate is configured for; the reconciler only picks their orders.
+pub type ConfiguredApps = [(ProviderKind, AppName)];
+
+type OfProvider = diesel::dsl::And<
+    diesel::dsl::Eq<orders::provider, &'static str>,
+    diesel::dsl::EqAny<orders::app, Vec<String>>,
+>;
+
+/// `(provider, app)` is one of `apps`. Every `ProviderKind` must be listed below.
+fn of_apps(apps: &ConfiguredApps) -> diesel::dsl::Or<OfProvider, OfProvider> {
+    let of = |provider: ProviderKind| -> OfProvider {
+        let names: Vec<String> = apps
+            .iter()
+            .filter(|(kind, _)| *kind == provider)
+            .map(|(_, name)| name.to_string())
+            .collect();
+        orders::provider
+            .eq(provider.as_str())
+            .and(orders::app.eq_any(names))
+    };
+    of(ProviderKind::Wechat).or(of(ProviderKind::Alipay))
+}
+
+fn to_attempts(stored: i64) -> u32 {
+    u32::try_from(stored.max(0)).unwrap_or(u32::MAX)
+}
 
 impl Store {
-    /// Pending orders created before `created_before` whose back-off has passed at `now`,
-    /// longest-waiting first.
+    /// Up to `limit` pending orders of `apps` due for a query at `now` (first queries only for
+    /// orders created before `first_query_before`): at most half by fewest attempts, newest
+    /// due first, the rest longest-overdue first.
     pub async fn pending_orders_due(
         &self,
-        created_before: DateTime<Utc>,
+        apps: &ConfiguredApps,
+        first_query_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueQuery>, StoreError> {
+        let (first_query_before, now) = (db_time(first_query_before), db_time(now));
+        let due = move || {
+            orders::table
+                .into_boxed::<Db>()
+                .filter(orders::status.eq(OrderStatus::Pending.as_str()))
+                .filter(orders::next_query_at.le(now))
+                .filter(orders::created_at.lt(first_query_before))
+                .filter(of_apps(apps))
+        };
+        let priority = due()
+            .order((
+                orders::query_attempts.asc(),
+                orders::next_query_at.desc(),
+                orders::id.desc(),
+            ))
+            .limit(i64::from(limit / 2))
+            .select((OrderRow::as_select(), orders::query_attempts));
+        let overdue = due()
+            .order((orders::next_query_at.asc(), orders::id.asc()))
+            .limit(i64::from(limit))
+            .select((OrderRow::as_select(), orders::query_attempts));
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        self.run(move |conn| {
+            let mut picked: Vec<(OrderRow, i64)> = priority.load(conn)?;
+            let overdue: Vec<(OrderRow, i64)> = overdue.load(conn)?;
+            for row in overdue {
+                if picked.len() >= limit {
+                    break;
+                }
+                if !picked.iter().any(|(p, _)| p.id == row.0.id) {
+                    picked.push(row);
+                }
+            }
+            picked
+                .into_iter()
+                .map(|(row, attempts)| {
+                    Ok(DueQuery {
+                        order: row.into_order()?,
+                        attempts: to_attempts(attempts),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Records queries that found their orders unpaid: their attempt counts and when each is
+    /// due again, in one transaction. Orders no longer pending are left alone.
+    pub async fn reschedule_queries(&self, queried: Vec<QueryAgain>) -> Result<(), StoreError> {
+        if queried.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn| {
+            for again in &queried {
+                diesel::update(
+                    orders::table
+                        .filter(orders::id.eq(again.order.to_string()))
+                        .filter(orders::status.eq(OrderStatus::Pending.as_str())),
+                )
+                .set((
+                    orders::query_attempts.eq(i64::from(again.attempts)),
+                    orders::next_query_at.eq(Some(db_time(again.at))),
+                ))
+                .execute(conn)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Pending orders of `apps` whose `expires_at` is at or before `now`, soonest-expired
+    /// first, for the reconciler to close (after checking with the provider).
+    pub async fn expired_pending_orders(
+        &self,
+        apps: &ConfiguredApps,
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Order>, StoreError> {
-        let now = db_time(now);
         let query = orders::table
+            .into_boxed::<Db>()
             .filter(orders::status.eq(OrderStatus::Pending.as_str()))
-            .filter(orders::created_at.lt(db_time(created_before)))
-            .filter(
-                orders::reconcile_after
-                    .is_null()
-                    .or(orders::reconcile_after.le(now)),
-            )
-            .order((orders::created_at.asc(), orders::id.asc()))
+            .filter(orders::expires_at.le(db_time(now)))
+            .filter(of_apps(apps))
+            .order((orders::expires_at.asc(), orders::id.asc()))
             .limit(i64::from(limit))
             .select(OrderRow::as_select());
         self.run(move |conn| into_orders(query.load(conn)?)).await
     }
 
-    /// Skips `order` in [`Store::pending_orders_due`] until `until`.
-    pub async fn defer_reconcile(
+    /// Up to `limit` pending orders of apps **not** in `apps` that have no `kind` anomaly yet,
+    /// oldest first: orders the reconciler can neither query nor close, to be reported once.
+    pub async fn unconfigured_pending_orders_unreported(
         &self,
-        order: &OrderId,
-        until: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let id = order.to_string();
-        self.write_locking(Some(id.to_string()), move |conn| {
-            diesel::update(orders::table.find(id))
-                .set(orders::reconcile_after.eq(Some(db_time(until))))
-                .execute(conn)?;
-            Ok(())
-        })
-        .await
+        apps: &ConfiguredApps,
+        kind: AnomalyKind,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let reported = anomalies::table
+            .filter(anomalies::kind.eq(kind.as_str()))
+            .filter(anomalies::order_id.is_not_null())
+            .select(anomalies::order_id);
+        let query = orders::table
+            .into_boxed::<Db>()
+            .filter(orders::status.eq(OrderStatus::Pending.as_str()))
+            .filter(not(of_apps(apps)))
+            .filter(orders::id.nullable().ne_all(reported))
+            .order(orders::id.asc())
+            .limit(i64::from(limit))
+            .select(OrderRow::as_select());
+        self.run(move |conn| into_orders(query.load(conn)?)).await
     }
 }

@@ -27,7 +27,8 @@ diesel::table! {
         expires_at -> Timestamp,
         updated_at -> Timestamp,
         version -> BigInt,
-        reconcile_after -> Nullable<Timestamp>,
+        next_query_at -> Nullable<Timestamp>,
+        query_attempts -> BigInt,
     }
 }
 

@@ -17,6 +17,7 @@ mod notify;
 mod openapi;
 mod operations;
 mod orders;
+mod reconciler;
 mod refunds;
 mod reliability;
 mod slow_clients;

@@ -176,37 +176,3 @@ async fn events_are_filtered_by_order_status_and_app(db: TestDb) {
     };
     assert!(s.list_outbox_events(other_app).await.unwrap().is_empty());
 }
-
-on_both_backends!(a_deferred_pending_order_is_not_due_until_its_time);
-
-async fn a_deferred_pending_order_is_not_due_until_its_time(db: TestDb) {
-    let s = &db.store;
-    let waiting = pending_order(s, "rc_waiting", 100).await;
-    let deferred = pending_order(s, "rc_deferred", 100).await;
-    let now = Utc::now();
-    s.defer_reconcile(&deferred.id, now + Duration::minutes(5))
-        .await
-        .unwrap();
-
-    let due_now = s
-        .pending_orders_due(now + Duration::seconds(1), now, 10)
-        .await
-        .unwrap();
-    assert_eq!(
-        due_now.iter().map(|o| &o.id).collect::<Vec<_>>(),
-        [&waiting.id]
-    );
-    let later = now + Duration::minutes(6);
-    assert_eq!(
-        s.pending_orders_due(later, later, 10).await.unwrap().len(),
-        2
-    );
-    // Orders created after the cut-off are left to their notify (the fixture creates them
-    // at 10:00 on day 1).
-    assert!(
-        s.pending_orders_due(crate::harness::at(1, 10), later, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-}

@@ -9,6 +9,7 @@ mod audit;
 mod connect;
 mod deliveries;
 mod orders;
+mod reconcile;
 mod refunds;
 mod summary;
 mod transitions;

@@ -1,8 +1,8 @@
 use chrono::Duration;
-use paygate_core::{Order, OrderEvent, OrderStatus, TransitionError};
+use paygate_core::{Order, OrderEvent, OrderStatus, ProviderKind, TransitionError};
 use paygate_store::{EventKind, NewOutboxEvent, OrderChanges, Store, StoreError, Transition};
 
-use crate::harness::{TestDb, at, new_order, on_both_backends, pending_order};
+use crate::harness::{TestDb, app, at, new_order, on_both_backends, pending_order};
 
 on_both_backends!(
     every_allowed_transition_moves_the_status_and_bumps_the_version,
@@ -285,8 +285,9 @@ async fn the_reconciler_finds_old_and_expired_pending_orders(db: TestDb) {
         .collect();
     assert_eq!(old, vec![early.id.clone(), late.id.clone()], "oldest first");
 
+    let shop = [(ProviderKind::Wechat, app("shop"))];
     let expired: Vec<_> = s
-        .expired_pending_orders(at(1, 9), 10)
+        .expired_pending_orders(&shop, at(1, 9), 10)
         .await
         .unwrap()
         .into_iter()
@@ -294,7 +295,10 @@ async fn the_reconciler_finds_old_and_expired_pending_orders(db: TestDb) {
         .collect();
     assert_eq!(expired, vec![early.id.clone()], "expires_at <= now");
     assert_eq!(
-        s.expired_pending_orders(at(1, 21), 1).await.unwrap().len(),
+        s.expired_pending_orders(&shop, at(1, 21), 1)
+            .await
+            .unwrap()
+            .len(),
         1,
         "limit"
     );
