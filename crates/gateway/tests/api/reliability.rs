@@ -444,8 +444,13 @@ async fn a_create_that_times_out_is_a_504_and_the_retry_returns_the_one_trade() 
 /// Pays a 1000-fen order, injects `fault`, asks for a 400-fen refund and waits until the
 /// reconciler has it settled; then checks the API never called it failed, there is one refund
 /// of 400 at the provider and in the order's `refunded_amount`, one `refund.succeeded` and no
-/// `refund.failed`, and that the fault fired.
-async fn refund_under_fault(provider: &str, channel: &str, out_trade_no: &str, fault: Value) {
+/// `refund.failed`, and that the fault fired. Returns the app and the order's id.
+async fn refund_under_fault(
+    provider: &str,
+    channel: &str,
+    out_trade_no: &str,
+    fault: Value,
+) -> (TestApp, String) {
     let app = spawn_app_with(|s| fast(s, None)).await;
     let id = &paid_order(&app, provider, channel, out_trade_no).await;
     app.fault(fault).await;
@@ -492,6 +497,20 @@ async fn refund_under_fault(provider: &str, channel: &str, out_trade_no: &str, f
         "nothing failed"
     );
     assert_faults_consumed(&app).await;
+    (app, id.clone())
+}
+
+/// Asserts the unusable refund answer raised one `state_disagreement` anomaly for the order:
+/// until the query settled it, the books could differ from the provider's.
+async fn assert_unusable_answer_anomaly(app: &TestApp, id: &str) {
+    let anomalies: Vec<Value> = app
+        .anomalies()
+        .await
+        .into_iter()
+        .filter(|a| a["order_id"] == id)
+        .collect();
+    assert_eq!(anomalies.len(), 1, "{anomalies:?}");
+    assert_eq!(anomalies[0]["kind"], "state_disagreement", "{anomalies:?}");
 }
 
 #[tokio::test]
@@ -500,7 +519,8 @@ async fn a_wechat_refund_carried_out_behind_an_empty_answer_is_never_failed_and_
     let fault = json!({
         "fault": "empty_body", "api": "/secapi/pay/refund", "processed": true
     });
-    refund_under_fault("wechat", "native", "rc_refund_empty", fault).await;
+    let (app, id) = refund_under_fault("wechat", "native", "rc_refund_empty", fault).await;
+    assert_unusable_answer_anomaly(&app, &id).await;
 }
 
 #[tokio::test]
@@ -508,7 +528,8 @@ async fn a_wechat_refund_carried_out_behind_a_truncated_answer_is_never_failed_a
     let fault = json!({
         "fault": "truncated_body", "api": "/secapi/pay/refund", "processed": true
     });
-    refund_under_fault("wechat", "native", "rc_refund_cut", fault).await;
+    let (app, id) = refund_under_fault("wechat", "native", "rc_refund_cut", fault).await;
+    assert_unusable_answer_anomaly(&app, &id).await;
 }
 
 #[tokio::test]
@@ -516,7 +537,8 @@ async fn an_alipay_refund_carried_out_behind_an_unverifiable_answer_is_never_fai
     let fault = json!({
         "fault": "bad_answer_signature", "api": "alipay.trade.refund", "processed": true
     });
-    refund_under_fault("alipay", "precreate", "rc_refund_badsig", fault).await;
+    let (app, id) = refund_under_fault("alipay", "precreate", "rc_refund_badsig", fault).await;
+    assert_unusable_answer_anomaly(&app, &id).await;
 }
 
 #[tokio::test]
@@ -524,7 +546,8 @@ async fn an_alipay_refund_carried_out_behind_an_empty_answer_is_never_failed_and
     let fault = json!({
         "fault": "empty_body", "api": "alipay.trade.refund", "processed": true
     });
-    refund_under_fault("alipay", "precreate", "rc_refund_empty_ap", fault).await;
+    let (app, id) = refund_under_fault("alipay", "precreate", "rc_refund_empty_ap", fault).await;
+    assert_unusable_answer_anomaly(&app, &id).await;
 }
 
 #[tokio::test]
@@ -558,12 +581,17 @@ async fn assert_refund_failed(app: &TestApp, id: &str, out_trade_no: &str) {
     assert_eq!(trade["refunds"], json!([]), "{trade}");
     let events = events(app, id).await;
     assert_eq!(of_type(&events, "refund.failed").len(), 1, "{events:?}");
-    let anomalies: Vec<Value> = app
-        .anomalies()
-        .await
-        .into_iter()
-        .filter(|a| a["kind"] == "refund_failed" && a["order_id"] == id)
-        .collect();
+    // The anomaly is written just after the refund's transition, so it may trail it a little.
+    let anomalies = eventually("refund_failed anomaly", async || {
+        let anomalies: Vec<Value> = app
+            .anomalies()
+            .await
+            .into_iter()
+            .filter(|a| a["kind"] == "refund_failed" && a["order_id"] == id)
+            .collect();
+        (!anomalies.is_empty()).then_some(anomalies)
+    })
+    .await;
     assert_eq!(anomalies.len(), 1, "{anomalies:?}");
     assert_faults_consumed(app).await;
 }
