@@ -216,6 +216,13 @@ impl Merchant {
             .0
     }
 
+    /// Asks paygate to query the provider about an order now, retried on "try again".
+    pub async fn sync(&self, order_id: &str) -> Vec<Answer> {
+        self.post_retrying(&format!("/v1/orders/{order_id}/sync"), &json!({}))
+            .await
+            .0
+    }
+
     /// Closes an order, retried on "try again".
     pub async fn close(&self, order_id: &str) -> Vec<Answer> {
         self.post_retrying(&format!("/v1/orders/{order_id}/close"), &json!({}))

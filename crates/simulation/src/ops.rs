@@ -92,6 +92,11 @@ pub enum Op {
         /// The requests (more than one run concurrently).
         refunds: Vec<RefundSpec>,
     },
+    /// `POST /v1/orders/{id}/sync`: the merchant asks paygate to query the provider now.
+    Sync {
+        /// The trade.
+        trade: TradeNo,
+    },
     /// `POST /v1/orders/{id}/close`.
     Close {
         /// The trade.
@@ -132,6 +137,7 @@ impl Op {
             | Op::Pay { trade }
             | Op::Refund { trade, .. }
             | Op::Close { trade }
+            | Op::Sync { trade }
             | Op::Fault { trade, .. } => Some(*trade),
             Op::Restart { .. } | Op::DatabaseOutage { .. } | Op::Pause { .. } => None,
         }
@@ -160,6 +166,7 @@ impl fmt::Display for Op {
                 write!(f, "refund {trade} [{}]{how}", list.join(", "))
             }
             Op::Close { trade } => write!(f, "close {trade}"),
+            Op::Sync { trade } => write!(f, "sync {trade}"),
             Op::Fault { trade, fault } => {
                 let rule = serde_json::to_string(fault).unwrap_or_else(|_| format!("{fault:?}"));
                 write!(f, "fault {trade} {rule}")
@@ -242,8 +249,10 @@ struct Planned {
 }
 
 /// The relative weights of the operation kinds.
-const WEIGHTS: [(Kind, u32); 9] = [
+const WEIGHTS: [(Kind, u32); 11] = [
     (Kind::Create, 30),
+    (Kind::Recreate, 2),
+    (Kind::Sync, 2),
     (Kind::Pay, 22),
     (Kind::Refund, 14),
     (Kind::Close, 5),
@@ -257,6 +266,8 @@ const WEIGHTS: [(Kind, u32); 9] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Create,
+    Recreate,
+    Sync,
     Pay,
     Refund,
     Close,
@@ -287,7 +298,33 @@ pub fn generate(seed: u64, count: usize) -> Vec<Step> {
             })
             .map_or(Kind::Pause, |(k, _)| *k);
         let op = match kind {
-            Kind::Create => Some(create(&mut rng, &mut trades)),
+            Kind::Create => {
+                let create = create(&mut rng, &mut trades);
+                // Sometimes the create itself runs into a provider fault.
+                if let Op::Create { trade, order } = &create
+                    && let Some(api) = create_api(order.provider, order.channel)
+                    && rng.random_bool(0.15)
+                {
+                    let fault = api_fault_on(&mut rng, order.provider, api, *trade);
+                    steps.push(Step {
+                        index: steps.len(),
+                        gap_ms: rng.random_range(5..60),
+                        op: Op::Fault {
+                            trade: *trade,
+                            fault,
+                        },
+                    });
+                }
+                Some(create)
+            }
+            // The same create again, as a merchant retrying a lost answer would.
+            Kind::Recreate => pick_trade(&mut rng, &trades, |_| true).map(|t| Op::Create {
+                trade: t.trade,
+                order: t.order.clone(),
+            }),
+            Kind::Sync => {
+                pick_trade(&mut rng, &trades, |_| true).map(|t| Op::Sync { trade: t.trade })
+            }
             Kind::Pay => pay(&mut rng, &mut trades),
             Kind::Refund => refund(&mut rng, &mut trades),
             Kind::Close => {
@@ -310,7 +347,9 @@ pub fn generate(seed: u64, count: usize) -> Vec<Step> {
                 millis: rng.random_range(100..800),
             }),
         };
-        if let Some(op) = op {
+        if let Some(op) = op
+            && steps.len() < count
+        {
             steps.push(Step {
                 index: steps.len(),
                 gap_ms: rng.random_range(5..60),
@@ -441,11 +480,42 @@ fn notify_fault(rng: &mut StdRng, trades: &[Planned]) -> Option<Op> {
     })
 }
 
+/// The API that creates a trade at the provider, for channels that call one.
+fn create_api(provider: ProviderKind, channel: Channel) -> Option<&'static str> {
+    match (provider, channel) {
+        (ProviderKind::Wechat, _) => Some("/pay/unifiedorder"),
+        (ProviderKind::Alipay, Channel::Precreate) => Some("alipay.trade.precreate"),
+        (ProviderKind::Alipay, Channel::MiniProgram) => Some("alipay.trade.create"),
+        (ProviderKind::Alipay, _) => None,
+    }
+}
+
 fn api_fault(rng: &mut StdRng, trades: &[Planned]) -> Option<Op> {
     let planned = pick_trade(rng, trades, |_| true)?;
     let apis = apis(planned.order.provider, planned.order.channel);
-    let api = apis[rng.random_range(0..apis.len())];
-    let (kind, processed) = match rng.random_range(0..11) {
+    // Aim where the trade is going: a paid trade's next calls are refunds, an unpaid one's
+    // queries and closes; now and then anywhere.
+    let aimed: Vec<&str> = apis
+        .iter()
+        .copied()
+        .filter(|api| api.contains("refund") == planned.paid)
+        .collect();
+    let pool = if aimed.is_empty() || rng.random_bool(0.2) {
+        &apis
+    } else {
+        &aimed
+    };
+    let api = pool[rng.random_range(0..pool.len())];
+    let fault = api_fault_on(rng, planned.order.provider, api, planned.trade);
+    Some(Op::Fault {
+        trade: planned.trade,
+        fault,
+    })
+}
+
+/// A fault rule for one API call of `trade`.
+fn api_fault_on(rng: &mut StdRng, provider: ProviderKind, api: &str, trade: TradeNo) -> Fault {
+    let (kind, processed) = match rng.random_range(0..12) {
         0 => (
             FaultKind::HttpStatus {
                 status: [500, 502, 503][rng.random_range(0..3)],
@@ -465,6 +535,15 @@ fn api_fault(rng: &mut StdRng, trades: &[Planned]) -> Option<Op> {
         ),
         6 | 7 => (FaultKind::SystemError, false),
         8 => (FaultKind::SystemError, true),
+        // A signed refusal: definite (the refund fails on both sides) or "try again".
+        9 if api.contains("refund") && !api.contains("query") => {
+            let codes: &[&str] = match provider {
+                ProviderKind::Wechat => &["NOTENOUGH", "BIZERR_NEED_RETRY", "FREQUENCY_LIMITED"],
+                ProviderKind::Alipay => &["ACQ.TRADE_NOT_ALLOW_REFUND", "ACQ.SYSTEM_ERROR"],
+            };
+            let code = codes[rng.random_range(0..codes.len())].to_owned();
+            (FaultKind::Refused { code }, false)
+        }
         // The unusable answers without the work done: nothing happened at the provider.
         _ => (
             [
@@ -477,19 +556,16 @@ fn api_fault(rng: &mut StdRng, trades: &[Planned]) -> Option<Op> {
         ),
     };
     let mut fault = Fault::once(kind)
-        .for_provider(planned.order.provider)
+        .for_provider(provider)
         .for_api(api)
-        .for_trade(planned.trade.out_trade_no());
+        .for_trade(trade.out_trade_no());
     if rng.random_bool(0.2) {
         fault = fault.times(FaultTimes::Count(2));
     }
     if processed {
         fault = fault.after_processing();
     }
-    Some(Op::Fault {
-        trade: planned.trade,
-        fault,
-    })
+    fault
 }
 
 #[cfg(test)]

@@ -75,6 +75,8 @@ pub struct SeedReport {
     pub converged_after: Option<Duration>,
     /// Orders and provider trades checked at the end.
     pub orders_checked: usize,
+    /// Trades that did not converge but that paygate flagged to finance as anomalies.
+    pub flagged: Vec<String>,
 }
 
 impl SeedReport {
@@ -86,9 +88,18 @@ impl SeedReport {
     /// One line: seed, backend, operations, orders, time, verdict.
     pub fn summary(&self) -> String {
         let verdict = if self.passed() {
+            let flagged = if self.flagged.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} left to finance as anomalies: {})",
+                    self.flagged.len(),
+                    self.flagged.join(", ")
+                )
+            };
             match self.converged_after {
-                Some(after) => format!("ok, converged in {:.1} s", after.as_secs_f64()),
-                None => "ok".to_owned(),
+                Some(after) => format!("ok, converged in {:.1} s{flagged}", after.as_secs_f64()),
+                None => format!("ok{flagged}"),
             }
         } else {
             format!("FAILED: {} violations", self.violations.len())
@@ -269,6 +280,10 @@ pub async fn run_steps(
         .unwrap_or_default();
     violations.extend(invariants::check_history(&lock(&history)));
     let orders_checked = last.as_ref().map_or(0, |s| s.orders.len());
+    let flagged = last
+        .as_ref()
+        .map(invariants::flagged_differences)
+        .unwrap_or_default();
     if last.is_none() {
         return Err(unreadable.unwrap_or_else(|| {
             SimError::Gateway("the books never held still long enough to be read".to_owned())
@@ -283,6 +298,7 @@ pub async fn run_steps(
         elapsed: started.elapsed(),
         converged_after: converged,
         orders_checked,
+        flagged,
     })
 }
 
@@ -487,6 +503,10 @@ async fn execute(merchant: &Merchant, known: &KnownOrders, op: &Op) -> String {
                 .collect::<Vec<_>>()
                 .join(" | ")
         }
+        Op::Sync { trade } => match order_of(merchant, known, *trade).await {
+            Some(order) => answers(&merchant.sync(&order.id).await),
+            None => "skipped: no order".to_owned(),
+        },
         Op::Close { trade } => match order_of(merchant, known, *trade).await {
             Some(order) => answers(&merchant.close(&order.id).await),
             None => "skipped: no order".to_owned(),
