@@ -60,7 +60,7 @@ struct Options {
     #[arg(long)]
     paygate_bin: Option<PathBuf>,
     /// Seconds the system gets to converge after the last operation.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 45)]
     converge_seconds: u64,
     /// Orders per reconciler pass in the simulated gateway's config (small on purpose, so
     /// that starvation of newer pending orders is reachable).

@@ -36,13 +36,13 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// Defaults for `paygate_bin` on `database`: 300 operations, 30 s to converge.
+    /// Defaults for `paygate_bin` on `database`: 300 operations, 45 s to converge.
     pub fn new(paygate_bin: PathBuf, database: DatabaseTarget) -> SimConfig {
         SimConfig {
             paygate_bin,
             database,
             ops: 300,
-            converge_within: Duration::from_secs(30),
+            converge_within: Duration::from_secs(45),
             echo: false,
             reconciler_batch: crate::topology::RECONCILER_BATCH,
         }
