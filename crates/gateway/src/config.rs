@@ -80,6 +80,11 @@ pub struct Settings {
     pub log: LogSettings,
     /// How long clients get to send their requests.
     pub http: HttpSettings,
+    /// On SIGTERM/SIGINT, the HTTP drain and the background stop run together and the process
+    /// exits within about this many seconds, whatever a hung endpoint or provider does: keep it
+    /// under the stop timeout of systemd (`TimeoutStopSec`, 90 s) or Kubernetes
+    /// (`terminationGracePeriodSeconds`, 30 s).
+    pub shutdown_timeout_seconds: u64,
 }
 
 /// Deadlines for clients: a connection that sends its request too slowly is answered 408 (or
@@ -359,6 +364,7 @@ impl Default for Settings {
             webhooks: WebhookSettings::default(),
             log: LogSettings::default(),
             http: HttpSettings::default(),
+            shutdown_timeout_seconds: 20,
         }
     }
 }
@@ -562,6 +568,7 @@ impl Settings {
                 self.webhooks.initial_backoff_ms,
             ),
             ("webhooks.timeout_ms", self.webhooks.timeout_ms),
+            ("shutdown_timeout_seconds", self.shutdown_timeout_seconds),
         ];
         for (key, value) in positive {
             if value == 0 {

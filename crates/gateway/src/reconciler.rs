@@ -102,6 +102,9 @@ impl Lease {
     }
 }
 
+/// The lease that makes one replica at a time reconcile.
+pub const LEASE: &str = "reconciler";
+
 /// What one pass did, for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PassReport {
@@ -124,7 +127,7 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) {
     let interval = Duration::from_millis(settings.interval_ms);
-    let lease = Lease::new(state.store.clone(), "reconciler", holder, interval);
+    let lease = Lease::new(state.store.clone(), LEASE, holder, interval);
     run_leased(lease, interval, shutdown, |lease| {
         let (state, settings) = (state.clone(), settings.clone());
         Box::pin(async move {
@@ -557,11 +560,16 @@ impl Background {
         if let Some(dispatcher) = self.dispatcher {
             tasks.push(tokio::spawn(dispatcher.run(
                 state.store.clone(),
-                holder,
+                holder.clone(),
                 watcher,
             )));
         }
-        RunningBackground { shutdown, tasks }
+        RunningBackground {
+            shutdown,
+            tasks,
+            store: state.store.clone(),
+            holder,
+        }
     }
 }
 
@@ -570,19 +578,39 @@ impl Background {
 pub struct RunningBackground {
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    store: Store,
+    holder: String,
 }
 
 impl RunningBackground {
-    /// Asks the tasks to stop after their current pass and waits for them (at most 30 s,
-    /// the HTTP drain's own limit), releasing their leases.
-    pub async fn stop(self) {
+    /// Asks the tasks to stop after their current pass and waits for them at most `budget`
+    /// (a hung webhook endpoint or provider must not hold a stop past what systemd or
+    /// Kubernetes allow); past it they are cut short. Either way this process's leases and
+    /// delivery claims are released, so another replica takes over at once.
+    pub async fn stop(self, budget: Duration) {
         let _ = self.shutdown.send(true);
-        let all = futures_util::future::join_all(self.tasks);
-        if tokio::time::timeout(Duration::from_secs(30), all)
-            .await
-            .is_err()
-        {
-            tracing::warn!("background tasks did not stop within 30 s");
+        let mut tasks = self.tasks;
+        let all = futures_util::future::join_all(tasks.iter_mut());
+        if tokio::time::timeout(budget, all).await.is_err() {
+            tracing::warn!(
+                ?budget,
+                "background tasks did not stop in time; cutting them short"
+            );
+            for task in &tasks {
+                task.abort();
+            }
+            // Only the unfinished ones: a handle already polled to completion must not be
+            // awaited again.
+            let unfinished = tasks.into_iter().filter(|task| !task.is_finished());
+            futures_util::future::join_all(unfinished).await;
+        }
+        for lease in [LEASE, crate::webhooks::LEASE] {
+            if let Err(error) = self.store.release_lease(lease, &self.holder).await {
+                tracing::warn!(%error, lease, "cannot release lease");
+            }
+        }
+        if let Err(error) = self.store.release_event_claims(&self.holder).await {
+            tracing::warn!(%error, "cannot release webhook delivery claims");
         }
     }
 }

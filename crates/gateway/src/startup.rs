@@ -4,7 +4,7 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::Server;
 use actix_web::http::KeepAlive;
@@ -54,6 +54,7 @@ pub struct Application {
     /// Held while this process serves a SQLite file, so that a second `paygate serve` on the
     /// same file is refused instead of racing this one's reconciler and sandbox.
     _serve_lock: Option<ServeLock>,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -101,11 +102,13 @@ impl Application {
             public_base_url,
             keys: crate::auth::KeyCache::new(crate::auth::KEY_CACHE_TTL),
         });
+        let shutdown_timeout = Duration::from_secs(settings.shutdown_timeout_seconds);
         let server = serve(
             listener,
             state.clone(),
             settings.limits.api_body_bytes,
             &settings.http,
+            shutdown_timeout,
         )
         .map_err(|source| StartError::Bind {
             address: bound,
@@ -118,6 +121,7 @@ impl Application {
             sandbox,
             background,
             _serve_lock: serve_lock,
+            shutdown_timeout,
         })
     }
 
@@ -136,16 +140,73 @@ impl Application {
         &self.state
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM drain in-flight requests), with the
-    /// reconciler and the webhook dispatcher running beside it; they stop after the drain.
+    /// Serves until SIGINT or SIGTERM, with the reconciler and the webhook dispatcher running
+    /// beside it; then stops as [`Application::run_until`] does.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(stop_signal()).await
+    }
+
+    /// Serves until `stop` resolves, then stops within `shutdown_timeout_seconds`: the HTTP
+    /// drain (no new connections, in-flight requests finish) and the background stop run
+    /// together, not one after the other, each bounded by the same budget, and the leases and
+    /// webhook delivery claims are released even when a hung endpoint had to be cut short.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let budget = self.shutdown_timeout;
         let background = self.background.start(self.state.clone());
-        let result = self.server.await;
-        background.stop().await;
+        let handle = self.server.handle();
+        let mut server = std::pin::pin!(self.server);
+        let result = tokio::select! {
+            // The server ended on its own (it only does on an error).
+            result = &mut server => {
+                background.stop(budget).await;
+                result
+            }
+            () = stop => {
+                let started = Instant::now();
+                // The server future does the stopping, so it is polled beside the handle's.
+                let drain = async { tokio::join!(server, handle.stop(true)).0 };
+                let (result, ()) = tokio::join!(drain, background.stop(budget));
+                tracing::info!(took = ?started.elapsed(), "stopped");
+                result
+            }
+        };
         if let Some(sandbox) = self.sandbox {
             sandbox.stop().await;
         }
         result
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM. A signal that cannot be listened for is logged
+/// and ignored: the other one (or a kill) still stops the process.
+async fn stop_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT: stopping"),
+        () = terminate => tracing::info!("SIGTERM: stopping"),
     }
 }
 
@@ -203,6 +264,7 @@ fn serve(
     state: web::Data<AppState>,
     api_body_bytes: usize,
     http: &HttpSettings,
+    shutdown_timeout: Duration,
 ) -> std::io::Result<Server> {
     let body_timeout = BodyTimeout(Duration::from_millis(http.request_body_timeout_ms));
     let keep_alive = match http.keep_alive_ms {
@@ -300,7 +362,9 @@ fn serve(
     .client_disconnect_timeout(Duration::from_millis(http.disconnect_timeout_ms))
     .keep_alive(keep_alive)
     .listen(listener)?
-    .shutdown_timeout(30)
+    // Signals are `run_until_stopped`'s, so the drain and the background stop start together.
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout.as_secs())
     .run();
     Ok(server)
 }

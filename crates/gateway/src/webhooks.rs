@@ -11,16 +11,18 @@
 //! either re-send as a body-less `GET` whose `200` loses the event, or hand the signed body to a
 //! URL nobody configured.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use paygate_store::{NewWebhookAttempt, OutboxEvent, Store, StoreError};
+use paygate_store::{ClaimOutcome, EventId, NewWebhookAttempt, OutboxEvent, Store, StoreError};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
 
 use crate::config::{ConfigError, WebhookSettings, read_secret};
 use crate::reconciler::{Lease, run_leased};
@@ -152,6 +154,12 @@ impl std::fmt::Debug for Endpoint {
 }
 
 /// Delivers due outbox events to the endpoints of each event's app.
+///
+/// Each endpoint has its own worker and queue, so a slow or dead endpoint delays only its own
+/// deliveries; one endpoint gets one delivery at a time, in the order events became due.
+/// Each event is claimed in the database before it is queued and the claim is renewed, with
+/// a deadline longer than the delivery timeout, just before every send: a second replica
+/// that takes the lease over never sends an event this one is sending.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
     endpoints: BTreeMap<String, Vec<Endpoint>>,
@@ -159,8 +167,22 @@ pub struct Dispatcher {
     settings: WebhookSettings,
 }
 
-/// Events one pass looks at.
+/// The lease that makes one replica at a time look for due events.
+pub const LEASE: &str = "webhooks";
+
+/// Events one pass claims.
 const BATCH: u32 = 50;
+
+/// Deliveries one endpoint may have queued: more than a pass claims, so a healthy endpoint
+/// takes a whole batch at once; past it an event waits for a later pass.
+const QUEUE: usize = 64;
+
+/// Deliveries in flight at once across every endpoint.
+const CONCURRENT_SENDS: usize = 16;
+
+/// How much longer than the delivery timeout a claim lasts: it must outlive the send it
+/// fences, and a stopped replica's claims lapse after about this long.
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 
 impl Dispatcher {
     /// Reads the endpoints' secrets and builds the HTTP client.
@@ -192,79 +214,42 @@ impl Dispatcher {
         })
     }
 
-    /// Delivers until `shutdown` flips, while holding the `webhooks` lease (one replica
-    /// delivers at a time; losing the lease only risks a duplicate, which ids make harmless).
+    /// Delivers until `shutdown` flips, claiming due events while holding the `webhooks`
+    /// lease. On shutdown queued deliveries are given back (their claims released) and the
+    /// sends in flight finish; [`crate::reconciler::RunningBackground::stop`] cuts them short
+    /// at its budget.
     pub async fn run(self, store: Store, holder: String, shutdown: watch::Receiver<bool>) {
         let interval = Duration::from_millis(self.settings.poll_interval_ms);
-        let lease = Lease::new(store.clone(), "webhooks", holder, interval);
-        let dispatcher = std::sync::Arc::new(self);
-        run_leased(lease, interval, shutdown, |lease| {
-            let (dispatcher, store) = (dispatcher.clone(), store.clone());
+        let lease = Lease::new(store.clone(), LEASE, holder.clone(), interval);
+        let deliveries = Arc::new(Deliveries::start(self, store, holder));
+        let passes = deliveries.clone();
+        run_leased(lease, interval, shutdown, move |lease| {
+            let deliveries = passes.clone();
             Box::pin(async move {
-                if let Err(error) = dispatcher.deliver_due(&store, lease).await {
+                if let Err(error) = deliveries.dispatch_due(lease).await {
                     tracing::warn!(%error, "webhook pass failed; retrying");
                 }
             })
         })
         .await;
+        deliveries.stop().await;
     }
 
-    /// One pass: every due event is sent to each endpoint that has not acknowledged it in the
-    /// current round. Returns how many events became delivered.
-    pub async fn deliver_due(&self, store: &Store, lease: &mut Lease) -> Result<usize, StoreError> {
-        let mut delivered = 0;
-        for event in store.pending_outbox_events(BATCH, Utc::now()).await? {
-            if !lease.hold().await {
-                break;
-            }
-            if self.deliver(store, &event).await? {
-                delivered += 1;
-            }
-        }
-        Ok(delivered)
+    /// Claims the deadline of a delivery that starts now: the timeout plus a margin.
+    fn claim_deadline(&self) -> DateTime<Utc> {
+        let lasts = Duration::from_millis(self.settings.timeout_ms) + CLAIM_MARGIN;
+        Utc::now() + chrono::Duration::from_std(lasts).unwrap_or(chrono::Duration::MAX)
     }
 
-    /// Sends one event to its app's endpoints; true when all of them have acknowledged it.
-    async fn deliver(&self, store: &Store, event: &OutboxEvent) -> Result<bool, StoreError> {
-        let order = store.order(&event.order_id).await?;
-        let Some(endpoints) = self.endpoints.get(order.app.as_str()) else {
-            // Nobody to tell: the event stays listed (GET /v1/events) but is not retried.
-            store.mark_event_delivered(&event.id, Utc::now()).await?;
-            return Ok(true);
-        };
-        let acknowledged: HashSet<String> = store
-            .webhook_attempts(&event.id)
-            .await?
-            .into_iter()
-            .filter(|a| a.delivery_round == event.delivery_round && a.acknowledged())
-            .map(|a| a.endpoint)
-            .collect();
-        let body = delivery_body(event);
-        let mut last_error = None;
-        for endpoint in endpoints.iter().filter(|e| !acknowledged.contains(&e.url)) {
-            let attempt = self.post(endpoint, event, &body).await;
-            if let Some(error) = &attempt.error {
-                last_error = Some(format!("{}: {error}", endpoint.url));
-            }
-            store.record_webhook_attempt(attempt).await?;
-        }
-        match last_error {
-            None => {
-                store.mark_event_delivered(&event.id, Utc::now()).await?;
-                Ok(true)
-            }
-            Some(error) => {
-                let failures = u32::try_from(event.attempts + 1).unwrap_or(u32::MAX);
-                let wait = backoff(
-                    Duration::from_millis(self.settings.initial_backoff_ms),
-                    Duration::from_millis(self.settings.max_backoff_ms),
-                    failures,
-                );
-                let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                store.mark_event_failed(&event.id, &error, next).await?;
-                Ok(false)
-            }
-        }
+    /// When an event failed in this round is due again.
+    fn next_attempt(&self, event: &OutboxEvent) -> DateTime<Utc> {
+        let failures = u32::try_from(event.attempts + 1).unwrap_or(u32::MAX);
+        let wait = backoff(
+            Duration::from_millis(self.settings.initial_backoff_ms),
+            Duration::from_millis(self.settings.max_backoff_ms),
+            failures,
+        );
+        Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default()
     }
 
     async fn post(
@@ -314,6 +299,333 @@ impl Dispatcher {
             response_status,
             error,
         }
+    }
+}
+
+/// One event to send to one endpoint.
+struct Job {
+    event: Arc<OutboxEvent>,
+    body: Arc<str>,
+    endpoint: Endpoint,
+    tracker: Arc<Tracker>,
+}
+
+/// How one endpoint's part of an event ended.
+enum Sent {
+    /// It answered 2xx.
+    Acknowledged,
+    /// It failed: this endpoint, and how.
+    Failed(String),
+    /// Not sent now: the endpoint's queue was full, or the database could not renew the claim.
+    Deferred,
+    /// Not sent: the process is stopping.
+    Abandoned,
+    /// Not sent: another replica holds the event's claim.
+    Lost,
+}
+
+/// The endpoints' parts of one event still out, and how the finished ones went.
+#[derive(Debug, Default)]
+struct Tracker {
+    parts: Mutex<Parts>,
+}
+
+#[derive(Debug, Default)]
+struct Parts {
+    remaining: usize,
+    failure: Option<String>,
+    deferred: bool,
+    abandoned: bool,
+    lost: bool,
+}
+
+impl Tracker {
+    fn new(remaining: usize) -> Tracker {
+        Tracker {
+            parts: Mutex::new(Parts {
+                remaining,
+                ..Parts::default()
+            }),
+        }
+    }
+
+    /// Records one endpoint's part; the parts once the last one is in.
+    fn record(&self, sent: Sent) -> Option<Parts> {
+        let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        match sent {
+            Sent::Acknowledged => {}
+            Sent::Failed(error) => parts.failure = Some(error),
+            Sent::Deferred => parts.deferred = true,
+            Sent::Abandoned => parts.abandoned = true,
+            Sent::Lost => parts.lost = true,
+        }
+        parts.remaining = parts.remaining.saturating_sub(1);
+        (parts.remaining == 0).then(|| std::mem::take(&mut *parts))
+    }
+}
+
+/// The running delivery machinery of one process: a queue and a worker per endpoint URL.
+struct Deliveries {
+    shared: Arc<Shared>,
+    queues: Mutex<BTreeMap<String, mpsc::Sender<Job>>>,
+    /// Dropped with the dispatcher (a stop cut short), which aborts the workers.
+    workers: Mutex<JoinSet<()>>,
+    stopping: watch::Sender<bool>,
+}
+
+/// What the workers and the passes share.
+struct Shared {
+    dispatcher: Dispatcher,
+    store: Store,
+    holder: String,
+    /// Events queued or being sent here, whose claims each pass renews.
+    in_flight: Mutex<HashSet<EventId>>,
+    sends: Semaphore,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Deliveries {
+    fn start(dispatcher: Dispatcher, store: Store, holder: String) -> Deliveries {
+        let (stopping, stopping_watch) = watch::channel(false);
+        let urls: BTreeSet<String> = dispatcher
+            .endpoints
+            .values()
+            .flatten()
+            .map(|e| e.url.clone())
+            .collect();
+        let shared = Arc::new(Shared {
+            dispatcher,
+            store,
+            holder,
+            in_flight: Mutex::new(HashSet::new()),
+            sends: Semaphore::new(CONCURRENT_SENDS),
+            stopping: stopping_watch,
+        });
+        let mut queues = BTreeMap::new();
+        let mut workers = JoinSet::new();
+        for url in urls {
+            let (sender, receiver) = mpsc::channel(QUEUE);
+            queues.insert(url, sender);
+            workers.spawn(shared.clone().work(receiver));
+        }
+        Deliveries {
+            shared,
+            queues: Mutex::new(queues),
+            workers: Mutex::new(workers),
+            stopping,
+        }
+    }
+
+    /// One pass: renews the claims of the events in flight here, claims due events and queues
+    /// each to its app's endpoints that have not acknowledged it in its round. Returns how many
+    /// events it claimed.
+    async fn dispatch_due(&self, lease: &mut Lease) -> Result<usize, StoreError> {
+        let shared = &self.shared;
+        let until = shared.dispatcher.claim_deadline();
+        let in_flight: Vec<EventId> = shared.lock_in_flight().iter().cloned().collect();
+        if !in_flight.is_empty() {
+            shared
+                .store
+                .renew_event_claims(&shared.holder, &in_flight, until)
+                .await?;
+        }
+        let claimed = shared
+            .store
+            .claim_due_events(&shared.holder, BATCH, Utc::now(), until)
+            .await?;
+        let count = claimed.len();
+        let mut events = claimed.into_iter();
+        for event in events.by_ref() {
+            if !lease.hold().await {
+                shared.give_back(event).await;
+                break;
+            }
+            if shared.lock_in_flight().contains(&event.id) {
+                continue;
+            }
+            self.dispatch(event).await?;
+        }
+        for event in events {
+            shared.give_back(event).await;
+        }
+        Ok(count)
+    }
+
+    /// Queues one claimed event to each endpoint that still has to acknowledge it.
+    async fn dispatch(&self, event: OutboxEvent) -> Result<(), StoreError> {
+        let shared = &self.shared;
+        let order = shared.store.order(&event.order_id).await?;
+        // Nobody to tell: the event stays listed (GET /v1/events) but is not retried.
+        let endpoints = shared
+            .dispatcher
+            .endpoints
+            .get(order.app.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let acknowledged: HashSet<String> = shared
+            .store
+            .webhook_attempts(&event.id)
+            .await?
+            .into_iter()
+            .filter(|a| a.delivery_round == event.delivery_round && a.acknowledged())
+            .map(|a| a.endpoint)
+            .collect();
+        let targets: Vec<&Endpoint> = endpoints
+            .iter()
+            .filter(|e| !acknowledged.contains(&e.url))
+            .collect();
+        if targets.is_empty() {
+            shared.finish(&event, Parts::default()).await;
+            return Ok(());
+        }
+        shared.lock_in_flight().insert(event.id.clone());
+        let tracker = Arc::new(Tracker::new(targets.len()));
+        let body: Arc<str> = delivery_body(&event).into();
+        let event = Arc::new(event);
+        let mut busy = Vec::new();
+        {
+            let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+            for endpoint in targets {
+                let job = Job {
+                    event: event.clone(),
+                    body: body.clone(),
+                    endpoint: endpoint.clone(),
+                    tracker: tracker.clone(),
+                };
+                match queues.get(&endpoint.url) {
+                    Some(queue) => {
+                        if let Err(refused) = queue.try_send(job) {
+                            busy.push(match refused {
+                                mpsc::error::TrySendError::Full(job)
+                                | mpsc::error::TrySendError::Closed(job) => job,
+                            });
+                        }
+                    }
+                    None => busy.push(job),
+                }
+            }
+        }
+        for job in busy {
+            if let Some(parts) = job.tracker.record(Sent::Deferred) {
+                shared.finish(&job.event, parts).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives queued deliveries back, lets the sends in flight end, and waits for the workers.
+    async fn stop(&self) {
+        let _ = self.stopping.send(true);
+        // Closing the queues ends each worker once it has drained its queue.
+        self.queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let mut workers =
+            std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        while workers.join_next().await.is_some() {}
+    }
+}
+
+impl Shared {
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<EventId>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One endpoint's worker: sends its queue's jobs one at a time, in order.
+    async fn work(self: Arc<Self>, mut jobs: mpsc::Receiver<Job>) {
+        while let Some(job) = jobs.recv().await {
+            let sent = self.send(&job).await;
+            if let Some(parts) = job.tracker.record(sent) {
+                self.finish(&job.event, parts).await;
+            }
+        }
+    }
+
+    /// Sends one job if this process still holds the event's claim, renewed first so that it
+    /// outlives the send.
+    async fn send(&self, job: &Job) -> Sent {
+        if *self.stopping.borrow() {
+            return Sent::Abandoned;
+        }
+        let Ok(_permit) = self.sends.acquire().await else {
+            return Sent::Abandoned;
+        };
+        if *self.stopping.borrow() {
+            return Sent::Abandoned;
+        }
+        let until = self.dispatcher.claim_deadline();
+        let event = &job.event;
+        match self
+            .store
+            .renew_event_claims(&self.holder, std::slice::from_ref(&event.id), until)
+            .await
+        {
+            Ok(1) => {}
+            Ok(_) => return Sent::Lost,
+            Err(error) => {
+                tracing::warn!(%error, event = %event.id, "cannot renew a delivery claim; retrying later");
+                return Sent::Deferred;
+            }
+        }
+        let attempt = self.dispatcher.post(&job.endpoint, event, &job.body).await;
+        let failure = attempt
+            .error
+            .as_ref()
+            .map(|error| format!("{}: {error}", job.endpoint.url));
+        if let Err(error) = self.store.record_webhook_attempt(attempt).await {
+            tracing::warn!(%error, event = %event.id, "cannot record a webhook attempt");
+        }
+        match failure {
+            None => Sent::Acknowledged,
+            Some(failure) => Sent::Failed(failure),
+        }
+    }
+
+    /// Records how an event's round went once every endpoint's part is in, and drops its claim.
+    async fn finish(&self, event: &OutboxEvent, parts: Parts) {
+        let outcome = if parts.lost {
+            None
+        } else if let Some(error) = parts.failure {
+            Some(ClaimOutcome::Failed {
+                error,
+                next_attempt_at: self.dispatcher.next_attempt(event),
+            })
+        } else if parts.deferred {
+            // After the events that became due meanwhile, so a busy endpoint's backlog does
+            // not fill every pass.
+            let wait = Duration::from_millis(self.dispatcher.settings.poll_interval_ms) * 4;
+            Some(ClaimOutcome::Released {
+                next_attempt_at: Some(
+                    Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default(),
+                ),
+            })
+        } else if parts.abandoned {
+            Some(ClaimOutcome::Released {
+                next_attempt_at: None,
+            })
+        } else {
+            Some(ClaimOutcome::Delivered(Utc::now()))
+        };
+        if let Some(outcome) = outcome
+            && let Err(error) = self
+                .store
+                .finish_event_claim(&event.id, event.delivery_round, &self.holder, outcome)
+                .await
+        {
+            // The claim lapses at its deadline and the event is delivered again then.
+            tracing::warn!(%error, event = %event.id, "cannot record a delivery outcome");
+        }
+        self.lock_in_flight().remove(&event.id);
+    }
+
+    /// Releases the claim of an event this pass will not queue (the lease was lost).
+    async fn give_back(&self, event: OutboxEvent) {
+        let parts = Parts {
+            abandoned: true,
+            ..Parts::default()
+        };
+        self.finish(&event, parts).await;
     }
 }
 

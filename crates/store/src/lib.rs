@@ -51,7 +51,7 @@ pub use deliveries::{EventFilter, NewWebhookAttempt, WebhookAttempt};
 pub use error::StoreError;
 pub use ids::{AnomalyId, ApiKeyId, CallbackId, Cursor, EventId, Page};
 pub use orders::{NewOrder, OrderChanges, OrderFilter, Transition};
-pub use outbox::{EventKind, NewOutboxEvent, OutboxEvent};
+pub use outbox::{ClaimOutcome, EventKind, NewOutboxEvent, OutboxEvent};
 pub use reconcile::{ConfiguredApps, DueQuery, QueryAgain};
 pub use refunds::{NewRefund, Refund, RefundCompletion};
 pub use summary::{GroupBy, ReportZone, SummaryRow};

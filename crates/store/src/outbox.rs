@@ -136,6 +136,26 @@ pub(crate) fn insert_event(
     Ok(id)
 }
 
+/// How a claimed event's delivery ended, for [`Store::finish_event_claim`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOutcome {
+    /// Every endpoint acknowledged it in its round.
+    Delivered(DateTime<Utc>),
+    /// An endpoint failed it: count a failed round and wait until `next_attempt_at`.
+    Failed {
+        /// Which endpoint failed and how.
+        error: String,
+        /// When to try again (the back-off).
+        next_attempt_at: DateTime<Utc>,
+    },
+    /// Not finished, not failed (an endpoint was busy, or the process is stopping): give the
+    /// event back, due again at `next_attempt_at` or as it was.
+    Released {
+        /// When it is due again; `None` leaves its due time as it was.
+        next_attempt_at: Option<DateTime<Utc>>,
+    },
+}
+
 /// `NotFound` when an update touched no event.
 fn require_event(updated: usize, id: &EventId) -> Result<(), StoreError> {
     if updated == 0 {
@@ -172,6 +192,156 @@ impl Store {
         self.run(move |conn| {
             let rows: Vec<OutboxRow> = query.load(conn)?;
             rows.into_iter().map(OutboxRow::into_event).collect()
+        })
+        .await
+    }
+
+    /// Claims for `holder` until `until` up to `limit` undelivered events due at `now` that no
+    /// live claim holds, and returns them oldest due first. Claiming is a compare-and-set, so
+    /// two replicas never both claim one event; only the claim's holder sends it.
+    pub async fn claim_due_events(
+        &self,
+        holder: &str,
+        limit: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        use outbox_events::{claimed_by, claimed_until, delivered_at, id, next_attempt_at};
+        let (holder, now, until) = (holder.to_owned(), db_time(now), db_time(until));
+        self.write(move |conn| {
+            let unclaimed = || claimed_until.is_null().or(claimed_until.lt(now));
+            let due: Vec<String> = outbox_events::table
+                .filter(delivered_at.is_null())
+                .filter(next_attempt_at.le(now))
+                .filter(unclaimed())
+                .order((next_attempt_at.asc(), id.asc()))
+                .limit(i64::from(limit))
+                .select(id)
+                .load(conn)?;
+            if due.is_empty() {
+                return Ok(Vec::new());
+            }
+            // The same conditions again, so an event claimed or delivered in between is not
+            // taken (PostgreSQL re-checks them on the locked row).
+            diesel::update(
+                outbox_events::table
+                    .filter(id.eq_any(&due))
+                    .filter(delivered_at.is_null())
+                    .filter(unclaimed()),
+            )
+            .set((claimed_by.eq(Some(&holder)), claimed_until.eq(Some(until))))
+            .execute(conn)?;
+            let rows: Vec<OutboxRow> = outbox_events::table
+                .filter(id.eq_any(&due))
+                .filter(claimed_by.eq(&holder))
+                .filter(claimed_until.eq(until))
+                .order((next_attempt_at.asc(), id.asc()))
+                .select(OutboxRow::as_select())
+                .load(conn)?;
+            rows.into_iter().map(OutboxRow::into_event).collect()
+        })
+        .await
+    }
+
+    /// Extends `holder`'s claims on `events` to `until`. Returns how many are still `holder`'s
+    /// and undelivered (the others were taken over by another replica, or delivered).
+    pub async fn renew_event_claims(
+        &self,
+        holder: &str,
+        events: &[EventId],
+        until: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        use outbox_events::{claimed_by, claimed_until, delivered_at, id};
+        let ids: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+        let (holder, until) = (holder.to_owned(), db_time(until));
+        self.write(move |conn| {
+            let renewed = diesel::update(
+                outbox_events::table
+                    .filter(id.eq_any(&ids))
+                    .filter(claimed_by.eq(&holder))
+                    .filter(delivered_at.is_null()),
+            )
+            .set(claimed_until.eq(Some(until)))
+            .execute(conn)?;
+            Ok(renewed)
+        })
+        .await
+    }
+
+    /// Ends `holder`'s claim on `event` (claimed in round `round`) with `outcome`, clearing the
+    /// claim. Nothing is recorded when `holder` no longer holds it (another replica took over),
+    /// and only the claim is released when an operator started a new round meanwhile. True
+    /// when the outcome was recorded.
+    pub async fn finish_event_claim(
+        &self,
+        event: &EventId,
+        round: i64,
+        holder: &str,
+        outcome: ClaimOutcome,
+    ) -> Result<bool, StoreError> {
+        use outbox_events::{
+            attempts, claimed_by, claimed_until, delivered_at, delivery_round, id, last_error,
+            next_attempt_at,
+        };
+        let (key, holder) = (event.to_string(), holder.to_owned());
+        self.write_locking(Some(key.clone()), move |conn| {
+            let mine = || {
+                outbox_events::table
+                    .filter(id.eq(key.clone()))
+                    .filter(claimed_by.eq(holder.clone()))
+            };
+            let unclaim = || {
+                (
+                    claimed_by.eq(None::<String>),
+                    claimed_until.eq(None::<NaiveDateTime>),
+                )
+            };
+            let this_round = mine().filter(delivery_round.eq(round));
+            let recorded = match outcome {
+                ClaimOutcome::Delivered(at) => diesel::update(this_round)
+                    .set((delivered_at.eq(Some(db_time(at))), unclaim()))
+                    .execute(conn)?,
+                ClaimOutcome::Failed {
+                    error,
+                    next_attempt_at: next,
+                } => diesel::update(this_round)
+                    .set((
+                        attempts.eq(attempts + 1),
+                        last_error.eq(Some(error)),
+                        next_attempt_at.eq(db_time(next)),
+                        unclaim(),
+                    ))
+                    .execute(conn)?,
+                ClaimOutcome::Released {
+                    next_attempt_at: Some(next),
+                } => diesel::update(this_round)
+                    .set((next_attempt_at.eq(db_time(next)), unclaim()))
+                    .execute(conn)?,
+                ClaimOutcome::Released {
+                    next_attempt_at: None,
+                } => diesel::update(this_round).set(unclaim()).execute(conn)?,
+            };
+            if recorded == 0 {
+                diesel::update(mine()).set(unclaim()).execute(conn)?;
+            }
+            Ok(recorded == 1)
+        })
+        .await
+    }
+
+    /// Releases every claim `holder` still has (a stopping process), so another replica can
+    /// deliver those events at once instead of after the claims' deadlines. Returns how many.
+    pub async fn release_event_claims(&self, holder: &str) -> Result<usize, StoreError> {
+        use outbox_events::{claimed_by, claimed_until};
+        let holder = holder.to_owned();
+        self.write(move |conn| {
+            let released = diesel::update(outbox_events::table.filter(claimed_by.eq(&holder)))
+                .set((
+                    claimed_by.eq(None::<String>),
+                    claimed_until.eq(None::<NaiveDateTime>),
+                ))
+                .execute(conn)?;
+            Ok(released)
         })
         .await
     }

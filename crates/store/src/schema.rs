@@ -103,6 +103,8 @@ diesel::table! {
         next_attempt_at -> Timestamp,
         last_error -> Nullable<Text>,
         delivery_round -> BigInt,
+        claimed_by -> Nullable<Text>,
+        claimed_until -> Nullable<Timestamp>,
     }
 }
 

@@ -76,6 +76,15 @@ pub async fn spawn_app() -> TestApp {
 /// Starts a gateway like [`spawn_app`], letting `configure` adjust the settings first
 /// (reconciler intervals, webhook endpoints).
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_until(configure, std::future::pending()).await.0
+}
+
+/// Starts a gateway like [`spawn_app_with`] that stops, as on SIGTERM, when `stop` resolves;
+/// the handle ends when it has stopped.
+pub async fn spawn_app_until(
+    configure: impl FnOnce(&mut Settings),
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (TestApp, tokio::task::JoinHandle<std::io::Result<()>>) {
     let (database_url, database, keys_dir) = test_database();
     let mut settings = Settings {
         listen: "127.0.0.1:0".parse().expect("address"),
@@ -98,11 +107,11 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("embedded sandbox")
         .base_url()
         .to_owned();
-    tokio::spawn(async move {
+    let running = tokio::spawn(async move {
         let _keys_dir = keys_dir;
-        let _ = app.run_until_stopped().await;
+        app.run_until(stop).await
     });
-    TestApp {
+    let app = TestApp {
         address,
         sandbox,
         merchant_key: keys.merchant,
@@ -113,7 +122,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
             .expect("client"),
         database_url,
         _database: database,
-    }
+    };
+    (app, running)
 }
 
 impl TestApp {

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use paygate_gateway::config::{Settings, WebhookEndpointSettings};
-use paygate_gateway::webhooks::verify_signature;
+use paygate_gateway::webhooks::{Dispatcher, verify_signature};
+use paygate_store::Store;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app_until, spawn_app_with};
 
 const WEBHOOK_SECRET: &str = "whsec_reliability_tests";
 
@@ -28,6 +29,8 @@ pub struct Received {
     pub json: Value,
     /// What the endpoint answered.
     pub answered: u16,
+    /// When the request arrived.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A request that reached a receiver's redirect target: its method and body.
@@ -41,6 +44,10 @@ pub enum Answer {
     /// This 3xx status, with `Location` pointing at the receiver's `/moved`, which answers 200
     /// to anything (so a followed redirect would look like a success).
     Redirect(u16),
+    /// Waits this long, then 200.
+    Slow(Duration),
+    /// Never answers.
+    Hang,
 }
 
 /// A merchant's webhook endpoint: records everything and answers as told.
@@ -65,6 +72,7 @@ async fn receive(
     request: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
+    let at = chrono::Utc::now();
     let header = |name: &str| {
         request
             .headers()
@@ -82,6 +90,7 @@ async fn receive(
             if fail { 500 } else { 200 }
         }
         Answer::Redirect(status) => status,
+        Answer::Slow(_) | Answer::Hang => 200,
     };
     state.received.lock().unwrap().push(Received {
         event_id: header("Paygate-Event-Id"),
@@ -89,7 +98,13 @@ async fn receive(
         json: serde_json::from_slice(&body).unwrap_or(Value::Null),
         body: body.to_vec(),
         answered,
+        at,
     });
+    match state.answer {
+        Answer::Slow(wait) => tokio::time::sleep(wait).await,
+        Answer::Hang => std::future::pending::<()>().await,
+        _ => {}
+    }
     let mut response =
         HttpResponse::build(actix_web::http::StatusCode::from_u16(answered).unwrap());
     if let Answer::Redirect(_) = state.answer {
@@ -415,6 +430,170 @@ async fn a_302_from_an_endpoint_is_a_failed_attempt_retried_and_never_followed_a
 #[tokio::test]
 async fn a_307_from_an_endpoint_never_sends_the_signed_body_to_its_location() {
     a_redirect_is_a_failed_attempt_never_followed(307, "rc_redirect_307").await;
+}
+
+/// Creates and pays `count` WeChat orders numbered from `prefix`; returns their ids once paid.
+async fn paid_orders(app: &TestApp, prefix: &str, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for number in 0..count {
+        let body = TestApp::order_body("wechat", "native", &format!("{prefix}_{number}"), 100);
+        let order = app.create_order(body).await;
+        app.pay(&order).await;
+        ids.push(order["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        wait_for_order(app, id, "paid").await;
+    }
+    ids
+}
+
+/// The `q`-quantile (0..=1) of `sorted` by nearest rank.
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::test]
+async fn a_hanging_endpoint_does_not_delay_the_events_of_a_healthy_one() {
+    const ORDERS: usize = 30;
+    let hanging = spawn_endpoint(Answer::Hang).await;
+    let healthy = spawn_receiver(0).await;
+    let app = spawn_app_with(|s| {
+        fast(s, None);
+        // The production timeout: before, every event waited this long for the dead endpoint.
+        s.webhooks.timeout_ms = 10_000;
+        s.webhooks.endpoints.insert(
+            "sandbox".to_owned(),
+            vec![hanging.endpoint(), healthy.endpoint()],
+        );
+    })
+    .await;
+
+    let ids = paid_orders(&app, "rc_hang", ORDERS).await;
+    let mut latencies = Vec::new();
+    for id in &ids {
+        let received = eventually("the healthy endpoint got order.paid", async || {
+            healthy.for_order(id).into_iter().next()
+        })
+        .await;
+        let created: chrono::DateTime<chrono::Utc> = received.json["created_at"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        latencies.push((received.at - created).to_std().unwrap_or_default());
+    }
+    latencies.sort();
+    let (p50, p99, max) = (
+        quantile(&latencies, 0.50),
+        quantile(&latencies, 0.99),
+        latencies[latencies.len() - 1],
+    );
+    println!(
+        "healthy endpoint beside a hanging one: {ORDERS} order.paid events, delivery latency \
+         (event created -> received) p50 {p50:?} p99 {p99:?} max {max:?}"
+    );
+    assert!(
+        max < Duration::from_secs(3),
+        "the hanging endpoint delayed the healthy one: p50 {p50:?} p99 {p99:?} max {max:?}"
+    );
+    assert!(
+        !hanging.for_order(&ids[0]).is_empty(),
+        "the hanging endpoint is sent the events too"
+    );
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_database_deliver_each_event_to_a_slow_endpoint_once() {
+    // Each delivery takes longer than the dispatcher's lease (three 50 ms polls, at least 1 s).
+    let slow = spawn_endpoint(Answer::Slow(Duration::from_millis(2_000))).await;
+    let replica = |s: &mut Settings| {
+        fast(s, Some(&slow));
+        s.webhooks.timeout_ms = 5_000;
+        s.reconciler.enabled = false;
+    };
+    let app = spawn_app_with(|s| {
+        replica(s);
+        s.reconciler.enabled = true;
+    })
+    .await;
+    // A second replica's dispatcher, on the same database.
+    let mut settings = Settings::default();
+    replica(&mut settings);
+    let second = Dispatcher::from_settings(&settings.webhooks).unwrap();
+    let store = Store::connect(&app.database_url, 4).await.unwrap();
+    let (_running, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(second.run(store, "second-replica".to_owned(), shutdown));
+
+    let ids = paid_orders(&app, "rc_replicas", 4).await;
+    for id in &ids {
+        eventually("order.paid delivered", async || {
+            let events = events(&app, id).await;
+            (events.len() == 1 && events[0]["status"] == "delivered").then_some(())
+        })
+        .await;
+    }
+    // Long enough for a second replica's duplicate of the last delivery to arrive.
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    for id in &ids {
+        let received = slow.for_order(id);
+        assert_eq!(received.len(), 1, "delivered once: {received:?}");
+        let events = events(&app, id).await;
+        assert_eq!(
+            events[0]["attempts"].as_array().unwrap().len(),
+            1,
+            "{events:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stop_with_a_hung_endpoint_ends_within_its_budget_and_releases_lease_and_claims() {
+    let hung = spawn_endpoint(Answer::Hang).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (app, running) = spawn_app_until(
+        |s| {
+            fast(s, Some(&hung));
+            // Far longer than the stop budget: the delivery in flight must be cut short.
+            s.webhooks.timeout_ms = 60_000;
+            s.shutdown_timeout_seconds = 2;
+        },
+        async {
+            let _ = stopped.await;
+        },
+    )
+    .await;
+    let ids = paid_orders(&app, "rc_stop", 1).await;
+    eventually("the hung endpoint is being sent order.paid", async || {
+        (!hung.for_order(&ids[0]).is_empty()).then_some(())
+    })
+    .await;
+
+    let asked = std::time::Instant::now();
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(5), "a 2 s budget took {took:?}");
+
+    // Another replica takes over at once: the lease and the event's claim were released.
+    let store = Store::connect(&app.database_url, 2).await.unwrap();
+    let lease = chrono::Duration::seconds(30);
+    assert!(
+        store
+            .try_claim_lease(paygate_gateway::webhooks::LEASE, "next-replica", lease)
+            .await
+            .unwrap(),
+        "the dispatcher's lease was left held"
+    );
+    let now = chrono::Utc::now();
+    let claimed = store
+        .claim_due_events("next-replica", 10, now, now + lease)
+        .await
+        .unwrap();
+    assert!(
+        claimed.iter().any(|e| e.order_id.to_string() == ids[0]),
+        "the undelivered event was left claimed: {claimed:?}"
+    );
 }
 
 #[tokio::test]
