@@ -23,6 +23,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod throttle;
 pub mod webhooks;
 
 pub use startup::Application;

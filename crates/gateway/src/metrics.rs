@@ -15,6 +15,8 @@ pub struct Metrics {
     pub http_latency: HistogramVec,
     /// Provider callbacks by provider and verdict.
     pub callbacks: IntCounterVec,
+    /// Unverifiable callbacks over their source's budget: counted, answered, not stored.
+    pub callbacks_unrecorded: IntCounterVec,
     /// Order status transitions by event.
     pub transitions: IntCounterVec,
     /// Failed provider calls by provider, operation and kind of failure.
@@ -41,6 +43,13 @@ impl Metrics {
             Opts::new("callbacks_total", "Provider callbacks by verdict"),
             &["provider", "verdict"],
         )?;
+        let callbacks_unrecorded = IntCounterVec::new(
+            Opts::new(
+                "callbacks_unrecorded_total",
+                "Unverifiable callbacks answered without an audit row (over their source's budget)",
+            ),
+            &["provider", "verdict"],
+        )?;
         let transitions = IntCounterVec::new(
             Opts::new(
                 "order_transitions_total",
@@ -55,6 +64,7 @@ impl Metrics {
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(callbacks.clone()))?;
+        registry.register(Box::new(callbacks_unrecorded.clone()))?;
         registry.register(Box::new(transitions.clone()))?;
         registry.register(Box::new(provider_errors.clone()))?;
         Ok(Metrics {
@@ -62,6 +72,7 @@ impl Metrics {
             http_requests,
             http_latency,
             callbacks,
+            callbacks_unrecorded,
             transitions,
             provider_errors,
         })

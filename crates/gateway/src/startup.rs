@@ -101,6 +101,7 @@ impl Application {
             limits: settings.limits.clone(),
             public_base_url,
             keys: crate::auth::KeyCache::new(crate::auth::KEY_CACHE_TTL),
+            unverified_callbacks: crate::routes::notify::unverified_callback_throttle(),
         });
         let shutdown_timeout = Duration::from_secs(settings.shutdown_timeout_seconds);
         let server = serve(

@@ -20,6 +20,8 @@ pub struct AppState {
     pub public_base_url: String,
     /// Recently authenticated API keys.
     pub keys: crate::auth::KeyCache,
+    /// How many unverifiable callbacks per source get an audit row and a warning.
+    pub unverified_callbacks: crate::throttle::SourceThrottle,
 }
 
 impl AppState {

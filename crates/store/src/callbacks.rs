@@ -4,6 +4,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use paygate_core::{OrderId, ProviderKind};
+use sha2::{Digest, Sha256};
 
 use crate::schema::{anomalies, callbacks};
 use crate::text::text_enum;
@@ -43,6 +44,23 @@ text_enum!(
         Error => "error",
     }
 );
+
+impl CallbackVerdict {
+    /// Whether the callback was refused before anything in it could be trusted: a bad
+    /// signature, a malformed or an oversized body. Anyone can send those, so only a bounded
+    /// part of their body is kept.
+    pub const fn is_unverified(self) -> bool {
+        matches!(
+            self,
+            CallbackVerdict::BadSignature | CallbackVerdict::Malformed | CallbackVerdict::TooLarge
+        )
+    }
+}
+
+/// How much of an unverified callback's body is stored; the rest is summed up by its length
+/// and SHA-256 in the row's reason. Genuine provider notifies are 1–3 KiB and kept whole even
+/// when their signature fails (a key mix-up), so forensics rarely miss anything.
+pub const UNVERIFIED_BODY_KEPT_BYTES: usize = 2048;
 
 text_enum!(
     /// What kind of anomaly finance is looking at.
@@ -241,19 +259,43 @@ impl From<JudgedCallback> for CallbackRow {
             reason,
             order_id,
         } = judged;
+        let (body, reason) = if verdict.is_unverified() {
+            bounded_body(callback.body, reason)
+        } else {
+            (callback.body, reason)
+        };
         CallbackRow {
             id: id.to_string(),
             provider: callback.provider.as_str().to_owned(),
             app: callback.app,
             kind: callback.kind.as_str().to_owned(),
             received_at: db_time(callback.received_at),
-            body: callback.body,
+            body,
             content_type: callback.content_type,
             verdict: verdict.as_str().to_owned(),
             reason,
             order_id: order_id.map(|o| o.to_string()),
         }
     }
+}
+
+/// Keeps the first [`UNVERIFIED_BODY_KEPT_BYTES`] of a body and notes its full length and
+/// SHA-256 in the reason, so a stored prefix can still be matched with the original.
+fn bounded_body(mut body: Vec<u8>, reason: Option<String>) -> (Vec<u8>, Option<String>) {
+    if body.len() <= UNVERIFIED_BODY_KEPT_BYTES {
+        return (body, reason);
+    }
+    let note = format!(
+        "body of {} bytes, sha256 {}; first {UNVERIFIED_BODY_KEPT_BYTES} bytes kept",
+        body.len(),
+        hex::encode(Sha256::digest(&body))
+    );
+    body.truncate(UNVERIFIED_BODY_KEPT_BYTES);
+    let reason = match reason {
+        Some(reason) => format!("{reason}; {note}"),
+        None => note,
+    };
+    (body, Some(reason))
 }
 
 /// Inserts a callback row; shared by the standalone and the transition-bound paths.

@@ -44,7 +44,7 @@ use tokio::sync::Semaphore;
 pub use api_keys::{ApiKey, ApiKeyRole, NewApiKey, hash_api_key_secret};
 pub use callbacks::{
     Anomaly, AnomalyKind, Callback, CallbackKind, CallbackVerdict, JudgedCallback, NewAnomaly,
-    NewCallback,
+    NewCallback, UNVERIFIED_BODY_KEPT_BYTES,
 };
 pub use conn::{Backend, DbConnection};
 pub use deliveries::{EventFilter, NewWebhookAttempt, WebhookAttempt};

@@ -10,6 +10,8 @@
 //! is acknowledged so the provider stops retrying something that will never match. When the
 //! database is down the failure body is sent, so the provider retries later.
 
+use std::net::IpAddr;
+
 use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_LENGTH;
@@ -27,6 +29,7 @@ use paygate_store::{
 use crate::payments::{ApplyError, PaymentOutcome, apply_trade_facts};
 use crate::registry::ProviderApp;
 use crate::state::AppState;
+use crate::throttle::{Admission, Rate, SourceThrottle};
 
 /// `POST /notify/wechat/{app}` and `POST /notify/alipay/{app}`.
 #[utoipa::path(post, path = "/notify/{provider}/{app}", tag = "callbacks", params(("provider" = String, Path, description = "wechat or alipay"), ("app" = String, Path)), request_body(content = String, description = "WeChat XML or Alipay form, exactly as the provider sends it"), responses((status = 200, description = "The provider's acknowledgement (WeChat SUCCESS/FAIL XML, Alipay `success`/`failure`)"), (status = 413, description = "Body over the limit"), (status = 503, description = "Database unavailable: failure acknowledgement so the provider retries")))]
@@ -184,7 +187,32 @@ async fn receive(
         .with_label_values(&[provider.as_str(), handled.verdict.as_str()])
         .inc();
     if !handled.stored {
-        // Every callback, forged or not, leaves an audit row before it is answered.
+        if handled.verdict.is_unverified() {
+            // Anyone can send these: a budget per source keeps the audit rows and warnings
+            // they cost bounded (every one is still counted and answered).
+            let source = request
+                .peer_addr()
+                .map_or(IpAddr::from([0, 0, 0, 0]), |peer| peer.ip());
+            match state.unverified_callbacks.admit(source) {
+                Admission::Suppress => {
+                    state
+                        .metrics
+                        .callbacks_unrecorded
+                        .with_label_values(&[provider.as_str(), handled.verdict.as_str()])
+                        .inc();
+                    return ack(&app, handled.accepted, handled.status);
+                }
+                Admission::Admit { suppressed } => tracing::warn!(
+                    %source,
+                    verdict = handled.verdict.as_str(),
+                    reason = handled.reason.as_deref().unwrap_or_default(),
+                    suppressed_since_last = suppressed,
+                    "callback rejected"
+                ),
+            }
+        }
+        // Every other callback, and unverifiable ones within budget, leaves an audit row
+        // before it is answered.
         let judged = arrived.judged(&handled);
         if let Err(error) = state.store.record_judged_callback(judged).await {
             return store_down(state, &app, &error);
@@ -236,6 +264,24 @@ async fn read_limited(
     Ok(body.freeze())
 }
 
+/// The budget of audit rows and warnings for unverifiable callbacks: per source a burst of 20,
+/// then one a second; all sources together a burst of 100, then ten a second; at most 10,000
+/// sources tracked. A flood of garbage thus stores at most about 2.5 MB a minute, however many
+/// addresses it comes from.
+pub fn unverified_callback_throttle() -> SourceThrottle {
+    SourceThrottle::new(
+        Rate {
+            burst: 20.0,
+            per_second: 1.0,
+        },
+        Rate {
+            burst: 100.0,
+            per_second: 10.0,
+        },
+        10_000,
+    )
+}
+
 fn rejected(error: &NotifyError) -> Handled {
     let verdict = match error {
         NotifyError::BadSignature | NotifyError::Decrypt(_) => CallbackVerdict::BadSignature,
@@ -245,7 +291,6 @@ fn rejected(error: &NotifyError) -> Handled {
         | NotifyError::BadField { .. }
         | NotifyError::ProviderFailure(_) => CallbackVerdict::Malformed,
     };
-    tracing::warn!(%error, "callback rejected");
     Handled::new(verdict, false).because(error.to_string())
 }
 

@@ -318,6 +318,35 @@ impl TestApp {
             .expect("metrics text")
     }
 
+    /// Every stored callback row's body, read behind the gateway's back (the API lists
+    /// callbacks per order only, and rejected ones have none).
+    pub fn stored_callback_bodies(&self) -> Vec<(String, Vec<u8>, Option<String>)> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            verdict: String,
+            #[diesel(sql_type = diesel::sql_types::Binary)]
+            body: Vec<u8>,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            reason: Option<String>,
+        }
+        let query = diesel::sql_query("SELECT verdict, body, reason FROM callbacks");
+        let rows: Vec<Row> = match self.database_url.strip_prefix("sqlite://") {
+            Some(path) => query
+                .load(&mut diesel::SqliteConnection::establish(path).expect("open sqlite"))
+                .expect("read callbacks"),
+            None => query
+                .load(
+                    &mut diesel::PgConnection::establish(&self.database_url)
+                        .expect("open postgres"),
+                )
+                .expect("read callbacks"),
+        };
+        rows.into_iter()
+            .map(|row| (row.verdict, row.body, row.reason))
+            .collect()
+    }
+
     /// The callbacks audit trail of an order (finance).
     pub async fn callbacks(&self, order_id: &str) -> Vec<Value> {
         let response = self

@@ -247,3 +247,95 @@ async fn a_dropped_notify_is_recovered_by_sync() {
     let synced: Value = synced.json().await.unwrap();
     assert_eq!(synced["status"], "paid", "{synced}");
 }
+
+/// The sum of `paygate_callbacks_total` over every verdict of `provider`.
+async fn callbacks_counted(app: &TestApp, provider: &str) -> u64 {
+    let text = app.metrics_text().await;
+    let prefix = "paygate_callbacks_total{";
+    text.lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter(|line| line.contains(&format!("provider=\"{provider}\"")))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_rejected_notify_keeps_a_bounded_prefix_and_a_digest_but_a_genuine_one_is_kept_whole() {
+    let app = spawn_app().await;
+    // Oversized: refused before its body is read, so nothing of it is stored.
+    let huge = vec![b'a'; 200 * 1024];
+    let response = app
+        .post_notify("/notify/wechat/sandbox", "text/xml", huge)
+        .await;
+    assert_eq!(response.status(), 413);
+    // Garbage within the limit: only its first bytes are kept, with the digest of all of it.
+    let garbage: Vec<u8> = (0..12 * 1024).map(|i| b'A' + (i % 26) as u8).collect();
+    let response = app
+        .post_notify("/notify/wechat/sandbox", "text/xml", garbage.clone())
+        .await;
+    assert!(response.text().await.unwrap().contains("FAIL"));
+    let order = pending_order(&app, "wechat", "whole_0001").await;
+    app.pay(&order).await;
+    app.wait_for_status(order["id"].as_str().unwrap(), "paid")
+        .await;
+    let genuine = app.wait_for_deliveries("whole_0001", 1).await.remove(0);
+
+    let rows = app.stored_callback_bodies();
+    let summary: Vec<(&str, usize)> = rows.iter().map(|r| (r.0.as_str(), r.1.len())).collect();
+    let too_large: Vec<_> = rows.iter().filter(|r| r.0 == "too_large").collect();
+    assert_eq!(too_large.len(), 1, "{summary:?}");
+    assert!(
+        too_large[0].1.len() <= 2048,
+        "{} bytes",
+        too_large[0].1.len()
+    );
+    let malformed: Vec<_> = rows
+        .iter()
+        .filter(|r| r.0 == "malformed" || r.0 == "bad_signature")
+        .collect();
+    assert_eq!(malformed.len(), 1, "{summary:?}");
+    assert!(
+        malformed[0].1 == garbage[..2048],
+        "the first 2 KiB are kept"
+    );
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&garbage));
+    let reason = malformed[0].2.clone().unwrap_or_default();
+    assert!(
+        reason.contains(&digest) && reason.contains("12288 bytes"),
+        "{reason}"
+    );
+    let accepted: Vec<_> = rows.iter().filter(|r| r.0 == "accepted").collect();
+    assert_eq!(accepted.len(), 1);
+    assert!(
+        accepted[0].1 == genuine["body"].as_str().unwrap().as_bytes(),
+        "a genuine callback is kept byte for byte"
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_forged_notifies_from_one_source_stores_a_bounded_number_of_rows() {
+    let app = spawn_app().await;
+    let forged = "<xml><return_code>SUCCESS</return_code><result_code>SUCCESS</result_code>\
+        <appid>wx0</appid><mch_id>1</mch_id><out_trade_no>nosuch_1</out_trade_no>\
+        <total_fee>1</total_fee><transaction_id>4200</transaction_id><nonce_str>n</nonce_str>\
+        <sign>0123456789ABCDEF0123456789ABCDEF</sign></xml>";
+    for _ in 0..20 {
+        let batch = (0..50).map(|_| app.post_notify("/notify/wechat/sandbox", "text/xml", forged));
+        for response in futures_util::future::join_all(batch).await {
+            assert_eq!(response.status(), 200);
+            assert!(response.text().await.unwrap().contains("FAIL"));
+        }
+    }
+    let rows = app.stored_callback_bodies();
+    assert!(
+        rows.len() <= 100,
+        "1,000 forged notifies from one source stored {} rows",
+        rows.len()
+    );
+    assert!(!rows.is_empty(), "the first ones are still recorded");
+    assert_eq!(
+        callbacks_counted(&app, "wechat").await,
+        1000,
+        "every callback is still counted"
+    );
+}
