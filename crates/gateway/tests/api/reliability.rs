@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use paygate_gateway::config::{Settings, WebhookEndpointSettings};
 use paygate_gateway::webhooks::{Dispatcher, verify_signature};
+use paygate_simulation::topology::Outage;
 use paygate_store::Store;
 use serde_json::{Value, json};
 
@@ -1046,55 +1047,11 @@ async fn a_late_notify_for_an_order_closed_here_is_confirmed_by_query_and_honour
     assert_eq!(anomaly[0]["data"]["anomaly"]["kind"], "late_payment");
 }
 
-/// A database outage made from outside the gateway: on SQLite another connection holds the
-/// write lock (writers give up after the busy timeout); on PostgreSQL the database refuses new
-/// connections and the gateway's are terminated.
-enum Outage {
-    Sqlite(diesel::SqliteConnection),
-    Postgres { admin_url: String, name: String },
-}
-
-impl Outage {
-    fn start(database_url: &str) -> Outage {
-        use diesel::connection::SimpleConnection;
-        use diesel::{Connection, RunQueryDsl};
-        match database_url.strip_prefix("sqlite://") {
-            Some(path) => {
-                let mut conn = diesel::SqliteConnection::establish(path).unwrap();
-                conn.batch_execute("BEGIN IMMEDIATE").unwrap();
-                Outage::Sqlite(conn)
-            }
-            None => {
-                let admin_url = std::env::var("PAYGATE_TEST_DATABASE_URL").unwrap();
-                let name = database_url.rsplit('/').next().unwrap().to_owned();
-                let mut admin = diesel::PgConnection::establish(&admin_url).unwrap();
-                diesel::sql_query(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"))
-                    .execute(&mut admin)
-                    .unwrap();
-                diesel::sql_query(format!(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-                ))
-                .execute(&mut admin)
-                .unwrap();
-                Outage::Postgres { admin_url, name }
-            }
-        }
-    }
-
-    fn end(self) {
-        use diesel::connection::SimpleConnection;
-        use diesel::{Connection, RunQueryDsl};
-        match self {
-            Outage::Sqlite(mut conn) => conn.batch_execute("ROLLBACK").unwrap(),
-            Outage::Postgres { admin_url, name } => {
-                let mut admin = diesel::PgConnection::establish(&admin_url).unwrap();
-                diesel::sql_query(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
-                    .execute(&mut admin)
-                    .unwrap();
-            }
-        }
-    }
+/// A database outage made from outside the gateway (the simulation's: another connection holds
+/// SQLite's write lock; PostgreSQL refuses connections and terminates the gateway's).
+fn outage(database_url: &str) -> Outage {
+    let admin_url = std::env::var("PAYGATE_TEST_DATABASE_URL").ok();
+    Outage::start(database_url, admin_url.as_deref()).unwrap()
 }
 
 #[tokio::test]
@@ -1105,7 +1062,7 @@ async fn while_the_database_is_down_notifies_fail_and_the_api_answers_503_then_a
         .await;
     let id = order["id"].as_str().unwrap();
 
-    let outage = Outage::start(&app.database_url);
+    let outage = outage(&app.database_url);
     app.pay(&order).await;
     let refused = eventually("a notify refused during the outage", async || {
         app.deliveries().await.into_iter().find(|d| {
@@ -1132,7 +1089,7 @@ async fn while_the_database_is_down_notifies_fail_and_the_api_answers_503_then_a
     assert_eq!(during.status(), 503);
     let error: Value = during.json().await.unwrap();
     assert_eq!(error["error"]["code"], "unavailable");
-    outage.end();
+    outage.end().unwrap();
 
     wait_for_order(&app, id, "paid").await;
     let events = events(&app, id).await;
