@@ -102,6 +102,7 @@ impl Application {
             public_base_url,
             keys: crate::auth::KeyCache::new(crate::auth::KEY_CACHE_TTL),
             unverified_callbacks: crate::routes::notify::unverified_callback_throttle(),
+            write_probe: Default::default(),
         });
         let shutdown_timeout = Duration::from_secs(settings.shutdown_timeout_seconds);
         let server = serve(
@@ -307,6 +308,12 @@ fn serve(
             )
             .service(
                 web::scope("/v1")
+                    // Orders, keys' scopes and finance figures must not sit in a proxy's or
+                    // browser's cache.
+                    .wrap(
+                        actix_web::middleware::DefaultHeaders::new()
+                            .add((actix_web::http::header::CACHE_CONTROL, "no-store")),
+                    )
                     .route("/orders", web::post().to(routes::orders::create_order))
                     .route("/orders", web::get().to(routes::finance::list_orders))
                     .route(

@@ -22,6 +22,8 @@ pub struct AppState {
     pub keys: crate::auth::KeyCache,
     /// How many unverifiable callbacks per source get an audit row and a warning.
     pub unverified_callbacks: crate::throttle::SourceThrottle,
+    /// The readiness check's throttled write probe.
+    pub write_probe: crate::routes::health::WriteProbe,
 }
 
 impl AppState {

@@ -265,6 +265,31 @@ impl Store {
         .await
     }
 
+    /// Checks that the database takes writes, for readiness: through the same writer as every
+    /// other write, inserts a lease row nobody uses and rolls it back, so nothing is kept. A
+    /// database that answers reads but refuses writes (read-only, disk full, a lock held by
+    /// another process) fails here.
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        const PROBE: &str = "paygate-write-probe";
+        self.write_locking(Some(PROBE.to_owned()), |conn| {
+            let probe = conn.transaction::<(), diesel::result::Error, _>(|conn| {
+                diesel::insert_into(leases::table)
+                    .values((
+                        leases::name.eq(PROBE),
+                        leases::holder.eq(PROBE),
+                        leases::expires_at.eq(db_now()),
+                    ))
+                    .execute(conn)?;
+                Err(diesel::result::Error::RollbackTransaction)
+            });
+            match probe {
+                Ok(()) | Err(diesel::result::Error::RollbackTransaction) => Ok(()),
+                Err(error) => Err(error.into()),
+            }
+        })
+        .await
+    }
+
     /// Gives the lease up if `holder` has it, so another replica can take over at once
     /// (a clean shutdown).
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {

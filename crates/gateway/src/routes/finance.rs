@@ -198,7 +198,7 @@ enum ExportState {
 
 const EXPORT_PAGE: u32 = 500;
 /// The export's header line; [`csv_row`] writes the matching rows.
-pub const CSV_HEADER: &str = "id,provider,app,channel,out_trade_no,status,amount_fen,amount_yuan,refunded_fen,currency,provider_trade_no,payer_id,created_at,paid_at,closed_at\n";
+pub const CSV_HEADER: &str = "id,provider,app,channel,out_trade_no,status,amount_fen,amount_yuan,refunded_fen,currency,provider_trade_no,payer_id,created_at,paid_at,closed_at,subject,description\n";
 
 impl ExportState {
     async fn next(
@@ -251,15 +251,18 @@ pub fn csv_row(o: &paygate_core::Order) -> String {
         o.created_at.to_rfc3339(),
         o.paid_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
         o.closed_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        o.subject.clone(),
+        o.description.clone().unwrap_or_default(),
     ];
     let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
     format!("{}\n", cells.join(","))
 }
 
 /// Quotes a CSV cell when needed, and defuses spreadsheet formulas (`=`, `+`, `-`, `@` at the
-/// start), since finance opens these files in Excel.
+/// start, or a tab or carriage return, which spreadsheets skip before reading a formula), since
+/// finance opens these files in Excel.
 fn csv_cell(value: &str) -> String {
-    let defused = if value.starts_with(['=', '+', '-', '@']) {
+    let defused = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
     } else {
         value.to_owned()
@@ -440,6 +443,8 @@ mod tests {
         assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(csv_cell("-1"), "'-1");
+        assert_eq!(csv_cell("\t=1+1"), "'\t=1+1");
+        assert_eq!(csv_cell("\r=1+1"), "\"'\r=1+1\"");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Liveness, readiness and metrics.
 
+use std::time::{Duration, Instant};
+
 use actix_web::{HttpResponse, web};
 
 use crate::state::AppState;
@@ -11,23 +13,58 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the database answers and has the schema this binary was built for (a
-/// replica left on an older binary after a newer one migrated, or a table changed by hand,
-/// would fail some writes: it is taken out of rotation instead).
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "The database answers with the expected schema"), (status = 503, description = "The database is unreachable or its schema does not match this binary")))]
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.check_schema().await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
-        Err(error) => {
-            tracing::warn!(%error, "readiness check failed");
-            let reason = match error {
-                paygate_store::StoreError::SchemaMismatch(_) => "database schema mismatch",
-                _ => "database unreachable",
-            };
-            HttpResponse::ServiceUnavailable()
-                .json(serde_json::json!({ "status": "unavailable", "reason": reason }))
+/// How long a write probe's verdict is reused, so that however often `/readyz` is polled the
+/// database sees at most one probe write (rolled back) per interval.
+const WRITE_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The last verdict of the readiness write probe.
+#[derive(Debug, Default)]
+pub struct WriteProbe {
+    last: tokio::sync::Mutex<Option<(Instant, bool)>>,
+}
+
+impl WriteProbe {
+    /// Whether the database took a (rolled-back) write within the last probe interval; probes
+    /// again when the verdict is older. Concurrent callers wait for one probe.
+    async fn writable(&self, store: &paygate_store::Store) -> bool {
+        let mut last = self.last.lock().await;
+        if let Some((at, writable)) = *last
+            && at.elapsed() < WRITE_PROBE_INTERVAL
+        {
+            return writable;
         }
+        let writable = match store.check_writable().await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "readiness write probe failed");
+                false
+            }
+        };
+        *last = Some((Instant::now(), writable));
+        writable
     }
+}
+
+/// `GET /readyz`: the database answers, has the schema this binary was built for (a replica
+/// left on an older binary after a newer one migrated, or a table changed by hand, would fail
+/// some writes: it is taken out of rotation instead), and takes writes.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "The database answers with the expected schema and takes writes"), (status = 503, description = "The database is unreachable, its schema does not match this binary, or it refuses writes")))]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let unavailable = |reason: &str| {
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "unavailable", "reason": reason }))
+    };
+    if let Err(error) = state.store.check_schema().await {
+        tracing::warn!(%error, "readiness check failed");
+        return unavailable(match error {
+            paygate_store::StoreError::SchemaMismatch(_) => "database schema mismatch",
+            _ => "database unreachable",
+        });
+    }
+    if !state.write_probe.writable(&state.store).await {
+        return unavailable("database refuses writes");
+    }
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -11,6 +11,7 @@ use paygate_core::{
 };
 use paygate_store::{NewOrder, Refund, StoreError};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{Principal, Role};
@@ -63,9 +64,9 @@ pub struct CreateOrderRequest {
     pub expires_in_seconds: Option<u32>,
     /// Browser return URL (Alipay wap/page).
     pub return_url: Option<String>,
-    /// Free-form JSON object kept with the order.
+    /// Free-form JSON object kept with the order as sent (numbers keep every digit).
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<Box<RawValue>>,
 }
 
 /// An order as the API shows it.
@@ -96,7 +97,7 @@ pub struct OrderView {
     #[schema(value_type = Option<Object>)]
     pay_params: Option<PayParams>,
     #[schema(value_type = Option<Object>)]
-    metadata: Option<serde_json::Value>,
+    metadata: Option<Box<RawValue>>,
     created_at: DateTime<Utc>,
     paid_at: Option<DateTime<Utc>>,
     closed_at: Option<DateTime<Utc>>,
@@ -106,10 +107,7 @@ pub struct OrderView {
 impl From<Order> for OrderView {
     fn from(o: Order) -> Self {
         OrderView {
-            metadata: o
-                .metadata
-                .as_deref()
-                .and_then(|m| serde_json::from_str(m).ok()),
+            metadata: o.metadata.and_then(|m| RawValue::from_string(m).ok()),
             id: o.id,
             provider: o.provider,
             app: o.app,
@@ -207,7 +205,7 @@ pub async fn create_order(
         .out_trade_no
         .clone()
         .unwrap_or_else(OutTradeNo::generate);
-    let request_hash = fingerprint(&request)?;
+    let request_hash = fingerprint(&app, &out_trade_no, &request, &checked)?;
     let now = Utc::now();
     let mut new_order = NewOrder {
         provider: app.kind(),
@@ -220,7 +218,7 @@ pub async fn create_order(
         description: checked.description.map(Description::into_string),
         payer_id: checked.payer_id.clone(),
         pay_params: None,
-        metadata: checked.metadata,
+        metadata: checked.metadata.clone(),
         request_hash: request_hash.clone(),
         created_at: now,
         expires_at: now + Duration::seconds(i64::from(checked.expires_in)),
@@ -443,24 +441,27 @@ fn check_request(
             format!("expires_in_seconds must be {MIN_EXPIRY_SECONDS}–{MAX_EXPIRY_SECONDS}"),
         ));
     }
-    let metadata = match &request.metadata {
+    // Kept as sent (white space between tokens aside): parsing into a `Value` would turn
+    // integers beyond 64 bits into floats.
+    let metadata = match request
+        .metadata
+        .as_deref()
+        .map(|raw| compact_json(raw.get()))
+    {
         None => None,
-        Some(value) if value.is_object() => {
-            let text = value.to_string();
-            if text.len() > 4096 {
-                return Err(ApiError::invalid(
-                    "invalid_metadata",
-                    "metadata must be at most 4096 bytes of JSON",
-                ));
-            }
-            Some(text)
-        }
-        Some(_) => {
+        Some(text) if !text.starts_with('{') => {
             return Err(ApiError::invalid(
                 "invalid_metadata",
                 "metadata must be a JSON object",
             ));
         }
+        Some(text) if text.len() > 4096 => {
+            return Err(ApiError::invalid(
+                "invalid_metadata",
+                "metadata must be at most 4096 bytes of JSON",
+            ));
+        }
+        Some(text) => Some(text),
     };
     Ok(CheckedRequest {
         amount,
@@ -473,11 +474,75 @@ fn check_request(
     })
 }
 
-/// The create request's fingerprint: a retry with the same `out_trade_no` must carry the
-/// same body to be served the same order.
-fn fingerprint(request: &CreateOrderRequest) -> Result<String, ApiError> {
-    let canonical = serde_json::to_vec(request).map_err(|e| ApiError::Internal(e.to_string()))?;
+/// A create request with its defaults applied: what the order is made of. Its digest is the
+/// idempotency fingerprint, so a retry that spells out a default (`"currency":"CNY"`, the only
+/// app's name, the default expiry) is the same request as one that leaves it out.
+#[derive(Serialize)]
+struct NormalisedCreate<'a> {
+    provider: ProviderKind,
+    app: &'a AppName,
+    channel: Channel,
+    out_trade_no: &'a OutTradeNo,
+    amount: Fen,
+    currency: Currency,
+    subject: &'a str,
+    description: Option<&'a str>,
+    payer_id: Option<&'a str>,
+    client_ip: Option<IpAddr>,
+    expires_in_seconds: u32,
+    return_url: Option<&'a str>,
+    metadata: Option<&'a str>,
+}
+
+/// The create request's fingerprint: a retry with the same `out_trade_no` must ask for the same
+/// order to be served it.
+fn fingerprint(
+    app: &ProviderApp,
+    out_trade_no: &OutTradeNo,
+    request: &CreateOrderRequest,
+    checked: &CheckedRequest,
+) -> Result<String, ApiError> {
+    let normalised = NormalisedCreate {
+        provider: app.kind(),
+        app: &app.name,
+        channel: request.channel,
+        out_trade_no,
+        amount: checked.amount,
+        currency: Currency::Cny,
+        subject: checked.subject.as_str(),
+        description: checked.description.as_ref().map(Description::as_str),
+        payer_id: checked.payer_id.as_deref(),
+        client_ip: request.client_ip,
+        expires_in_seconds: checked.expires_in,
+        return_url: checked.return_url.as_ref().map(ReturnUrl::as_str),
+        metadata: checked.metadata.as_deref(),
+    };
+    let canonical =
+        serde_json::to_vec(&normalised).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(hex::encode(Sha256::digest(&canonical)))
+}
+
+/// JSON text without the white space between tokens; strings, numbers and key order are kept
+/// exactly, so a retry serialised with other indentation is the same metadata.
+fn compact_json(raw: &str) -> String {
+    let mut compact = String::with_capacity(raw.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in raw.chars() {
+        if in_string {
+            compact.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            in_string = c == '"';
+            compact.push(c);
+        }
+    }
+    compact
 }
 
 async fn visible_order(

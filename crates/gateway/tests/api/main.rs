@@ -9,6 +9,7 @@ mod auth;
 mod config;
 mod crash;
 mod finance;
+mod hardening;
 mod helpers;
 mod latency;
 mod logs;
