@@ -10,7 +10,7 @@ use paygate_core::{AppName, OrderId};
 use paygate_store::{NewApiKey, OrderFilter, Store};
 
 use crate::auth::{Role, generate_key};
-use crate::config::Settings;
+use crate::config::{Environment, Settings};
 use crate::startup::Application;
 
 /// `paygate keys …`.
@@ -83,8 +83,9 @@ async fn with_store(
     result
 }
 
-/// `paygate serve`: starts the gateway; on a fresh database creates and prints a merchant and
-/// a finance key, and a walkthrough.
+/// `paygate serve`: starts the gateway; in the sandbox environment, on a fresh database, creates
+/// and prints a merchant and a finance key, and a walkthrough. In production nothing secret is
+/// printed (stdout ends up in the logs): the operator creates keys with `paygate keys create`.
 pub async fn serve(config: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let mut settings = settings(config)?;
     if let Some(listen) = listen {
@@ -92,7 +93,10 @@ pub async fn serve(config: Option<&Path>, listen: Option<SocketAddr>) -> anyhow:
     }
     let app = Application::build(settings.clone()).await?;
     let base = format!("http://{}:{}", settings.listen.ip(), app.port());
-    let first_keys = ensure_initial_keys(&app.state().store).await?;
+    let first_keys = match settings.environment {
+        Environment::Sandbox => ensure_initial_keys(&app.state().store).await?,
+        Environment::Production => None,
+    };
     print_banner(&base, &app, first_keys.as_ref());
     tracing::info!(%base, "paygate listening");
     app.run_until_stopped().await.context("serving")
@@ -147,7 +151,7 @@ fn print_banner(base: &str, app: &Application, keys: Option<&InitialKeys>) {
     }
     let Some(keys) = keys else {
         println!(
-            "API keys exist already; create more with `paygate keys create --role merchant --name …`."
+            "No API key is printed here; create one with `paygate keys create --role merchant --name …` (and `--role finance`)."
         );
         return;
     };

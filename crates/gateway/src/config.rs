@@ -140,8 +140,8 @@ pub struct ReconcilerSettings {
     /// The longest wait between two queries of one pending order, in milliseconds.
     pub query_backoff_max_ms: u64,
     /// An order is closed (at the provider first) once `expires_at + expiry_grace_seconds`
-    /// has passed. The grace lets a payment made at the last second arrive by notify; it may be
-    /// negative, which closes orders before their nominal expiry (tests use this).
+    /// has passed. The grace lets a payment made at the last second arrive by notify; it is
+    /// never negative, which would close orders the buyer may still pay.
     pub expiry_grace_seconds: i64,
     /// How many orders or refunds one pass handles per kind of work.
     pub batch_size: u32,
@@ -281,6 +281,18 @@ pub struct WechatAppSettings {
     pub server_ip: Option<std::net::IpAddr>,
     /// Channels enabled for this app; all WeChat channels but h5 when absent.
     pub channels: Option<Vec<Channel>>,
+    /// The H5 site registered with WeChat Pay, sent as `scene_info`; required to enable `h5`.
+    pub h5_scene: Option<H5SceneSettings>,
+}
+
+/// The H5 (MWEB) site a WeChat app's `h5` orders name in `scene_info`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct H5SceneSettings {
+    /// The site's URL, as registered with WeChat Pay.
+    pub wap_url: String,
+    /// The site's name, as registered with WeChat Pay.
+    pub wap_name: String,
 }
 
 /// One Alipay app.
@@ -329,7 +341,8 @@ redacted_debug!(WechatAppSettings {
     mch_id,
     sign_type,
     api_base,
-    channels
+    channels,
+    h5_scene
 });
 redacted_debug!(WebhookEndpointSettings { url, secret_file });
 redacted_debug!(AlipayAppSettings {
@@ -432,6 +445,15 @@ impl Settings {
         if let Some(url) = &self.public_base_url {
             check_url("public_base_url", url)?;
         }
+        check_database_url(&self.database_url)?;
+        for (key, value) in [
+            ("limits.notify_body_bytes", self.limits.notify_body_bytes),
+            ("limits.api_body_bytes", self.limits.api_body_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
         if !(self.sandbox.time_scale >= 1.0 && self.sandbox.time_scale.is_finite()) {
             return Err(ConfigError::invalid(
                 "sandbox.time_scale",
@@ -461,6 +483,9 @@ impl Settings {
                 app.api_key.is_some(),
                 app.api_key_file.is_some(),
             )?;
+            if let Some(api_key) = &app.api_key {
+                check_wechat_api_key(&key("api_key"), api_key)?;
+            }
             if let Some(sign_type) = &app.sign_type
                 && sign_type != "MD5"
                 && sign_type != "HMAC-SHA256"
@@ -492,6 +517,20 @@ impl Settings {
                 paygate_core::ProviderKind::Wechat,
                 &app.channels,
             )?;
+            let offers_h5 = app.channels.iter().flatten().any(|c| *c == Channel::H5);
+            match &app.h5_scene {
+                None if offers_h5 => {
+                    return Err(ConfigError::invalid(
+                        key("h5_scene"),
+                        "the h5 channel needs the site registered with WeChat Pay: h5_scene = { wap_url = \"https://…\", wap_name = \"…\" }",
+                    ));
+                }
+                Some(scene) => {
+                    check_url(&key("h5_scene.wap_url"), &scene.wap_url)?;
+                    non_empty(&key("h5_scene.wap_name"), &scene.wap_name)?;
+                }
+                None => {}
+            }
         }
         for (name, app) in &self.alipay {
             let key = |field: &str| format!("alipay.{name}.{field}");
@@ -536,6 +575,20 @@ impl Settings {
                 &app.channels,
             )?;
         }
+        // Every notify URL paygate signs into a real order derives from it: over http, or
+        // defaulting to the listen address, providers would post payments in clear text or to
+        // an address they cannot reach.
+        if self.environment == Environment::Production
+            && !self
+                .public_base_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid(
+                "public_base_url",
+                "a production environment needs the gateway's public https:// URL (providers post notifies to it)",
+            ));
+        }
         Ok(())
     }
 
@@ -574,6 +627,12 @@ impl Settings {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
+        }
+        if self.reconciler.expiry_grace_seconds < 0 {
+            return Err(ConfigError::invalid(
+                "reconciler.expiry_grace_seconds",
+                "must be 0 or more: a negative grace closes orders the buyer may still pay",
+            ));
         }
         if self.reconciler.batch_size == 0 {
             return Err(ConfigError::invalid(
@@ -634,6 +693,44 @@ fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
         Err(ConfigError::invalid(
             key,
             "must be an http:// or https:// URL",
+        ))
+    }
+}
+
+/// The WeChat Pay v2 API key is exactly 32 characters; anything else signs nothing WeChat
+/// accepts, so it is refused at start rather than on the first payment.
+pub fn check_wechat_api_key(key: &str, api_key: &SecretString) -> Result<(), ConfigError> {
+    let length = api_key.expose_secret().chars().count();
+    if length == 32 {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("a WeChat Pay v2 API key is 32 characters, this one has {length}"),
+        ))
+    }
+}
+
+/// Refuses a database URL of no known scheme, which the store would otherwise open as a SQLite
+/// file of that name. The message never repeats the URL: it may carry a password.
+fn check_database_url(url: &str) -> Result<(), ConfigError> {
+    let known = [
+        "sqlite://",
+        "sqlite:",
+        "file:",
+        "postgres://",
+        "postgresql://",
+    ];
+    let path_given = known
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme))
+        .is_some_and(|rest| !rest.trim().is_empty());
+    if path_given {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            "database_url",
+            "must be sqlite://PATH, sqlite::memory: or postgres://USER@HOST/DATABASE",
         ))
     }
 }
@@ -722,13 +819,13 @@ mod tests {
     #[test]
     fn webhook_endpoints_and_reconciler_intervals_come_from_toml() {
         let s = Settings::from_toml(
-            "[reconciler]\ninterval_ms = 250\nexpiry_grace_seconds = -30\n\
+            "[reconciler]\ninterval_ms = 250\nexpiry_grace_seconds = 30\n\
              [[webhooks.endpoints.shop]]\nurl = \"https://merchant.example/hooks\"\nsecret = \"whsec_1\"\n\
              [[webhooks.endpoints.shop]]\nurl = \"https://audit.example/hooks\"\nsecret_file = \"/run/secrets/hook\"\n",
         )
         .unwrap();
         assert_eq!(s.reconciler.interval_ms, 250);
-        assert_eq!(s.reconciler.expiry_grace_seconds, -30);
+        assert_eq!(s.reconciler.expiry_grace_seconds, 30);
         let shop = &s.webhooks.endpoints["shop"];
         assert_eq!(shop.len(), 2);
         assert_eq!(
@@ -811,6 +908,67 @@ mod tests {
     }
 
     #[test]
+    fn unusable_values_are_refused_at_load_naming_their_key() {
+        let wechat = |api_key: &str| {
+            format!(
+                "[wechat.shop]\nappid = \"wx1\"\nmch_id = \"1\"\napi_key = \"{api_key}\"\n\
+                 api_base = \"http://127.0.0.1:9\"\nlogin_base = \"http://127.0.0.1:9\"\n"
+            )
+        };
+        let cases = [
+            (wechat("12345"), "wechat.shop.api_key"),
+            (
+                "[limits]\nnotify_body_bytes = 0\n".to_owned(),
+                "limits.notify_body_bytes",
+            ),
+            (
+                "[limits]\napi_body_bytes = 0\n".to_owned(),
+                "limits.api_body_bytes",
+            ),
+            (
+                "[reconciler]\nexpiry_grace_seconds = -1\n".to_owned(),
+                "reconciler.expiry_grace_seconds",
+            ),
+            ("database_url = \"garbage\"\n".to_owned(), "database_url"),
+            ("database_url = \"sqlite://\"\n".to_owned(), "database_url"),
+        ];
+        for (toml, key) in cases {
+            let err = Settings::from_toml(&toml).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{toml}: {err}");
+        }
+        let err = Settings::from_toml(&wechat("12345"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("12345"),
+            "the key itself is never shown: {err}"
+        );
+        Settings::from_toml(&wechat("0123456789abcdef0123456789abcdef")).unwrap();
+        for url in ["sqlite::memory:", "sqlite:///tmp/p.db", "postgres://u@h/db"] {
+            Settings::from_toml(&format!("database_url = \"{url}\"\n")).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_wechat_api_key_file_of_the_wrong_length_is_refused_naming_the_file_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api-key");
+        std::fs::write(&path, "short\n").unwrap();
+        let toml = format!(
+            "[sandbox]\nenabled = false\nlisten = \"127.0.0.1:0\"\n\
+             [wechat.shop]\nappid = \"wx1\"\nmch_id = \"1\"\napi_key_file = \"{}\"\n\
+             api_base = \"http://127.0.0.1:9\"\nlogin_base = \"http://127.0.0.1:9\"\n",
+            path.display()
+        );
+        let settings = Settings::from_toml(&toml).unwrap();
+        let err = crate::providers::from_settings(&settings)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("wechat.shop.api_key_file"), "{err}");
+    }
+
+    #[test]
     fn production_refuses_the_embedded_sandbox() {
         let err = Settings::from_toml("environment = \"production\"")
             .unwrap_err()
@@ -820,7 +978,7 @@ mod tests {
 
     #[test]
     fn secrets_never_show_in_debug() {
-        let toml = "[wechat.shop]\nappid = \"wx1\"\nmch_id = \"1\"\napi_key = \"TOPSECRETKEY\"\n\
+        let toml = "[wechat.shop]\nappid = \"wx1\"\nmch_id = \"1\"\napi_key = \"TOPSECRETKEY0123456789abcdefghij\"\n\
             api_base = \"http://127.0.0.1:9\"\nlogin_base = \"http://127.0.0.1:9\"\napp_secret = \"ALSOSECRET\"\n";
         let s = Settings::from_toml(toml).unwrap();
         let debug = format!("{s:?}");

@@ -115,6 +115,11 @@ fn wechat_app(name: AppName, config: WechatConfig, key: &str) -> Result<Provider
 
 fn wechat_config(key: &str, app: &WechatAppSettings) -> Result<WechatConfig, ConfigError> {
     let api_key = read_secret(&format!("{key}.api_key"), &app.api_key, &app.api_key_file)?;
+    let api_key_key = match app.api_key_file {
+        Some(_) => format!("{key}.api_key_file"),
+        None => format!("{key}.api_key"),
+    };
+    crate::config::check_wechat_api_key(&api_key_key, &api_key)?;
     let mut config = WechatConfig::new(app.appid.clone(), app.mch_id.clone(), String::new());
     config.api_key = api_key;
     if let Some(sign_type) = &app.sign_type {
@@ -171,6 +176,13 @@ fn wechat_config(key: &str, app: &WechatAppSettings) -> Result<WechatConfig, Con
             ));
         }
     };
+    config.h5_scene = app
+        .h5_scene
+        .as_ref()
+        .map(|scene| paygate_wechat::config::H5Scene {
+            wap_url: scene.wap_url.clone(),
+            wap_name: scene.wap_name.clone(),
+        });
     config.server_ip = app.server_ip;
     config.channels = app.channels.clone().unwrap_or_else(|| {
         // h5 needs a registered site (scene_info); it is only on when configured explicitly.
