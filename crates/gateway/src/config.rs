@@ -140,8 +140,9 @@ pub struct ReconcilerSettings {
     /// The longest wait between two queries of one pending order, in milliseconds.
     pub query_backoff_max_ms: u64,
     /// An order is closed (at the provider first) once `expires_at + expiry_grace_seconds`
-    /// has passed. The grace lets a payment made at the last second arrive by notify; it is
-    /// never negative, which would close orders the buyer may still pay.
+    /// has passed. The grace lets a payment made at the last second arrive by notify. A
+    /// negative grace closes orders before their nominal expiry: the sandbox environment allows
+    /// it (tests and the simulation expire orders quickly with it), production refuses it.
     pub expiry_grace_seconds: i64,
     /// How many orders or refunds one pass handles per kind of work.
     pub batch_size: u32,
@@ -628,10 +629,10 @@ impl Settings {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
         }
-        if self.reconciler.expiry_grace_seconds < 0 {
+        if self.environment == Environment::Production && self.reconciler.expiry_grace_seconds < 0 {
             return Err(ConfigError::invalid(
                 "reconciler.expiry_grace_seconds",
-                "must be 0 or more: a negative grace closes orders the buyer may still pay",
+                "must be 0 or more in production: a negative grace closes orders the buyer may still pay",
             ));
         }
         if self.reconciler.batch_size == 0 {
@@ -926,7 +927,10 @@ mod tests {
                 "limits.api_body_bytes",
             ),
             (
-                "[reconciler]\nexpiry_grace_seconds = -1\n".to_owned(),
+                "environment = \"production\"\npublic_base_url = \"https://pay.example.com\"\n\
+                 [sandbox]\nenabled = false\nlisten = \"127.0.0.1:0\"\n\
+                 [reconciler]\nexpiry_grace_seconds = -1\n"
+                    .to_owned(),
                 "reconciler.expiry_grace_seconds",
             ),
             ("database_url = \"garbage\"\n".to_owned(), "database_url"),
