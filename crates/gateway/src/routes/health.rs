@@ -54,15 +54,21 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::ServiceUnavailable()
             .json(serde_json::json!({ "status": "unavailable", "reason": reason }))
     };
+    if let Err(error) = state.store.ping().await {
+        tracing::warn!(%error, "readiness check failed");
+        return unavailable("database unreachable");
+    }
+    // Before the schema check, whose migration-table look-up is itself refused by a read-only
+    // PostgreSQL: the reason given should be the writes.
+    if !state.write_probe.writable(&state.store).await {
+        return unavailable("database refuses writes");
+    }
     if let Err(error) = state.store.check_schema().await {
         tracing::warn!(%error, "readiness check failed");
         return unavailable(match error {
             paygate_store::StoreError::SchemaMismatch(_) => "database schema mismatch",
             _ => "database unreachable",
         });
-    }
-    if !state.write_probe.writable(&state.store).await {
-        return unavailable("database refuses writes");
     }
     HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
 }
