@@ -139,14 +139,8 @@ async fn a_reused_wechat_login_code_is_a_422() {
 async fn readyz_becomes(app: &TestApp, status: u16, reason: Option<&str>) -> Value {
     let mut last = Value::Null;
     for _ in 0..100 {
-        let response = app
-            .http
-            .get(format!("{}/readyz", app.address))
-            .send()
-            .await
-            .unwrap();
-        let code = response.status().as_u16();
-        last = response.json().await.unwrap();
+        let (code, body) = app.readyz().await;
+        last = body;
         if code == status && reason.is_none_or(|r| last["reason"] == r) {
             return last;
         }

@@ -127,6 +127,18 @@ pub async fn spawn_app_until(
 }
 
 impl TestApp {
+    /// `GET /readyz`: its status and body.
+    pub async fn readyz(&self) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}/readyz", self.address))
+            .send()
+            .await
+            .expect("readyz");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("json"))
+    }
+
     /// POSTs JSON with the merchant key.
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http

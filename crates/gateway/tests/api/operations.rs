@@ -6,7 +6,6 @@ use paygate_gateway::Application;
 use paygate_gateway::config::Settings;
 use paygate_gateway::startup::StartError;
 use paygate_store::{Store, StoreError};
-use serde_json::Value;
 
 use crate::helpers::{TestApp, spawn_app};
 
@@ -22,17 +21,6 @@ fn execute_behind_its_back(database_url: &str, sql: &str) {
             diesel::sql_query(sql).execute(&mut conn).unwrap();
         }
     }
-}
-
-async fn readyz(app: &TestApp) -> (u16, Value) {
-    let response = app
-        .http
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
 }
 
 fn second_gateway_settings(app: &TestApp, keys_dir: &tempfile::TempDir) -> Settings {
@@ -64,20 +52,20 @@ async fn a_second_gateway_on_the_same_sqlite_file_is_refused_but_postgres_replic
         assert!(second.is_ok(), "PostgreSQL replicas share one database");
     }
     // The first gateway is unaffected.
-    assert_eq!(readyz(&app).await.0, 200);
+    assert_eq!(app.readyz().await.0, 200);
 }
 
 #[tokio::test]
 async fn a_column_dropped_by_hand_makes_readyz_unready_and_a_restart_refuse() {
     let app = spawn_app().await;
-    assert_eq!(readyz(&app).await.0, 200);
+    assert_eq!(app.readyz().await.0, 200);
 
     execute_behind_its_back(
         &app.database_url,
         "ALTER TABLE orders DROP COLUMN description",
     );
 
-    let (status, body) = readyz(&app).await;
+    let (status, body) = app.readyz().await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["reason"], "database schema mismatch");
     match Store::connect(&app.database_url, 1).await {
@@ -97,7 +85,7 @@ async fn a_migration_this_binary_does_not_know_makes_readyz_unready_and_a_restar
         "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')",
     );
 
-    let (status, body) = readyz(&app).await;
+    let (status, body) = app.readyz().await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["reason"], "database schema mismatch");
     match Store::connect(&app.database_url, 1).await {
