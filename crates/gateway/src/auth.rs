@@ -144,6 +144,13 @@ impl KeyCache {
     }
 }
 
+/// The credentials of an `Authorization: Bearer …` header. The scheme name is
+/// case-insensitive (RFC 9110 §11.1), so `bearer` and `BEARER` work as `Bearer` does.
+fn bearer_credentials(header: &str) -> Option<&str> {
+    let (scheme, credentials) = header.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
+}
+
 /// The caller, as identified by its bearer key.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -200,7 +207,7 @@ impl actix_web::FromRequest for Principal {
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_credentials)
             .map(|k| paygate_store::hash_api_key_secret(k.trim()));
         Box::pin(async move {
             let state =

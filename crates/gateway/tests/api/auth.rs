@@ -15,6 +15,29 @@ async fn a_request_without_a_key_is_401() {
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let app = spawn_app().await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let response = app
+            .http
+            .get(format!("{}/v1/orders", app.address))
+            .header("Authorization", format!("{scheme} {}", app.merchant_key))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
+    let response = app
+        .http
+        .get(format!("{}/v1/orders", app.address))
+        .header("Authorization", format!("Basic {}", app.merchant_key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "another scheme is not a bearer key");
+}
+
+#[tokio::test]
 async fn an_unknown_key_is_401() {
     let app = spawn_app().await;
     let response = app.get_as("pgm_not_a_real_key", "/v1/orders").await;
