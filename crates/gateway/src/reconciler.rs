@@ -241,7 +241,8 @@ pub async fn reconcile_once(
         let Some(app) = configured_app(state, &order) else {
             continue;
         };
-        let old_enough = refund.created_at < now - query_after;
+        let old_enough =
+            refund.created_at < now - query_after && !state.refunds_in_flight.contains(&refund);
         if settle_refund(state, app, &order, &refund, old_enough).await? {
             report.refunds_settled += 1;
         }

@@ -6,8 +6,8 @@
 
 use chrono::Utc;
 use paygate_core::{
-    Order, OutRefundNo, ProviderError, RefundFacts, RefundQuery, RefundRequest, RefundState,
-    RefundStatus,
+    Order, OrderId, OutRefundNo, ProviderError, RefundFacts, RefundQuery, RefundRequest,
+    RefundState, RefundStatus,
 };
 use paygate_store::{AnomalyKind, EventKind, NewRefund, Refund, RefundCompletion, StoreError};
 
@@ -105,6 +105,50 @@ async fn settle(
     Ok(applied)
 }
 
+/// The refunds whose first provider call is under way in this process. The reconciler never
+/// re-sends one of them: a query during that call finds no refund at the provider yet, and a
+/// re-send racing a refusal would carry out a refund the API is about to record as failed.
+/// (Across replicas, `query_pending_after_seconds` — a minute by default, far beyond any
+/// provider call's timeout — keeps the reconciler away from refunds that young.)
+#[derive(Debug, Default)]
+pub struct RefundsInFlight {
+    refunds: std::sync::Mutex<std::collections::HashSet<(OrderId, String)>>,
+}
+
+impl RefundsInFlight {
+    /// Marks `out_refund_no` of `order` in flight until the returned guard is dropped.
+    fn begin(&self, order: &OrderId, out_refund_no: &OutRefundNo) -> InFlight<'_> {
+        let key = (order.clone(), out_refund_no.to_string());
+        self.lock().insert(key.clone());
+        InFlight { set: self, key }
+    }
+
+    /// Whether `refund`'s first provider call is still under way here.
+    pub fn contains(&self, refund: &Refund) -> bool {
+        self.lock()
+            .contains(&(refund.order_id.clone(), refund.out_refund_no.to_string()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<(OrderId, String)>> {
+        // A panic while holding this lock leaves a plain set behind; it stays usable.
+        self.refunds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Removes its refund from [`RefundsInFlight`] when the call is over, however it ended.
+struct InFlight<'a> {
+    set: &'a RefundsInFlight,
+    key: (OrderId, String),
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set.lock().remove(&self.key);
+    }
+}
+
 /// Reserves and sends a refund for `order`.
 pub async fn start_refund(
     state: &AppState,
@@ -114,6 +158,8 @@ pub async fn start_refund(
     amount: paygate_core::Fen,
     reason: Option<String>,
 ) -> Result<(Refund, bool), ApiError> {
+    // Marked before the reservation commits, so no reconciler pass sees it unmarked.
+    let _in_flight = state.refunds_in_flight.begin(&order.id, &out_refund_no);
     let reserved = state
         .store
         .create_refund(NewRefund {

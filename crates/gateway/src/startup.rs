@@ -103,6 +103,7 @@ impl Application {
             keys: crate::auth::KeyCache::new(crate::auth::KEY_CACHE_TTL),
             unverified_callbacks: crate::routes::notify::unverified_callback_throttle(),
             write_probe: Default::default(),
+            refunds_in_flight: Default::default(),
         });
         let shutdown_timeout = Duration::from_secs(settings.shutdown_timeout_seconds);
         let server = serve(
