@@ -367,7 +367,7 @@ pub async fn close_at_provider_first(
         // anything else leaves the order pending, to be closed again or queried later.
         Err(error) => match query_and_apply(state, app, order.clone()).await? {
             Queried::Paid | Queried::Unchanged(TradeState::Paid) => Ok(CloseOutcome::Paid),
-            Queried::Unchanged(TradeState::Closed) => Ok(closed_locally(
+            Queried::ClosedUnpaid | Queried::Unchanged(TradeState::Closed) => Ok(closed_locally(
                 close_order_locally(&state.store, order).await?,
             )),
             _ => Ok(CloseOutcome::Unresolved(error)),
@@ -404,8 +404,14 @@ async fn query_pending(
     let DueQuery { order, attempts } = due;
     let id = order.id.clone();
     if let Some(app) = configured_app(state, &order) {
-        match query_and_apply(state, app, order).await? {
+        match query_and_apply(state, app, order.clone()).await? {
             Queried::Paid => return Ok(None),
+            // The provider closed it unpaid (a merchant's close that reached the provider, but
+            // whose local write failed): close it here too, or the books disagree until expiry.
+            Queried::ClosedUnpaid => {
+                close_order_locally(&state.store, &order).await?;
+                return Ok(None);
+            }
             // Already paid here, or still unpaid: rescheduling only touches pending orders.
             Queried::Unchanged(_) | Queried::Unknown => {}
         }
@@ -468,6 +474,9 @@ enum Queried {
     /// Nothing changed here; the provider says the trade is in this state (`Paid` when the
     /// order was already paid).
     Unchanged(TradeState),
+    /// The provider closed the trade and it was never paid (no payment time reported: an
+    /// Alipay `TRADE_CLOSED` after a payment is a full refund, which this is not).
+    ClosedUnpaid,
     /// No usable answer (no such trade, no answer, a mismatch).
     Unknown,
 }
@@ -487,6 +496,9 @@ async fn query_and_apply(
             return Ok(Queried::Unknown);
         }
     };
+    if facts.state == TradeState::Closed && facts.paid_at.is_none() {
+        return Ok(Queried::ClosedUnpaid);
+    }
     let queried = order.clone();
     match apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts, None).await {
         Ok(PaymentOutcome::Paid(_) | PaymentOutcome::PaidAfterClose(_)) => Ok(Queried::Paid),
