@@ -31,7 +31,7 @@ export PATH="$work/bin:$PATH"
 
 export SQLITE_DB="$work/paygate.db"
 export PAYGATE__DATABASE_URL="sqlite://$SQLITE_DB"
-(cd "$work" && paygate serve --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err") &
+(cd "$work" && exec paygate serve --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err") &
 server=$!
 for _ in $(seq 1 100); do
   grep -q 'finance key:' "$work/serve.out" 2>/dev/null && break
