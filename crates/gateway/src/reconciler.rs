@@ -9,11 +9,16 @@
 //!    queue is fair (`Store::pending_orders_due`): half a batch goes to the least-queried orders,
 //!    newest due first, so a new order is reached whatever the backlog, the rest to the longest
 //!    overdue, so every order is reached; an order found unpaid backs off, doubling per query;
-//! 3. refunds still `processing` (a timed-out refund call, a lost refund notify) are queried
+//! 3. orders closed while the provider had no trade (an Alipay app order closed before the
+//!    buyer opened it: its signed `orderString` stays payable until `expires_at`) are watched
+//!    by the same backing-off query until they expire, and a payment found reopens the order
+//!    as paid with a `late_payment` anomaly, instead of the provider keeping money paygate
+//!    calls closed;
+//! 4. refunds still `processing` (a timed-out refund call, a lost refund notify) are queried
 //!    with their original `out_refund_no` until final; one the provider never received is sent
 //!    again with the same `out_refund_no` and amount, never new ones.
 //!
-//! Orders of apps no longer configured are left out of 1 and 2 (they could fill every batch)
+//! Orders of apps no longer configured are left out of 1 to 3 (they could fill every batch)
 //! and reported once each as an `app_unconfigured` anomaly.
 //!
 //! Every change is a compare-and-set, so a notify, an API call or another replica racing the
@@ -22,9 +27,9 @@
 use std::time::{Duration, Instant};
 
 use actix_web::web;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use paygate_core::{
-    AppName, Order, OrderEvent, OrderStatus, ProviderError, ProviderKind, RefundQuery,
+    AppName, Order, OrderEvent, OrderId, OrderStatus, ProviderError, ProviderKind, RefundQuery,
     RefundRequest, RefundState, RefundStatus, TradeState,
 };
 use paygate_store::{
@@ -211,21 +216,23 @@ pub async fn reconcile_once(
         .store
         .pending_orders_due(&apps, now - query_after, now, settings.batch_size)
         .await?;
-    let mut query_again = Vec::with_capacity(due.len());
-    let mut lease_lost = false;
-    for due in due {
-        if !lease.hold().await {
-            lease_lost = true;
-            break;
-        }
-        match query_pending(state, settings, due).await? {
-            Some(again) => query_again.push(again),
-            None => report.paid += 1,
-        }
+    if query_all(state, settings, lease, Queue::Pending, due, &mut report).await? {
+        return Ok(report);
     }
-    // One write for the whole pass: the orders found unpaid move behind the queue.
-    state.store.reschedule_queries(query_again).await?;
-    if lease_lost {
+    let watched = state
+        .store
+        .closed_orders_to_watch(&apps, now - WATCH_MARGIN, now, settings.batch_size)
+        .await?;
+    if query_all(
+        state,
+        settings,
+        lease,
+        Queue::WatchedClosed,
+        watched,
+        &mut report,
+    )
+    .await?
+    {
         return Ok(report);
     }
 
@@ -358,9 +365,19 @@ pub async fn close_at_provider_first(
         Transition::Lost(_) => CloseOutcome::Lost,
     };
     match app.provider.close_payment(&order.out_trade_no).await {
-        Ok(()) | Err(ProviderError::AlreadyClosed) | Err(ProviderError::NotFound) => Ok(
-            closed_locally(close_order_locally(&state.store, order).await?),
-        ),
+        Ok(()) | Err(ProviderError::AlreadyClosed) => Ok(closed_locally(
+            close_order_locally(&state.store, order, None).await?,
+        )),
+        // The provider has no trade to close. Where the buyer creates it (an Alipay app
+        // order is signed here and becomes a trade only when the buyer opens it), the pay
+        // parameters stay payable until they expire: the order closes here but is watched by
+        // query until then, and a payment that turns up reopens it as paid, with an anomaly.
+        Err(ProviderError::NotFound) => {
+            let watch = (order.expires_at + WATCH_MARGIN > Utc::now()).then(Utc::now);
+            Ok(closed_locally(
+                close_order_locally(&state.store, order, watch).await?,
+            ))
+        }
         // "Already paid"; a refusal that may mean it (Alipay answers a close of a paid trade
         // with ACQ.TRADE_STATUS_ERROR); or no usable answer, behind which the provider may
         // have closed the trade. Ask what the trade is: paid wins, closed closes here, and
@@ -368,18 +385,29 @@ pub async fn close_at_provider_first(
         Err(error) => match query_and_apply(state, app, order.clone()).await? {
             Queried::Paid | Queried::Unchanged(TradeState::Paid) => Ok(CloseOutcome::Paid),
             Queried::ClosedUnpaid | Queried::Unchanged(TradeState::Closed) => Ok(closed_locally(
-                close_order_locally(&state.store, order).await?,
+                close_order_locally(&state.store, order, None).await?,
             )),
             _ => Ok(CloseOutcome::Unresolved(error)),
         },
     }
 }
 
+/// How long past its expiry an order closed without a provider trade is still watched: the
+/// provider enforces the expiry on its own clock, which may run behind ours.
+pub const WATCH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
 /// Moves a pending order to closed by compare-and-set, writing `order.closed` to the outbox in
-/// the same transaction. Call it only after the provider has closed (or never knew) the trade.
-pub async fn close_order_locally(store: &Store, order: &Order) -> Result<Transition, StoreError> {
+/// the same transaction. Call it only after the provider has closed (or never knew) the trade;
+/// `watch_from` (for a trade the provider never knew) keeps the closed order in the
+/// reconciler's watch from then until it expires.
+pub async fn close_order_locally(
+    store: &Store,
+    order: &Order,
+    watch_from: Option<DateTime<Utc>>,
+) -> Result<Transition, StoreError> {
     let changes = OrderChanges {
         closed_at: Some(Utc::now()),
+        query_again_at: watch_from,
         ..OrderChanges::default()
     };
     let event = crate::events::order_event(EventKind::OrderClosed, order);
@@ -409,20 +437,84 @@ async fn query_pending(
             // The provider closed it unpaid (a merchant's close that reached the provider, but
             // whose local write failed): close it here too, or the books disagree until expiry.
             Queried::ClosedUnpaid => {
-                close_order_locally(&state.store, &order).await?;
+                close_order_locally(&state.store, &order, None).await?;
                 return Ok(None);
             }
             // Already paid here, or still unpaid: rescheduling only touches pending orders.
             Queried::Unchanged(_) | Queried::Unknown => {}
         }
     }
+    Ok(Some(query_again(settings, id, attempts)))
+}
+
+/// The two queues of orders the reconciler queries.
+#[derive(Debug, Clone, Copy)]
+enum Queue {
+    /// Pending orders due for a query.
+    Pending,
+    /// Orders closed while the provider had no trade, until they expire.
+    WatchedClosed,
+}
+
+/// Queries every order of `due` from `queue` while the lease holds, counting those found paid,
+/// then reschedules the rest in one write (they move behind the queue). True when the lease
+/// was lost.
+async fn query_all(
+    state: &AppState,
+    settings: &ReconcilerSettings,
+    lease: &mut Lease,
+    queue: Queue,
+    due: Vec<DueQuery>,
+    report: &mut PassReport,
+) -> Result<bool, StoreError> {
+    let mut again = Vec::with_capacity(due.len());
+    let mut lease_lost = false;
+    for due in due {
+        if !lease.hold().await {
+            lease_lost = true;
+            break;
+        }
+        let next = match queue {
+            Queue::Pending => query_pending(state, settings, due).await?,
+            Queue::WatchedClosed => watch_closed(state, settings, due).await?,
+        };
+        match next {
+            Some(next) => again.push(next),
+            None => report.paid += 1,
+        }
+    }
+    state.store.reschedule_queries(again).await?;
+    Ok(lease_lost)
+}
+
+/// Queries a watched closed order (closed while the provider had no trade). `None` when a
+/// payment turned up and reopened it as paid (with a `late_payment` anomaly); otherwise when to
+/// look again, backing off like pending queries.
+async fn watch_closed(
+    state: &AppState,
+    settings: &ReconcilerSettings,
+    due: DueQuery,
+) -> Result<Option<QueryAgain>, StoreError> {
+    let DueQuery { order, attempts } = due;
+    let id = order.id.clone();
+    if let Some(app) = configured_app(state, &order)
+        && query_and_apply(state, app, order).await? == Queried::Paid
+    {
+        tracing::warn!(order = %id, "closed order paid at the provider; reopened as paid");
+        return Ok(None);
+    }
+    Ok(Some(query_again(settings, id, attempts)))
+}
+
+/// The next query of an order found unpaid by its `attempts`-th earlier query.
+fn query_again(settings: &ReconcilerSettings, order: OrderId, attempts: u32) -> QueryAgain {
     let attempts = attempts.saturating_add(1);
-    Ok(Some(QueryAgain {
-        order: id,
+    QueryAgain {
+        order,
         attempts,
         at: Utc::now()
             + chrono::Duration::from_std(query_backoff(settings, attempts)).unwrap_or_default(),
-    }))
+    }
 }
 
 /// The wait after the `attempts`-th query that found an order unpaid.

@@ -448,9 +448,10 @@ fn check_order(
     let status_ok = match trade.map(|t| t.status) {
         Some(TradeStatus::Paid) if order.status == OrderStatus::Closed => {
             // Paid after the close (Alipay app/wap/page create the trade only when the buyer
-            // opens it, so a close before that finds nothing to close) and told to us only by
-            // a notify that did not match: nothing here queries closed orders, but finance
-            // has the anomaly. The same without an anomaly is money nobody is told about.
+            // opens it, so a close before that finds nothing to close): the reconciler watches
+            // such an order until it expires and reopens it as paid, unless what the provider
+            // reports does not match the order, which finance has as an anomaly. The same
+            // without an anomaly is money nobody is told about.
             anomaly
         }
         Some(TradeStatus::Paid) => paid_or_later(order.status),

@@ -61,6 +61,11 @@ pub struct OrderChanges {
     pub paid_at: Option<DateTime<Utc>>,
     /// When the order was closed.
     pub closed_at: Option<DateTime<Utc>>,
+    /// When the reconciler should ask the provider about the order again after this move.
+    /// `None` takes it out of the reconciler's queues; a close the provider could not confirm
+    /// (it had no trade yet, but the buyer may still open one) sets it so the closed order is
+    /// watched until it expires.
+    pub query_again_at: Option<DateTime<Utc>>,
 }
 
 /// The outcome of a compare-and-set transition.
@@ -204,6 +209,8 @@ pub(crate) struct OrderChangesRow {
     payer_id: Option<String>,
     paid_at: Option<NaiveDateTime>,
     closed_at: Option<NaiveDateTime>,
+    // Always written (`Some`): a status move either schedules the next query or clears it.
+    next_query_at: Option<Option<NaiveDateTime>>,
 }
 
 impl From<OrderChanges> for OrderChangesRow {
@@ -213,6 +220,7 @@ impl From<OrderChanges> for OrderChangesRow {
             payer_id: changes.payer_id,
             paid_at: changes.paid_at.map(db_time),
             closed_at: changes.closed_at.map(db_time),
+            next_query_at: Some(changes.query_again_at.map(db_time)),
         }
     }
 }
@@ -575,8 +583,15 @@ pub(crate) fn cas_status(
 }
 
 impl OrderChangesRow {
-    /// No optional column changes.
+    /// No column changes besides the status, the query schedule included (a pending order
+    /// keeps its place in the reconciler's queue).
     pub(crate) fn none() -> OrderChangesRow {
-        OrderChanges::default().into()
+        OrderChangesRow {
+            provider_trade_no: None,
+            payer_id: None,
+            paid_at: None,
+            closed_at: None,
+            next_query_at: None,
+        }
     }
 }

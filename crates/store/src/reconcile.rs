@@ -67,6 +67,17 @@ fn to_attempts(stored: i64) -> u32 {
     u32::try_from(stored.max(0)).unwrap_or(u32::MAX)
 }
 
+fn into_due(rows: Vec<(OrderRow, i64)>) -> Result<Vec<DueQuery>, StoreError> {
+    rows.into_iter()
+        .map(|(row, attempts)| {
+            Ok(DueQuery {
+                order: row.into_order()?,
+                attempts: to_attempts(attempts),
+            })
+        })
+        .collect()
+}
+
 impl Store {
     /// Up to `limit` pending orders of `apps` due for a query at `now` (first queries only for
     /// orders created before `first_query_before`): at most half by fewest attempts, newest
@@ -111,21 +122,36 @@ impl Store {
                     picked.push(row);
                 }
             }
-            picked
-                .into_iter()
-                .map(|(row, attempts)| {
-                    Ok(DueQuery {
-                        order: row.into_order()?,
-                        attempts: to_attempts(attempts),
-                    })
-                })
-                .collect()
+            into_due(picked)
         })
         .await
     }
 
+    /// Closed orders of `apps` the reconciler watches, due at `now`: closed while the provider
+    /// had no trade (so the buyer may still open and pay one) and expiring after
+    /// `expiring_after`. Longest-overdue first, at most `limit`.
+    pub async fn closed_orders_to_watch(
+        &self,
+        apps: &ConfiguredApps,
+        expiring_after: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueQuery>, StoreError> {
+        let query = orders::table
+            .into_boxed::<Db>()
+            .filter(orders::status.eq(OrderStatus::Closed.as_str()))
+            .filter(orders::next_query_at.le(db_time(now)))
+            .filter(orders::expires_at.gt(db_time(expiring_after)))
+            .filter(of_apps(apps))
+            .order((orders::next_query_at.asc(), orders::id.asc()))
+            .limit(i64::from(limit))
+            .select((OrderRow::as_select(), orders::query_attempts));
+        self.run(move |conn| into_due(query.load(conn)?)).await
+    }
+
     /// Records queries that found their orders unpaid: their attempt counts and when each is
-    /// due again, in one transaction. Orders no longer pending are left alone.
+    /// due again, in one transaction. Only pending and watched closed orders are touched (a
+    /// watched order has a next query time; one closed for good has none).
     pub async fn reschedule_queries(&self, queried: Vec<QueryAgain>) -> Result<(), StoreError> {
         if queried.is_empty() {
             return Ok(());
@@ -135,7 +161,13 @@ impl Store {
                 diesel::update(
                     orders::table
                         .filter(orders::id.eq(again.order.to_string()))
-                        .filter(orders::status.eq(OrderStatus::Pending.as_str())),
+                        .filter(
+                            orders::status.eq_any([
+                                OrderStatus::Pending.as_str(),
+                                OrderStatus::Closed.as_str(),
+                            ]),
+                        )
+                        .filter(orders::next_query_at.is_not_null()),
                 )
                 .set((
                     orders::query_attempts.eq(i64::from(again.attempts)),

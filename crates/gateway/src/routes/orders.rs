@@ -288,7 +288,7 @@ pub async fn create_order(
                 ProviderError::Refused { .. } | ProviderError::AlreadyClosed
             ) {
                 // A definite refusal: the order can never be paid under this number.
-                crate::reconciler::close_order_locally(&state.store, &order).await?;
+                crate::reconciler::close_order_locally(&state.store, &order, None).await?;
             }
             Err(provider_failed(&state, &app, error))
         }

@@ -1102,3 +1102,42 @@ async fn while_the_database_is_down_notifies_fail_and_the_api_answers_503_then_a
         .await;
     assert!(after.status().is_success(), "{}", after.status());
 }
+
+#[tokio::test]
+async fn an_alipay_app_order_closed_before_the_buyer_opened_it_and_paid_after_becomes_paid() {
+    // Notifies lost, pending orders never queried: only the watch of closed orders can see it.
+    let app = spawn_app_with(|s| {
+        fast(s, None);
+        s.reconciler.query_pending_after_seconds = 3_600;
+    })
+    .await;
+    app.fault(json!({"fault": "drop_notify", "out_trade_no": "rc_unopened", "times": "always"}))
+        .await;
+    let order = app
+        .create_order(TestApp::order_body("alipay", "app", "rc_unopened", 1_999))
+        .await;
+    let id = order["id"].as_str().unwrap();
+
+    // Alipay has no trade until the buyer opens the orderString: "not exist", closed here.
+    let closing = app
+        .post(&format!("/v1/orders/{id}/close"), &json!({}))
+        .await;
+    assert_eq!(closing.status(), 200, "{:?}", closing.text().await);
+    assert_eq!(order_status(&app, id).await, "closed");
+
+    // The buyer's app still holds the signed orderString, valid until the order expires.
+    app.pay(&order).await;
+    assert_eq!(app.sandbox_trade("rc_unopened").await["status"], "paid");
+
+    wait_for_order(&app, id, "paid").await;
+    let anomalies = app.anomalies().await;
+    assert!(
+        anomalies
+            .iter()
+            .any(|a| a["order_id"] == id && a["kind"] == "late_payment"),
+        "finance is told the closed order was paid: {anomalies:?}"
+    );
+    let events = events(&app, id).await;
+    assert_eq!(of_type(&events, "order.closed").len(), 1, "{events:?}");
+    assert_eq!(of_type(&events, "order.paid").len(), 1, "{events:?}");
+}

@@ -2,14 +2,15 @@
 //! leaves out (orders of apps no longer configured, reported once).
 
 use chrono::{DateTime, Duration, Utc};
-use paygate_core::{Order, OrderId, ProviderKind};
-use paygate_store::{AnomalyKind, DueQuery, NewAnomaly, QueryAgain, Store};
+use paygate_core::{Order, OrderEvent, OrderId, OrderStatus, ProviderKind};
+use paygate_store::{AnomalyKind, DueQuery, NewAnomaly, OrderChanges, QueryAgain, Store};
 
 use crate::harness::{TestDb, app, at, new_order, on_both_backends};
 
 on_both_backends!(
     a_pass_takes_half_by_fewest_queries_newest_first_and_the_rest_longest_overdue,
     orders_of_apps_no_longer_configured_are_left_out_and_reported_once,
+    only_orders_closed_with_a_next_query_are_watched_and_only_until_they_expire,
 );
 
 async fn pending(s: &Store, out_trade_no: &str, app_name: &str, created: DateTime<Utc>) -> Order {
@@ -163,4 +164,94 @@ async fn orders_of_apps_no_longer_configured_are_left_out_and_reported_once(db: 
         unreported.iter().map(|o| &o.id).collect::<Vec<_>>(),
         [&alipay_shop.id]
     );
+}
+
+/// An Alipay order of `shop` created at 01:00, expiring at 03:00.
+async fn alipay_order(s: &Store, out_trade_no: &str) -> Order {
+    let mut new = new_order(out_trade_no, 100);
+    (new.provider, new.app) = (ProviderKind::Alipay, app("shop"));
+    (new.created_at, new.expires_at) = (at(1, 1), at(1, 3));
+    s.insert_order(new).await.unwrap()
+}
+
+async fn close(s: &Store, order: &Order, query_again_at: Option<DateTime<Utc>>) {
+    let changes = OrderChanges {
+        closed_at: Some(minutes(1, 30)),
+        query_again_at,
+        ..OrderChanges::default()
+    };
+    s.transition_order(
+        &order.id,
+        OrderStatus::Pending,
+        OrderEvent::Closed,
+        changes,
+        None,
+    )
+    .await
+    .unwrap();
+}
+
+async fn only_orders_closed_with_a_next_query_are_watched_and_only_until_they_expire(db: TestDb) {
+    let s = &db.store;
+    let shop = [(ProviderKind::Alipay, app("shop"))];
+    let watched = alipay_order(s, "w_watched").await;
+    let final_close = alipay_order(s, "w_final").await;
+    alipay_order(s, "w_pending").await;
+    close(s, &watched, Some(minutes(1, 30))).await;
+    close(s, &final_close, None).await;
+
+    let ids = |due: Vec<DueQuery>| picked(&due);
+    let due = s
+        .closed_orders_to_watch(&shop, minutes(1, 40), minutes(1, 40), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(due),
+        [(watched.id.clone(), 0)],
+        "only the watched close"
+    );
+    let not_yet = s
+        .closed_orders_to_watch(&shop, minutes(1, 20), minutes(1, 20), 10)
+        .await
+        .unwrap();
+    assert!(not_yet.is_empty(), "not before its next query");
+
+    // A query found it unpaid: it backs off like a pending order.
+    s.reschedule_queries(vec![QueryAgain {
+        order: watched.id.clone(),
+        attempts: 1,
+        at: minutes(1, 50),
+    }])
+    .await
+    .unwrap();
+    let backed_off = s
+        .closed_orders_to_watch(&shop, minutes(1, 45), minutes(1, 45), 10)
+        .await
+        .unwrap();
+    assert!(backed_off.is_empty());
+    let again = s
+        .closed_orders_to_watch(&shop, minutes(1, 55), minutes(1, 55), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(again), [(watched.id.clone(), 1)]);
+
+    // Once it has expired (03:00) nobody can pay it: watched no more.
+    let expired = s
+        .closed_orders_to_watch(&shop, at(1, 3), at(1, 4), 10)
+        .await
+        .unwrap();
+    assert!(expired.is_empty(), "{expired:?}");
+    // A close with no next query is not rescheduled into the watch by a stray reschedule.
+    s.reschedule_queries(vec![QueryAgain {
+        order: final_close.id.clone(),
+        attempts: 1,
+        at: minutes(1, 0),
+    }])
+    .await
+    .unwrap();
+    let due = s
+        .closed_orders_to_watch(&shop, minutes(1, 40), minutes(1, 40), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(due), [(watched.id.clone(), 1)]);
 }

@@ -47,6 +47,7 @@ async fn every_allowed_transition_moves_the_status_and_bumps_the_version(db: Tes
         payer_id: Some("openid_9".into()),
         paid_at: Some(at(1, 11)),
         closed_at: None,
+        query_again_at: None,
     };
     let paid = match s
         .transition_order(&order.id, S::Pending, E::PaymentConfirmed, changes, None)
