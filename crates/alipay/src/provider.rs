@@ -220,6 +220,13 @@ impl Alipay {
                 request.amount.to_yuan_string()
             )));
         }
+        if request.channel == Channel::MiniProgram
+            && request.payer_id.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(ProviderError::InvalidRequest(
+                "Alipay mini program payments need payer_id (the buyer's id)".to_owned(),
+            ));
+        }
         match request.currency {
             Currency::Cny => Ok(()),
         }
@@ -319,6 +326,10 @@ impl Provider for Alipay {
         matches!(channel, Channel::App | Channel::Wap | Channel::Page)
     }
 
+    fn check_payment_request(&self, request: &CreatePayment) -> Result<(), ProviderError> {
+        self.check_request(request)
+    }
+
     async fn create_payment(
         &self,
         request: &CreatePayment,
@@ -373,16 +384,8 @@ impl Provider for Alipay {
             }
             Channel::MiniProgram => {
                 const METHOD: &str = "alipay.trade.create";
-                let payer_id = request
-                    .payer_id
-                    .as_deref()
-                    .filter(|p| !p.is_empty())
-                    .ok_or_else(|| {
-                        ProviderError::InvalidRequest(
-                            "Alipay mini program payments need payer_id (the buyer's id)"
-                                .to_owned(),
-                        )
-                    })?;
+                // `check_request` has refused a mini program payment without it.
+                let payer_id = request.payer_id.as_deref().unwrap_or_default();
                 let mut biz = self.trade_biz(request, "JSAPI_PAY");
                 if is_alipay_user_id(payer_id) {
                     biz.buyer_id = Some(payer_id.to_owned());

@@ -501,6 +501,12 @@ pub trait Provider: Send + Sync {
         false
     }
 
+    /// Everything [`Provider::create_payment`] would refuse without asking the provider
+    /// (channel, currency, amount, required buyer fields, missing app settings), checked
+    /// before the order is stored, so a refused create leaves nothing behind and its
+    /// corrected retry is a new order rather than a conflict.
+    fn check_payment_request(&self, request: &CreatePayment) -> Result<(), ProviderError>;
+
     /// Creates the trade at the provider (or signs it locally, for Alipay app pay) and
     /// returns what the client needs.
     async fn create_payment(
@@ -665,6 +671,9 @@ mod tests {
         }
         fn channels(&self) -> &[Channel] {
             &[Channel::App]
+        }
+        fn check_payment_request(&self, _: &CreatePayment) -> Result<(), ProviderError> {
+            Ok(())
         }
         async fn create_payment(&self, r: &CreatePayment) -> Result<CreatedPayment, ProviderError> {
             Err(ProviderError::InvalidRequest(r.subject.clone()))

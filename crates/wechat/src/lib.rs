@@ -192,6 +192,10 @@ impl Provider for WechatPay {
         &self.config.channels
     }
 
+    fn check_payment_request(&self, request: &CreatePayment) -> Result<(), ProviderError> {
+        self.unified_order_for(request).map(drop)
+    }
+
     async fn create_payment(
         &self,
         request: &CreatePayment,

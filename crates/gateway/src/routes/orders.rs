@@ -224,6 +224,10 @@ pub async fn create_order(
         expires_at: now + Duration::seconds(i64::from(checked.expires_in)),
     };
     let mut payment = payment_request(&state, &app, &request, &new_order, checked.return_url);
+    // What the provider would refuse without being asked is refused before anything is stored.
+    app.provider
+        .check_payment_request(&payment)
+        .map_err(|error| provider_failed(&state, &app, error))?;
     let signs_locally = app.provider.signs_locally(request.channel);
     if signs_locally {
         // Nothing reaches the provider, so sign first and store the order with its pay params

@@ -16,6 +16,36 @@ async fn the_config_the_sandbox_prints_loads_into_a_working_gateway_registry() {
     sandbox.stop().await;
 }
 
+/// A gateway started from a TOML file holding `apps` (no embedded sandbox), with its first keys.
+struct ConfiguredGateway {
+    base: String,
+    keys: paygate_gateway::cli::InitialKeys,
+    _database: (crate::helpers::TestDatabase, tempfile::TempDir),
+}
+
+impl ConfiguredGateway {
+    async fn start(apps: &str) -> ConfiguredGateway {
+        let (database_url, database, dir) = crate::helpers::test_database();
+        let toml = format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\n\
+             [sandbox]\nenabled = false\nlisten = \"127.0.0.1:0\"\n\n{apps}"
+        );
+        let settings = Settings::from_toml(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let app = paygate_gateway::Application::build(settings).await.unwrap();
+        let keys = paygate_gateway::cli::ensure_initial_keys(&app.state().store)
+            .await
+            .unwrap()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        ConfiguredGateway {
+            base,
+            keys,
+            _database: (database, dir),
+        }
+    }
+}
+
 #[tokio::test]
 async fn wechat_h5_enabled_in_a_toml_file_creates_an_h5_order() {
     let sandbox = Sandbox::start(SandboxConfig::for_tests(1.0)).await.unwrap();
@@ -25,19 +55,8 @@ async fn wechat_h5_enabled_in_a_toml_file_creates_an_h5_order() {
          h5_scene = { wap_url = \"https://shop.example\", wap_name = \"Tea shop\" }\n",
         1,
     );
-    let (database_url, _database, _dir) = crate::helpers::test_database();
-    let toml = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\n\
-         [sandbox]\nenabled = false\nlisten = \"127.0.0.1:0\"\n\n{exported}"
-    );
-    let settings = Settings::from_toml(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
-    let app = paygate_gateway::Application::build(settings).await.unwrap();
-    let keys = paygate_gateway::cli::ensure_initial_keys(&app.state().store)
-        .await
-        .unwrap()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let gateway = ConfiguredGateway::start(&exported).await;
+    let (base, keys) = (&gateway.base, &gateway.keys);
     let response = reqwest::Client::new()
         .post(format!("{base}/v1/orders"))
         .bearer_auth(&keys.merchant)
@@ -139,4 +158,60 @@ async fn production_serve_prints_no_api_key_and_says_how_to_create_one() {
         "{banner}"
     );
     assert!(banner.contains("paygate keys create"), "{banner}");
+}
+
+#[tokio::test]
+async fn a_create_refused_before_reaching_the_provider_stores_nothing_and_its_corrected_retry_succeeds()
+ {
+    // The exported WeChat app has no server_ip: a NATIVE order needs the buyer's IP after all.
+    let sandbox = Sandbox::start(SandboxConfig::for_tests(1.0)).await.unwrap();
+    let exported = sandbox.credentials().export_toml("shop");
+    assert!(!exported.contains("server_ip"), "{exported}");
+    let gateway = ConfiguredGateway::start(&exported).await;
+    let (base, keys) = (&gateway.base, &gateway.keys);
+    let create = |client_ip: Option<&str>| {
+        let mut body = serde_json::json!({
+            "provider": "wechat", "channel": "native", "out_trade_no": "refused_first_1",
+            "amount": 100, "subject": "Oolong tea",
+        });
+        if let Some(ip) = client_ip {
+            body["client_ip"] = ip.into();
+        }
+        reqwest::Client::new()
+            .post(format!("{base}/v1/orders"))
+            .bearer_auth(&keys.merchant)
+            .json(&body)
+            .send()
+    };
+
+    let refused = create(None).await.unwrap();
+    assert_eq!(refused.status(), 422);
+    let error: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spbill_create_ip"),
+        "{error}"
+    );
+    let listed: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/v1/orders"))
+        .bearer_auth(&keys.merchant)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["data"],
+        serde_json::json!([]),
+        "nothing stored: {listed}"
+    );
+
+    let corrected = create(Some("203.0.113.7")).await.unwrap();
+    let status = corrected.status();
+    let order: serde_json::Value = corrected.json().await.unwrap();
+    assert_eq!(status, 201, "a new order, not a conflict: {order}");
+    sandbox.stop().await;
 }
