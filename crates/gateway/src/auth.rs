@@ -73,6 +73,25 @@ mod tests {
     }
 
     #[test]
+    fn a_miss_is_remembered_for_the_ttl_only_and_never_authenticates() {
+        let cache = KeyCache::new(Duration::from_millis(50));
+        assert!(!cache.recently_missed("bad"));
+        cache.put_miss("bad".into());
+        assert!(cache.recently_missed("bad"));
+        assert!(cache.get("bad").is_none());
+        assert!(!cache.recently_missed("other"));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            !cache.recently_missed("bad"),
+            "looked up again after the ttl"
+        );
+        for n in 0..=KEY_CACHE_MAX_ENTRIES {
+            cache.put_miss(format!("m{n}"));
+        }
+        assert!(cache.misses.lock().unwrap().len() <= KEY_CACHE_MAX_ENTRIES);
+    }
+
+    #[test]
     fn a_full_cache_starts_over_instead_of_growing() {
         let cache = KeyCache::new(Duration::from_secs(60));
         for n in 0..KEY_CACHE_MAX_ENTRIES {
@@ -110,6 +129,9 @@ const KEY_CACHE_MAX_ENTRIES: usize = 4096;
 pub struct KeyCache {
     ttl: Duration,
     entries: Mutex<HashMap<String, (Instant, Principal)>>,
+    /// Hashes looked up and not found (or revoked) less than `ttl` ago: a client repeating a
+    /// wrong key costs one database read per `ttl`, not one per request.
+    misses: Mutex<HashMap<String, Instant>>,
 }
 
 impl KeyCache {
@@ -118,6 +140,7 @@ impl KeyCache {
         KeyCache {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            misses: Mutex::new(HashMap::new()),
         }
     }
 
@@ -142,6 +165,49 @@ impl KeyCache {
         }
         entries.insert(key_hash, (Instant::now(), principal));
     }
+
+    /// Whether `key_hash` was looked up and not found less than `ttl` ago.
+    pub fn recently_missed(&self, key_hash: &str) -> bool {
+        let misses = self.misses.lock().unwrap_or_else(PoisonError::into_inner);
+        misses
+            .get(key_hash)
+            .is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    /// Remembers that `key_hash` is no valid key, as of now. Bounded like the hits: a full
+    /// table drops what has expired, or starts over.
+    pub fn put_miss(&self, key_hash: String) {
+        let mut misses = self.misses.lock().unwrap_or_else(PoisonError::into_inner);
+        if misses.len() >= KEY_CACHE_MAX_ENTRIES {
+            let ttl = self.ttl;
+            misses.retain(|_, at| at.elapsed() < ttl);
+            if misses.len() >= KEY_CACHE_MAX_ENTRIES {
+                misses.clear();
+            }
+        }
+        misses.insert(key_hash, Instant::now());
+    }
+}
+
+/// The budget of failed authentications per source address: a burst of 30, then five a
+/// second, for at most 10,000 sources tracked. A source past it gets 429 without a database
+/// lookup until its budget refills; sources that present valid keys are never counted. Behind
+/// a proxy every caller shares the proxy's address (paygate does not trust forwarding
+/// headers), so the budget is generous enough for honest mistakes of many clients.
+pub fn failed_authentication_throttle() -> crate::throttle::SourceThrottle {
+    use crate::throttle::{Rate, SourceThrottle};
+    SourceThrottle::new(
+        Rate {
+            burst: 30.0,
+            per_second: 5.0,
+        },
+        // Not limited overall: one flood must not lock every other source out.
+        Rate {
+            burst: f64::MAX,
+            per_second: f64::MAX,
+        },
+        10_000,
+    )
 }
 
 /// The credentials of an `Authorization: Bearer …` header. The scheme name is
@@ -209,19 +275,45 @@ impl actix_web::FromRequest for Principal {
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_credentials)
             .map(|k| paygate_store::hash_api_key_secret(k.trim()));
+        let source = request
+            .peer_addr()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |peer| peer.ip());
         Box::pin(async move {
-            let state =
-                state.ok_or_else(|| crate::error::ApiError::Internal("state missing".into()))?;
-            let hash = presented.ok_or(crate::error::ApiError::Unauthorized)?;
+            use crate::error::ApiError;
+            let state = state.ok_or_else(|| ApiError::Internal("state missing".into()))?;
+            let hash = presented.ok_or(ApiError::Unauthorized)?;
             if let Some(principal) = state.keys.get(&hash) {
                 return Ok(principal);
             }
-            let key = state
+            if !state.failed_authentications.source_has_budget(source) {
+                state
+                    .metrics
+                    .failed_authentications
+                    .with_label_values(&["throttled"])
+                    .inc();
+                return Err(ApiError::TooManyFailedAuthentications);
+            }
+            let failed = || {
+                state.failed_authentications.admit(source);
+                state
+                    .metrics
+                    .failed_authentications
+                    .with_label_values(&["unknown_key"])
+                    .inc();
+                ApiError::Unauthorized
+            };
+            if state.keys.recently_missed(&hash) {
+                return Err(failed());
+            }
+            let Some(key) = state
                 .store
                 .api_key_by_hash(&hash)
                 .await?
                 .filter(|k| k.revoked_at.is_none())
-                .ok_or(crate::error::ApiError::Unauthorized)?;
+            else {
+                state.keys.put_miss(hash);
+                return Err(failed());
+            };
             let principal = Principal {
                 key_id: key.id.to_string(),
                 role: key.role,

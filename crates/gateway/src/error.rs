@@ -65,6 +65,9 @@ pub enum ApiError {
     /// The provider answered with something paygate cannot trust or use.
     #[error("the provider's answer could not be used: {0}")]
     ProviderBadGateway(String),
+    /// This source sent too many unknown API keys lately; it may try again shortly.
+    #[error("too many failed authentications from this address; retry in a second")]
+    TooManyFailedAuthentications,
     /// The database is unreachable.
     #[error("the service is temporarily unavailable")]
     Unavailable,
@@ -114,6 +117,7 @@ impl ApiError {
             ApiError::ProviderRefused { .. } => "provider_refused",
             ApiError::ProviderTimeout => "provider_timeout",
             ApiError::ProviderBadGateway(_) => "provider_bad_gateway",
+            ApiError::TooManyFailedAuthentications => "too_many_failed_authentications",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -133,6 +137,7 @@ impl ResponseError for ApiError {
             ApiError::ProviderRefused { .. } => StatusCode::BAD_GATEWAY,
             ApiError::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::ProviderBadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::TooManyFailedAuthentications => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -142,7 +147,11 @@ impl ResponseError for ApiError {
         if let ApiError::Internal(detail) = self {
             tracing::error!(%detail, "internal error");
         }
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::TooManyFailedAuthentications) {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        }
+        response.json(ErrorBody {
             error: ErrorDetail {
                 code: self.code(),
                 message: self.to_string(),

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub transitions: IntCounterVec,
     /// Failed provider calls by provider, operation and kind of failure.
     pub provider_errors: IntCounterVec,
+    /// Refused API authentications: `unknown_key` (401) or `throttled` (429).
+    pub failed_authentications: IntCounterVec,
 }
 
 impl Metrics {
@@ -61,6 +63,14 @@ impl Metrics {
             Opts::new("provider_errors_total", "Failed provider calls"),
             &["provider", "operation", "kind"],
         )?;
+        let failed_authentications = IntCounterVec::new(
+            Opts::new(
+                "failed_authentications_total",
+                "API requests refused for an unknown key, or throttled after too many",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(failed_authentications.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(callbacks.clone()))?;
@@ -75,6 +85,7 @@ impl Metrics {
             callbacks_unrecorded,
             transitions,
             provider_errors,
+            failed_authentications,
         })
     }
 

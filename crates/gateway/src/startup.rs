@@ -102,6 +102,7 @@ impl Application {
             public_base_url,
             keys: crate::auth::KeyCache::new(crate::auth::KEY_CACHE_TTL),
             unverified_callbacks: crate::routes::notify::unverified_callback_throttle(),
+            failed_authentications: crate::auth::failed_authentication_throttle(),
             write_probe: Default::default(),
             refunds_in_flight: Default::default(),
         });

@@ -22,6 +22,8 @@ pub struct AppState {
     pub keys: crate::auth::KeyCache,
     /// How many unverifiable callbacks per source get an audit row and a warning.
     pub unverified_callbacks: crate::throttle::SourceThrottle,
+    /// Budget of failed API-key authentications per source address.
+    pub failed_authentications: crate::throttle::SourceThrottle,
     /// Refunds whose first provider call is under way, which the reconciler leaves alone.
     pub refunds_in_flight: crate::refunds::RefundsInFlight,
     /// The readiness check's throttled write probe.

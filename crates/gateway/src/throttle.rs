@@ -129,6 +129,29 @@ impl SourceThrottle {
         self.admit_at(source, Instant::now())
     }
 
+    /// Whether one more unit from `source` would be admitted now by its own bucket, without
+    /// spending anything (the overall bucket is not consulted: a flood from elsewhere must not
+    /// make a quiet source look guilty).
+    pub fn source_has_budget(&self, source: IpAddr) -> bool {
+        self.source_has_budget_at(source, Instant::now())
+    }
+
+    fn source_has_budget_at(&self, source: IpAddr, now: Instant) -> bool {
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = SourceKey::of(source);
+        let bucket = match state.sources.get(&key) {
+            Some(bucket) => *bucket,
+            None if state.sources.len() < self.max_sources => return true,
+            None => state.overflow,
+        };
+        let mut refilled = bucket;
+        refilled.refill(self.per_source, now);
+        refilled.tokens >= 1.0
+    }
+
     fn admit_at(&self, source: IpAddr, now: Instant) -> Admission {
         // A panic while holding the lock leaves only counters behind; they are still usable.
         let mut guard = self
@@ -244,5 +267,28 @@ mod tests {
         let b = throttle.admit_at(ip("2001:db8::2"), now + Duration::from_secs(60));
         assert!(matches!(a, Admission::Admit { .. }) && matches!(b, Admission::Admit { .. }));
         assert!(throttle.tracked() <= 50);
+    }
+
+    #[test]
+    fn budget_is_peeked_without_spending_and_only_per_source() {
+        let throttle = SourceThrottle::new(PER_SOURCE, OVERALL, 100);
+        let now = Instant::now();
+        for _ in 0..10 {
+            assert!(throttle.source_has_budget_at(ip("192.0.2.1"), now));
+        }
+        assert_eq!(
+            admitted(&throttle, "192.0.2.1", now, 3),
+            3,
+            "peeks spent nothing"
+        );
+        assert!(!throttle.source_has_budget_at(ip("192.0.2.1"), now));
+        assert!(
+            throttle.source_has_budget_at(ip("192.0.2.2"), now),
+            "others unaffected"
+        );
+        assert!(
+            throttle.source_has_budget_at(ip("192.0.2.1"), now + Duration::from_secs(1)),
+            "refilled at its rate"
+        );
     }
 }

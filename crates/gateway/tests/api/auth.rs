@@ -92,3 +92,59 @@ async fn health_endpoints_need_no_key() {
     let metrics = app.metrics_text().await;
     assert!(metrics.contains("paygate_http_requests_total"), "{metrics}");
 }
+
+#[tokio::test]
+async fn wrong_keys_from_one_source_are_throttled_without_locking_out_valid_keys() {
+    let app = spawn_app().await;
+    // A key used before the flood is cached and keeps working through it.
+    assert_eq!(
+        app.get_as(&app.merchant_key, "/v1/orders").await.status(),
+        200
+    );
+
+    let mut statuses = Vec::new();
+    for n in 0..40 {
+        let response = app.get_as(&format!("pgm_guess_{n}"), "/v1/orders").await;
+        if response.status() == 429 {
+            assert_eq!(response.headers()["retry-after"], "1");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "too_many_failed_authentications");
+            statuses.push(429);
+        } else {
+            statuses.push(response.status().as_u16());
+        }
+    }
+    let unauthorized = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        (30..=32).contains(&unauthorized) && unauthorized + throttled == 40,
+        "a burst of 30 looked up, the rest refused unlooked: {statuses:?}"
+    );
+    assert_eq!(
+        app.get_as(&app.merchant_key, "/v1/orders").await.status(),
+        200
+    );
+
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "paygate_failed_authentications_total{{outcome=\"throttled\"}} {throttled}"
+        )),
+        "{metrics}"
+    );
+
+    // The budget refills at five a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(
+        app.get_as("pgm_guess_again", "/v1/orders").await.status(),
+        401
+    );
+}
