@@ -33,6 +33,6 @@ pub mod time;
 
 pub use error::AlipayError;
 pub use provider::{
-    Alipay, AlipayConfig, AlipayTrust, CertSource, DEFAULT_GATEWAY_URL, MAX_NOTIFY_BYTES,
-    SANDBOX_GATEWAY_URL,
+    Alipay, AlipayConfig, AlipayTrust, CALLBACK_ROUTES, CHANNELS, CertSource, DEFAULT_GATEWAY_URL,
+    MAX_NOTIFY_BYTES, OUT_TRADE_NO, SANDBOX_GATEWAY_URL, capabilities,
 };

@@ -180,7 +180,7 @@ impl TradeNotify {
     /// The provider-neutral facts the gateway cross-checks against the order.
     pub fn to_trade_facts(&self) -> TradeFacts {
         TradeFacts {
-            provider: ProviderKind::Alipay,
+            provider: ProviderKind::ALIPAY,
             out_trade_no: self.out_trade_no.clone(),
             provider_trade_no: self.trade_no.clone(),
             state: self.trade_status.into(),

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use paygate_core::{
-    CallbackAck, Channel, CreatePayment, CreatedPayment, Currency, Fen, MerchantIdentity, Notice,
-    NotifyError, OutTradeNo, PayParams, Provider, ProviderError, ProviderKind, RawCallback,
-    RefundFacts, RefundQuery, RefundRequest, RefundState, ReportedYuan, TradeFacts, TradeState,
+    BuyerField, CallbackAck, CallbackOutcome, CallbackPurpose, CallbackRoute, Capabilities,
+    Channel, ChannelSupport, CreatePayment, CreatedPayment, Currency, Fen, InboundCallback,
+    MerchantIdentity, Notice, NotifyError, OutTradeNoRule, PayParams, Provider, ProviderError,
+    ProviderKind, RefundFacts, RefundQuery, RefundRequest, RefundState, ReportedYuan, TradeFacts,
+    TradeRef, TradeState,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -120,11 +122,54 @@ pub struct AlipayConfig {
     pub wap_quit_url: Option<String>,
 }
 
+/// The channels Alipay offers.
+pub const CHANNELS: [Channel; 5] = [
+    Channel::App,
+    Channel::Wap,
+    Channel::Page,
+    Channel::Precreate,
+    Channel::MiniProgram,
+];
+
+/// `out_trade_no`: up to 64 letters, digits and underscores.
+pub const OUT_TRADE_NO: OutTradeNoRule = OutTradeNoRule {
+    min_len: 1,
+    max_len: 64,
+    extra_chars: "_",
+};
+
+/// Trade notifies (payments, and refunds as trade-status changes) on `/notify/alipay/{app}`.
+pub const CALLBACK_ROUTES: &[CallbackRoute] = &[CallbackRoute {
+    suffix: "",
+    purpose: CallbackPurpose::Payment,
+}];
+
+/// What an Alipay app set up for `channels` offers: mini programs need the buyer's id; app
+/// pay's orderString and the wap/page redirect URL are signed here and handed to the buyer's
+/// app or browser (Alipay first hears of the trade when the buyer pays).
+pub fn capabilities(channels: &[Channel]) -> Capabilities {
+    Capabilities {
+        channels: channels
+            .iter()
+            .map(|&channel| ChannelSupport {
+                channel,
+                payer: (channel == Channel::MiniProgram).then_some(BuyerField::BuyerId),
+                client_ip_required: false,
+                signs_locally: matches!(channel, Channel::App | Channel::Wap | Channel::Page),
+            })
+            .collect(),
+        max_order_amount: Fen::MAX_ORDER,
+        out_trade_no: OUT_TRADE_NO,
+        callback_routes: CALLBACK_ROUTES,
+        refund_callback: None,
+    }
+}
+
 /// One Alipay app behind [`Provider`], its keys parsed once.
 #[derive(Debug)]
 pub struct Alipay {
     merchant: MerchantIdentity,
-    channels: Vec<Channel>,
+    capabilities: Capabilities,
     client: GatewayClient,
     alipay_key: Arc<VerifyingKey>,
     wap_quit_url: Option<String>,
@@ -134,11 +179,7 @@ impl Alipay {
     /// Parses the keys (or certificates) and builds the client; every configuration error
     /// surfaces here, at start-up, not on the first payment.
     pub fn new(config: AlipayConfig) -> Result<Alipay, AlipayError> {
-        if let Some(channel) = config
-            .channels
-            .iter()
-            .find(|c| !ProviderKind::Alipay.supports(**c))
-        {
+        if let Some(channel) = config.channels.iter().find(|c| !CHANNELS.contains(c)) {
             return Err(AlipayError::Config(format!(
                 "Alipay has no channel {channel}"
             )));
@@ -183,7 +224,7 @@ impl Alipay {
                 app_id: config.app_id,
                 merchant_id: config.seller_id,
             },
-            channels: config.channels,
+            capabilities: capabilities(&config.channels),
             client,
             alipay_key,
             wap_quit_url: config.wap_quit_url,
@@ -208,7 +249,7 @@ impl Alipay {
     }
 
     fn check_request(&self, request: &CreatePayment) -> Result<(), ProviderError> {
-        if !self.channels.contains(&request.channel) {
+        if self.capabilities.channel(request.channel).is_none() {
             return Err(ProviderError::InvalidRequest(format!(
                 "channel {} is not configured for this Alipay app",
                 request.channel
@@ -309,21 +350,15 @@ fn notify_error(error: AlipayError) -> NotifyError {
 #[async_trait]
 impl Provider for Alipay {
     fn kind(&self) -> ProviderKind {
-        ProviderKind::Alipay
+        ProviderKind::ALIPAY
     }
 
     fn merchant(&self) -> &MerchantIdentity {
         &self.merchant
     }
 
-    fn channels(&self) -> &[Channel] {
-        &self.channels
-    }
-
-    fn signs_locally(&self, channel: Channel) -> bool {
-        // App pay's orderString and the wap/page redirect URL are signed here and handed to the
-        // buyer's app or browser; Alipay first hears of the trade when the buyer pays.
-        matches!(channel, Channel::App | Channel::Wap | Channel::Page)
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
     }
 
     fn check_payment_request(&self, request: &CreatePayment) -> Result<(), ProviderError> {
@@ -345,7 +380,7 @@ impl Provider for Alipay {
                     pay_params: PayParams::AlipayOrderString {
                         order_string: encode_order_string(&signed),
                     },
-                    provider_reference: None,
+                    provider_trade_no: None,
                 })
             }
             Channel::Wap | Channel::Page => {
@@ -364,7 +399,7 @@ impl Provider for Alipay {
                 let url = self.client.redirect_url(common, biz_json(&biz)?).await?;
                 Ok(CreatedPayment {
                     pay_params: PayParams::RedirectUrl { url },
-                    provider_reference: None,
+                    provider_trade_no: None,
                 })
             }
             Channel::Precreate => {
@@ -379,7 +414,7 @@ impl Provider for Alipay {
                     pay_params: PayParams::QrCode {
                         qr_code: required_text(METHOD, &fields, "qr_code")?,
                     },
-                    provider_reference: None,
+                    provider_trade_no: None,
                 })
             }
             Channel::MiniProgram => {
@@ -401,7 +436,7 @@ impl Provider for Alipay {
                     pay_params: PayParams::TradeNo {
                         trade_no: trade_no.clone(),
                     },
-                    provider_reference: Some(trade_no),
+                    provider_trade_no: Some(trade_no),
                 })
             }
             other => Err(ProviderError::InvalidRequest(format!(
@@ -410,7 +445,7 @@ impl Provider for Alipay {
         }
     }
 
-    fn verify_notice(&self, callback: RawCallback<'_>) -> Result<Notice, NotifyError> {
+    fn verify_callback(&self, callback: &InboundCallback<'_>) -> Result<Notice, NotifyError> {
         if callback.body.len() > MAX_NOTIFY_BYTES {
             return Err(NotifyError::TooLarge(callback.body.len()));
         }
@@ -418,24 +453,34 @@ impl Provider for Alipay {
         Ok(Notice::Payment(notify.to_trade_facts()))
     }
 
-    fn acknowledge(&self, accepted: bool) -> CallbackAck {
+    /// Alipay reads the body only: `success`, or `failure` (retried), with 200 unless the body
+    /// was too large (413) or the gateway cannot take it now (503).
+    fn acknowledge(&self, outcome: CallbackOutcome) -> CallbackAck {
+        let (status, body) = match outcome {
+            CallbackOutcome::Accepted => (200, ACK_SUCCESS),
+            CallbackOutcome::Rejected => (200, ACK_FAILURE),
+            CallbackOutcome::TooLarge => (413, ACK_FAILURE),
+            CallbackOutcome::RetryLater => (503, ACK_FAILURE),
+        };
         CallbackAck {
+            status,
             content_type: "text/plain",
-            body: if accepted { ACK_SUCCESS } else { ACK_FAILURE }.to_owned(),
+            body: body.to_owned(),
         }
     }
 
-    async fn query_payment(&self, out_trade_no: &OutTradeNo) -> Result<TradeFacts, ProviderError> {
+    async fn query_payment(&self, trade: &TradeRef) -> Result<TradeFacts, ProviderError> {
         const METHOD: &str = "alipay.trade.query";
-        let biz = json!({ "out_trade_no": out_trade_no.as_str() }).to_string();
+        let biz = json!({ "out_trade_no": trade.out_trade_no.as_str() }).to_string();
         let fields = self.client.execute(METHOD, biz, None).await?;
         let status_text = required_text(METHOD, &fields, "trade_status")?;
         let status =
             AlipayTradeStatus::parse(&status_text).map_err(|e| response_field_error(METHOD, e))?;
         let state: TradeState = status.into();
         Ok(TradeFacts {
-            provider: ProviderKind::Alipay,
-            out_trade_no: text(&fields, "out_trade_no").unwrap_or_else(|| out_trade_no.to_string()),
+            provider: ProviderKind::ALIPAY,
+            out_trade_no: text(&fields, "out_trade_no")
+                .unwrap_or_else(|| trade.out_trade_no.to_string()),
             provider_trade_no: text(&fields, "trade_no"),
             state,
             amount: yuan_field(METHOD, &fields, "total_amount")?,
@@ -452,8 +497,8 @@ impl Provider for Alipay {
         })
     }
 
-    async fn close_payment(&self, out_trade_no: &OutTradeNo) -> Result<(), ProviderError> {
-        let biz = json!({ "out_trade_no": out_trade_no.as_str() }).to_string();
+    async fn close_payment(&self, trade: &TradeRef) -> Result<(), ProviderError> {
+        let biz = json!({ "out_trade_no": trade.out_trade_no.as_str() }).to_string();
         self.client.execute("alipay.trade.close", biz, None).await?;
         Ok(())
     }

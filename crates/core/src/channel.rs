@@ -6,74 +6,103 @@ use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
 
-/// The payment provider behind an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    /// WeChat Pay, merchant API v2 (XML, MD5 / HMAC-SHA256).
-    Wechat,
-    /// Alipay open platform (`gateway.do`, RSA2).
-    Alipay,
+/// The payment provider behind an order, by its lowercase name (`wechat`, `alipay`, …) as used
+/// in URLs, the API and the database. Open-ended: a provider crate names its own kind, and the
+/// gateway learns which kinds exist from the apps it has configured, so adding a provider adds
+/// no variant here. Stored inline (at most [`ProviderKind::MAX_LEN`] bytes), so it stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProviderKind {
+    len: u8,
+    bytes: [u8; ProviderKind::MAX_LEN],
 }
 
 impl ProviderKind {
-    /// Every provider, for exhaustive listings.
-    pub const ALL: [ProviderKind; 2] = [ProviderKind::Wechat, ProviderKind::Alipay];
+    /// WeChat Pay (its merchant API v2 or v3, chosen per app).
+    pub const WECHAT: ProviderKind = ProviderKind::from_static("wechat");
+    /// Alipay open platform (`gateway.do`, RSA2).
+    pub const ALIPAY: ProviderKind = ProviderKind::from_static("alipay");
+    /// The longest name a provider may have.
+    pub const MAX_LEN: usize = 15;
+
+    /// A provider kind from a name fixed at compile time; an invalid name fails the build.
+    pub const fn from_static(name: &str) -> ProviderKind {
+        match ProviderKind::checked(name) {
+            Some(kind) => kind,
+            None => panic!("a provider name is 1 to 15 of a-z, 0-9 and _, starting with a letter"),
+        }
+    }
+
+    const fn checked(name: &str) -> Option<ProviderKind> {
+        let raw = name.as_bytes();
+        if raw.is_empty() || raw.len() > ProviderKind::MAX_LEN || !raw[0].is_ascii_lowercase() {
+            return None;
+        }
+        let mut bytes = [0_u8; ProviderKind::MAX_LEN];
+        let mut i = 0;
+        while i < raw.len() {
+            let b = raw[i];
+            if !(b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                return None;
+            }
+            bytes[i] = b;
+            i += 1;
+        }
+        Some(ProviderKind {
+            len: raw.len() as u8,
+            bytes,
+        })
+    }
 
     /// The lowercase name used in URLs, the API and the database.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Wechat => "wechat",
-            ProviderKind::Alipay => "alipay",
-        }
+    pub fn as_str(&self) -> &str {
+        // Only ASCII bytes are ever stored (see `checked`).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
 
-    /// Parses the lowercase name.
+    /// Parses a provider name (whether such a provider is configured is the registry's
+    /// question, not this type's).
     pub fn parse(text: &str) -> Result<Self, DomainError> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.as_str() == text)
-            .ok_or_else(|| DomainError::UnknownProvider(text.to_owned()))
+        ProviderKind::checked(text).ok_or_else(|| {
+            DomainError::UnknownProvider(text.chars().take(ProviderKind::MAX_LEN + 1).collect())
+        })
     }
+}
 
-    /// The channels this provider offers.
-    pub const fn channels(self) -> &'static [Channel] {
-        match self {
-            ProviderKind::Wechat => &[
-                Channel::MiniProgram,
-                Channel::Jsapi,
-                Channel::App,
-                Channel::Native,
-                Channel::H5,
-            ],
-            ProviderKind::Alipay => &[
-                Channel::App,
-                Channel::Wap,
-                Channel::Page,
-                Channel::Precreate,
-                Channel::MiniProgram,
-            ],
-        }
+/// By name.
+impl Ord for ProviderKind {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
     }
+}
 
-    /// Whether `channel` exists at this provider.
-    pub fn supports(self, channel: Channel) -> bool {
-        self.channels().contains(&channel)
-    }
-
-    /// The largest single order this provider takes. WeChat's `total_fee` is a signed 32-bit
-    /// `Int` in fen; Alipay's `total_amount` tops out at 100,000,000.00 yuan.
-    pub const fn max_order_fen(self) -> i64 {
-        match self {
-            ProviderKind::Wechat => i32::MAX as i64,
-            ProviderKind::Alipay => crate::Fen::MAX_ORDER.get(),
-        }
+impl PartialOrd for ProviderKind {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
 impl fmt::Display for ProviderKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProviderKind({})", self.as_str())
+    }
+}
+
+impl Serialize for ProviderKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ProviderKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        ProviderKind::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -154,26 +183,28 @@ mod tests {
                 format!("\"{}\"", c.as_str())
             );
         }
-        for p in ProviderKind::ALL {
+        for p in [ProviderKind::WECHAT, ProviderKind::ALIPAY] {
             assert_eq!(ProviderKind::parse(p.as_str()).unwrap(), p);
+            assert_eq!(
+                serde_json::to_string(&p).unwrap(),
+                format!("\"{}\"", p.as_str())
+            );
         }
         assert!(Channel::parse("qr").is_err());
-        assert!(ProviderKind::parse("paypal").is_err());
-    }
-
-    #[test]
-    fn channels_belong_to_their_provider() {
-        assert!(ProviderKind::Wechat.supports(Channel::Native));
-        assert!(!ProviderKind::Wechat.supports(Channel::Precreate));
-        assert!(ProviderKind::Alipay.supports(Channel::Page));
-        assert!(!ProviderKind::Alipay.supports(Channel::Jsapi));
-        assert!(ProviderKind::Wechat.supports(Channel::MiniProgram));
-        assert!(ProviderKind::Alipay.supports(Channel::MiniProgram));
-    }
-
-    #[test]
-    fn provider_caps_match_the_wire_types() {
-        assert_eq!(ProviderKind::Wechat.max_order_fen(), 2_147_483_647);
-        assert_eq!(ProviderKind::Alipay.max_order_fen(), 10_000_000_000);
+        assert_eq!(ProviderKind::parse("fakepay").unwrap().as_str(), "fakepay");
+        let rejected = [
+            "",
+            "Wechat",
+            "9pay",
+            "we-chat",
+            "wechat ",
+            "a_very_long_provider_name",
+            "支付宝",
+        ];
+        for bad in rejected {
+            assert!(ProviderKind::parse(bad).is_err(), "{bad:?}");
+        }
+        let from_json: Result<ProviderKind, _> = serde_json::from_str("\"UPPER\"");
+        assert!(from_json.is_err());
     }
 }

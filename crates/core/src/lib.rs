@@ -17,9 +17,10 @@ pub use ids::{AppName, OrderId, OutRefundNo, OutTradeNo, RefundId};
 pub use money::{Currency, Fen, MoneyError, ReportedYuan};
 pub use order::{Order, OrderEvent, OrderStatus, RefundStatus, TransitionError};
 pub use provider::{
-    CallbackAck, CreatePayment, CreatedPayment, MerchantIdentity, Notice, NotifyError, PayParams,
-    PaymentMismatch, Provider, ProviderError, RawCallback, RefundFacts, RefundQuery, RefundRequest,
-    RefundState, TradeFacts, TradeState,
+    BuyerField, CallbackAck, CallbackOutcome, CallbackPurpose, CallbackRoute, Capabilities,
+    ChannelSupport, CreatePayment, CreatedPayment, InboundCallback, MerchantIdentity, Notice,
+    NotifyError, OutTradeNoRule, PayParams, PaymentMismatch, Provider, ProviderError, RefundFacts,
+    RefundQuery, RefundRequest, RefundState, TradeFacts, TradeRef, TradeState,
 };
 pub use text::{
     BuyerId, Description, MAX_DESCRIPTION_BYTES, MAX_OPENID_BYTES, MAX_REFUND_REASON_BYTES,

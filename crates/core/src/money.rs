@@ -34,6 +34,11 @@ impl Fen {
     /// The largest amount one order may carry: Alipay's ceiling of 100,000,000.00 yuan.
     pub const MAX_ORDER: Fen = Fen(10_000_000_000);
 
+    /// Builds an amount from a count that cannot be negative (for limits fixed at compile time).
+    pub const fn from_u32(fen: u32) -> Fen {
+        Fen(fen as i64)
+    }
+
     /// Builds an amount, refusing negatives.
     pub const fn new(fen: i64) -> Result<Fen, MoneyError> {
         if fen < 0 {

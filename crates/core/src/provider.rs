@@ -135,8 +135,9 @@ pub enum PayParams {
 pub struct CreatedPayment {
     /// What the client needs to pay.
     pub pay_params: PayParams,
-    /// A provider reference known at creation (WeChat prepay_id, Alipay trade_no), if any.
-    pub provider_reference: Option<String>,
+    /// The provider's trade number when creating yields one (Alipay `trade.create`'s
+    /// `trade_no`), stored on the order at once. Not a prepay id: that is no trade number.
+    pub provider_trade_no: Option<String>,
 }
 
 /// A trade's state as the provider reports it, mapped exhaustively from the wire values.
@@ -363,22 +364,240 @@ pub enum Notice {
     Refund(RefundFacts),
 }
 
-/// A raw callback as it reached the notify endpoint.
+/// Which of a provider's callback routes a callback came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackPurpose {
+    /// Trade-status notifies (payment results; Alipay also reports refunds here).
+    Payment,
+    /// Refund-result notifies on a route of their own (WeChat).
+    Refund,
+}
+
+/// A callback route a provider listens on: `POST /notify/{provider}/{app}` plus `suffix`
+/// (`""` or `"/refund"`, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallbackRoute {
+    /// Appended to `/notify/{provider}/{app}`; empty or starting with `/`.
+    pub suffix: &'static str,
+    /// What arrives on it.
+    pub purpose: CallbackPurpose,
+}
+
+/// A callback as it reached the notify endpoint: the whole inbound HTTP request, so a provider
+/// that signs in headers (WeChat APIv3) or in the query can verify it. The gateway has matched
+/// the route (provider, app, purpose) and bounded the body; everything else is the provider's.
 #[derive(Debug, Clone, Copy)]
-pub struct RawCallback<'a> {
-    /// The `Content-Type` header, if any.
-    pub content_type: Option<&'a str>,
+pub struct InboundCallback<'a> {
+    /// The HTTP method.
+    pub method: &'a str,
+    /// The route it came in on.
+    pub purpose: CallbackPurpose,
+    /// The raw query string, without the `?`.
+    pub query: &'a str,
+    /// Every header as received, names in any case.
+    pub headers: &'a [(&'a str, &'a str)],
     /// The exact body bytes.
     pub body: &'a [u8],
 }
 
-/// The HTTP answer a provider expects to a callback.
+impl<'a> InboundCallback<'a> {
+    /// A `POST` of `body` alone, no headers and no query: all a provider that signs only the
+    /// body needs (tests, tools replaying a stored callback).
+    pub fn of_body(purpose: CallbackPurpose, body: &'a [u8]) -> InboundCallback<'a> {
+        InboundCallback {
+            method: "POST",
+            purpose,
+            query: "",
+            headers: &[],
+            body,
+        }
+    }
+
+    /// The first header named `name` (case-insensitively), if any.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// The `Content-Type` header, if any.
+    pub fn content_type(&self) -> Option<&'a str> {
+        self.header("content-type")
+    }
+}
+
+/// How the gateway took a callback, for the provider to phrase its acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    /// Taken (applied, or a duplicate of what was applied): the provider should stop sending.
+    Accepted,
+    /// Refused (unverifiable, malformed, not ours): nothing changed.
+    Rejected,
+    /// Refused unread because the body is over the limit.
+    TooLarge,
+    /// Not handled now (the database is down): the provider should send it again later.
+    RetryLater,
+}
+
+/// The HTTP answer a provider expects to a callback: its status, content type and exact body.
+/// A provider that treats any 2xx as accepted (WeChat APIv3) must answer a refusal with a
+/// 4xx/5xx or it never retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackAck {
+    /// The HTTP status.
+    pub status: u16,
     /// Content type of the reply.
     pub content_type: &'static str,
     /// The exact bytes the provider looks for.
     pub body: String,
+}
+
+/// A field of the create request that a channel needs from the merchant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuyerField {
+    /// The buyer's WeChat openid (`openid`).
+    OpenId,
+    /// The buyer's Alipay id (`buyer_id`).
+    BuyerId,
+    /// The buyer's IP address (`client_ip`).
+    ClientIp,
+}
+
+impl BuyerField {
+    /// The create request's field name.
+    pub const fn request_field(self) -> &'static str {
+        match self {
+            BuyerField::OpenId => "openid",
+            BuyerField::BuyerId => "buyer_id",
+            BuyerField::ClientIp => "client_ip",
+        }
+    }
+
+    /// The API error code when it is missing.
+    pub const fn missing_code(self) -> &'static str {
+        match self {
+            BuyerField::OpenId => "openid_required",
+            BuyerField::BuyerId => "buyer_id_required",
+            BuyerField::ClientIp => "client_ip_required",
+        }
+    }
+}
+
+/// What one channel of an app needs and how it is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSupport {
+    /// The channel.
+    pub channel: Channel,
+    /// The field that identifies the buyer at the provider (stored as the order's payer),
+    /// when the channel needs one.
+    pub payer: Option<BuyerField>,
+    /// Whether the buyer's IP is required.
+    pub client_ip_required: bool,
+    /// Whether creating only signs locally (no call to the provider), so it can run before
+    /// the order is stored and the order be stored with its pay params in one write.
+    pub signs_locally: bool,
+}
+
+/// The merchant order numbers a provider takes: a length range over ASCII letters, digits and
+/// `extra_chars`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutTradeNoRule {
+    /// Fewest characters.
+    pub min_len: usize,
+    /// Most characters.
+    pub max_len: usize,
+    /// Allowed besides ASCII letters and digits.
+    pub extra_chars: &'static str,
+}
+
+impl OutTradeNoRule {
+    /// Why `out_trade_no` is not acceptable to this provider, if it is not.
+    pub fn check(&self, out_trade_no: &OutTradeNo) -> Result<(), String> {
+        let text = out_trade_no.as_str();
+        if !(self.min_len..=self.max_len).contains(&text.len()) {
+            return Err(format!(
+                "out_trade_no must be {} to {} characters",
+                self.min_len, self.max_len
+            ));
+        }
+        match text
+            .chars()
+            .find(|c| !c.is_ascii_alphanumeric() && !self.extra_chars.contains(*c))
+        {
+            Some(c) => Err(format!(
+                "out_trade_no may hold letters, digits and {:?}, not {c:?}",
+                self.extra_chars
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What a configured provider app offers and needs, declared by the provider so the gateway
+/// validates requests and routes callbacks without knowing which provider it talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The channels this app is set up for, with what each needs.
+    pub channels: Vec<ChannelSupport>,
+    /// The largest single order.
+    pub max_order_amount: Fen,
+    /// Which merchant order numbers it takes.
+    pub out_trade_no: OutTradeNoRule,
+    /// The callback routes it listens on.
+    pub callback_routes: &'static [CallbackRoute],
+    /// The route refund results are posted to, when refunds have a notify of their own.
+    pub refund_callback: Option<CallbackRoute>,
+}
+
+impl Capabilities {
+    /// What `channel` needs, when this app offers it.
+    pub fn channel(&self, channel: Channel) -> Option<&ChannelSupport> {
+        self.channels.iter().find(|c| c.channel == channel)
+    }
+
+    /// The route with `suffix`, if the provider listens on it.
+    pub fn callback_route(&self, suffix: &str) -> Option<CallbackRoute> {
+        self.callback_routes
+            .iter()
+            .find(|route| route.suffix == suffix)
+            .copied()
+    }
+}
+
+/// The trade a query or close is about: paygate's number, the provider's when known (some
+/// providers prefer or need it), and when the order was created (providers that shard by date
+/// need it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradeRef {
+    /// The merchant's order number.
+    pub out_trade_no: OutTradeNo,
+    /// The provider's trade number, when known.
+    pub provider_trade_no: Option<String>,
+    /// When the order was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl TradeRef {
+    /// A reference by the merchant's order number alone, created now (for tools and tests
+    /// that have no stored order).
+    pub fn for_out_trade_no(out_trade_no: OutTradeNo) -> TradeRef {
+        TradeRef {
+            out_trade_no,
+            provider_trade_no: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    /// The reference to `order`'s trade.
+    pub fn of(order: &Order) -> TradeRef {
+        TradeRef {
+            out_trade_no: order.out_trade_no.clone(),
+            provider_trade_no: order.provider_trade_no.clone(),
+            created_at: order.created_at,
+        }
+    }
 }
 
 /// Why a raw callback was refused. Every variant means "change nothing".
@@ -490,16 +709,9 @@ pub trait Provider: Send + Sync {
     /// The merchant identity callbacks and queries must name.
     fn merchant(&self) -> &MerchantIdentity;
 
-    /// The channels this app is set up for (a subset of `kind().channels()`).
-    fn channels(&self) -> &[Channel];
-
-    /// Whether `create_payment` for `channel` only signs locally (no call to the provider), so
-    /// it can run before the order is stored and the order stored with its pay params in one
-    /// write. Such a payment has no provider-side state to make idempotent first.
-    fn signs_locally(&self, channel: Channel) -> bool {
-        let _ = channel;
-        false
-    }
+    /// What this app offers and needs: channels and their required fields, amount limit,
+    /// order-number rule, callback routes.
+    fn capabilities(&self) -> &Capabilities;
 
     /// Everything [`Provider::create_payment`] would refuse without asking the provider
     /// (channel, currency, amount, required buyer fields, missing app settings), checked
@@ -514,19 +726,20 @@ pub trait Provider: Send + Sync {
         request: &CreatePayment,
     ) -> Result<CreatedPayment, ProviderError>;
 
-    /// Verifies a raw callback's authenticity and parses it. It does not compare against any
-    /// order; that is [`TradeFacts::check_payment`]'s job.
-    fn verify_notice(&self, callback: RawCallback<'_>) -> Result<Notice, NotifyError>;
+    /// Verifies an inbound callback's authenticity (over the raw bytes and whatever headers
+    /// the provider signs) and parses it. It does not compare against any order; that is
+    /// [`TradeFacts::check_payment`]'s job.
+    fn verify_callback(&self, callback: &InboundCallback<'_>) -> Result<Notice, NotifyError>;
 
-    /// The body that tells the provider the callback was (or was not) taken, so it stops (or
-    /// keeps) retrying.
-    fn acknowledge(&self, accepted: bool) -> CallbackAck;
+    /// The answer that tells the provider how its callback was taken, so it stops (or keeps)
+    /// retrying: status, content type and body are the provider's to choose.
+    fn acknowledge(&self, outcome: CallbackOutcome) -> CallbackAck;
 
     /// Asks the provider for a trade's current facts.
-    async fn query_payment(&self, out_trade_no: &OutTradeNo) -> Result<TradeFacts, ProviderError>;
+    async fn query_payment(&self, trade: &TradeRef) -> Result<TradeFacts, ProviderError>;
 
     /// Closes an unpaid trade at the provider.
-    async fn close_payment(&self, out_trade_no: &OutTradeNo) -> Result<(), ProviderError>;
+    async fn close_payment(&self, trade: &TradeRef) -> Result<(), ProviderError>;
 
     /// Sends a refund; retries must reuse `out_refund_no`.
     async fn refund(&self, request: &RefundRequest) -> Result<RefundFacts, ProviderError>;
@@ -543,7 +756,7 @@ mod tests {
     fn order() -> Order {
         Order {
             id: OrderId::generate(),
-            provider: ProviderKind::Alipay,
+            provider: ProviderKind::ALIPAY,
             app: AppName::parse("shop").unwrap(),
             channel: Channel::App,
             out_trade_no: OutTradeNo::parse("order_0001").unwrap(),
@@ -574,7 +787,7 @@ mod tests {
 
     fn facts() -> TradeFacts {
         TradeFacts {
-            provider: ProviderKind::Alipay,
+            provider: ProviderKind::ALIPAY,
             out_trade_no: "order_0001".into(),
             provider_trade_no: Some("2024010222001".into()),
             state: TradeState::Paid,
@@ -598,7 +811,7 @@ mod tests {
         let m = merchant();
         type Tamper = Box<dyn Fn(&mut TradeFacts)>;
         let cases: Vec<(Tamper, &str)> = vec![
-            (Box::new(|f| f.provider = ProviderKind::Wechat), "provider"),
+            (Box::new(|f| f.provider = ProviderKind::WECHAT), "provider"),
             (
                 Box::new(|f| f.out_trade_no = "order_0002".into()),
                 "out_trade_no",
@@ -659,18 +872,77 @@ mod tests {
         assert_eq!(back, p);
     }
 
-    struct Dummy(MerchantIdentity);
+    struct Dummy(MerchantIdentity, Capabilities);
+
+    fn capabilities() -> Capabilities {
+        Capabilities {
+            channels: vec![ChannelSupport {
+                channel: Channel::App,
+                payer: None,
+                client_ip_required: false,
+                signs_locally: true,
+            }],
+            max_order_amount: Fen::MAX_ORDER,
+            out_trade_no: OutTradeNoRule {
+                min_len: 6,
+                max_len: 32,
+                extra_chars: "_-",
+            },
+            callback_routes: &[CallbackRoute {
+                suffix: "",
+                purpose: CallbackPurpose::Payment,
+            }],
+            refund_callback: None,
+        }
+    }
+
+    #[test]
+    fn an_order_number_rule_names_what_it_refuses() {
+        let rule = capabilities().out_trade_no;
+        let no = |text: &str| OutTradeNo::parse(text).unwrap();
+        assert_eq!(rule.check(&no("order-0001_a")), Ok(()));
+        assert!(rule.check(&no("short")).unwrap_err().contains("6 to 32"));
+        assert!(
+            rule.check(&no(&"a".repeat(33)))
+                .unwrap_err()
+                .contains("6 to 32")
+        );
+        assert!(rule.check(&no("order|0001")).unwrap_err().contains("'|'"));
+    }
+
+    #[test]
+    fn callback_headers_are_found_whatever_their_case() {
+        let headers = [
+            ("Content-Type", "text/xml"),
+            ("wechatpay-serial", "PUB_KEY_ID_1"),
+        ];
+        let callback = InboundCallback {
+            method: "POST",
+            purpose: CallbackPurpose::Payment,
+            query: "",
+            headers: &headers,
+            body: b"<xml/>",
+        };
+        assert_eq!(callback.content_type(), Some("text/xml"));
+        assert_eq!(callback.header("Wechatpay-Serial"), Some("PUB_KEY_ID_1"));
+        assert_eq!(callback.header("Wechatpay-Nonce"), None);
+        assert_eq!(
+            capabilities().callback_route("").map(|r| r.purpose),
+            Some(CallbackPurpose::Payment)
+        );
+        assert_eq!(capabilities().callback_route("/refund"), None);
+    }
 
     #[async_trait]
     impl Provider for Dummy {
         fn kind(&self) -> ProviderKind {
-            ProviderKind::Alipay
+            ProviderKind::ALIPAY
         }
         fn merchant(&self) -> &MerchantIdentity {
             &self.0
         }
-        fn channels(&self) -> &[Channel] {
-            &[Channel::App]
+        fn capabilities(&self) -> &Capabilities {
+            &self.1
         }
         fn check_payment_request(&self, _: &CreatePayment) -> Result<(), ProviderError> {
             Ok(())
@@ -678,19 +950,21 @@ mod tests {
         async fn create_payment(&self, r: &CreatePayment) -> Result<CreatedPayment, ProviderError> {
             Err(ProviderError::InvalidRequest(r.subject.clone()))
         }
-        fn verify_notice(&self, _: RawCallback<'_>) -> Result<Notice, NotifyError> {
+        fn verify_callback(&self, _: &InboundCallback<'_>) -> Result<Notice, NotifyError> {
             Err(NotifyError::BadSignature)
         }
-        fn acknowledge(&self, accepted: bool) -> CallbackAck {
+        fn acknowledge(&self, outcome: CallbackOutcome) -> CallbackAck {
+            let accepted = outcome == CallbackOutcome::Accepted;
             CallbackAck {
+                status: if accepted { 200 } else { 400 },
                 content_type: "text/plain",
                 body: if accepted { "success" } else { "failure" }.into(),
             }
         }
-        async fn query_payment(&self, _: &OutTradeNo) -> Result<TradeFacts, ProviderError> {
+        async fn query_payment(&self, _: &TradeRef) -> Result<TradeFacts, ProviderError> {
             Err(ProviderError::NotFound)
         }
-        async fn close_payment(&self, _: &OutTradeNo) -> Result<(), ProviderError> {
+        async fn close_payment(&self, _: &TradeRef) -> Result<(), ProviderError> {
             Err(ProviderError::AlreadyPaid)
         }
         async fn refund(&self, _: &RefundRequest) -> Result<RefundFacts, ProviderError> {
@@ -730,9 +1004,9 @@ mod tests {
     #[tokio::test]
     async fn the_trait_is_object_safe() {
         let providers: Vec<std::sync::Arc<dyn Provider>> =
-            vec![std::sync::Arc::new(Dummy(merchant()))];
+            vec![std::sync::Arc::new(Dummy(merchant(), capabilities()))];
         let p = &providers[0];
-        assert_eq!(p.kind(), ProviderKind::Alipay);
+        assert_eq!(p.kind(), ProviderKind::ALIPAY);
         assert!(
             p.refund(&RefundRequest {
                 out_trade_no: OutTradeNo::parse("order_0001").unwrap(),
@@ -747,6 +1021,7 @@ mod tests {
             .unwrap_err()
             .outcome_unknown()
         );
-        assert_eq!(p.acknowledge(true).body, "success");
+        assert_eq!(p.acknowledge(CallbackOutcome::Accepted).body, "success");
+        assert_eq!(p.acknowledge(CallbackOutcome::Rejected).status, 400);
     }
 }

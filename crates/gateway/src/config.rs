@@ -515,7 +515,10 @@ impl Settings {
             }
             check_channels(
                 &key("channels"),
-                paygate_core::ProviderKind::Wechat,
+                (
+                    paygate_core::ProviderKind::WECHAT,
+                    &paygate_wechat::CHANNELS,
+                ),
                 &app.channels,
             )?;
             let offers_h5 = app.channels.iter().flatten().any(|c| *c == Channel::H5);
@@ -572,7 +575,10 @@ impl Settings {
             }
             check_channels(
                 &key("channels"),
-                paygate_core::ProviderKind::Alipay,
+                (
+                    paygate_core::ProviderKind::ALIPAY,
+                    &paygate_alipay::CHANNELS,
+                ),
                 &app.channels,
             )?;
         }
@@ -760,11 +766,11 @@ fn one_of(key: &str, inline: bool, file: bool) -> Result<(), ConfigError> {
 
 fn check_channels(
     key: &str,
-    provider: paygate_core::ProviderKind,
+    (provider, supported): (paygate_core::ProviderKind, &[Channel]),
     channels: &Option<Vec<Channel>>,
 ) -> Result<(), ConfigError> {
     for channel in channels.iter().flatten() {
-        if !provider.supports(*channel) {
+        if !supported.contains(channel) {
             return Err(ConfigError::invalid(
                 key,
                 format!("{provider} has no channel {channel}"),

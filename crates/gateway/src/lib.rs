@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 mod middleware;
+pub mod observed;
 pub mod openapi;
 pub mod payments;
 pub mod providers;

@@ -2,7 +2,7 @@
 //! parallel test servers do not share counters.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 /// The gateway's metrics.
@@ -23,6 +23,12 @@ pub struct Metrics {
     pub provider_errors: IntCounterVec,
     /// Refused API authentications: `unknown_key` (401) or `throttled` (429).
     pub failed_authentications: IntCounterVec,
+    /// Provider call latency by provider, operation and outcome.
+    pub provider_calls: HistogramVec,
+    /// Age of the oldest merchant webhook event not yet delivered (0 when none), set at scrape.
+    pub outbox_lag: Gauge,
+    /// Age of the oldest pending order (0 when none), set at scrape.
+    pub oldest_pending_order_age: Gauge,
 }
 
 impl Metrics {
@@ -71,6 +77,27 @@ impl Metrics {
             &["outcome"],
         )?;
         registry.register(Box::new(failed_authentications.clone()))?;
+        let provider_calls = HistogramVec::new(
+            HistogramOpts::new(
+                "provider_call_duration_seconds",
+                "Provider API calls by provider, operation and outcome",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["provider", "operation", "outcome"],
+        )?;
+        registry.register(Box::new(provider_calls.clone()))?;
+        let outbox_lag = Gauge::with_opts(Opts::new(
+            "outbox_lag_seconds",
+            "Age of the oldest merchant webhook event not yet delivered (0 when none)",
+        ))?;
+        registry.register(Box::new(outbox_lag.clone()))?;
+        let oldest_pending_order_age = Gauge::with_opts(Opts::new(
+            "oldest_pending_order_age_seconds",
+            "Age of the oldest pending order (0 when none)",
+        ))?;
+        registry.register(Box::new(oldest_pending_order_age.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(callbacks.clone()))?;
@@ -86,6 +113,9 @@ impl Metrics {
             transitions,
             provider_errors,
             failed_authentications,
+            provider_calls,
+            outbox_lag,
+            oldest_pending_order_age,
         })
     }
 

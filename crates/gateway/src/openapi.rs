@@ -31,7 +31,7 @@ use crate::routes;
         routes::wechat::oauth_authorize_url,
         routes::wechat::oauth_openid,
         routes::notify::payment_notify,
-        routes::notify::refund_notify,
+        routes::notify::routed_notify,
         routes::health::healthz,
         routes::health::readyz,
         routes::health::metrics,

@@ -70,7 +70,9 @@ pub async fn apply_trade_facts(
                 }
             }
             OrderStatus::Closed => {
-                let confirmed = provider.query_payment(&order.out_trade_no).await?;
+                let confirmed = provider
+                    .query_payment(&paygate_core::TradeRef::of(&order))
+                    .await?;
                 if let Err(mismatch) = confirmed.check_payment(&order, provider.merchant()) {
                     return Ok(PaymentOutcome::Mismatch(mismatch));
                 }

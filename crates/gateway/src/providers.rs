@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use paygate_alipay::{Alipay, AlipayConfig, AlipayTrust, CertSource};
-use paygate_core::{AppName, ProviderKind};
+use paygate_core::AppName;
 use paygate_sandbox::SandboxCredentials;
 use paygate_wechat::WechatPay;
 use paygate_wechat::config::{MerchantCertificate, WechatConfig};
@@ -75,7 +75,7 @@ pub fn from_sandbox(
         cert_pem: w.merchant_cert_pem.clone(),
         key_pem: SecretString::from(w.merchant_key_pem.clone()),
     });
-    wechat.channels = ProviderKind::Wechat.channels().to_vec();
+    wechat.channels = paygate_wechat::CHANNELS.to_vec();
     wechat.h5_scene = Some(paygate_wechat::config::H5Scene {
         wap_url: "http://127.0.0.1".to_owned(),
         wap_name: "paygate sandbox".to_owned(),
@@ -92,7 +92,7 @@ pub fn from_sandbox(
         },
         gateway_url: a.gateway_url.clone(),
         timeout_secs: timeout.as_secs().max(1),
-        channels: ProviderKind::Alipay.channels().to_vec(),
+        channels: paygate_alipay::CHANNELS.to_vec(),
         wap_quit_url: None,
     };
     let provider = Alipay::new(alipay).map_err(|e| invalid("sandbox.alipay".to_owned(), e))?;
@@ -186,8 +186,7 @@ fn wechat_config(key: &str, app: &WechatAppSettings) -> Result<WechatConfig, Con
     config.server_ip = app.server_ip;
     config.channels = app.channels.clone().unwrap_or_else(|| {
         // h5 needs a registered site (scene_info); it is only on when configured explicitly.
-        ProviderKind::Wechat
-            .channels()
+        paygate_wechat::CHANNELS
             .iter()
             .copied()
             .filter(|c| *c != paygate_core::Channel::H5)
@@ -237,7 +236,7 @@ fn alipay_config(key: &str, app: &AlipayAppSettings) -> Result<AlipayConfig, Con
         channels: app
             .channels
             .clone()
-            .unwrap_or_else(|| ProviderKind::Alipay.channels().to_vec()),
+            .unwrap_or_else(|| paygate_alipay::CHANNELS.to_vec()),
         wap_quit_url: None,
     })
 }

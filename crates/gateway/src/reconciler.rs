@@ -364,7 +364,11 @@ pub async fn close_at_provider_first(
         Transition::Applied(_) => CloseOutcome::Closed,
         Transition::Lost(_) => CloseOutcome::Lost,
     };
-    match app.provider.close_payment(&order.out_trade_no).await {
+    match app
+        .provider
+        .close_payment(&paygate_core::TradeRef::of(order))
+        .await
+    {
         Ok(()) | Err(ProviderError::AlreadyClosed) => Ok(closed_locally(
             close_order_locally(&state.store, order, None).await?,
         )),
@@ -580,7 +584,11 @@ async fn query_and_apply(
     app: &ProviderApp,
     order: Order,
 ) -> Result<Queried, StoreError> {
-    let facts = match app.provider.query_payment(&order.out_trade_no).await {
+    let facts = match app
+        .provider
+        .query_payment(&paygate_core::TradeRef::of(&order))
+        .await
+    {
         Ok(facts) => facts,
         Err(ProviderError::NotFound) => return Ok(Queried::Unknown),
         Err(error) => {

@@ -27,7 +27,7 @@ impl ProviderApp {
 
     /// Whether the app is set up for `channel`.
     pub fn offers(&self, channel: Channel) -> bool {
-        self.provider.channels().contains(&channel)
+        self.provider.capabilities().channel(channel).is_some()
     }
 }
 
@@ -56,6 +56,19 @@ impl Registry {
             (Some(app), None) => Some(app),
             _ => None,
         }
+    }
+
+    /// The same apps with every provider wrapped by `wrap` (to observe its calls, say).
+    pub fn map_providers(self, wrap: impl Fn(Arc<dyn Provider>) -> Arc<dyn Provider>) -> Registry {
+        let apps = self
+            .apps
+            .into_iter()
+            .map(|(key, app)| {
+                let provider = wrap(app.provider);
+                (key, ProviderApp { provider, ..app })
+            })
+            .collect();
+        Registry { apps }
     }
 
     /// Every app, in a stable order.

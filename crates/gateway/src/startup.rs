@@ -16,6 +16,7 @@ use crate::config::{ConfigError, HttpSettings, Settings};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::middleware::BodyTimeout;
+use crate::registry::ProviderApp;
 use crate::routes;
 use crate::state::AppState;
 
@@ -61,6 +62,17 @@ impl Application {
     /// Binds, connects, migrates and wires everything; nothing is served until
     /// [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        Application::build_with(settings, Vec::new()).await
+    }
+
+    /// [`Application::build`] with provider apps beyond those the config describes: how a
+    /// provider implemented outside this workspace (or a test's) is plugged in. They join the
+    /// same registry as configured apps; an app whose provider and name are already taken is
+    /// refused.
+    pub async fn build_with(
+        settings: Settings,
+        extra_apps: Vec<ProviderApp>,
+    ) -> Result<Application, StartError> {
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {
             address: settings.listen,
             source,
@@ -92,12 +104,28 @@ impl Application {
         } else {
             (crate::providers::from_settings(&settings)?, None)
         };
+        let mut registry = registry;
+        for app in extra_apps {
+            if registry.get(app.kind(), &app.name).is_some() {
+                return Err(crate::config::ConfigError::Invalid {
+                    key: format!("{}.{}", app.kind(), app.name),
+                    reason: "an app of that provider and name is already configured".to_owned(),
+                }
+                .into());
+            }
+            registry.insert(app);
+        }
 
         let background = crate::reconciler::Background::from_settings(&settings)?;
+        let metrics = Metrics::new()?;
+        let latency = metrics.provider_calls.clone();
+        let registry = registry.map_providers(|provider| {
+            std::sync::Arc::new(crate::observed::Observed::new(provider, latency.clone()))
+        });
         let state = web::Data::new(AppState {
             store,
             registry,
-            metrics: Metrics::new()?,
+            metrics,
             limits: settings.limits.clone(),
             public_base_url,
             keys: crate::auth::KeyCache::new(crate::auth::KEY_CACHE_TTL),
@@ -300,12 +328,12 @@ fn serve(
             .service(
                 web::scope("/notify")
                     .route(
-                        "/wechat/{app}/refund",
-                        web::post().to(routes::notify::refund_notify),
-                    )
-                    .route(
                         "/{provider}/{app}",
                         web::post().to(routes::notify::payment_notify),
+                    )
+                    .route(
+                        "/{provider}/{app}/{route}",
+                        web::post().to(routes::notify::routed_notify),
                     ),
             )
             .service(

@@ -1,7 +1,5 @@
 //! What every handler shares: the store, the provider registry, metrics and limits.
 
-use paygate_core::ProviderKind;
-
 use crate::config::Limits;
 use crate::metrics::Metrics;
 use crate::registry::{ProviderApp, Registry};
@@ -41,12 +39,14 @@ impl AppState {
         )
     }
 
-    /// Where `app`'s refund notifies go (WeChat posts them separately; Alipay reports refunds
-    /// on the trade notify).
+    /// Where `app`'s refund notifies go: the route the provider declares for them, or the
+    /// payment route when it reports refunds on its trade notify (Alipay).
     pub fn refund_notify_url(&self, app: &ProviderApp) -> String {
-        match app.kind() {
-            ProviderKind::Wechat => format!("{}/refund", self.notify_url(app)),
-            ProviderKind::Alipay => self.notify_url(app),
-        }
+        let suffix = app
+            .provider
+            .capabilities()
+            .refund_callback
+            .map_or("", |route| route.suffix);
+        format!("{}{suffix}", self.notify_url(app))
     }
 }

@@ -320,15 +320,15 @@ mod tests {
         let book = FaultBook::default();
         book.add(Fault::once(FaultKind::DropNotify).for_trade("T1"));
         assert!(
-            book.take_notify_faults(ProviderKind::Wechat, "T2")
+            book.take_notify_faults(ProviderKind::WECHAT, "T2")
                 .is_empty()
         );
         assert_eq!(
-            book.take_notify_faults(ProviderKind::Wechat, "T1"),
+            book.take_notify_faults(ProviderKind::WECHAT, "T1"),
             vec![FaultKind::DropNotify]
         );
         assert!(
-            book.take_notify_faults(ProviderKind::Wechat, "T1")
+            book.take_notify_faults(ProviderKind::WECHAT, "T1")
                 .is_empty()
         );
         assert!(book.list().is_empty());
@@ -340,7 +340,7 @@ mod tests {
             let book = FaultBook::default();
             book.add(Fault::once(FaultKind::DuplicateNotify).times(FaultTimes::Count(count)));
             let fired = (0..calls)
-                .filter(|_| !book.take_notify_faults(ProviderKind::Alipay, "T").is_empty())
+                .filter(|_| !book.take_notify_faults(ProviderKind::ALIPAY, "T").is_empty())
                 .count();
             proptest::prop_assert_eq!(fired as u32, count.min(calls));
         }
@@ -376,15 +376,15 @@ mod tests {
         let book = FaultBook::default();
         book.add(Fault::once(FaultKind::SystemError).for_api("alipay.trade.query"));
         assert!(
-            book.take_notify_faults(ProviderKind::Alipay, "T1")
+            book.take_notify_faults(ProviderKind::ALIPAY, "T1")
                 .is_empty()
         );
         assert!(
-            book.take_api_fault(ProviderKind::Alipay, "alipay.trade.close", None)
+            book.take_api_fault(ProviderKind::ALIPAY, "alipay.trade.close", None)
                 .is_none()
         );
         assert!(
-            book.take_api_fault(ProviderKind::Alipay, "alipay.trade.query", None)
+            book.take_api_fault(ProviderKind::ALIPAY, "alipay.trade.query", None)
                 .is_some()
         );
     }

@@ -320,9 +320,11 @@ pub(crate) struct DispatchContext {
 
 impl Dispatcher {
     fn retry_delay(&self, provider: ProviderKind, retry_index: usize) -> Option<Duration> {
-        let seconds = match provider {
-            ProviderKind::Wechat => WECHAT_RETRY_SECONDS.get(retry_index),
-            ProviderKind::Alipay => ALIPAY_RETRY_SECONDS.get(retry_index),
+        // The sandbox plays WeChat and Alipay only.
+        let seconds = if provider == ProviderKind::WECHAT {
+            WECHAT_RETRY_SECONDS.get(retry_index)
+        } else {
+            ALIPAY_RETRY_SECONDS.get(retry_index)
         }?;
         let scale = if self.time_scale > 0.0 {
             self.time_scale
@@ -466,9 +468,10 @@ fn finish(
 ) -> NotifyDelivery {
     match outcome {
         Ok((status, body)) => {
-            let expected = match record.provider {
-                ProviderKind::Wechat => WECHAT_ACK,
-                ProviderKind::Alipay => ALIPAY_ACK,
+            let expected = if record.provider == ProviderKind::WECHAT {
+                WECHAT_ACK
+            } else {
+                ALIPAY_ACK
             };
             record.acknowledged = status == 200 && body == expected;
             record.response_status = Some(status);

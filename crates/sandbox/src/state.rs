@@ -112,10 +112,10 @@ impl SandboxState {
             .trades
             .find(|t| t.wechat().is_some_and(|w| w.prepay_id == prepay_id))
             .ok_or_else(|| SandboxError::TradeNotFound {
-                provider: ProviderKind::Wechat,
+                provider: ProviderKind::WECHAT,
                 reference: prepay_id.to_owned(),
             })?;
-        self.pay(ProviderKind::Wechat, &trade.out_trade_no)
+        self.pay(ProviderKind::WECHAT, &trade.out_trade_no)
     }
 
     fn dispatch(&self, job: NotifyJob) {

@@ -177,14 +177,7 @@ impl Trade {
     }
 }
 
-fn provider_key(provider: ProviderKind) -> u8 {
-    match provider {
-        ProviderKind::Wechat => 0,
-        ProviderKind::Alipay => 1,
-    }
-}
-
-type BookKey = (u8, String);
+type BookKey = (ProviderKind, String);
 
 /// All trades, shared by the HTTP handlers and the Rust API.
 pub(crate) struct TradeBook {
@@ -250,7 +243,7 @@ impl TradeBook {
     /// A copy of one trade.
     pub(crate) fn get(&self, provider: ProviderKind, out_trade_no: &str) -> Option<Trade> {
         self.lock()
-            .get(&(provider_key(provider), out_trade_no.to_owned()))
+            .get(&(provider, out_trade_no.to_owned()))
             .cloned()
     }
 
@@ -275,7 +268,7 @@ impl TradeBook {
         change: impl FnOnce(&mut Option<Trade>) -> (R, bool),
     ) -> R {
         let mut trades = self.lock();
-        let key = (provider_key(provider), out_trade_no.to_owned());
+        let key = (provider, out_trade_no.to_owned());
         let mut slot = trades.remove(&key);
         let (result, changed) = change(&mut slot);
         if let Some(trade) = slot {
@@ -290,7 +283,7 @@ impl TradeBook {
 }
 
 fn book_key(trade: &Trade) -> BookKey {
-    (provider_key(trade.provider), trade.out_trade_no.clone())
+    (trade.provider, trade.out_trade_no.clone())
 }
 
 /// `trades.json` → `trades.json.journal`.
@@ -459,7 +452,7 @@ mod tests {
 
     fn trade(out_trade_no: &str, amount: i64) -> Trade {
         Trade {
-            provider: ProviderKind::Alipay,
+            provider: ProviderKind::ALIPAY,
             out_trade_no: out_trade_no.to_owned(),
             amount: Fen::new(amount).unwrap(),
             status: TradeStatus::AwaitingPayment,
@@ -482,7 +475,7 @@ mod tests {
 
     fn put(book: &TradeBook, t: Trade) {
         let no = t.out_trade_no.clone();
-        book.update(ProviderKind::Alipay, &no, |slot| {
+        book.update(ProviderKind::ALIPAY, &no, |slot| {
             *slot = Some(t);
             ((), true)
         });
@@ -495,7 +488,7 @@ mod tests {
         let book = TradeBook::open(Some(path.clone()));
         put(&book, trade("no_1", 1));
         put(&book, trade("no_2", 2));
-        book.update(ProviderKind::Alipay, "no_1", |slot| {
+        book.update(ProviderKind::ALIPAY, "no_1", |slot| {
             slot.as_mut().unwrap().status = TradeStatus::Paid;
             ((), true)
         });
@@ -512,11 +505,11 @@ mod tests {
 
         let reopened = TradeBook::open(Some(path.clone()));
 
-        let first = reopened.get(ProviderKind::Alipay, "no_1").unwrap();
+        let first = reopened.get(ProviderKind::ALIPAY, "no_1").unwrap();
         assert_eq!(first.status, TradeStatus::Paid, "the later line wins");
         assert_eq!(
             reopened
-                .get(ProviderKind::Alipay, "no_2")
+                .get(ProviderKind::ALIPAY, "no_2")
                 .unwrap()
                 .amount
                 .get(),
@@ -536,7 +529,7 @@ mod tests {
         let path = dir.path().join("trades.json");
         let book = TradeBook::open(Some(path.clone()));
         put(&book, trade("no_1", 1));
-        book.update(ProviderKind::Alipay, "no_1", |_| ((), false));
+        book.update(ProviderKind::ALIPAY, "no_1", |_| ((), false));
         book.flush();
 
         let lines = std::fs::read_to_string(journal_path(&path)).unwrap();

@@ -184,7 +184,7 @@ impl Merchant {
             "subject": "Simulated tea",
             "expires_in_seconds": order.expires_in_seconds,
         });
-        if order.provider == ProviderKind::Wechat {
+        if order.provider == ProviderKind::WECHAT {
             body["client_ip"] = json!("203.0.113.7");
             if matches!(order.channel, Channel::Jsapi | Channel::MiniProgram) {
                 body["openid"] = json!("o_sim_buyer");
@@ -235,7 +235,7 @@ impl Merchant {
         let pay_params = order.and_then(|o| o.pay_params.as_ref());
         let provider = order.map(|o| o.provider);
         let by_number = json!({
-            "provider": provider.unwrap_or(ProviderKind::Wechat),
+            "provider": provider.unwrap_or(ProviderKind::WECHAT),
             "out_trade_no": trade.out_trade_no(),
         });
         let body = match pay_params.and_then(|p| p["type"].as_str()) {

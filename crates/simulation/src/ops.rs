@@ -199,29 +199,30 @@ impl fmt::Display for Step {
 
 /// The channels the simulated gateway config enables (WeChat h5 needs a registered site).
 pub const CHANNELS: [(ProviderKind, Channel); 9] = [
-    (ProviderKind::Wechat, Channel::Jsapi),
-    (ProviderKind::Wechat, Channel::MiniProgram),
-    (ProviderKind::Wechat, Channel::Native),
-    (ProviderKind::Wechat, Channel::App),
-    (ProviderKind::Alipay, Channel::App),
-    (ProviderKind::Alipay, Channel::Wap),
-    (ProviderKind::Alipay, Channel::Page),
-    (ProviderKind::Alipay, Channel::Precreate),
-    (ProviderKind::Alipay, Channel::MiniProgram),
+    (ProviderKind::WECHAT, Channel::Jsapi),
+    (ProviderKind::WECHAT, Channel::MiniProgram),
+    (ProviderKind::WECHAT, Channel::Native),
+    (ProviderKind::WECHAT, Channel::App),
+    (ProviderKind::ALIPAY, Channel::App),
+    (ProviderKind::ALIPAY, Channel::Wap),
+    (ProviderKind::ALIPAY, Channel::Page),
+    (ProviderKind::ALIPAY, Channel::Precreate),
+    (ProviderKind::ALIPAY, Channel::MiniProgram),
 ];
 
 /// The provider APIs a fault can hit, by provider and channel: the WeChat path or Alipay
 /// method of create (when the channel calls one), query, close, refund and refund query.
 pub fn apis(provider: ProviderKind, channel: Channel) -> Vec<&'static str> {
+    // The simulation drives the sandbox's two providers: what is not WeChat is Alipay.
     match provider {
-        ProviderKind::Wechat => vec![
+        ProviderKind::WECHAT => vec![
             "/pay/unifiedorder",
             "/pay/orderquery",
             "/pay/closeorder",
             "/secapi/pay/refund",
             "/pay/refundquery",
         ],
-        ProviderKind::Alipay => {
+        _ => {
             let mut apis = vec![
                 "alipay.trade.query",
                 "alipay.trade.close",
@@ -448,7 +449,7 @@ fn refund(rng: &mut StdRng, trades: &mut [Planned]) -> Option<Op> {
 
 fn notify_fault(rng: &mut StdRng, trades: &[Planned]) -> Option<Op> {
     let planned = pick_trade(rng, trades, |_| true)?;
-    let wechat = planned.order.provider == ProviderKind::Wechat;
+    let wechat = planned.order.provider == ProviderKind::WECHAT;
     let kind = match rng.random_range(0..11) {
         0..=2 => FaultKind::DropNotify,
         3 => FaultKind::DuplicateNotify,
@@ -483,10 +484,10 @@ fn notify_fault(rng: &mut StdRng, trades: &[Planned]) -> Option<Op> {
 /// The API that creates a trade at the provider, for channels that call one.
 fn create_api(provider: ProviderKind, channel: Channel) -> Option<&'static str> {
     match (provider, channel) {
-        (ProviderKind::Wechat, _) => Some("/pay/unifiedorder"),
-        (ProviderKind::Alipay, Channel::Precreate) => Some("alipay.trade.precreate"),
-        (ProviderKind::Alipay, Channel::MiniProgram) => Some("alipay.trade.create"),
-        (ProviderKind::Alipay, _) => None,
+        (ProviderKind::WECHAT, _) => Some("/pay/unifiedorder"),
+        (ProviderKind::ALIPAY, Channel::Precreate) => Some("alipay.trade.precreate"),
+        (ProviderKind::ALIPAY, Channel::MiniProgram) => Some("alipay.trade.create"),
+        _ => None,
     }
 }
 
@@ -538,8 +539,8 @@ fn api_fault_on(rng: &mut StdRng, provider: ProviderKind, api: &str, trade: Trad
         // A signed refusal: definite (the refund fails on both sides) or "try again".
         9 if api.contains("refund") && !api.contains("query") => {
             let codes: &[&str] = match provider {
-                ProviderKind::Wechat => &["NOTENOUGH", "BIZERR_NEED_RETRY", "FREQUENCY_LIMITED"],
-                ProviderKind::Alipay => &["ACQ.TRADE_NOT_ALLOW_REFUND", "ACQ.SYSTEM_ERROR"],
+                ProviderKind::WECHAT => &["NOTENOUGH", "BIZERR_NEED_RETRY", "FREQUENCY_LIMITED"],
+                _ => &["ACQ.TRADE_NOT_ALLOW_REFUND", "ACQ.SYSTEM_ERROR"],
             };
             let code = codes[rng.random_range(0..codes.len())].to_owned();
             (FaultKind::Refused { code }, false)

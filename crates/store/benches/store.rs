@@ -23,7 +23,7 @@ fn new_order() -> NewOrder {
     let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
     let now = Utc::now();
     NewOrder {
-        provider: ProviderKind::Wechat,
+        provider: ProviderKind::WECHAT,
         app: AppName::parse("shop").unwrap_or_else(|e| panic!("{e}")),
         channel: Channel::MiniProgram,
         out_trade_no: OutTradeNo::parse(format!("bench_{n}")).unwrap_or_else(|e| panic!("{e}")),

@@ -52,7 +52,7 @@ pub use error::StoreError;
 pub use ids::{AnomalyId, ApiKeyId, CallbackId, Cursor, EventId, Page};
 pub use orders::{NewOrder, OrderChanges, OrderFilter, Transition};
 pub use outbox::{ClaimOutcome, EventKind, NewOutboxEvent, OutboxEvent};
-pub use reconcile::{ConfiguredApps, DueQuery, QueryAgain};
+pub use reconcile::{Backlog, ConfiguredApps, DueQuery, QueryAgain};
 pub use refunds::{NewRefund, Refund, RefundCompletion};
 pub use summary::{GroupBy, ReportZone, SummaryRow};
 

@@ -286,7 +286,7 @@ fn filtered(filter: &OrderFilter) -> orders::BoxedQuery<'static, Db> {
         query = query.filter(orders::status.eq_any(names));
     }
     if let Some(provider) = filter.provider {
-        query = query.filter(orders::provider.eq(provider.as_str()));
+        query = query.filter(orders::provider.eq(provider.as_str().to_owned()));
     }
     if !filter.apps.is_empty() {
         let apps: Vec<String> = filter.apps.iter().map(|a| a.to_string()).collect();

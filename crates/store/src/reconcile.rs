@@ -17,8 +17,17 @@ use paygate_core::{AppName, Order, OrderId, OrderStatus, ProviderKind};
 
 use crate::conn::Db;
 use crate::orders::{OrderRow, into_orders};
-use crate::schema::{anomalies, orders};
+use crate::schema::{anomalies, orders, outbox_events};
 use crate::{AnomalyKind, Store, StoreError, db_time};
+
+/// The oldest work still waiting, for the gauges operators alert on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// When the oldest merchant webhook event not yet delivered was created.
+    pub undelivered_event: Option<DateTime<Utc>>,
+    /// When the oldest pending order was created.
+    pub pending_order: Option<DateTime<Utc>>,
+}
 
 /// A pending order due for a provider query.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,24 +52,31 @@ pub struct QueryAgain {
 /// The provider apps paygate is configured for; the reconciler only picks their orders.
 pub type ConfiguredApps = [(ProviderKind, AppName)];
 
-type OfProvider = diesel::dsl::And<
-    diesel::dsl::Eq<orders::provider, &'static str>,
-    diesel::dsl::EqAny<orders::app, Vec<String>>,
->;
+/// A condition on order rows, boxed so its shape can follow the configured apps.
+type OrderCondition =
+    Box<dyn BoxableExpression<orders::table, Db, SqlType = diesel::sql_types::Bool>>;
 
-/// `(provider, app)` is one of `apps`. Every `ProviderKind` must be listed below.
-fn of_apps(apps: &ConfiguredApps) -> diesel::dsl::Or<OfProvider, OfProvider> {
-    let of = |provider: ProviderKind| -> OfProvider {
-        let names: Vec<String> = apps
-            .iter()
-            .filter(|(kind, _)| *kind == provider)
-            .map(|(_, name)| name.to_string())
-            .collect();
-        orders::provider
-            .eq(provider.as_str())
-            .and(orders::app.eq_any(names))
-    };
-    of(ProviderKind::Wechat).or(of(ProviderKind::Alipay))
+/// `(provider, app)` is one of `apps`: one `provider = ? AND app IN (…)` per provider, so the
+/// providers need not be known here.
+fn of_apps(apps: &ConfiguredApps) -> OrderCondition {
+    let mut by_provider: std::collections::BTreeMap<ProviderKind, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for (provider, name) in apps {
+        by_provider
+            .entry(*provider)
+            .or_default()
+            .push(name.to_string());
+    }
+    // No apps: an empty `IN ()` matches nothing.
+    let mut condition: OrderCondition = Box::new(orders::app.eq_any(Vec::<String>::new()));
+    for (provider, names) in by_provider {
+        condition = Box::new(
+            condition.or(orders::provider
+                .eq(provider.as_str().to_owned())
+                .and(orders::app.eq_any(names))),
+        );
+    }
+    condition
 }
 
 fn to_attempts(stored: i64) -> u32 {
@@ -79,6 +95,26 @@ fn into_due(rows: Vec<(OrderRow, i64)>) -> Result<Vec<DueQuery>, StoreError> {
 }
 
 impl Store {
+    /// The oldest undelivered event and the oldest pending order: two indexed `MIN`s.
+    pub async fn oldest_backlog(&self) -> Result<Backlog, StoreError> {
+        use diesel::dsl::min;
+        self.run(move |conn| {
+            let event: Option<chrono::NaiveDateTime> = outbox_events::table
+                .filter(outbox_events::delivered_at.is_null())
+                .select(min(outbox_events::created_at))
+                .first(conn)?;
+            let order: Option<chrono::NaiveDateTime> = orders::table
+                .filter(orders::status.eq(OrderStatus::Pending.as_str()))
+                .select(min(orders::created_at))
+                .first(conn)?;
+            Ok(Backlog {
+                undelivered_event: event.map(crate::utc),
+                pending_order: order.map(crate::utc),
+            })
+        })
+        .await
+    }
+
     /// Up to `limit` pending orders of `apps` due for a query at `now` (first queries only for
     /// orders created before `first_query_before`): at most half by fewest attempts, newest
     /// due first, the rest longest-overdue first.

@@ -523,7 +523,7 @@ pub fn trade_facts_from_query(fields: &Params) -> Result<TradeFacts, ApiError> {
         }
     };
     Ok(TradeFacts {
-        provider: ProviderKind::Wechat,
+        provider: ProviderKind::WECHAT,
         out_trade_no: required(fields, "out_trade_no")?.to_owned(),
         provider_trade_no: optional(fields, "transaction_id"),
         state,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use paygate_core::{Channel, ProviderKind};
+use paygate_core::Channel;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
@@ -216,8 +216,7 @@ impl WechatConfig {
             app_secret: None,
             merchant_certificate: None,
             request_timeout_ms: default_timeout_ms(),
-            channels: ProviderKind::Wechat
-                .channels()
+            channels: crate::CHANNELS
                 .iter()
                 .copied()
                 .filter(|&c| c != Channel::H5)
@@ -236,7 +235,7 @@ impl WechatConfig {
     /// Checks what can be checked without the network.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for &channel in &self.channels {
-            if !ProviderKind::Wechat.supports(channel) {
+            if !crate::CHANNELS.contains(&channel) {
                 return Err(ConfigError::UnsupportedChannel(channel));
             }
         }

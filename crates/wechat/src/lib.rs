@@ -42,12 +42,13 @@ use std::fmt;
 
 use async_trait::async_trait;
 use paygate_core::{
-    CallbackAck, Channel, CreatePayment, CreatedPayment, Currency, MerchantIdentity, Notice,
-    NotifyError, OutTradeNo, PayParams, Provider, ProviderError, ProviderKind, RawCallback,
-    RefundFacts, RefundQuery, RefundRequest, TradeFacts,
+    BuyerField, CallbackAck, CallbackOutcome, CallbackPurpose, CallbackRoute, Capabilities,
+    Channel, ChannelSupport, CreatePayment, CreatedPayment, Currency, Fen, InboundCallback,
+    MerchantIdentity, Notice, NotifyError, OutTradeNoRule, PayParams, Provider, ProviderError,
+    ProviderKind, RefundFacts, RefundQuery, RefundRequest, TradeFacts, TradeRef,
 };
 
-use crate::client::{ApiClient, TradeRef, TradeType, UnifiedOrder};
+use crate::client::{ApiClient, TradeType, UnifiedOrder};
 use crate::config::{ConfigError, WechatConfig};
 use crate::login::LoginClient;
 use crate::notify::notify_error_from_xml;
@@ -56,9 +57,66 @@ use crate::sign::ApiKey;
 /// The content type of notify replies; WeChat reads only the body.
 pub const ACK_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
 
+/// The channels WeChat Pay offers through API v2.
+pub const CHANNELS: [Channel; 5] = [
+    Channel::MiniProgram,
+    Channel::Jsapi,
+    Channel::App,
+    Channel::Native,
+    Channel::H5,
+];
+
+/// The largest order: `total_fee` is a signed 32-bit `Int` in fen.
+pub const MAX_ORDER: Fen = Fen::from_u32(i32::MAX as u32);
+
+/// `out_trade_no`: 6–32 of letters, digits and `_-|*`.
+pub const OUT_TRADE_NO: OutTradeNoRule = OutTradeNoRule {
+    min_len: 6,
+    max_len: 32,
+    extra_chars: "_-|*",
+};
+
+/// Payment notifies on `/notify/wechat/{app}`, refund notifies on `…/refund`.
+pub const CALLBACK_ROUTES: &[CallbackRoute] = &[
+    CallbackRoute {
+        suffix: "",
+        purpose: CallbackPurpose::Payment,
+    },
+    REFUND_ROUTE,
+];
+
+const REFUND_ROUTE: CallbackRoute = CallbackRoute {
+    suffix: "/refund",
+    purpose: CallbackPurpose::Refund,
+};
+
+/// What a WeChat app configured with `config` offers: its channels, where JSAPI and mini
+/// programs need the buyer's openid, and every channel the buyer's IP except NATIVE when the
+/// app has a `server_ip` to send instead.
+pub fn capabilities(config: &WechatConfig) -> Capabilities {
+    Capabilities {
+        channels: config
+            .channels
+            .iter()
+            .map(|&channel| ChannelSupport {
+                channel,
+                payer: matches!(channel, Channel::Jsapi | Channel::MiniProgram)
+                    .then_some(BuyerField::OpenId),
+                client_ip_required: channel != Channel::Native || config.server_ip.is_none(),
+                signs_locally: false,
+            })
+            .collect(),
+        max_order_amount: MAX_ORDER,
+        out_trade_no: OUT_TRADE_NO,
+        callback_routes: CALLBACK_ROUTES,
+        refund_callback: Some(REFUND_ROUTE),
+    }
+}
+
 /// One configured WeChat Pay app, usable as an `Arc<dyn Provider>`.
 pub struct WechatPay {
     config: WechatConfig,
+    capabilities: Capabilities,
     merchant: MerchantIdentity,
     key: ApiKey,
     client: ApiClient,
@@ -84,6 +142,7 @@ impl WechatPay {
                 merchant_id: config.mch_id.clone(),
             },
             key: ApiKey::from(config.api_key.clone()),
+            capabilities: capabilities(&config),
             client,
             login,
             config,
@@ -128,11 +187,10 @@ impl WechatPay {
                 request.currency
             )));
         }
-        if request.amount.get() > ProviderKind::Wechat.max_order_fen() {
+        if request.amount > MAX_ORDER {
             return Err(ProviderError::InvalidRequest(format!(
-                "{} exceeds WeChat's total_fee limit of {} fen",
+                "{} exceeds WeChat's total_fee limit of {MAX_ORDER} fen",
                 request.amount,
-                ProviderKind::Wechat.max_order_fen()
             )));
         }
         let ip = request
@@ -181,15 +239,15 @@ impl WechatPay {
 #[async_trait]
 impl Provider for WechatPay {
     fn kind(&self) -> ProviderKind {
-        ProviderKind::Wechat
+        ProviderKind::WECHAT
     }
 
     fn merchant(&self) -> &MerchantIdentity {
         &self.merchant
     }
 
-    fn channels(&self) -> &[Channel] {
-        &self.config.channels
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
     }
 
     fn check_payment_request(&self, request: &CreatePayment) -> Result<(), ProviderError> {
@@ -232,11 +290,11 @@ impl Provider for WechatPay {
         };
         Ok(CreatedPayment {
             pay_params,
-            provider_reference: Some(prepay.prepay_id),
+            provider_trade_no: None,
         })
     }
 
-    fn verify_notice(&self, callback: RawCallback<'_>) -> Result<Notice, NotifyError> {
+    fn verify_callback(&self, callback: &InboundCallback<'_>) -> Result<Notice, NotifyError> {
         let fields = xml::parse(callback.body).map_err(notify_error_from_xml)?;
         if fields.contains_key("req_info") {
             let notice = refund_notify::refund_notice_from_fields(&fields, &self.key)?;
@@ -259,26 +317,31 @@ impl Provider for WechatPay {
         }
     }
 
-    fn acknowledge(&self, accepted: bool) -> CallbackAck {
+    /// v2 reads the body only: SUCCESS or FAIL XML, sent with 200 unless the body was too
+    /// large (413) or the gateway cannot take it now (503); both FAIL answers are retried.
+    fn acknowledge(&self, outcome: CallbackOutcome) -> CallbackAck {
+        let (status, body) = match outcome {
+            CallbackOutcome::Accepted => (200, notify::SUCCESS_ACK.to_owned()),
+            CallbackOutcome::Rejected => (200, notify::fail_ack("not accepted")),
+            CallbackOutcome::TooLarge => (413, notify::fail_ack("not accepted")),
+            CallbackOutcome::RetryLater => (503, notify::fail_ack("not accepted")),
+        };
         CallbackAck {
+            status,
             content_type: ACK_CONTENT_TYPE,
-            body: if accepted {
-                notify::SUCCESS_ACK.to_owned()
-            } else {
-                notify::fail_ack("not accepted")
-            },
+            body,
         }
     }
 
-    async fn query_payment(&self, out_trade_no: &OutTradeNo) -> Result<TradeFacts, ProviderError> {
+    async fn query_payment(&self, trade: &TradeRef) -> Result<TradeFacts, ProviderError> {
         Ok(self
             .client
-            .order_query(TradeRef::OutTradeNo(out_trade_no.as_str()))
+            .order_query(client::TradeRef::OutTradeNo(trade.out_trade_no.as_str()))
             .await?)
     }
 
-    async fn close_payment(&self, out_trade_no: &OutTradeNo) -> Result<(), ProviderError> {
-        Ok(self.client.close_order(out_trade_no.as_str()).await?)
+    async fn close_payment(&self, trade: &TradeRef) -> Result<(), ProviderError> {
+        Ok(self.client.close_order(trade.out_trade_no.as_str()).await?)
     }
 
     async fn refund(&self, request: &RefundRequest) -> Result<RefundFacts, ProviderError> {

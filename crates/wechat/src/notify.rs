@@ -93,7 +93,7 @@ pub fn payment_notice_from_fields(
         return Err(FieldError::new("total_fee", "missing on a successful payment").into());
     }
     let facts = TradeFacts {
-        provider: ProviderKind::Wechat,
+        provider: ProviderKind::WECHAT,
         out_trade_no: required(&fields, "out_trade_no")?.to_owned(),
         provider_trade_no: optional(&fields, "transaction_id"),
         state,

@@ -4,8 +4,9 @@ use chrono::{TimeZone, Utc};
 use paygate_alipay::order_string::verify_order_string;
 use paygate_alipay::{Alipay, AlipayConfig, AlipayTrust, CertSource, DEFAULT_GATEWAY_URL};
 use paygate_core::{
-    Channel, CreatePayment, Currency, Fen, Notice, NotifyError, OutRefundNo, OutTradeNo, PayParams,
-    Provider, ProviderError, RawCallback, RefundQuery, RefundRequest, RefundState, TradeState,
+    CallbackPurpose, Channel, CreatePayment, Currency, Fen, InboundCallback, Notice, NotifyError,
+    OutRefundNo, OutTradeNo, PayParams, Provider, ProviderError, RefundQuery, RefundRequest,
+    RefundState, TradeRef, TradeState,
 };
 use secrecy::SecretString;
 
@@ -180,7 +181,7 @@ async fn mini_program_needs_a_buyer_and_returns_the_trade_number() {
         }
     );
     assert_eq!(
-        created.provider_reference.as_deref(),
+        created.provider_trade_no.as_deref(),
         Some("2024010222001446880501234567")
     );
     let seen = gateway.seen();
@@ -194,7 +195,9 @@ async fn query_maps_a_signed_vector_response_to_trade_facts() {
     let gateway = FakeGateway::start(Reply::signed(str_field(&case, "signed_substring"))).await;
     let alipay = Alipay::new(config(&gateway.url)).unwrap();
     let facts = alipay
-        .query_payment(&OutTradeNo::parse("ORDER_20240102_0001").unwrap())
+        .query_payment(&TradeRef::for_out_trade_no(
+            OutTradeNo::parse("ORDER_20240102_0001").unwrap(),
+        ))
         .await
         .unwrap();
     assert_eq!(facts.state, TradeState::Paid);
@@ -222,7 +225,9 @@ async fn a_forged_response_is_untrusted_never_success() {
     .await;
     let alipay = Alipay::new(config(&gateway.url)).unwrap();
     let result = alipay
-        .query_payment(&OutTradeNo::parse("ORDER_000001").unwrap())
+        .query_payment(&TradeRef::for_out_trade_no(
+            OutTradeNo::parse("ORDER_000001").unwrap(),
+        ))
         .await;
     assert!(
         matches!(result, Err(ProviderError::UntrustedResponse(_))),
@@ -238,7 +243,9 @@ async fn an_unsigned_success_is_untrusted_and_an_unsigned_gateway_error_is_confi
     .await;
     let alipay = Alipay::new(config(&gateway.url)).unwrap();
     let order = OutTradeNo::parse("ORDER_000001").unwrap();
-    let result = alipay.query_payment(&order).await;
+    let result = alipay
+        .query_payment(&TradeRef::for_out_trade_no(order.clone()))
+        .await;
     assert!(
         matches!(result, Err(ProviderError::UntrustedResponse(_))),
         "{result:?}"
@@ -246,7 +253,9 @@ async fn an_unsigned_success_is_untrusted_and_an_unsigned_gateway_error_is_confi
     gateway.set_reply(Reply::Unsigned {
         content: r#"{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.invalid-signature","sub_msg":"bad"}"#.into(),
     });
-    let result = alipay.query_payment(&order).await;
+    let result = alipay
+        .query_payment(&TradeRef::for_out_trade_no(order.clone()))
+        .await;
     assert!(
         matches!(result, Err(ProviderError::Configuration(_))),
         "{result:?}"
@@ -258,7 +267,9 @@ async fn codes_map_to_unknown_outcomes_and_typed_refusals() {
     let gateway = FakeGateway::start(Reply::HttpError(502)).await;
     let alipay = Alipay::new(config(&gateway.url)).unwrap();
     let order = OutTradeNo::parse("ORDER_000001").unwrap();
-    let result = alipay.query_payment(&order).await;
+    let result = alipay
+        .query_payment(&TradeRef::for_out_trade_no(order.clone()))
+        .await;
     assert!(
         matches!(result, Err(ProviderError::OutcomeUnknown(_))),
         "HTTP 502: {result:?}"
@@ -293,13 +304,19 @@ async fn codes_map_to_unknown_outcomes_and_typed_refusals() {
     ];
     for (content, expected) in cases {
         gateway.set_reply(Reply::signed(content));
-        let error = alipay.close_payment(&order).await.unwrap_err();
+        let error = alipay
+            .close_payment(&TradeRef::for_out_trade_no(order.clone()))
+            .await
+            .unwrap_err();
         assert!(expected(&error), "{content}: {error:?}");
     }
     gateway.set_reply(Reply::signed(
         r#"{"code":"10000","msg":"Success","trade_no":"1"}"#,
     ));
-    alipay.close_payment(&order).await.unwrap();
+    alipay
+        .close_payment(&TradeRef::for_out_trade_no(order.clone()))
+        .await
+        .unwrap();
     assert!(gateway.seen().iter().all(|r| r.signature_valid));
 }
 
@@ -309,7 +326,9 @@ async fn the_vectors_40004_response_means_not_found() {
     let gateway = FakeGateway::start(Reply::signed(str_field(&case, "signed_substring"))).await;
     let alipay = Alipay::new(config(&gateway.url)).unwrap();
     let result = alipay
-        .query_payment(&OutTradeNo::parse("ORDER_NOPE").unwrap())
+        .query_payment(&TradeRef::for_out_trade_no(
+            OutTradeNo::parse("ORDER_NOPE").unwrap(),
+        ))
         .await;
     assert_eq!(result, Err(ProviderError::NotFound));
 }
@@ -383,7 +402,10 @@ async fn certificate_mode_sends_both_sns_and_checks_the_responding_certificate()
     .await;
     let alipay = Alipay::new(cert_config(&gateway.url)).unwrap();
     let order = OutTradeNo::parse("ORDER_000001").unwrap();
-    alipay.close_payment(&order).await.unwrap();
+    alipay
+        .close_payment(&TradeRef::for_out_trade_no(order.clone()))
+        .await
+        .unwrap();
     let seen = gateway.seen();
     assert!(
         seen[0].signature_valid,
@@ -401,7 +423,9 @@ async fn certificate_mode_sends_both_sns_and_checks_the_responding_certificate()
         content: r#"{"code":"10000","msg":"Success","trade_no":"1"}"#.into(),
         cert_sn: Some("00000000000000000000000000000000".into()),
     });
-    let rotated = alipay.close_payment(&order).await;
+    let rotated = alipay
+        .close_payment(&TradeRef::for_out_trade_no(order.clone()))
+        .await;
     assert!(
         matches!(rotated, Err(ProviderError::UntrustedResponse(_))),
         "{rotated:?}"
@@ -413,11 +437,11 @@ fn notifies_become_payment_notices_and_forgeries_are_refused() {
     let alipay = Alipay::new(config(DEFAULT_GATEWAY_URL)).unwrap();
     for case in cases("notify.json") {
         let name = str_field(&case, "name");
-        let callback = RawCallback {
-            content_type: Some("application/x-www-form-urlencoded; charset=utf-8"),
-            body: str_field(&case, "form_body").as_bytes(),
-        };
-        let result = alipay.verify_notice(callback);
+        let callback = InboundCallback::of_body(
+            CallbackPurpose::Payment,
+            str_field(&case, "form_body").as_bytes(),
+        );
+        let result = alipay.verify_callback(&callback);
         match name {
             "valid_trade_success" => {
                 let Ok(Notice::Payment(facts)) = result else {
@@ -451,15 +475,12 @@ fn notifies_become_payment_notices_and_forgeries_are_refused() {
 fn oversized_and_undecodable_notifies_are_refused() {
     let alipay = Alipay::new(config(DEFAULT_GATEWAY_URL)).unwrap();
     let big = vec![b'a'; paygate_alipay::MAX_NOTIFY_BYTES + 1];
-    let result = alipay.verify_notice(RawCallback {
-        content_type: None,
-        body: &big,
-    });
+    let result = alipay.verify_callback(&InboundCallback::of_body(CallbackPurpose::Payment, &big));
     assert_eq!(result, Err(NotifyError::TooLarge(big.len())));
-    let result = alipay.verify_notice(RawCallback {
-        content_type: None,
-        body: b"a=%ZZ",
-    });
+    let result = alipay.verify_callback(&InboundCallback::of_body(
+        CallbackPurpose::Payment,
+        b"a=%ZZ",
+    ));
     assert!(
         matches!(result, Err(NotifyError::Malformed(_))),
         "{result:?}"
@@ -469,8 +490,21 @@ fn oversized_and_undecodable_notifies_are_refused() {
 #[test]
 fn acknowledgements_are_the_exact_bodies_alipay_looks_for() {
     let alipay = Alipay::new(config(DEFAULT_GATEWAY_URL)).unwrap();
-    assert_eq!(alipay.acknowledge(true).body, "success");
-    assert_eq!(alipay.acknowledge(false).body, "failure");
+    use paygate_core::CallbackOutcome as Outcome;
+    let accepted = alipay.acknowledge(Outcome::Accepted);
+    assert_eq!((accepted.status, accepted.body.as_str()), (200, "success"));
+    for (outcome, status) in [
+        (Outcome::Rejected, 200),
+        (Outcome::TooLarge, 413),
+        (Outcome::RetryLater, 503),
+    ] {
+        let ack = alipay.acknowledge(outcome);
+        assert_eq!(
+            (ack.status, ack.body.as_str()),
+            (status, "failure"),
+            "{outcome:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -531,7 +565,13 @@ fn the_configuration_reads_from_json_with_defaults() {
         "https://openapi-sandbox.dl.alipaydev.com/gateway.do"
     );
     let alipay = Alipay::new(config).unwrap();
-    assert_eq!(alipay.channels(), [Channel::App, Channel::Precreate]);
+    let offered: Vec<Channel> = alipay
+        .capabilities()
+        .channels
+        .iter()
+        .map(|c| c.channel)
+        .collect();
+    assert_eq!(offered, [Channel::App, Channel::Precreate]);
 }
 
 #[tokio::test]
@@ -571,7 +611,10 @@ async fn query_amounts_are_compared_by_decimal_value() {
         gateway.set_reply(Reply::signed(&format!(
             r#"{{"code":"10000","msg":"Success","out_trade_no":"ORDER_000001","trade_no":"1","trade_status":"WAIT_BUYER_PAY","total_amount":"{total_amount}"}}"#
         )));
-        let facts = alipay.query_payment(&order).await.unwrap();
+        let facts = alipay
+            .query_payment(&TradeRef::for_out_trade_no(order.clone()))
+            .await
+            .unwrap();
         assert_eq!(
             facts.amount,
             expected.map(|fen| Fen::new(fen).unwrap()),

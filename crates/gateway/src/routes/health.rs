@@ -76,6 +76,24 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /metrics`: Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // The two ages are read at scrape time; a database that cannot answer leaves the last
+    // values (readiness reports the outage).
+    let now = chrono::Utc::now();
+    let age = |at: Option<chrono::DateTime<chrono::Utc>>| {
+        at.map_or(0.0, |at| {
+            (now - at).num_milliseconds().max(0) as f64 / 1000.0
+        })
+    };
+    match state.store.oldest_backlog().await {
+        Ok(backlog) => {
+            state.metrics.outbox_lag.set(age(backlog.undelivered_event));
+            state
+                .metrics
+                .oldest_pending_order_age
+                .set(age(backlog.pending_order));
+        }
+        Err(error) => tracing::warn!(%error, "metrics: backlog ages not read"),
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

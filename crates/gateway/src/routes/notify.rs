@@ -1,5 +1,8 @@
-//! Provider callback endpoints: `POST /notify/wechat/{app}`, `POST /notify/wechat/{app}/refund`,
-//! `POST /notify/alipay/{app}`.
+//! Provider callback endpoints: `POST /notify/{provider}/{app}` and the further routes a
+//! provider declares (`POST /notify/wechat/{app}/refund`). Which routes exist, how a callback
+//! is authenticated and how it is answered (status, content type, body) are the provider's
+//! (its `Capabilities::callback_routes`, `verify_callback` and `acknowledge`); this module
+//! knows no provider by name.
 //!
 //! Fixed steps, hyperswitch-style: verify → find the order → check the facts against it →
 //! compare-and-set → store the raw body with its verdict → acknowledge. Nothing is acknowledged
@@ -19,8 +22,8 @@ use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use paygate_core::{
-    AppName, CallbackAck, Notice, NotifyError, OutRefundNo, OutTradeNo, ProviderKind, RawCallback,
-    RefundFacts, TradeFacts,
+    AppName, CallbackAck, CallbackOutcome, CallbackPurpose, InboundCallback, Notice, NotifyError,
+    OutRefundNo, OutTradeNo, ProviderKind, RefundFacts, TradeFacts,
 };
 use paygate_store::{
     AnomalyKind, CallbackId, CallbackKind, CallbackVerdict, JudgedCallback, NewCallback, StoreError,
@@ -31,7 +34,7 @@ use crate::registry::ProviderApp;
 use crate::state::AppState;
 use crate::throttle::{Admission, Rate, SourceThrottle};
 
-/// `POST /notify/wechat/{app}` and `POST /notify/alipay/{app}`.
+/// `POST /notify/{provider}/{app}`: the provider's main callback route.
 #[utoipa::path(post, path = "/notify/{provider}/{app}", tag = "callbacks", params(("provider" = String, Path, description = "wechat or alipay"), ("app" = String, Path)), request_body(content = String, description = "WeChat XML or Alipay form, exactly as the provider sends it"), responses((status = 200, description = "The provider's acknowledgement (WeChat SUCCESS/FAIL XML, Alipay `success`/`failure`)"), (status = 413, description = "Body over the limit"), (status = 503, description = "Database unavailable: failure acknowledgement so the provider retries")))]
 pub async fn payment_notify(
     state: web::Data<AppState>,
@@ -40,27 +43,21 @@ pub async fn payment_notify(
     body: web::Payload,
 ) -> HttpResponse {
     let (provider, app) = path.into_inner();
-    receive(
-        &state,
-        &provider,
-        &app,
-        CallbackKind::Payment,
-        &request,
-        body,
-    )
-    .await
+    receive(&state, &provider, &app, "", &request, body).await
 }
 
-/// `POST /notify/wechat/{app}/refund`.
-#[utoipa::path(post, path = "/notify/wechat/{app}/refund", tag = "callbacks", params(("app" = String, Path)), request_body(content = String, description = "WeChat refund notify XML with encrypted req_info"), responses((status = 200, description = "WeChat SUCCESS/FAIL XML")))]
-pub async fn refund_notify(
+/// `POST /notify/{provider}/{app}/{route}`: a further route the provider declares (WeChat's
+/// `refund`).
+#[utoipa::path(post, path = "/notify/{provider}/{app}/{route}", tag = "callbacks", params(("provider" = String, Path), ("app" = String, Path), ("route" = String, Path, description = "a route the provider declares, e.g. `refund` for WeChat refund notifies")), request_body(content = String, description = "e.g. WeChat refund notify XML with encrypted req_info"), responses((status = 200, description = "The provider's acknowledgement"), (status = 404, description = "No such provider, app or route")))]
+pub async fn routed_notify(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    path: web::Path<(String, String, String)>,
     request: HttpRequest,
     body: web::Payload,
 ) -> HttpResponse {
-    let app = path.into_inner();
-    receive(&state, "wechat", &app, CallbackKind::Refund, &request, body).await
+    let (provider, app, route) = path.into_inner();
+    let suffix = format!("/{route}");
+    receive(&state, &provider, &app, &suffix, &request, body).await
 }
 
 /// The verdict of one callback and what to answer.
@@ -68,8 +65,8 @@ struct Handled {
     verdict: CallbackVerdict,
     reason: Option<String>,
     order_id: Option<paygate_core::OrderId>,
-    accepted: bool,
-    status: StatusCode,
+    /// How it was taken, for the provider's acknowledgement.
+    outcome: CallbackOutcome,
     /// Whether the callback row is already written (with the transition or an anomaly).
     stored: bool,
 }
@@ -80,8 +77,11 @@ impl Handled {
             verdict,
             reason: None,
             order_id: None,
-            accepted,
-            status: StatusCode::OK,
+            outcome: if accepted {
+                CallbackOutcome::Accepted
+            } else {
+                CallbackOutcome::Rejected
+            },
             stored: false,
         }
     }
@@ -122,7 +122,7 @@ async fn receive(
     state: &AppState,
     provider: &str,
     app: &str,
-    kind: CallbackKind,
+    route: &str,
     request: &HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
@@ -134,6 +134,13 @@ async fn receive(
         .and_then(|name| state.registry.get(provider, &name));
     let Some(app) = configured.cloned() else {
         return HttpResponse::NotFound().finish();
+    };
+    let Some(route) = app.provider.capabilities().callback_route(route) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let kind = match route.purpose {
+        CallbackPurpose::Payment => CallbackKind::Payment,
+        CallbackPurpose::Refund => CallbackKind::Refund,
     };
     let limit = state.limits.notify_body_bytes;
     let (body, too_large) = match read_limited(request, payload, limit).await {
@@ -165,11 +172,22 @@ async fn receive(
 
     let handled = if let Some(reason) = too_large {
         let mut h = Handled::new(CallbackVerdict::TooLarge, false).because(reason);
-        h.status = StatusCode::PAYLOAD_TOO_LARGE;
+        h.outcome = CallbackOutcome::TooLarge;
         h
     } else {
-        let raw = RawCallback { content_type, body };
-        match app.provider.verify_notice(raw) {
+        let headers: Vec<(&str, &str)> = request
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+            .collect();
+        let inbound = InboundCallback {
+            method: request.method().as_str(),
+            purpose: route.purpose,
+            query: request.query_string(),
+            headers: &headers,
+            body,
+        };
+        match app.provider.verify_callback(&inbound) {
             Err(error) => rejected(&error),
             Ok(notice) => match handle_notice(state, &app, kind, notice, &arrived).await {
                 Ok(handled) => handled,
@@ -200,7 +218,7 @@ async fn receive(
                         .callbacks_unrecorded
                         .with_label_values(&[provider.as_str(), handled.verdict.as_str()])
                         .inc();
-                    return ack(&app, handled.accepted, handled.status);
+                    return ack(&app, handled.outcome);
                 }
                 Admission::Admit { suppressed } => tracing::warn!(
                     %source,
@@ -218,7 +236,7 @@ async fn receive(
             return store_down(state, &app, &error);
         }
     }
-    ack(&app, handled.accepted, handled.status)
+    ack(&app, handled.outcome)
 }
 
 /// Why a callback body was not read whole.
@@ -537,11 +555,18 @@ fn store_down(state: &AppState, app: &ProviderApp, error: &StoreError) -> HttpRe
         .callbacks
         .with_label_values(&[app.kind().as_str(), "error"])
         .inc();
-    ack(app, false, StatusCode::SERVICE_UNAVAILABLE)
+    ack(app, CallbackOutcome::RetryLater)
 }
 
-fn ack(app: &ProviderApp, accepted: bool, status: StatusCode) -> HttpResponse {
-    let CallbackAck { content_type, body } = app.provider.acknowledge(accepted);
+fn ack(app: &ProviderApp, outcome: CallbackOutcome) -> HttpResponse {
+    let CallbackAck {
+        status,
+        content_type,
+        body,
+    } = app.provider.acknowledge(outcome);
+    // A provider's status is taken as given; one that is no HTTP status is a bug there,
+    // answered as 500 so that the provider retries.
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     HttpResponse::build(status)
         .content_type(content_type)
         .body(body)

@@ -5,9 +5,9 @@ use std::net::IpAddr;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use paygate_core::{
-    AppName, BuyerId, Channel, CreatePayment, Currency, Description, Fen, OpenId, Order, OrderId,
-    OrderStatus, OutRefundNo, OutTradeNo, PayParams, ProviderError, ProviderKind, RefundReason,
-    ReturnUrl, Subject,
+    AppName, BuyerField, BuyerId, Channel, ChannelSupport, CreatePayment, Currency, Description,
+    Fen, OpenId, Order, OrderId, OrderStatus, OutRefundNo, OutTradeNo, PayParams, ProviderError,
+    ProviderKind, RefundReason, ReturnUrl, Subject,
 };
 use paygate_store::{NewOrder, Refund, StoreError};
 use serde::{Deserialize, Serialize};
@@ -205,6 +205,11 @@ pub async fn create_order(
         .out_trade_no
         .clone()
         .unwrap_or_else(OutTradeNo::generate);
+    app.provider
+        .capabilities()
+        .out_trade_no
+        .check(&out_trade_no)
+        .map_err(|reason| ApiError::invalid("invalid_out_trade_no", reason))?;
     let request_hash = fingerprint(&app, &out_trade_no, &request, &checked)?;
     let now = Utc::now();
     let mut new_order = NewOrder {
@@ -228,7 +233,7 @@ pub async fn create_order(
     app.provider
         .check_payment_request(&payment)
         .map_err(|error| provider_failed(&state, &app, error))?;
-    let signs_locally = app.provider.signs_locally(request.channel);
+    let signs_locally = checked.channel.signs_locally;
     if signs_locally {
         // Nothing reaches the provider, so sign first and store the order with its pay params
         // in one write. A retry that finds the order stored is answered from the stored row.
@@ -269,15 +274,13 @@ pub async fn create_order(
     payment.expires_at = order.expires_at;
     match app.provider.create_payment(&payment).await {
         Ok(created_payment) => {
-            // Alipay's reference is its trade_no; WeChat's is a prepay_id, which is not a
-            // trade number (the transaction_id arrives with the payment).
-            let trade_no = match app.kind() {
-                ProviderKind::Alipay => created_payment.provider_reference.clone(),
-                ProviderKind::Wechat => None,
-            };
             let order = state
                 .store
-                .set_pay_params(&order.id, &created_payment.pay_params, trade_no)
+                .set_pay_params(
+                    &order.id,
+                    &created_payment.pay_params,
+                    created_payment.provider_trade_no.clone(),
+                )
                 .await?;
             let view = OrderView::from(order);
             Ok(if created {
@@ -339,6 +342,8 @@ fn provider_failed(state: &AppState, app: &ProviderApp, error: ProviderError) ->
 
 /// A create request parsed into domain values: what is stored and sent to the provider.
 struct CheckedRequest {
+    /// What the app's channel needs and how it is created.
+    channel: ChannelSupport,
     amount: Fen,
     subject: Subject,
     description: Option<Description>,
@@ -352,32 +357,32 @@ fn check_request(
     app: &ProviderApp,
     request: &CreateOrderRequest,
 ) -> Result<CheckedRequest, ApiError> {
-    let provider = app.kind();
-    if !provider.supports(request.channel) {
-        return Err(ApiError::invalid(
-            "unsupported_channel",
-            format!("{provider} has no channel {}", request.channel),
-        ));
-    }
-    if !app.offers(request.channel) {
-        return Err(ApiError::invalid(
-            "unsupported_channel",
-            format!("app {} is not set up for {}", app.name, request.channel),
-        ));
-    }
+    let capabilities = app.provider.capabilities();
+    let channel = capabilities
+        .channel(request.channel)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "unsupported_channel",
+                format!(
+                    "{} app {} does not offer {}",
+                    app.kind(),
+                    app.name,
+                    request.channel
+                ),
+            )
+        })?;
     if request.amount < 1 {
         return Err(ApiError::invalid(
             "invalid_amount",
             "amount is in fen and must be at least 1",
         ));
     }
-    if request.amount > provider.max_order_fen() {
+    let max_amount = capabilities.max_order_amount;
+    if request.amount > max_amount.get() {
         return Err(ApiError::invalid(
             "amount_too_large",
-            format!(
-                "{provider} takes at most {} fen per order",
-                provider.max_order_fen()
-            ),
+            format!("{} takes at most {max_amount} per order", app.kind()),
         ));
     }
     let amount =
@@ -404,39 +409,31 @@ fn check_request(
         .as_deref()
         .map(BuyerId::parse)
         .transpose()?;
-    let payer_id = match (provider, request.channel) {
-        (ProviderKind::Wechat, Channel::Jsapi | Channel::MiniProgram) => Some(
-            openid
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "openid_required",
-                        "WeChat jsapi and mini_program orders need the buyer's openid",
-                    )
-                })?
-                .into_string(),
-        ),
-        (ProviderKind::Alipay, Channel::MiniProgram) => Some(
-            buyer_id
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "buyer_id_required",
-                        "Alipay mini_program orders need the buyer's buyer_id",
-                    )
-                })?
-                .into_string(),
-        ),
-        _ => None,
+    let missing = |field: BuyerField| {
+        ApiError::invalid(
+            field.missing_code(),
+            format!(
+                "{} {} orders need the buyer's {}",
+                app.kind(),
+                request.channel,
+                field.request_field()
+            ),
+        )
     };
-    // WeChat wants the buyer's IP (`spbill_create_ip`) everywhere but NATIVE, where the
-    // server's configured IP stands in; the merchant's backend knows it, we do not.
-    if provider == ProviderKind::Wechat
-        && request.channel != Channel::Native
-        && request.client_ip.is_none()
-    {
-        return Err(ApiError::invalid(
-            "client_ip_required",
-            "WeChat orders need the buyer's client_ip",
-        ));
+    let payer_id = match channel.payer {
+        Some(field @ BuyerField::OpenId) => {
+            Some(openid.ok_or_else(|| missing(field))?.into_string())
+        }
+        Some(field @ BuyerField::BuyerId) => {
+            Some(buyer_id.ok_or_else(|| missing(field))?.into_string())
+        }
+        Some(field @ BuyerField::ClientIp) => {
+            Some(request.client_ip.ok_or_else(|| missing(field))?.to_string())
+        }
+        None => None,
+    };
+    if channel.client_ip_required && request.client_ip.is_none() {
+        return Err(missing(BuyerField::ClientIp));
     }
     let expires_in = request.expires_in_seconds.unwrap_or(DEFAULT_EXPIRY_SECONDS);
     if !(MIN_EXPIRY_SECONDS..=MAX_EXPIRY_SECONDS).contains(&expires_in) {
@@ -468,6 +465,7 @@ fn check_request(
         Some(text) => Some(text),
     };
     Ok(CheckedRequest {
+        channel,
         amount,
         subject,
         description,
@@ -600,7 +598,10 @@ pub async fn sync_order(
     principal.require(Role::Merchant)?;
     let order = visible_order(&state, &principal, &id).await?;
     let app = app_of(&state, &order)?.clone();
-    let facts = app.provider.query_payment(&order.out_trade_no).await?;
+    let facts = app
+        .provider
+        .query_payment(&paygate_core::TradeRef::of(&order))
+        .await?;
     let order_id = order.id.clone();
     let outcome =
         apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts, None).await?;

@@ -65,7 +65,7 @@ fn wechat_app<'a>(
     principal.require_app(&name)?;
     state
         .registry
-        .get(ProviderKind::Wechat, &name)
+        .get(ProviderKind::WECHAT, &name)
         .and_then(|a| a.wechat.as_deref())
         .ok_or_else(|| ApiError::NotFound(format!("no WeChat app {app}")))
 }
@@ -128,7 +128,7 @@ fn oauth_app<'a>(
     app: &str,
 ) -> Result<&'a paygate_wechat::WechatPay, ApiError> {
     let wechat = wechat_app(state, principal, app)?;
-    if !wechat.channels().contains(&Channel::Jsapi) {
+    if wechat.capabilities().channel(Channel::Jsapi).is_none() {
         return Err(ApiError::conflict(
             "channel_not_enabled",
             format!("app {app} does not serve the jsapi channel the OAuth openid is for"),

@@ -85,6 +85,16 @@ pub async fn spawn_app_until(
     configure: impl FnOnce(&mut Settings),
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> (TestApp, tokio::task::JoinHandle<std::io::Result<()>>) {
+    spawn_app_with_providers(configure, Vec::new(), stop).await
+}
+
+/// Starts a gateway like [`spawn_app_until`] with `extra_apps` registered beside the
+/// sandbox's (a provider from outside the workspace, as a merchant's build would add one).
+pub async fn spawn_app_with_providers(
+    configure: impl FnOnce(&mut Settings),
+    extra_apps: Vec<paygate_gateway::registry::ProviderApp>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (TestApp, tokio::task::JoinHandle<std::io::Result<()>>) {
     let (database_url, database, keys_dir) = test_database();
     let mut settings = Settings {
         listen: "127.0.0.1:0".parse().expect("address"),
@@ -96,7 +106,9 @@ pub async fn spawn_app_until(
     // Timeout faults then cost 2 s rather than the production 10 s.
     settings.sandbox.provider_timeout_ms = 2_000;
     configure(&mut settings);
-    let app = Application::build(settings).await.expect("gateway builds");
+    let app = Application::build_with(settings, extra_apps)
+        .await
+        .expect("gateway builds");
     let keys = paygate_gateway::cli::ensure_initial_keys(&app.state().store)
         .await
         .expect("keys")

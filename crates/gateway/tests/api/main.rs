@@ -8,6 +8,7 @@
 mod auth;
 mod config;
 mod crash;
+mod fake_provider;
 mod finance;
 mod hardening;
 mod helpers;

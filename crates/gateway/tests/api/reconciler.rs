@@ -32,7 +32,7 @@ async fn insert_pending(
         .map(|n| {
             let store = store.clone();
             let new = NewOrder {
-                provider: ProviderKind::Wechat,
+                provider: ProviderKind::WECHAT,
                 app: AppName::parse(app_name).unwrap(),
                 channel: Channel::Native,
                 out_trade_no: OutTradeNo::parse(format!("{prefix}{n:05}")).unwrap(),

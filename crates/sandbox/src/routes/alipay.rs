@@ -208,11 +208,11 @@ fn biz_str(biz: &Map<String, Value>, name: &str) -> Option<String> {
 /// Finds the trade a call names by `out_trade_no` or `trade_no`.
 fn find_trade(state: &SandboxState, biz: &Map<String, Value>) -> Option<Trade> {
     if let Some(no) = biz_str(biz, "out_trade_no") {
-        return state.trades.get(ProviderKind::Alipay, &no);
+        return state.trades.get(ProviderKind::ALIPAY, &no);
     }
     let trade_no = biz_str(biz, "trade_no")?;
     state.trades.find(|t| {
-        t.provider == ProviderKind::Alipay
+        t.provider == ProviderKind::ALIPAY
             && t.provider_trade_no.as_deref() == Some(trade_no.as_str())
     })
 }
@@ -264,7 +264,7 @@ pub(crate) fn create_trade(
     }
     state
         .trades
-        .update(ProviderKind::Alipay, &out_trade_no, |slot| {
+        .update(ProviderKind::ALIPAY, &out_trade_no, |slot| {
             if let Some(existing) = slot.as_ref() {
                 let outcome = match existing.status {
                     TradeStatus::Paid => Err(business("ACQ.TRADE_HAS_SUCCESS", "交易已被支付")),
@@ -285,7 +285,7 @@ pub(crate) fn create_trade(
             let qr_code = (method == "alipay.trade.precreate")
                 .then(|| format!("https://qr.alipay.com/bax0{}", &crate::state::nonce()[..20]));
             let trade = Trade {
-                provider: ProviderKind::Alipay,
+                provider: ProviderKind::ALIPAY,
                 out_trade_no: out_trade_no.clone(),
                 amount,
                 status: TradeStatus::AwaitingPayment,
@@ -354,7 +354,7 @@ fn close(state: &SandboxState, biz: &Map<String, Value>) -> AlipayReply {
     };
     state
         .trades
-        .update(ProviderKind::Alipay, &trade.out_trade_no, |slot| {
+        .update(ProviderKind::ALIPAY, &trade.out_trade_no, |slot| {
             let Some(trade) = slot.as_mut() else {
                 return (business("ACQ.TRADE_NOT_EXIST", "交易不存在"), false);
             };
@@ -386,7 +386,7 @@ fn refund(state: &SandboxState, biz: &Map<String, Value>) -> AlipayReply {
     let outcome = state
         .trades
         .refund(
-            ProviderKind::Alipay,
+            ProviderKind::ALIPAY,
             &trade.out_trade_no,
             &out_request_no,
             amount,
@@ -539,7 +539,7 @@ async fn gateway(
     if let Some(fault) =
         state
             .faults
-            .take_api_fault(ProviderKind::Alipay, &method, out_trade_no.as_deref())
+            .take_api_fault(ProviderKind::ALIPAY, &method, out_trade_no.as_deref())
     {
         // With `processed` the provider does the work and only the answer goes wrong.
         let done = fault.processed.then(|| dispatch(&state, &method, &params));

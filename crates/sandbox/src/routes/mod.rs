@@ -79,7 +79,7 @@ pub(crate) fn pay(state: &SandboxState, request: PayRequest) -> Result<Trade, Sa
         PayRequest::OrderString { order_string } => {
             let trade = alipay::accept_order_string(state, &order_string)
                 .map_err(SandboxError::OrderStringRejected)?;
-            state.pay(ProviderKind::Alipay, &trade.out_trade_no)
+            state.pay(ProviderKind::ALIPAY, &trade.out_trade_no)
         }
         PayRequest::PrepayId { prepay_id } => state.pay_prepay_id(&prepay_id),
     }

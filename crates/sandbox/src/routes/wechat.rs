@@ -90,7 +90,7 @@ async fn run(
     let out_trade_no = request.get("out_trade_no").map(String::as_str);
     let fault = state
         .faults
-        .take_api_fault(ProviderKind::Wechat, api, out_trade_no);
+        .take_api_fault(ProviderKind::WECHAT, api, out_trade_no);
     let Some(sign_type) = request_sign_type(&request) else {
         return return_fail("签名类型错误");
     };
@@ -284,7 +284,7 @@ fn unifiedorder(state: &SandboxState, request: &WechatParams) -> WechatReply {
     let sign_type = request_sign_type(request).unwrap_or(SignType::Md5);
     state
         .trades
-        .update(ProviderKind::Wechat, &out_trade_no, |slot| {
+        .update(ProviderKind::WECHAT, &out_trade_no, |slot| {
             if let Some(existing) = slot.as_ref() {
                 let reply = match existing.status {
                     TradeStatus::Paid => fail("ORDERPAID", "该订单已支付"),
@@ -312,7 +312,7 @@ fn unifiedorder(state: &SandboxState, request: &WechatParams) -> WechatReply {
                 _ => None,
             };
             let trade = Trade {
-                provider: ProviderKind::Wechat,
+                provider: ProviderKind::WECHAT,
                 out_trade_no: out_trade_no.clone(),
                 amount,
                 status: TradeStatus::AwaitingPayment,
@@ -343,13 +343,13 @@ fn unifiedorder(state: &SandboxState, request: &WechatParams) -> WechatReply {
 fn find_trade(state: &SandboxState, request: &WechatParams) -> Option<Trade> {
     if let Some(transaction_id) = request.get("transaction_id").filter(|t| !t.is_empty()) {
         return state.trades.find(|t| {
-            t.provider == ProviderKind::Wechat
+            t.provider == ProviderKind::WECHAT
                 && t.provider_trade_no.as_ref() == Some(transaction_id)
         });
     }
     request
         .get("out_trade_no")
-        .and_then(|no| state.trades.get(ProviderKind::Wechat, no))
+        .and_then(|no| state.trades.get(ProviderKind::WECHAT, no))
 }
 
 fn trade_state(trade: &Trade) -> (&'static str, &'static str) {
@@ -407,7 +407,7 @@ fn closeorder(state: &SandboxState, request: &WechatParams) -> WechatReply {
     };
     state
         .trades
-        .update(ProviderKind::Wechat, out_trade_no, |slot| {
+        .update(ProviderKind::WECHAT, out_trade_no, |slot| {
             let Some(trade) = slot.as_mut() else {
                 return (fail("ORDERNOTEXIST", "订单不存在"), false);
             };
@@ -448,7 +448,7 @@ fn refund(state: &SandboxState, request: &WechatParams) -> WechatReply {
     let outcome = state
         .trades
         .refund(
-            ProviderKind::Wechat,
+            ProviderKind::WECHAT,
             &trade.out_trade_no,
             &out_refund_no,
             refund_fee,
@@ -503,7 +503,7 @@ fn refundquery(state: &SandboxState, request: &WechatParams) -> WechatReply {
             .find(|t| t.refunds.iter().any(|r| r.refund_id == refund_id))
     } else if let Some(out_refund_no) = by("out_refund_no") {
         state.trades.find(|t| {
-            t.provider == ProviderKind::Wechat
+            t.provider == ProviderKind::WECHAT
                 && t.refunds.iter().any(|r| r.out_refund_no == out_refund_no)
         })
     } else {
@@ -756,7 +756,7 @@ async fn oauth2_access_token(
     // before the answer goes wrong, as when WeChat did the exchange but the answer was lost.
     let fault = state
         .faults
-        .take_api_fault(ProviderKind::Wechat, "/sns/oauth2/access_token", None);
+        .take_api_fault(ProviderKind::WECHAT, "/sns/oauth2/access_token", None);
     if let Some(fault) = fault {
         if fault.processed {
             let _ = use_code(&state, query.code.as_ref());

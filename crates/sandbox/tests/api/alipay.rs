@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use paygate_alipay::Alipay;
 use paygate_core::{
-    Channel, Fen, Notice, OutRefundNo, OutTradeNo, PayParams, Provider, ProviderKind, RawCallback,
-    RefundQuery, RefundRequest, RefundState, TradeState,
+    CallbackPurpose, Channel, Fen, InboundCallback, Notice, OutRefundNo, OutTradeNo, PayParams,
+    Provider, ProviderKind, RefundQuery, RefundRequest, RefundState, TradeRef, TradeState,
 };
 
 use crate::helpers::{
@@ -16,14 +16,8 @@ use crate::helpers::{
 
 /// A receiver that plays the gateway: verifies with paygate-alipay and answers its ack.
 async fn verifying_receiver(merchant: Arc<Alipay>) -> NotifyReceiver {
-    NotifyReceiver::start(move |body| {
-        let verdict = merchant.verify_notice(RawCallback {
-            content_type: Some("application/x-www-form-urlencoded"),
-            body,
-        });
-        (200, merchant.acknowledge(verdict.is_ok()).body)
-    })
-    .await
+    NotifyReceiver::start(move |body| crate::helpers::merchant_answer(merchant.as_ref(), body))
+        .await
 }
 
 fn refund_request(no: &str, out_refund_no: &str, fen: i64, total: i64) -> RefundRequest {
@@ -55,7 +49,7 @@ async fn a_precreate_order_is_paid_notified_queried_and_refunded_through_the_ali
         matches!(created.pay_params, PayParams::QrCode { ref qr_code } if qr_code.starts_with("https://qr.alipay.com/"))
     );
     let unpaid = merchant
-        .query_payment(&OutTradeNo::parse(&no).unwrap())
+        .query_payment(&TradeRef::for_out_trade_no(OutTradeNo::parse(&no).unwrap()))
         .await
         .unwrap();
     assert_eq!(unpaid.state, TradeState::AwaitingPayment);
@@ -72,7 +66,7 @@ async fn a_precreate_order_is_paid_notified_queried_and_refunded_through_the_ali
     // Assert: one delivery, verified and acknowledged by the real client; query says paid
     assert_eq!(for_trade(&deliveries, &no).len(), 1);
     let paid = merchant
-        .query_payment(&OutTradeNo::parse(&no).unwrap())
+        .query_payment(&TradeRef::for_out_trade_no(OutTradeNo::parse(&no).unwrap()))
         .await
         .unwrap();
     assert_eq!(paid.state, TradeState::Paid);
@@ -108,7 +102,7 @@ async fn a_precreate_order_is_paid_notified_queried_and_refunded_through_the_ali
     assert_eq!(queried.state, RefundState::Succeeded);
     assert_eq!(queried.amount, Some(Fen::new(999).unwrap()));
     let closed = merchant
-        .query_payment(&OutTradeNo::parse(&no).unwrap())
+        .query_payment(&TradeRef::for_out_trade_no(OutTradeNo::parse(&no).unwrap()))
         .await
         .unwrap();
     assert_ne!(closed.state, TradeState::Paid);
@@ -133,7 +127,7 @@ async fn an_app_pay_order_string_from_the_client_is_verified_created_and_paid() 
         200
     );
     wait_acknowledged(&sandbox, &no).await;
-    let trade = sandbox.trade(ProviderKind::Alipay, &no).unwrap();
+    let trade = sandbox.trade(ProviderKind::ALIPAY, &no).unwrap();
     assert_eq!(trade.amount.get(), 8888);
     // Paying twice is refused: the trade is no longer awaiting payment.
     assert_eq!(
@@ -177,7 +171,7 @@ async fn the_wap_pay_url_shows_a_pay_page_and_the_trade_list_offers_a_pay_button
         .unwrap();
     assert_eq!(response.status().as_u16(), 303);
     assert_eq!(
-        sandbox.trade(ProviderKind::Alipay, &no).unwrap().status,
+        sandbox.trade(ProviderKind::ALIPAY, &no).unwrap().status,
         paygate_sandbox::TradeStatus::Paid
     );
 }
@@ -200,10 +194,10 @@ async fn a_mini_program_create_returns_a_trade_no_and_a_closed_trade_cannot_be_p
         matches!(created.pay_params, PayParams::TradeNo { ref trade_no } if trade_no.len() == 28)
     );
     merchant
-        .close_payment(&OutTradeNo::parse(&no).unwrap())
+        .close_payment(&TradeRef::for_out_trade_no(OutTradeNo::parse(&no).unwrap()))
         .await
         .unwrap();
-    assert!(sandbox.pay(ProviderKind::Alipay, &no).is_err());
+    assert!(sandbox.pay(ProviderKind::ALIPAY, &no).is_err());
 }
 
 #[tokio::test]
@@ -220,7 +214,7 @@ async fn a_repeated_out_request_no_never_refunds_twice() {
         ))
         .await
         .unwrap();
-    sandbox.pay(ProviderKind::Alipay, &no).unwrap();
+    sandbox.pay(ProviderKind::ALIPAY, &no).unwrap();
     for _ in 0..3 {
         merchant
             .refund(&refund_request(&no, &format!("{no}R"), 300, 1000))
@@ -231,7 +225,7 @@ async fn a_repeated_out_request_no_never_refunds_twice() {
         .refund(&refund_request(&no, &format!("{no}X"), 701, 1000))
         .await;
     assert!(over.is_err());
-    assert_refunded(&sandbox, ProviderKind::Alipay, &no, 1, 300);
+    assert_refunded(&sandbox, ProviderKind::ALIPAY, &no, 1, 300);
 }
 
 #[tokio::test]
@@ -287,7 +281,7 @@ async fn the_refund_notify_reaches_the_client_as_a_verified_notice() {
         .create_payment(&alipay_create(Channel::Precreate, &no, 300, &receiver.url))
         .await
         .unwrap();
-    sandbox.pay(ProviderKind::Alipay, &no).unwrap();
+    sandbox.pay(ProviderKind::ALIPAY, &no).unwrap();
     merchant
         .refund(&refund_request(&no, &format!("{no}R"), 100, 300))
         .await
@@ -304,10 +298,10 @@ async fn the_refund_notify_reaches_the_client_as_a_verified_notice() {
         .unwrap();
     let refund_body = receiver.body_containing("out_biz_no");
     let notice = merchant
-        .verify_notice(RawCallback {
-            content_type: None,
-            body: &refund_body,
-        })
+        .verify_callback(&InboundCallback::of_body(
+            CallbackPurpose::Payment,
+            &refund_body,
+        ))
         .unwrap();
     assert!(
         matches!(notice, Notice::Payment(ref facts) if facts.state == TradeState::Paid || facts.state == TradeState::Refunded)

@@ -333,7 +333,7 @@ async fn official_sdk_order_strings_are_accepted_and_a_tampered_one_is_rejected(
         assert_eq!(status, 200, "{body}");
     }
     let trade = sandbox
-        .trade(ProviderKind::Alipay, "ORDER_20240102_0001")
+        .trade(ProviderKind::ALIPAY, "ORDER_20240102_0001")
         .unwrap();
     assert_eq!(trade.amount.get(), 8888);
 
@@ -360,8 +360,8 @@ async fn wechat_payment_and_refund_notifies_verify_under_the_official_rules() {
     merchant
         .jsapi_order(&hmac_no, "100", &receiver.url, SignType::HmacSha256)
         .await;
-    sandbox.pay(ProviderKind::Wechat, &md5_no).unwrap();
-    sandbox.pay(ProviderKind::Wechat, &hmac_no).unwrap();
+    sandbox.pay(ProviderKind::WECHAT, &md5_no).unwrap();
+    sandbox.pay(ProviderKind::WECHAT, &hmac_no).unwrap();
     let out_refund_no = format!("{md5_no}R");
     merchant
         .call(
@@ -479,7 +479,7 @@ async fn alipay_notifies_and_responses_verify_under_the_official_rules() {
         "{created}"
     );
 
-    sandbox.pay(ProviderKind::Alipay, &no).unwrap();
+    sandbox.pay(ProviderKind::ALIPAY, &no).unwrap();
     call(
         "alipay.trade.refund",
         serde_json::json!({"out_trade_no": no, "refund_amount": "12.34", "out_request_no": "R1"}),
@@ -545,7 +545,7 @@ async fn the_exported_toml_and_the_notify_log_endpoint_describe_the_running_sand
     merchant
         .jsapi_order(&no, "1", &receiver.url, SignType::Md5)
         .await;
-    sandbox.pay(ProviderKind::Wechat, &no).unwrap();
+    sandbox.pay(ProviderKind::WECHAT, &no).unwrap();
     crate::helpers::wait_acknowledged(&sandbox, &no).await;
     let log: serde_json::Value = crate::helpers::get_json(format!(
         "{}/sandbox/notifies?out_trade_no={no}",

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use paygate_core::{Channel, OutTradeNo, Provider, ProviderKind};
+use paygate_core::{
+    CallbackPurpose, Channel, InboundCallback, OutTradeNo, Provider, ProviderKind, TradeRef,
+};
 use paygate_sandbox::{Fault, FaultKind, FaultTimes, NotifyDelivery, RunningSandbox};
 use paygate_wechat::sign::{ApiKey, SignType};
 
@@ -43,7 +45,7 @@ async fn pay_wechat_with_fault(
         .jsapi_order(&no, "100", &receiver.url, SignType::HmacSha256)
         .await;
     sandbox.add_fault(Fault::once(kind).for_trade(&no).times(times));
-    sandbox.pay(ProviderKind::Wechat, &no).unwrap();
+    sandbox.pay(ProviderKind::WECHAT, &no).unwrap();
     let no_for_wait = no.clone();
     let deliveries = sandbox
         .wait_for_deliveries(WAIT, move |d| done(&for_trade(d, &no_for_wait)))
@@ -252,7 +254,7 @@ async fn api_faults_answer_5xx_systemerror_or_late_and_then_clear() {
     assert_eq!(busy["err_code"], "SYSTEMERROR");
     assert!(busy.contains_key("sign"));
     assert!(
-        sandbox.trade(ProviderKind::Wechat, &no).is_none(),
+        sandbox.trade(ProviderKind::WECHAT, &no).is_none(),
         "nothing was created"
     );
 
@@ -287,7 +289,7 @@ async fn api_faults_answer_5xx_systemerror_or_late_and_then_clear() {
         .await;
     assert!(slow.is_err(), "the client timed out");
     assert!(
-        sandbox.trade(ProviderKind::Wechat, &no).is_some(),
+        sandbox.trade(ProviderKind::WECHAT, &no).is_some(),
         "but the provider processed it"
     );
     let retry = merchant
@@ -314,16 +316,9 @@ async fn alipay_faults_answer_20000_and_bend_notifies() {
     let sandbox = spawn_sandbox().await;
     let merchant = std::sync::Arc::new(alipay_merchant(&sandbox));
     let verifier = std::sync::Arc::clone(&merchant);
-    let receiver = NotifyReceiver::start(move |body| {
-        let ok = verifier
-            .verify_notice(paygate_core::RawCallback {
-                content_type: None,
-                body,
-            })
-            .is_ok();
-        (200, verifier.acknowledge(ok).body)
-    })
-    .await;
+    let receiver =
+        NotifyReceiver::start(move |body| crate::helpers::merchant_answer(verifier.as_ref(), body))
+            .await;
     let no = trade_no("APFAULT");
     merchant
         .create_payment(&alipay_create(Channel::Precreate, &no, 500, &receiver.url))
@@ -332,11 +327,11 @@ async fn alipay_faults_answer_20000_and_bend_notifies() {
 
     sandbox.add_fault(
         Fault::once(FaultKind::SystemError)
-            .for_provider(ProviderKind::Alipay)
+            .for_provider(ProviderKind::ALIPAY)
             .for_api("alipay.trade.query"),
     );
     let unknown = merchant
-        .query_payment(&OutTradeNo::parse(&no).unwrap())
+        .query_payment(&TradeRef::for_out_trade_no(OutTradeNo::parse(&no).unwrap()))
         .await;
     assert!(
         unknown.is_err(),
@@ -344,7 +339,7 @@ async fn alipay_faults_answer_20000_and_bend_notifies() {
     );
     assert!(
         merchant
-            .query_payment(&OutTradeNo::parse(&no).unwrap())
+            .query_payment(&TradeRef::for_out_trade_no(OutTradeNo::parse(&no).unwrap()))
             .await
             .is_ok(),
         "the fault fired once"
@@ -352,7 +347,7 @@ async fn alipay_faults_answer_20000_and_bend_notifies() {
 
     sandbox.add_fault(Fault::once(FaultKind::BadSignature).for_trade(&no));
     sandbox.add_fault(Fault::once(FaultKind::WrongMerchantId).for_trade(&no));
-    sandbox.pay(ProviderKind::Alipay, &no).unwrap();
+    sandbox.pay(ProviderKind::ALIPAY, &no).unwrap();
     let deliveries = wait_acknowledged(&sandbox, &no).await;
     let mine = for_trade(&deliveries, &no);
     assert_eq!(mine.len(), 2);
@@ -380,7 +375,7 @@ async fn alipay_wrong_amount_and_app_id_notifies_verify_and_a_5xx_create_leaves_
         ))
         .await;
     assert!(created.is_err());
-    assert!(sandbox.trade(ProviderKind::Alipay, &refused).is_none());
+    assert!(sandbox.trade(ProviderKind::ALIPAY, &refused).is_none());
 
     let no = trade_no("APBENT");
     merchant
@@ -389,7 +384,7 @@ async fn alipay_wrong_amount_and_app_id_notifies_verify_and_a_5xx_create_leaves_
         .unwrap();
     sandbox.add_fault(Fault::once(FaultKind::WrongAmount).for_trade(&no));
     sandbox.add_fault(Fault::once(FaultKind::WrongAppId).for_trade(&no));
-    sandbox.pay(ProviderKind::Alipay, &no).unwrap();
+    sandbox.pay(ProviderKind::ALIPAY, &no).unwrap();
     let deliveries = wait_acknowledged(&sandbox, &no).await;
     let body = &for_trade(&deliveries, &no)[0].body;
     let fields: std::collections::BTreeMap<String, String> =
@@ -401,10 +396,10 @@ async fn alipay_wrong_amount_and_app_id_notifies_verify_and_a_5xx_create_leaves_
     // Still genuinely signed: the client's check passes, so the gateway must compare fields.
     assert!(
         merchant
-            .verify_notice(paygate_core::RawCallback {
-                content_type: None,
-                body: body.as_bytes()
-            })
+            .verify_callback(&InboundCallback::of_body(
+                CallbackPurpose::Payment,
+                body.as_bytes()
+            ))
             .is_ok()
     );
 }
@@ -451,7 +446,7 @@ async fn wechat_refunds_and_closes_are_carried_out_behind_an_unusable_answer() {
     merchant
         .jsapi_order(&no, "100", "http://127.0.0.1:9/n", SignType::Md5)
         .await;
-    sandbox.pay(ProviderKind::Wechat, &no).unwrap();
+    sandbox.pay(ProviderKind::WECHAT, &no).unwrap();
 
     for (index, kind) in processed_unusable_faults().into_iter().enumerate() {
         sandbox.add_fault(
@@ -492,7 +487,7 @@ async fn wechat_refunds_and_closes_are_carried_out_behind_an_unusable_answer() {
         }
         assert_refund_carried_out(
             &sandbox,
-            ProviderKind::Wechat,
+            ProviderKind::WECHAT,
             &no,
             &out_refund_no,
             index,
@@ -520,7 +515,7 @@ async fn wechat_refunds_and_closes_are_carried_out_behind_an_unusable_answer() {
         .unwrap();
     assert_eq!(answer, "");
     assert_eq!(
-        sandbox.trade(ProviderKind::Wechat, &unpaid).unwrap().status,
+        sandbox.trade(ProviderKind::WECHAT, &unpaid).unwrap().status,
         paygate_sandbox::TradeStatus::Closed,
         "the close was carried out"
     );
@@ -540,7 +535,7 @@ async fn alipay_refunds_and_closes_are_carried_out_behind_an_unusable_answer() {
         ))
         .await
         .unwrap();
-    sandbox.pay(ProviderKind::Alipay, &no).unwrap();
+    sandbox.pay(ProviderKind::ALIPAY, &no).unwrap();
 
     for (index, kind) in processed_unusable_faults().into_iter().enumerate() {
         sandbox.add_fault(
@@ -567,7 +562,7 @@ async fn alipay_refunds_and_closes_are_carried_out_behind_an_unusable_answer() {
         );
         assert_refund_carried_out(
             &sandbox,
-            ProviderKind::Alipay,
+            ProviderKind::ALIPAY,
             &no,
             &out_refund_no,
             index,
@@ -592,11 +587,13 @@ async fn alipay_refunds_and_closes_are_carried_out_behind_an_unusable_answer() {
             .after_processing(),
     );
     let closed = merchant
-        .close_payment(&OutTradeNo::parse(&unpaid).unwrap())
+        .close_payment(&TradeRef::for_out_trade_no(
+            OutTradeNo::parse(&unpaid).unwrap(),
+        ))
         .await;
     assert!(closed.is_err(), "the client cannot trust the answer");
     assert_eq!(
-        sandbox.trade(ProviderKind::Alipay, &unpaid).unwrap().status,
+        sandbox.trade(ProviderKind::ALIPAY, &unpaid).unwrap().status,
         paygate_sandbox::TradeStatus::Closed,
         "the close was carried out"
     );

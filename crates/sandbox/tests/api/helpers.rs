@@ -9,6 +9,21 @@ use paygate_sandbox::{NotifyDelivery, RunningSandbox, Sandbox, SandboxConfig};
 use paygate_wechat::sign::{ApiKey, Params, SignType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// What the gateway answers a notify `body` with, played by `merchant`: its verification, then
+/// its acknowledgement (the body; the status is always 200 for these two providers).
+pub fn merchant_answer(merchant: &dyn paygate_core::Provider, body: &[u8]) -> (u16, String) {
+    use paygate_core::{CallbackOutcome, CallbackPurpose, InboundCallback};
+    let verified = merchant
+        .verify_callback(&InboundCallback::of_body(CallbackPurpose::Payment, body))
+        .is_ok();
+    let outcome = if verified {
+        CallbackOutcome::Accepted
+    } else {
+        CallbackOutcome::Rejected
+    };
+    (200, merchant.acknowledge(outcome).body)
+}
+
 /// 100 000× real time: WeChat's 15 s retry takes 0.15 ms, the whole 24 h schedule < 1 s.
 pub const TIME_SCALE: f64 = 100_000.0;
 /// Upper bound for waiting on background deliveries, so a broken test fails instead of hanging.

@@ -199,7 +199,7 @@ async fn a_paid_order_answers_orderpaid_and_a_closed_one_orderclosed() {
     merchant
         .jsapi_order(&paid_no, "5", "http://127.0.0.1:9/n", SignType::Md5)
         .await;
-    sandbox.pay(ProviderKind::Wechat, &paid_no).unwrap();
+    sandbox.pay(ProviderKind::WECHAT, &paid_no).unwrap();
     let reorder = merchant
         .jsapi_order(&paid_no, "5", "http://127.0.0.1:9/n", SignType::Md5)
         .await;
@@ -247,7 +247,7 @@ async fn refunds_are_idempotent_by_out_refund_no_and_never_exceed_the_total() {
     merchant
         .jsapi_order(&no, "100", "http://127.0.0.1:9/n", SignType::Md5)
         .await;
-    sandbox.pay(ProviderKind::Wechat, &no).unwrap();
+    sandbox.pay(ProviderKind::WECHAT, &no).unwrap();
     let refund = |out_refund_no: String, fee: &'static str| {
         let merchant = &merchant;
         let no = no.clone();
@@ -273,7 +273,7 @@ async fn refunds_are_idempotent_by_out_refund_no_and_never_exceed_the_total() {
     assert_eq!(field(&first, "refund_id"), field(&retry, "refund_id"));
     assert_eq!(field(&too_much, "result_code"), "FAIL");
     assert_eq!(field(&rest, "result_code"), "SUCCESS");
-    assert_refunded(&sandbox, ProviderKind::Wechat, &no, 2, 100);
+    assert_refunded(&sandbox, ProviderKind::WECHAT, &no, 2, 100);
 }
 
 #[tokio::test]
@@ -352,24 +352,18 @@ async fn the_paygate_wechat_client_configured_from_the_exported_toml_pays_refund
     use std::sync::Arc;
 
     use paygate_core::{
-        Channel, CreatePayment, Currency, Fen, Notice, OutRefundNo, OutTradeNo, PayParams,
-        Provider, RawCallback, RefundQuery, RefundRequest, RefundState, TradeState,
+        CallbackPurpose, Channel, CreatePayment, Currency, Fen, InboundCallback, Notice,
+        OutRefundNo, OutTradeNo, PayParams, Provider, RefundQuery, RefundRequest, RefundState,
+        TradeRef, TradeState,
     };
 
     // Arrange: the client plays the merchant, its own verification plays the gateway's receiver
     let sandbox = spawn_sandbox().await;
     let client = Arc::new(wechat_client_from_exported_toml(&sandbox));
     let verifier = Arc::clone(&client);
-    let receiver = NotifyReceiver::start(move |body| {
-        let ok = verifier
-            .verify_notice(RawCallback {
-                content_type: None,
-                body,
-            })
-            .is_ok();
-        (200, verifier.acknowledge(ok).body)
-    })
-    .await;
+    let receiver =
+        NotifyReceiver::start(move |body| crate::helpers::merchant_answer(verifier.as_ref(), body))
+            .await;
     let login = client
         .login()
         .jscode2session(
@@ -411,7 +405,10 @@ async fn the_paygate_wechat_client_configured_from_the_exported_toml_pays_refund
 
     // Assert: the client's own notify check accepted the first delivery; the query agrees
     assert_eq!(for_trade(&deliveries, &no).len(), 1);
-    let facts = client.query_payment(&out_trade_no).await.unwrap();
+    let facts = client
+        .query_payment(&TradeRef::for_out_trade_no(out_trade_no.clone()))
+        .await
+        .unwrap();
     assert_eq!(facts.state, TradeState::Paid);
     assert_eq!(facts.amount, Some(Fen::new(2500).unwrap()));
 
@@ -432,10 +429,10 @@ async fn the_paygate_wechat_client_configured_from_the_exported_toml_pays_refund
     wait_refunds_acknowledged(&sandbox, &no, 1).await;
     let refund_body = receiver.body_containing("req_info");
     let notice = client
-        .verify_notice(RawCallback {
-            content_type: None,
-            body: &refund_body,
-        })
+        .verify_callback(&InboundCallback::of_body(
+            CallbackPurpose::Payment,
+            &refund_body,
+        ))
         .unwrap();
     assert!(
         matches!(notice, Notice::Refund(ref refund) if refund.amount == Some(Fen::new(500).unwrap()))

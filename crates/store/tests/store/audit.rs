@@ -21,7 +21,7 @@ async fn a_callback_body_is_kept_byte_for_byte_with_its_verdict(db: TestDb) {
     let judged = |order_id: paygate_core::OrderId| JudgedCallback {
         id: CallbackId::generate(),
         callback: NewCallback {
-            provider: ProviderKind::Wechat,
+            provider: ProviderKind::WECHAT,
             app: "shop".into(),
             kind: CallbackKind::Payment,
             received_at: at(1, 11),
@@ -68,7 +68,7 @@ async fn anomalies_page_newest_first(db: TestDb) {
             db.store
                 .record_anomaly(NewAnomaly {
                     order_id: Some(order.id.clone()),
-                    provider: ProviderKind::Alipay,
+                    provider: ProviderKind::ALIPAY,
                     app: "shop".into(),
                     kind: AnomalyKind::PaymentMismatch,
                     detail: format!("amount 1 != 100 (#{i})"),

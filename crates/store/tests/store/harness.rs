@@ -137,7 +137,7 @@ pub async fn pending_order(store: &Store, out_trade_no: &str, amount: i64) -> Or
 /// A valid pending-order request; tests change the fields they care about.
 pub fn new_order(out_trade_no: &str, amount: i64) -> NewOrder {
     NewOrder {
-        provider: ProviderKind::Wechat,
+        provider: ProviderKind::WECHAT,
         app: app("shop"),
         channel: Channel::Jsapi,
         out_trade_no: OutTradeNo::parse(out_trade_no).unwrap(),

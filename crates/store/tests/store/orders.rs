@@ -126,7 +126,7 @@ async fn each_list_filter_selects_exactly_its_orders(db: TestDb) {
     .unwrap();
     // b: alipay/mall/app 250, created day 3, pending
     let mut b_new = new_order("alpha_0002", 250);
-    b_new.provider = ProviderKind::Alipay;
+    b_new.provider = ProviderKind::ALIPAY;
     b_new.app = app("mall");
     b_new.channel = Channel::App;
     b_new.created_at = at(3, 9);
@@ -167,7 +167,7 @@ async fn each_list_filter_selects_exactly_its_orders(db: TestDb) {
     };
     assert_eq!(ids(statuses).await, sorted(vec![&a.id, &c.id]));
     let provider = OrderFilter {
-        provider: Some(ProviderKind::Alipay),
+        provider: Some(ProviderKind::ALIPAY),
         ..OrderFilter::default()
     };
     assert_eq!(ids(provider).await, vec![b.id.clone()]);

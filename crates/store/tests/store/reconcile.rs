@@ -33,7 +33,7 @@ fn picked(due: &[DueQuery]) -> Vec<(OrderId, u32)> {
 
 async fn a_pass_takes_half_by_fewest_queries_newest_first_and_the_rest_longest_overdue(db: TestDb) {
     let s = &db.store;
-    let shop = [(ProviderKind::Wechat, app("shop"))];
+    let shop = [(ProviderKind::WECHAT, app("shop"))];
     let oldest = pending(s, "q_oldest", "shop", minutes(1, 0)).await;
     let requeried = pending(s, "q_requeried", "shop", minutes(2, 0)).await;
     let older = pending(s, "q_older", "shop", minutes(4, 0)).await;
@@ -113,11 +113,11 @@ async fn a_pass_takes_half_by_fewest_queries_newest_first_and_the_rest_longest_o
 
 async fn orders_of_apps_no_longer_configured_are_left_out_and_reported_once(db: TestDb) {
     let s = &db.store;
-    let shop = [(ProviderKind::Wechat, app("shop"))];
+    let shop = [(ProviderKind::WECHAT, app("shop"))];
     let kept = pending(s, "u_kept", "shop", minutes(1, 0)).await;
     let retired = pending(s, "u_retired", "retired", minutes(1, 0)).await;
     let mut alipay_shop = new_order("u_alipay_shop", 100);
-    alipay_shop.provider = ProviderKind::Alipay;
+    alipay_shop.provider = ProviderKind::ALIPAY;
     alipay_shop.created_at = minutes(1, 0);
     alipay_shop.expires_at = minutes(2, 0);
     let alipay_shop = s.insert_order(alipay_shop).await.unwrap();
@@ -169,7 +169,7 @@ async fn orders_of_apps_no_longer_configured_are_left_out_and_reported_once(db: 
 /// An Alipay order of `shop` created at 01:00, expiring at 03:00.
 async fn alipay_order(s: &Store, out_trade_no: &str) -> Order {
     let mut new = new_order(out_trade_no, 100);
-    (new.provider, new.app) = (ProviderKind::Alipay, app("shop"));
+    (new.provider, new.app) = (ProviderKind::ALIPAY, app("shop"));
     (new.created_at, new.expires_at) = (at(1, 1), at(1, 3));
     s.insert_order(new).await.unwrap()
 }
@@ -193,7 +193,7 @@ async fn close(s: &Store, order: &Order, query_again_at: Option<DateTime<Utc>>) 
 
 async fn only_orders_closed_with_a_next_query_are_watched_and_only_until_they_expire(db: TestDb) {
     let s = &db.store;
-    let shop = [(ProviderKind::Alipay, app("shop"))];
+    let shop = [(ProviderKind::ALIPAY, app("shop"))];
     let watched = alipay_order(s, "w_watched").await;
     let final_close = alipay_order(s, "w_final").await;
     alipay_order(s, "w_pending").await;
@@ -250,7 +250,7 @@ async fn only_orders_closed_with_a_next_query_are_watched_and_only_until_they_ex
     .await
     .unwrap();
     let due = s
-        .closed_orders_to_watch(&shop, minutes(1, 40), minutes(1, 40), 10)
+        .closed_orders_to_watch(&shop, minutes(1, 55), minutes(1, 55), 10)
         .await
         .unwrap();
     assert_eq!(ids(due), [(watched.id.clone(), 1)]);

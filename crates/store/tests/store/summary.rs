@@ -56,7 +56,7 @@ async fn summaries_add_up_per_day_provider_app_and_status(db: TestDb) {
     let o1 = order(
         s,
         "order_0001",
-        ProviderKind::Wechat,
+        ProviderKind::WECHAT,
         "shop",
         1000,
         Some(at(2, 9)),
@@ -65,7 +65,7 @@ async fn summaries_add_up_per_day_provider_app_and_status(db: TestDb) {
     order(
         s,
         "order_0002",
-        ProviderKind::Alipay,
+        ProviderKind::ALIPAY,
         "mall",
         500,
         Some(last_second_of_day_2),
@@ -74,17 +74,17 @@ async fn summaries_add_up_per_day_provider_app_and_status(db: TestDb) {
     order(
         s,
         "order_0003",
-        ProviderKind::Wechat,
+        ProviderKind::WECHAT,
         "mall",
         200,
         Some(at(3, 0)),
     )
     .await;
-    order(s, "order_0004", ProviderKind::Wechat, "shop", 700, None).await;
+    order(s, "order_0004", ProviderKind::WECHAT, "shop", 700, None).await;
     order(
         s,
         "order_0005",
-        ProviderKind::Wechat,
+        ProviderKind::WECHAT,
         "shop",
         400,
         Some(at(6, 0)),
@@ -143,7 +143,7 @@ async fn summary_days_are_dates_in_the_report_zone(db: TestDb) {
     order(
         s,
         "zone_0001",
-        ProviderKind::Wechat,
+        ProviderKind::WECHAT,
         "shop",
         100,
         Some(beijing_morning),
@@ -152,7 +152,7 @@ async fn summary_days_are_dates_in_the_report_zone(db: TestDb) {
     order(
         s,
         "zone_0002",
-        ProviderKind::Wechat,
+        ProviderKind::WECHAT,
         "shop",
         20,
         Some(at(2, 4)),
@@ -161,7 +161,7 @@ async fn summary_days_are_dates_in_the_report_zone(db: TestDb) {
     order(
         s,
         "zone_0003",
-        ProviderKind::Alipay,
+        ProviderKind::ALIPAY,
         "shop",
         3,
         Some(at(2, 20)),

@@ -286,7 +286,7 @@ async fn the_reconciler_finds_old_and_expired_pending_orders(db: TestDb) {
         .collect();
     assert_eq!(old, vec![early.id.clone(), late.id.clone()], "oldest first");
 
-    let shop = [(ProviderKind::Wechat, app("shop"))];
+    let shop = [(ProviderKind::WECHAT, app("shop"))];
     let expired: Vec<_> = s
         .expired_pending_orders(&shop, at(1, 9), 10)
         .await

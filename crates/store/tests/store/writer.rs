@@ -121,7 +121,7 @@ fn judged(order_id: &paygate_core::OrderId, body: &str) -> JudgedCallback {
     JudgedCallback {
         id: CallbackId::generate(),
         callback: NewCallback {
-            provider: ProviderKind::Wechat,
+            provider: ProviderKind::WECHAT,
             app: "shop".into(),
             kind: CallbackKind::Payment,
             received_at: at(1, 12),

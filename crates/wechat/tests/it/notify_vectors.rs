@@ -31,7 +31,7 @@ fn order(case: &Value) -> Order {
 fn stored_order(out_trade_no: &str, fen: i64) -> Order {
     Order {
         id: OrderId::generate(),
-        provider: ProviderKind::Wechat,
+        provider: ProviderKind::WECHAT,
         app: AppName::parse("shop").unwrap(),
         channel: Channel::Jsapi,
         out_trade_no: OutTradeNo::parse(out_trade_no).unwrap(),

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use paygate_core::{
-    Channel, CreatePayment, Currency, Fen, Notice, NotifyError, OutRefundNo, OutTradeNo, PayParams,
-    Provider, ProviderError, ProviderKind, RawCallback, RefundQuery, RefundState, TradeState,
+    CallbackPurpose, Channel, CreatePayment, Currency, Fen, InboundCallback, Notice, NotifyError,
+    OutRefundNo, OutTradeNo, PayParams, Provider, ProviderError, ProviderKind, RefundQuery,
+    RefundState, TradeRef, TradeState,
 };
 use paygate_wechat::WechatPay;
 use paygate_wechat::config::{H5Scene, WechatConfig};
@@ -20,7 +21,7 @@ use crate::vectors::{list, load, text};
 
 fn provider(server: &FakeWechat) -> Arc<dyn Provider> {
     let mut config = config(server);
-    config.channels = ProviderKind::Wechat.channels().to_vec();
+    config.channels = paygate_wechat::CHANNELS.to_vec();
     config.h5_scene = Some(H5Scene {
         wap_url: "https://shop.example.com".into(),
         wap_name: "茶店".into(),
@@ -57,8 +58,8 @@ async fn mini_program_and_jsapi_payments_return_signed_request_payment_fields() 
             .await
             .unwrap();
         assert_eq!(
-            created.provider_reference.as_deref(),
-            Some("wx201410272009395522657a690389285100")
+            created.provider_trade_no, None,
+            "a prepay id is no trade number"
         );
         let PayParams::WechatJsapi {
             app_id,
@@ -188,18 +189,24 @@ async fn queries_close_and_refunds_map_to_the_trait_results() {
     let server = FakeWechat::start().await;
     let provider = provider(&server);
     let facts = provider
-        .query_payment(&OutTradeNo::parse("order_ok_20").unwrap())
+        .query_payment(&TradeRef::for_out_trade_no(
+            OutTradeNo::parse("order_ok_20").unwrap(),
+        ))
         .await
         .unwrap();
     assert_eq!(facts.state, TradeState::Paid);
-    assert_eq!(facts.provider, ProviderKind::Wechat);
+    assert_eq!(facts.provider, ProviderKind::WECHAT);
     provider
-        .close_payment(&OutTradeNo::parse("order_ok_21").unwrap())
+        .close_payment(&TradeRef::for_out_trade_no(
+            OutTradeNo::parse("order_ok_21").unwrap(),
+        ))
         .await
         .unwrap();
     assert_eq!(
         provider
-            .close_payment(&OutTradeNo::parse("order_paid").unwrap())
+            .close_payment(&TradeRef::for_out_trade_no(
+                OutTradeNo::parse("order_paid").unwrap()
+            ))
             .await,
         Err(ProviderError::AlreadyPaid)
     );
@@ -227,22 +234,20 @@ fn payment_and_refund_notifies_become_notices() {
     let provider = vector_merchant();
     let doc = load("notify.json");
     let n01 = &list(&doc, "cases")[0];
-    let callback = RawCallback {
-        content_type: Some("text/xml"),
-        body: text(n01, "notify_xml").as_bytes(),
-    };
-    let Notice::Payment(facts) = provider.verify_notice(callback).unwrap() else {
+    let callback =
+        InboundCallback::of_body(CallbackPurpose::Payment, text(n01, "notify_xml").as_bytes());
+    let Notice::Payment(facts) = provider.verify_callback(&callback).unwrap() else {
         panic!("payment")
     };
     assert_eq!(facts.amount, Some(Fen::new(1).unwrap()));
 
     let refunds = load("refund_notify.json");
     let f01 = &list(&refunds, "cases")[0];
-    let callback = RawCallback {
-        content_type: None,
-        body: text(f01, "outer_notify_xml").as_bytes(),
-    };
-    let Notice::Refund(refund) = provider.verify_notice(callback).unwrap() else {
+    let callback = InboundCallback::of_body(
+        CallbackPurpose::Payment,
+        text(f01, "outer_notify_xml").as_bytes(),
+    );
+    let Notice::Refund(refund) = provider.verify_callback(&callback).unwrap() else {
         panic!("refund")
     };
     assert_eq!(refund.out_refund_no, "131811191610442717309");
@@ -251,7 +256,7 @@ fn payment_and_refund_notifies_become_notices() {
     // The same refund notify addressed to another merchant's appid is refused.
     let other = WechatPay::new(WechatConfig::new("wx_other", "10000100", API_KEY)).unwrap();
     assert!(matches!(
-        other.verify_notice(callback),
+        other.verify_callback(&callback),
         Err(NotifyError::BadField { field: "appid", .. })
     ));
 }
@@ -266,12 +271,12 @@ fn hmac_apps_accept_hmac_notifies_that_omit_sign_type() {
         .into_iter()
         .find(|c| c["id"] == "N08_hmac_signed_no_sign_type_field")
         .unwrap();
-    let callback = RawCallback {
-        content_type: None,
-        body: text(&n08, "notify_xml").as_bytes(),
-    };
+    let callback = InboundCallback::of_body(
+        CallbackPurpose::Payment,
+        text(&n08, "notify_xml").as_bytes(),
+    );
     assert!(matches!(
-        provider.verify_notice(callback),
+        provider.verify_callback(&callback),
         Ok(Notice::Payment(_))
     ));
 }
@@ -281,10 +286,7 @@ fn oversized_and_dtd_bodies_are_refused_with_their_own_errors() {
     let provider = vector_merchant();
     let big = vec![b' '; 64 * 1024];
     assert!(matches!(
-        provider.verify_notice(RawCallback {
-            content_type: None,
-            body: &big
-        }),
+        provider.verify_callback(&InboundCallback::of_body(CallbackPurpose::Payment, &big)),
         Err(NotifyError::TooLarge(_))
     ));
     let mut fields = Params::new();
@@ -292,10 +294,10 @@ fn oversized_and_dtd_bodies_are_refused_with_their_own_errors() {
     let body = build_signed_xml(fields, &ApiKey::new(API_KEY), SignType::Md5).unwrap();
     let with_dtd = format!("<!DOCTYPE xml>{body}");
     assert_eq!(
-        provider.verify_notice(RawCallback {
-            content_type: None,
-            body: with_dtd.as_bytes()
-        }),
+        provider.verify_callback(&InboundCallback::of_body(
+            CallbackPurpose::Payment,
+            with_dtd.as_bytes()
+        )),
         Err(NotifyError::ForbiddenDtd)
     );
 }
@@ -304,12 +306,24 @@ fn oversized_and_dtd_bodies_are_refused_with_their_own_errors() {
 fn acknowledgements_are_the_exact_success_and_a_fail_document() {
     let provider = vector_merchant();
     let doc = load("notify.json");
-    assert_eq!(
-        provider.acknowledge(true).body,
-        text(&doc, "success_reply_xml")
-    );
-    let fail = provider.acknowledge(false).body;
-    assert_eq!(xml::parse(fail.as_bytes()).unwrap()["return_code"], "FAIL");
+    use paygate_core::CallbackOutcome as Outcome;
+    let accepted = provider.acknowledge(Outcome::Accepted);
+    assert_eq!(accepted.body, text(&doc, "success_reply_xml"));
+    assert_eq!(accepted.status, 200);
+    // v2 reads the body: a refusal is FAIL with 200 (413 / 503 for a body too large or a
+    // gateway that cannot take it now), and WeChat retries every FAIL.
+    for (outcome, status) in [
+        (Outcome::Rejected, 200),
+        (Outcome::TooLarge, 413),
+        (Outcome::RetryLater, 503),
+    ] {
+        let ack = provider.acknowledge(outcome);
+        assert_eq!(ack.status, status, "{outcome:?}");
+        assert_eq!(
+            xml::parse(ack.body.as_bytes()).unwrap()["return_code"],
+            "FAIL"
+        );
+    }
 }
 
 #[test]
