@@ -3,3 +3,28 @@
 //! The crate holds the APIv3 protocol and nothing else: no database, no HTTP server, no order
 //! decisions. The protocol reference is `shared/protocol/wechat-v3.md`; the cross-SDK vectors
 //! are vendored unchanged in `tests/data/vectors/wechat-v3/`.
+//!
+//! Design decisions:
+//! * **Verify before parsing.** Responses and notifies are checked over the raw body bytes
+//!   ([`verify`]) before any JSON is read: probe signatures (`WECHATPAY/SIGNTEST/`), unknown
+//!   serials and timestamps more than 300 s off are refused, and the key is chosen by
+//!   `Wechatpay-Serial` alone, from the WeChat Pay public key, platform certificates, or both
+//!   during a migration. The clock is a parameter so tests pin it.
+//! * **Sign what is sent** ([`sign`]): the URL line is the request-target exactly as it goes on
+//!   the wire and the body line its exact bytes, serialised once.
+//! * **RSA and AES-GCM are aws-lc-rs** ([`keys`], [`aead`]); the `rsa` crate is not used
+//!   (RUSTSEC-2023-0071). Certificates are parsed with `x509-parser`, already used by
+//!   `paygate-alipay`.
+//! * **Money** is integer fen on the wire and `Fen` inside ([`wire`]).
+//! * **Secrets** (merchant key, APIv3 key) are redacted from `Debug` and never in errors.
+//!
+//! The pieces a WeChat simulator needs to play the other side (signing as WeChat, sealing
+//! resources, parsing an `Authorization` header) are public.
+
+pub mod aead;
+pub mod certificates;
+pub mod keys;
+pub mod notify;
+pub mod sign;
+pub mod verify;
+pub mod wire;

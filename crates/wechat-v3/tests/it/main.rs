@@ -4,4 +4,9 @@
 // broken fixture must fail the run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod certificates_vectors;
+mod notify_vectors;
+mod pay_sign;
+mod request_sign;
 mod vectors;
+mod verify_vectors;

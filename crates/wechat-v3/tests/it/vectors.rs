@@ -34,7 +34,6 @@ pub fn cases(file: &str) -> Vec<Value> {
 }
 
 /// A string field of a case.
-#[allow(dead_code)]
 pub fn text<'a>(case: &'a Value, key: &str) -> &'a str {
     case[key]
         .as_str()
@@ -42,7 +41,6 @@ pub fn text<'a>(case: &'a Value, key: &str) -> &'a str {
 }
 
 /// The case's name.
-#[allow(dead_code)]
 pub fn name(case: &Value) -> &str {
     text(case, "name")
 }
