@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod certificates_vectors;
+mod config;
 mod notify_vectors;
 mod pay_sign;
 mod request_sign;
