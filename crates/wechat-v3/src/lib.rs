@@ -23,6 +23,7 @@
 
 pub mod aead;
 pub mod certificates;
+pub mod client;
 pub mod config;
 pub mod keys;
 pub mod notify;

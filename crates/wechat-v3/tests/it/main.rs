@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod certificates_vectors;
+mod client;
 mod config;
+mod fake_wechat;
 mod notify_vectors;
 mod pay_sign;
 mod request_sign;
