@@ -27,6 +27,7 @@ pub mod client;
 pub mod config;
 pub mod keys;
 pub mod notify;
+pub mod peer;
 pub mod sign;
 pub mod verify;
 pub mod wire;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use paygate_wechat_v3::client::ApiClient;
 use paygate_wechat_v3::config::WechatV3Settings;
 use paygate_wechat_v3::keys::{MerchantKey, VerifyingKey};
-use paygate_wechat_v3::sign::{lines, parse_authorization, request_message};
+use paygate_wechat_v3::peer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -125,48 +125,40 @@ fn signature_headers(reply: &Reply) -> Vec<(String, String)> {
         SignAs::Attacker => (PUB_KEY_ID, key("keys/attacker_key.pem")),
     };
     let nonce = "b6d767d2f8ed5d21a44b0e5886680cb9";
-    let timestamp = reply.timestamp.to_string();
-    let mut signature = signer
-        .sign_base64(&lines(&[&timestamp, nonce, &reply.body]))
-        .unwrap();
+    let mut headers = peer::signature_headers(
+        &signer,
+        serial,
+        reply.body.as_bytes(),
+        reply.timestamp,
+        nonce,
+    )
+    .unwrap();
     if reply.sign == SignAs::Probe {
-        signature = format!("WECHATPAY/SIGNTEST/{signature}");
+        headers[2].1 = format!("WECHATPAY/SIGNTEST/{}", headers[2].1);
     }
-    vec![
-        ("Wechatpay-Timestamp".into(), timestamp),
-        ("Wechatpay-Nonce".into(), nonce.into()),
-        ("Wechatpay-Signature".into(), signature),
-        ("Wechatpay-Serial".into(), serial.into()),
-        (
-            "Wechatpay-Signature-Type".into(),
-            "WECHATPAY2-SHA256-RSA2048".into(),
-        ),
-    ]
+    headers
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }
 
 /// Whether the request's Authorization verifies with the merchant's public key.
 fn authorized(seen: &Seen) -> bool {
-    let Some(fields) = seen.header("authorization").and_then(parse_authorization) else {
-        return false;
-    };
     let merchant = VerifyingKey::from_pem(&read("keys/merchant_public.pem")).unwrap();
-    let Ok(timestamp) = fields.timestamp.parse() else {
-        return false;
+    let identity = peer::RequestingMerchant {
+        mchid: "1230000109",
+        serial_no: "7383B331C603DA9DB202271FB5A8FFACC2B4B7DE",
+        public_key: &merchant,
     };
-    let message = request_message(
+    peer::check_request(
+        seen.header("authorization"),
         &seen.method,
         &seen.target,
-        timestamp,
-        &fields.nonce_str,
         &seen.body,
-    );
-    use base64::Engine as _;
-    let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(&fields.signature) else {
-        return false;
-    };
-    fields.mchid == "1230000109"
-        && fields.serial_no == "7383B331C603DA9DB202271FB5A8FFACC2B4B7DE"
-        && merchant.verifies(&message, &signature)
+        &identity,
+        NOW,
+    )
+    .is_ok()
 }
 
 type Handler = dyn Fn(&Seen) -> Reply + Send + Sync;

@@ -10,6 +10,7 @@ mod config;
 mod fake_wechat;
 mod notify_vectors;
 mod pay_sign;
+mod peer;
 mod request_sign;
 mod vectors;
 mod verify_vectors;
