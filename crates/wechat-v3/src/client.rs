@@ -27,6 +27,7 @@ use serde_json::json;
 
 use crate::certificates::{CertificatesError, decrypt_certificates};
 use crate::config::WechatV3App;
+use crate::notify::{NotifyRejection, VerifiedNotify, verify_notify};
 use crate::sign::nonce;
 use crate::verify::{SignatureHeaders, VerifyError, header};
 use crate::wire::{FieldError, Refund, Transaction, format_time};
@@ -604,6 +605,40 @@ impl ApiClient {
                 succeeded_at: None,
             }),
             Err(other) => Err(other),
+        }
+    }
+
+    /// Verifies, decrypts and parses a notify for this app at the client's clock. In
+    /// certificate mode a notify under a serial not held yet (a rotation, or the first notify
+    /// before any call) downloads the certificates once, rate-limited, and is checked again.
+    pub async fn verify_notify(
+        &self,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<VerifiedNotify, NotifyRejection> {
+        let app = &self.app;
+        let check = || {
+            verify_notify(
+                headers.iter().copied(),
+                body,
+                &app.keys,
+                &app.apiv3_key,
+                &app.mchid,
+                self.now(),
+            )
+        };
+        match check() {
+            Err(NotifyRejection::Verify(ref e))
+                if e.wants_certificate_refresh() && app.platform_certificates =>
+            {
+                // Rate-limited: within a minute of the last download this checks the same
+                // keys again and the notify is refused, so WeChat retries it later.
+                if let Err(error) = self.refresh_after_unknown_serial().await {
+                    tracing::warn!(%error, "platform certificate download failed");
+                }
+                check()
+            }
+            other => other,
         }
     }
 

@@ -443,3 +443,58 @@ async fn an_unknown_serial_in_certificate_mode_triggers_one_download() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_certificate_mode_notify_under_an_unheld_serial_downloads_the_certificates_once() {
+    let vector = cases("certificates.json").remove(0);
+    let cert_time = vector["verify_at"].as_i64().unwrap();
+    let cert_body = text(&vector["response"], "body").to_owned();
+    let cert_headers: Vec<(String, String)> = vector["response"]["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    let server = FakeWechat::start(move |_| Reply {
+        raw_headers: Some(cert_headers.clone()),
+        ..Reply::ok(cert_body.clone())
+    })
+    .await;
+    // The vectors' certificate-signed payment notify, received before any API call.
+    let notify = cases("notify.json")
+        .into_iter()
+        .find(|c| text(c, "name") == "transaction_success_cjk_attach_cert_mode")
+        .unwrap();
+    let now = Arc::new(AtomicI64::new(cert_time + 21));
+    assert_eq!(notify["verify_at"].as_i64().unwrap(), cert_time + 21);
+    let client = client_with(
+        settings(&server.base, "platform_certificates = true\n"),
+        now,
+    );
+    let headers: Vec<(&str, &str)> = notify["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+        .collect();
+    let verified = client
+        .verify_notify(&headers, text(&notify, "body").as_bytes())
+        .await
+        .unwrap();
+    assert!(
+        matches!(verified.notice, paygate_core::Notice::Payment(ref f) if f.state == TradeState::Paid)
+    );
+    // Again: the certificate is held now, no second download.
+    client
+        .verify_notify(&headers, text(&notify, "body").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.target == "/v3/certificates")
+            .count(),
+        1
+    );
+}
