@@ -15,11 +15,21 @@
 //! * **RSA and AES-GCM are aws-lc-rs** ([`keys`], [`aead`]); the `rsa` crate is not used
 //!   (RUSTSEC-2023-0071). Certificates are parsed with `x509-parser`, already used by
 //!   `paygate-alipay`.
+//! * **Every answer is verified** ([`client`]): a 2xx without a valid signature, or one that
+//!   cannot be read, is an unknown outcome, never a refusal; error codes follow the retry
+//!   table of the protocol notes.
+//! * **Configuration is checked at start** ([`config`]): a wrong-length APIv3 key, a private
+//!   key that is not the merchant certificate's, a malformed `PUB_KEY_ID_` are refused naming
+//!   the setting.
 //! * **Money** is integer fen on the wire and `Fen` inside ([`wire`]).
 //! * **Secrets** (merchant key, APIv3 key) are redacted from `Debug` and never in errors.
 //!
-//! The pieces a WeChat simulator needs to play the other side (signing as WeChat, sealing
-//! resources, parsing an `Authorization` header) are public.
+//! The pieces a WeChat simulator needs to play the other side (checking a request's
+//! `Authorization`, signing as WeChat, sealing notifies and certificate lists) are in [`peer`].
+//!
+//! The crate does not implement `paygate_core::Provider` yet: that trait is being reworked
+//! (whole inbound requests for callbacks, provider-chosen acknowledgement status), and every
+//! piece an implementation needs is here with plain inputs.
 
 pub mod aead;
 pub mod certificates;
