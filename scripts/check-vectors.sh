@@ -10,17 +10,20 @@ if [ ! -d "$shared" ]; then
   exit 0
 fi
 status=0
-for provider in wechat alipay; do
-  copy="crates/$provider/tests/data/vectors/$provider"
+# Each entry is "crate folder:vector folder"; WeChat Pay APIv3 lives in its own crate.
+for pair in wechat:wechat alipay:alipay wechat-v3:wechat-v3; do
+  crate="${pair%%:*}"
+  vectors="${pair#*:}"
+  copy="crates/$crate/tests/data/vectors/$vectors"
   if [ ! -d "$copy" ]; then
     echo "missing vendored vectors: $copy" >&2
     status=1
     continue
   fi
-  if diff -r -q "$shared/$provider" "$copy"; then
-    echo "$copy is identical to $shared/$provider"
+  if diff -r -q "$shared/$vectors" "$copy"; then
+    echo "$copy is identical to $shared/$vectors"
   else
-    echo "$copy differs from $shared/$provider: copy them again unchanged" >&2
+    echo "$copy differs from $shared/$vectors: copy them again unchanged" >&2
     status=1
   fi
 done

@@ -1,0 +1,778 @@
+//! The APIv3 HTTP client (protocol §5): orders, queries, close, refunds and the platform
+//! certificates, each request signed and each answer verified before it is parsed.
+//!
+//! * A 2xx answer is used only after its signature verifies over the raw bytes; one without
+//!   the signature headers is forged. An unusable answer (too large, not JSON, missing fields,
+//!   unverifiable) is an unknown outcome, never a failure: the caller queries before anything.
+//! * A non-2xx answer carrying signature headers is verified too; one without them (WeChat and
+//!   the SDKs do not always sign errors) is read for its `code` only, over TLS. Codes map to
+//!   the retry table (§5.6): `SYSTEM_ERROR`/`BANK_ERROR`/5xx leave the outcome unknown,
+//!   `FREQUENCY_LIMITED` may be retried later, `ORDERPAID` means "query and mark paid",
+//!   `ORDER_CLOSED`, `SIGN_ERROR`, `PARAM_ERROR`, `NOT_ENOUGH` are definite.
+//! * In platform-certificate mode the certificates are downloaded on first use, again every
+//!   12 hours (WeChat lists a new one 24 h before using it), and at most once a minute on an
+//!   unknown `Wechatpay-Serial`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use paygate_core::{
+    Channel, CreatePayment, CreatedPayment, Currency, PayParams, ProviderError, ProviderKind,
+    RefundFacts, RefundRequest, RefundState, TradeFacts,
+};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::certificates::{CertificatesError, decrypt_certificates};
+use crate::config::WechatV3App;
+use crate::notify::{NotifyRejection, VerifiedNotify, verify_notify};
+use crate::sign::nonce;
+use crate::verify::{SignatureHeaders, VerifyError, header};
+use crate::wire::{FieldError, Refund, Transaction, format_time};
+
+/// The largest response body read.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// The User-Agent WeChat requires on every request.
+pub const USER_AGENT: &str = concat!("paygate/", env!("CARGO_PKG_VERSION"), " (rust)");
+/// The longest `description` WeChat takes, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 127;
+/// How often platform certificates are downloaded again.
+pub const CERTIFICATE_REFRESH: chrono::TimeDelta = chrono::TimeDelta::hours(12);
+/// The least time between two downloads caused by an unknown serial.
+const UNKNOWN_SERIAL_REFRESH_GAP: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
+/// The source of "now" in Unix seconds, injectable so tests pin the clock.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Why an API call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// Refused locally before sending (missing openid, channel not configured, …).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// No answer in time: the outcome is unknown.
+    #[error("WeChat Pay did not answer in time")]
+    Timeout,
+    /// The connection failed or broke: the outcome is unknown.
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// The answer's signature did not verify (or was absent on a 2xx).
+    #[error("response verification failed: {0}")]
+    Unverified(#[from] VerifyError),
+    /// The (verified) answer is not usable: too large, not JSON, missing a field.
+    #[error("unusable response: {0}")]
+    Unusable(String),
+    /// WeChat answered with an error code.
+    #[error("WeChat Pay error {status} {code}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// `code`.
+        code: String,
+        /// `message`.
+        message: String,
+    },
+    /// Signing the request failed, or the certificates could not be used.
+    #[error("configuration: {0}")]
+    Configuration(String),
+}
+
+impl From<FieldError> for ApiError {
+    fn from(error: FieldError) -> Self {
+        ApiError::Unusable(error.to_string())
+    }
+}
+
+impl From<ApiError> for ProviderError {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::InvalidRequest(reason) => ProviderError::InvalidRequest(reason),
+            ApiError::Timeout | ApiError::Transport(_) => {
+                ProviderError::OutcomeUnknown(error.to_string())
+            }
+            ApiError::Unverified(_) | ApiError::Unusable(_) => {
+                ProviderError::UntrustedResponse(error.to_string())
+            }
+            ApiError::Configuration(reason) => ProviderError::Configuration(reason),
+            ApiError::Api {
+                status,
+                code,
+                message,
+            } => match code.as_str() {
+                "ORDERPAID" | "TRADE_PAID" => ProviderError::AlreadyPaid,
+                "ORDER_CLOSED" | "ORDERCLOSED" => ProviderError::AlreadyClosed,
+                "ORDER_NOT_EXIST" | "ORDERNOTEXIST" | "RESOURCE_NOT_EXISTS" => {
+                    ProviderError::NotFound
+                }
+                "SIGN_ERROR" | "NO_AUTH" | "APPID_MCHID_NOT_MATCH" | "MCH_NOT_EXISTS" => {
+                    ProviderError::Configuration(format!("{code}: {message}"))
+                }
+                "FREQUENCY_LIMITED" | "RATELIMIT_EXCEEDED" => ProviderError::Refused {
+                    code,
+                    message,
+                    retryable: true,
+                },
+                "SYSTEM_ERROR" | "BANK_ERROR" | "SERVICE_UNAVAILABLE" => {
+                    ProviderError::OutcomeUnknown(format!("{code}: {message}"))
+                }
+                _ if status >= 500 => ProviderError::OutcomeUnknown(format!("{code}: {message}")),
+                _ => ProviderError::Refused {
+                    code,
+                    message,
+                    retryable: false,
+                },
+            },
+        }
+    }
+}
+
+/// The order endpoint of each product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    /// JSAPI and mini-program (`payer.openid` required).
+    Jsapi,
+    /// APP.
+    App,
+    /// H5 in a mobile browser (`scene_info.h5_info` required).
+    H5,
+    /// Native QR code.
+    Native,
+}
+
+impl Product {
+    /// The product of a paygate channel.
+    pub fn for_channel(channel: Channel) -> Option<Product> {
+        match channel {
+            Channel::MiniProgram | Channel::Jsapi => Some(Product::Jsapi),
+            Channel::App => Some(Product::App),
+            Channel::H5 => Some(Product::H5),
+            Channel::Native => Some(Product::Native),
+            _ => None,
+        }
+    }
+
+    /// The path segment after `/v3/pay/transactions/`.
+    pub const fn path(self) -> &'static str {
+        match self {
+            Product::Jsapi => "jsapi",
+            Product::App => "app",
+            Product::H5 => "h5",
+            Product::Native => "native",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PrepayAnswer {
+    prepay_id: Option<String>,
+    code_url: Option<String>,
+    h5_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorAnswer {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// A verified answer.
+struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+}
+
+/// A configured APIv3 client for one app.
+pub struct ApiClient {
+    http: reqwest::Client,
+    app: WechatV3App,
+    clock: Clock,
+    last_download: tokio::sync::Mutex<Option<DateTime<Utc>>>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("app", &self.app)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Percent-encodes a path segment: everything but unreserved characters, upper-case hex.
+fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn transport_error(error: &reqwest::Error) -> ApiError {
+    if error.is_timeout() {
+        ApiError::Timeout
+    } else {
+        ApiError::Transport(error.to_string())
+    }
+}
+
+impl ApiClient {
+    /// A client for `app` using the system clock.
+    pub fn new(app: WechatV3App) -> Result<Self, ApiError> {
+        let http = reqwest::Client::builder()
+            .timeout(app.request_timeout)
+            .connect_timeout(app.request_timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| ApiError::Configuration(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            app,
+            clock: Arc::new(|| Utc::now().timestamp()),
+            last_download: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Replaces the clock (tests pin it to the vectors' times).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The app this client serves.
+    pub fn app(&self) -> &WechatV3App {
+        &self.app
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Signs and sends one request; returns the verified answer of any status.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        target: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, ApiError> {
+        if self.app.platform_certificates {
+            self.ensure_certificates().await?;
+        }
+        let answer = self.send_once(method.clone(), target, body).await;
+        match answer {
+            Err(ApiError::Unverified(ref e))
+                if e.wants_certificate_refresh() && self.app.platform_certificates =>
+            {
+                if self.refresh_after_unknown_serial().await? {
+                    self.send_once(method, target, body).await
+                } else {
+                    answer
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: reqwest::Method,
+        target: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, ApiError> {
+        let (headers, (status, body)) = self.exchange(method, target, body).await?;
+        let signature = SignatureHeaders::from_pairs(
+            headers
+                .iter()
+                .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v))),
+        );
+        match signature {
+            Ok(signature) => self.app.keys.verify(&signature, &body, self.now())?,
+            // A 2xx without signature headers is forged; an error answer may be unsigned.
+            Err(e) if status.is_success() => return Err(e.into()),
+            Err(_) => {}
+        }
+        Ok(Answer { status, body })
+    }
+
+    /// Sends one signed request and reads the bounded answer, unverified.
+    async fn exchange(
+        &self,
+        method: reqwest::Method,
+        target: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(reqwest::header::HeaderMap, (StatusCode, Vec<u8>)), ApiError> {
+        // Serialise once: these exact bytes are signed and sent.
+        let body_bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let authorization = self
+            .app
+            .signer
+            .authorization(method.as_str(), target, self.now(), &nonce(), &body_bytes)
+            .map_err(|e| ApiError::Configuration(e.to_string()))?;
+        let mut request = self
+            .http
+            .request(method, format!("{}{target}", self.app.api_base))
+            .header(reqwest::header::AUTHORIZATION, authorization)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::USER_AGENT, USER_AGENT);
+        // In public-key mode this makes WeChat sign the answer with the public key (§2.4).
+        if let Some(id) = self.app.keys.public_key_id() {
+            request = request.header(header::SERIAL, id);
+        }
+        if body.is_some() {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body_bytes);
+        }
+        let response = request.send().await.map_err(|e| transport_error(&e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+        {
+            return Err(ApiError::Unusable("response body exceeds the limit".into()));
+        }
+        let mut response = response;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e))? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(ApiError::Unusable("response body exceeds the limit".into()));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok((headers, (status, bytes)))
+    }
+
+    /// Turns a non-2xx answer into its error; a 2xx passes through.
+    fn check_status(answer: Answer) -> Result<Answer, ApiError> {
+        if answer.status.is_success() {
+            return Ok(answer);
+        }
+        let status = answer.status.as_u16();
+        match serde_json::from_slice::<ErrorAnswer>(&answer.body) {
+            Ok(error) => Err(ApiError::Api {
+                status,
+                code: error.code.chars().take(64).collect(),
+                message: error.message.chars().take(256).collect(),
+            }),
+            // No code to act on: a 5xx is WeChat's trouble (unknown outcome), anything else
+            // an unusable answer; neither is a definite refusal.
+            Err(_) if status >= 500 => Err(ApiError::Api {
+                status,
+                code: "SYSTEM_ERROR".into(),
+                message: format!("HTTP {status} without an error body"),
+            }),
+            Err(e) => Err(ApiError::Unusable(format!("HTTP {status}: {e}"))),
+        }
+    }
+
+    fn parse<T: for<'de> Deserialize<'de>>(answer: &Answer, what: &str) -> Result<T, ApiError> {
+        serde_json::from_slice(&answer.body).map_err(|e| ApiError::Unusable(format!("{what}: {e}")))
+    }
+
+    /// The order body for a paygate payment, or why it cannot be placed.
+    pub fn prepay_body(
+        &self,
+        request: &CreatePayment,
+    ) -> Result<(Product, serde_json::Value), ApiError> {
+        if !self.app.channels.contains(&request.channel) {
+            return Err(ApiError::InvalidRequest(format!(
+                "channel {} is not configured for this WeChat app",
+                request.channel
+            )));
+        }
+        let product = Product::for_channel(request.channel).ok_or_else(|| {
+            ApiError::InvalidRequest(format!("WeChat Pay has no {} channel", request.channel))
+        })?;
+        if request.currency != Currency::Cny {
+            return Err(ApiError::InvalidRequest(format!(
+                "currency {} is not supported",
+                request.currency
+            )));
+        }
+        let total = request.amount.get();
+        if total <= 0 || total > ProviderKind::Wechat.max_order_fen() {
+            return Err(ApiError::InvalidRequest(format!(
+                "amount.total must be 1..={} fen, got {total}",
+                ProviderKind::Wechat.max_order_fen()
+            )));
+        }
+        let description = request.description.as_deref().unwrap_or(&request.subject);
+        if description.is_empty() || description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(ApiError::InvalidRequest(format!(
+                "description must be 1..={MAX_DESCRIPTION_CHARS} characters"
+            )));
+        }
+        let mut body = json!({
+            "appid": self.app.appid,
+            "mchid": self.app.mchid,
+            "description": description,
+            "out_trade_no": request.out_trade_no.as_str(),
+            "time_expire": format_time(request.expires_at),
+            "notify_url": request.notify_url,
+            "amount": {"total": total, "currency": "CNY"},
+        });
+        match product {
+            Product::Jsapi => {
+                let openid = request
+                    .payer_id
+                    .as_deref()
+                    .filter(|o| !o.is_empty())
+                    .ok_or_else(|| {
+                        ApiError::InvalidRequest("JSAPI orders need the payer's openid".into())
+                    })?;
+                body["payer"] = json!({"openid": openid});
+            }
+            Product::H5 => {
+                let ip = request.client_ip.ok_or_else(|| {
+                    ApiError::InvalidRequest("H5 orders need the buyer's IP".into())
+                })?;
+                let h5 = self.app.h5_info.as_ref().ok_or_else(|| {
+                    ApiError::Configuration("the h5 channel needs h5_info".into())
+                })?;
+                let mut h5_info = json!({"type": h5.kind});
+                if let Some(name) = &h5.app_name {
+                    h5_info["app_name"] = json!(name);
+                }
+                if let Some(url) = &h5.app_url {
+                    h5_info["app_url"] = json!(url);
+                }
+                body["scene_info"] = json!({"payer_client_ip": ip.to_string(), "h5_info": h5_info});
+            }
+            Product::App | Product::Native => {
+                if let Some(ip) = request.client_ip {
+                    body["scene_info"] = json!({"payer_client_ip": ip.to_string()});
+                }
+            }
+        }
+        Ok((product, body))
+    }
+
+    /// Places the order and returns what the buyer's client needs.
+    pub async fn create_payment(
+        &self,
+        request: &CreatePayment,
+    ) -> Result<CreatedPayment, ApiError> {
+        let (product, body) = self.prepay_body(request)?;
+        let target = format!("/v3/pay/transactions/{}", product.path());
+        let answer = Self::check_status(
+            self.send(reqwest::Method::POST, &target, Some(&body))
+                .await?,
+        )?;
+        let prepay: PrepayAnswer = Self::parse(&answer, "prepay")?;
+        let missing = |field: &str| ApiError::Unusable(format!("prepay answer lacks {field}"));
+        let sign_error = |e: crate::keys::KeyError| ApiError::Configuration(e.to_string());
+        let (pay_params, reference) = match product {
+            Product::Jsapi | Product::App => {
+                let prepay_id = prepay
+                    .prepay_id
+                    .filter(|p| !p.is_empty())
+                    .ok_or_else(|| missing("prepay_id"))?;
+                let (now, nonce) = (self.now(), nonce());
+                let params = if product == Product::Jsapi {
+                    self.app
+                        .signer
+                        .jsapi_pay_params(&self.app.appid, &prepay_id, now, &nonce)
+                } else {
+                    self.app
+                        .signer
+                        .app_pay_params(&self.app.appid, &prepay_id, now, &nonce)
+                }
+                .map_err(sign_error)?;
+                (params, Some(prepay_id))
+            }
+            Product::Native => {
+                let code_url = prepay
+                    .code_url
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| missing("code_url"))?;
+                (PayParams::CodeUrl { code_url }, None)
+            }
+            Product::H5 => {
+                let h5_url = prepay
+                    .h5_url
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| missing("h5_url"))?;
+                (PayParams::MwebUrl { mweb_url: h5_url }, None)
+            }
+        };
+        Ok(CreatedPayment {
+            pay_params,
+            provider_reference: reference,
+        })
+    }
+
+    /// The trade's facts, by the merchant's order number.
+    pub async fn query_by_out_trade_no(&self, out_trade_no: &str) -> Result<TradeFacts, ApiError> {
+        let target = format!(
+            "/v3/pay/transactions/out-trade-no/{}?mchid={}",
+            encode_segment(out_trade_no),
+            encode_segment(&self.app.mchid)
+        );
+        self.query(&target).await
+    }
+
+    /// The trade's facts, by WeChat's transaction id.
+    pub async fn query_by_transaction_id(
+        &self,
+        transaction_id: &str,
+    ) -> Result<TradeFacts, ApiError> {
+        let target = format!(
+            "/v3/pay/transactions/id/{}?mchid={}",
+            encode_segment(transaction_id),
+            encode_segment(&self.app.mchid)
+        );
+        self.query(&target).await
+    }
+
+    async fn query(&self, target: &str) -> Result<TradeFacts, ApiError> {
+        let answer = Self::check_status(self.send(reqwest::Method::GET, target, None).await?)?;
+        let transaction: Transaction = Self::parse(&answer, "transaction")?;
+        Ok(transaction.to_facts()?)
+    }
+
+    /// Closes an unpaid trade; success is a signed 204.
+    pub async fn close(&self, out_trade_no: &str) -> Result<(), ApiError> {
+        let target = format!(
+            "/v3/pay/transactions/out-trade-no/{}/close",
+            encode_segment(out_trade_no)
+        );
+        let body = json!({"mchid": self.app.mchid});
+        Self::check_status(
+            self.send(reqwest::Method::POST, &target, Some(&body))
+                .await?,
+        )
+        .map(drop)
+    }
+
+    /// Sends a refund; success means accepted (usually `PROCESSING`), not refunded yet.
+    pub async fn refund(&self, request: &RefundRequest) -> Result<RefundFacts, ApiError> {
+        let mut body = json!({
+            "out_refund_no": request.out_refund_no.as_str(),
+            "amount": {
+                "refund": request.refund_amount.get(),
+                "total": request.order_amount.get(),
+                "currency": "CNY",
+            },
+        });
+        match &request.provider_trade_no {
+            Some(id) if !id.is_empty() => body["transaction_id"] = json!(id),
+            _ => body["out_trade_no"] = json!(request.out_trade_no.as_str()),
+        }
+        if let Some(reason) = request.reason.as_ref().filter(|r| !r.is_empty()) {
+            body["reason"] = json!(reason);
+        }
+        if let Some(url) = request.notify_url.as_ref().filter(|u| !u.is_empty()) {
+            body["notify_url"] = json!(url);
+        }
+        let answer = Self::check_status(
+            self.send(
+                reqwest::Method::POST,
+                "/v3/refund/domestic/refunds",
+                Some(&body),
+            )
+            .await?,
+        )?;
+        let refund: Refund = Self::parse(&answer, "refund")?;
+        Ok(refund.to_facts()?)
+    }
+
+    /// A refund's facts by its number; a refund WeChat does not know is `NotFound`.
+    pub async fn query_refund(
+        &self,
+        out_trade_no: &str,
+        out_refund_no: &str,
+    ) -> Result<RefundFacts, ApiError> {
+        let target = format!(
+            "/v3/refund/domestic/refunds/{}",
+            encode_segment(out_refund_no)
+        );
+        match Self::check_status(self.send(reqwest::Method::GET, &target, None).await?) {
+            Ok(answer) => {
+                let refund: Refund = Self::parse(&answer, "refund")?;
+                Ok(refund.to_facts()?)
+            }
+            Err(ApiError::Api { code, .. }) if code == "RESOURCE_NOT_EXISTS" => Ok(RefundFacts {
+                out_trade_no: out_trade_no.to_owned(),
+                out_refund_no: out_refund_no.to_owned(),
+                provider_refund_id: None,
+                amount: None,
+                state: RefundState::NotFound,
+                succeeded_at: None,
+            }),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Verifies, decrypts and parses a notify for this app at the client's clock. In
+    /// certificate mode a notify under a serial not held yet (a rotation, or the first notify
+    /// before any call) downloads the certificates once, rate-limited, and is checked again.
+    pub async fn verify_notify(
+        &self,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<VerifiedNotify, NotifyRejection> {
+        let app = &self.app;
+        let check = || {
+            verify_notify(
+                headers.iter().copied(),
+                body,
+                &app.keys,
+                &app.apiv3_key,
+                &app.mchid,
+                self.now(),
+            )
+        };
+        match check() {
+            Err(NotifyRejection::Verify(ref e))
+                if e.wants_certificate_refresh() && app.platform_certificates =>
+            {
+                // Rate-limited: within a minute of the last download this checks the same
+                // keys again and the notify is refused, so WeChat retries it later.
+                if let Err(error) = self.refresh_after_unknown_serial().await {
+                    tracing::warn!(%error, "platform certificate download failed");
+                }
+                check()
+            }
+            other => other,
+        }
+    }
+
+    /// Downloads `/v3/certificates` now, decrypts and adds them, and drops expired ones.
+    ///
+    /// The list is authenticated by its AES-GCM decryption with the APIv3 key; the answer's
+    /// signature is checked with a certificate already held or, on the very first download,
+    /// with the certificate the answer itself names (integrity on first use, §2.3).
+    pub async fn refresh_certificates(&self) -> Result<usize, ApiError> {
+        let (headers, (status, body)) = self
+            .exchange(reqwest::Method::GET, "/v3/certificates", None)
+            .await?;
+        let answer = Self::check_status(Answer { status, body })?;
+        // Only WeChat and the merchant hold the APIv3 key, so a list that decrypts is theirs.
+        let downloaded = decrypt_certificates(&answer.body, &self.app.apiv3_key)
+            .map_err(|e: CertificatesError| ApiError::Unusable(e.to_string()))?;
+        let signature = SignatureHeaders::from_pairs(
+            headers
+                .iter()
+                .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v))),
+        )?;
+        let now = self.now();
+        let candidate = crate::verify::WechatpayKeys::new();
+        match self.app.keys.verify(&signature, &answer.body, now) {
+            Err(VerifyError::UnknownSerial(_)) => {
+                candidate.add_certificates(
+                    downloaded
+                        .iter()
+                        .filter_map(|d| crate::verify::PlatformCertificate::from_pem(&d.pem).ok()),
+                );
+                candidate.verify(&signature, &answer.body, now)?;
+            }
+            other => other?,
+        }
+        let count = downloaded.len();
+        self.app
+            .keys
+            .add_certificates(downloaded.into_iter().map(|d| d.certificate));
+        let now_utc = DateTime::<Utc>::from_timestamp(now, 0).unwrap_or_else(Utc::now);
+        self.app.keys.drop_expired(now_utc);
+        *self.last_download.lock().await = Some(now_utc);
+        Ok(count)
+    }
+
+    /// Downloads the certificates if none was downloaded yet or the last download is older
+    /// than [`CERTIFICATE_REFRESH`].
+    async fn ensure_certificates(&self) -> Result<(), ApiError> {
+        let now = DateTime::<Utc>::from_timestamp(self.now(), 0).unwrap_or_else(Utc::now);
+        let stale = self
+            .last_download
+            .lock()
+            .await
+            .is_none_or(|at| now - at >= CERTIFICATE_REFRESH);
+        if stale {
+            self.refresh_certificates().await?;
+        }
+        Ok(())
+    }
+
+    /// One download after an unknown serial, unless one happened within the last minute.
+    async fn refresh_after_unknown_serial(&self) -> Result<bool, ApiError> {
+        let now = DateTime::<Utc>::from_timestamp(self.now(), 0).unwrap_or_else(Utc::now);
+        let recent = self
+            .last_download
+            .lock()
+            .await
+            .is_some_and(|at| now - at < UNKNOWN_SERIAL_REFRESH_GAP);
+        if recent {
+            return Ok(false);
+        }
+        self.refresh_certificates().await?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_encoded_with_upper_case_hex() {
+        assert_eq!(encode_segment("order_0001-a"), "order_0001-a");
+        assert_eq!(encode_segment("a|b*c@d"), "a%7Cb%2Ac%40d");
+        assert_eq!(encode_segment("测"), "%E6%B5%8B");
+    }
+
+    #[test]
+    fn the_retry_table_is_followed() {
+        let api = |status: u16, code: &str| {
+            ProviderError::from(ApiError::Api {
+                status,
+                code: code.into(),
+                message: String::new(),
+            })
+        };
+        assert!(api(500, "SYSTEM_ERROR").outcome_unknown());
+        assert!(api(502, "WHATEVER").outcome_unknown());
+        assert!(!api(500, "SYSTEM_ERROR").is_definite_refusal());
+        let throttled = api(429, "FREQUENCY_LIMITED");
+        assert!(matches!(
+            throttled,
+            ProviderError::Refused {
+                retryable: true,
+                ..
+            }
+        ));
+        assert!(!throttled.is_definite_refusal());
+        assert_eq!(api(400, "ORDERPAID"), ProviderError::AlreadyPaid);
+        assert_eq!(api(400, "ORDER_CLOSED"), ProviderError::AlreadyClosed);
+        assert_eq!(api(404, "ORDER_NOT_EXIST"), ProviderError::NotFound);
+        assert!(matches!(
+            api(401, "SIGN_ERROR"),
+            ProviderError::Configuration(_)
+        ));
+        for definite in ["PARAM_ERROR", "NOT_ENOUGH", "OUT_TRADE_NO_USED"] {
+            let error = api(403, definite);
+            assert!(
+                matches!(
+                    error,
+                    ProviderError::Refused {
+                        retryable: false,
+                        ..
+                    }
+                ),
+                "{definite}"
+            );
+            assert!(error.is_definite_refusal(), "{definite}");
+        }
+        for unusable in [
+            ApiError::Unusable("not JSON".into()),
+            ApiError::Unverified(VerifyError::BadSignature),
+            ApiError::Timeout,
+        ] {
+            assert!(!ProviderError::from(unusable).is_definite_refusal());
+        }
+    }
+}
