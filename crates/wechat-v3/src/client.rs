@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use paygate_core::{
-    Channel, CreatePayment, CreatedPayment, Currency, PayParams, ProviderError, ProviderKind,
-    RefundFacts, RefundRequest, RefundState, TradeFacts,
+    Channel, CreatePayment, CreatedPayment, Currency, PayParams, ProviderError, RefundFacts,
+    RefundRequest, RefundState, TradeFacts,
 };
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -395,10 +395,10 @@ impl ApiClient {
             )));
         }
         let total = request.amount.get();
-        if total <= 0 || total > ProviderKind::Wechat.max_order_fen() {
+        if total <= 0 || request.amount > crate::MAX_ORDER {
             return Err(ApiError::InvalidRequest(format!(
                 "amount.total must be 1..={} fen, got {total}",
-                ProviderKind::Wechat.max_order_fen()
+                crate::MAX_ORDER.get()
             )));
         }
         let description = request.description.as_deref().unwrap_or(&request.subject);
@@ -466,14 +466,14 @@ impl ApiClient {
         let prepay: PrepayAnswer = Self::parse(&answer, "prepay")?;
         let missing = |field: &str| ApiError::Unusable(format!("prepay answer lacks {field}"));
         let sign_error = |e: crate::keys::KeyError| ApiError::Configuration(e.to_string());
-        let (pay_params, reference) = match product {
+        let pay_params = match product {
             Product::Jsapi | Product::App => {
                 let prepay_id = prepay
                     .prepay_id
                     .filter(|p| !p.is_empty())
                     .ok_or_else(|| missing("prepay_id"))?;
                 let (now, nonce) = (self.now(), nonce());
-                let params = if product == Product::Jsapi {
+                if product == Product::Jsapi {
                     self.app
                         .signer
                         .jsapi_pay_params(&self.app.appid, &prepay_id, now, &nonce)
@@ -482,27 +482,27 @@ impl ApiClient {
                         .signer
                         .app_pay_params(&self.app.appid, &prepay_id, now, &nonce)
                 }
-                .map_err(sign_error)?;
-                (params, Some(prepay_id))
+                .map_err(sign_error)?
             }
             Product::Native => {
                 let code_url = prepay
                     .code_url
                     .filter(|c| !c.is_empty())
                     .ok_or_else(|| missing("code_url"))?;
-                (PayParams::CodeUrl { code_url }, None)
+                PayParams::CodeUrl { code_url }
             }
             Product::H5 => {
                 let h5_url = prepay
                     .h5_url
                     .filter(|c| !c.is_empty())
                     .ok_or_else(|| missing("h5_url"))?;
-                (PayParams::MwebUrl { mweb_url: h5_url }, None)
+                PayParams::MwebUrl { mweb_url: h5_url }
             }
         };
         Ok(CreatedPayment {
             pay_params,
-            provider_reference: reference,
+            // A prepay id is no trade number: the transaction_id arrives with the payment.
+            provider_trade_no: None,
         })
     }
 

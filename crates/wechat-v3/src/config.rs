@@ -13,7 +13,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use paygate_core::{Channel, ProviderKind};
+use paygate_core::Channel;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -344,15 +344,14 @@ impl WechatV3Settings {
             .unwrap_or_else(|| DEFAULT_API_BASE.to_owned());
         url::Url::parse(&api_base).map_err(|e| ConfigError::new("api_base", e.to_string()))?;
         let channels = self.channels.clone().unwrap_or_else(|| {
-            ProviderKind::Wechat
-                .channels()
+            crate::CHANNELS
                 .iter()
                 .copied()
                 .filter(|&c| c != Channel::H5)
                 .collect()
         });
         for &channel in &channels {
-            if !ProviderKind::Wechat.supports(channel) {
+            if !crate::CHANNELS.contains(&channel) {
                 return Err(ConfigError::new(
                     "channels",
                     format!("{channel} is not a WeChat Pay channel"),

@@ -41,3 +41,18 @@ pub mod peer;
 pub mod sign;
 pub mod verify;
 pub mod wire;
+
+use paygate_core::{Channel, Fen};
+
+/// The channels WeChat Pay offers through APIv3 (`mini_program` and `jsapi` are both its
+/// `jsapi` product).
+pub const CHANNELS: [Channel; 5] = [
+    Channel::MiniProgram,
+    Channel::Jsapi,
+    Channel::App,
+    Channel::Native,
+    Channel::H5,
+];
+
+/// The largest order: `amount.total` is an `int` in fen.
+pub const MAX_ORDER: Fen = Fen::from_u32(i32::MAX as u32);

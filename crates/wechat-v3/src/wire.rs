@@ -151,7 +151,7 @@ impl Transaction {
                 .map_err(|e| FieldError::new("amount.currency", e.to_string()))?,
         };
         Ok(TradeFacts {
-            provider: ProviderKind::Wechat,
+            provider: ProviderKind::WECHAT,
             out_trade_no: self.out_trade_no.clone(),
             provider_trade_no: self.transaction_id.clone().filter(|s| !s.is_empty()),
             state,

@@ -55,8 +55,8 @@ async fn a_jsapi_order_is_signed_accepted_and_returns_rsa_pay_params() {
         .await
         .unwrap();
     assert_eq!(
-        created.provider_reference.as_deref(),
-        Some("wx20250101120000a1b2c3d4e5f6a7b8c900")
+        created.provider_trade_no, None,
+        "a prepay id is no trade number"
     );
     let PayParams::WechatJsapi {
         app_id,
