@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::schema::api_keys;
 use crate::text::text_enum;
-use crate::{ApiKeyId, Store, StoreError, corrupt, db_time, utc};
+use crate::{ApiKeyId, LockKey, Store, StoreError, corrupt, db_time, utc};
 
 text_enum!(
     /// What a key may do.
@@ -139,7 +139,7 @@ impl Store {
             revoked_at: None,
             last_used_at: None,
         };
-        self.write(move |conn| {
+        self.write(LockKey::NewRows, move |conn| {
             diesel::insert_into(api_keys::table)
                 .values(&row)
                 .execute(conn)?;
@@ -180,7 +180,7 @@ impl Store {
     /// Revokes a key from `at` on; revoking again keeps the first revocation time.
     pub async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
         let id = id.clone();
-        self.write_locking(Some(id.to_string()), move |conn| {
+        self.write(LockKey::ApiKey(id.clone()), move |conn| {
             diesel::update(
                 api_keys::table
                     .find(id.as_str())
@@ -203,7 +203,7 @@ impl Store {
     /// Records that a key authenticated a request at `at`.
     pub async fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
         let id = id.clone();
-        self.write_locking(Some(id.to_string()), move |conn| {
+        self.write(LockKey::ApiKey(id.clone()), move |conn| {
             update_key(conn, &id, |conn| {
                 diesel::update(api_keys::table.find(id.as_str()))
                     .set(api_keys::last_used_at.eq(Some(db_time(at))))

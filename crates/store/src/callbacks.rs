@@ -8,7 +8,9 @@ use sha2::{Digest, Sha256};
 
 use crate::schema::{anomalies, callbacks};
 use crate::text::text_enum;
-use crate::{AnomalyId, CallbackId, Cursor, Page, Store, StoreError, corrupt, db_time, utc};
+use crate::{
+    AnomalyId, CallbackId, Cursor, LockKey, Page, Store, StoreError, corrupt, db_time, utc,
+};
 
 text_enum!(
     /// Which notify endpoint received the callback.
@@ -323,8 +325,10 @@ impl Store {
     ) -> Result<CallbackId, StoreError> {
         let id = judged.id.clone();
         let row = CallbackRow::from(judged);
-        self.write(move |conn| insert_callback(conn, &row).map(|()| id))
-            .await
+        self.write(LockKey::NewRows, move |conn| {
+            insert_callback(conn, &row).map(|()| id)
+        })
+        .await
     }
 
     /// Every callback matched to an order, oldest first.
@@ -356,7 +360,7 @@ impl Store {
             callback_id: new.callback_id.map(|c| c.to_string()),
             created_at: db_time(new.created_at),
         };
-        self.write(move |conn| {
+        self.write(LockKey::NewRows, move |conn| {
             diesel::insert_into(anomalies::table)
                 .values(&row)
                 .execute(conn)?;

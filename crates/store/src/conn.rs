@@ -16,6 +16,19 @@ use crate::StoreError;
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
+/// Runs `$body` with `$inner` bound to the backend's own connection, for a query the
+/// multi-backend connection cannot build (diesel gives it no `ON CONFLICT`): the same diesel
+/// code, type-checked once per backend.
+macro_rules! on_backend {
+    ($conn:expr, $inner:ident => $body:expr) => {
+        match $conn {
+            $crate::conn::DbConnection::Pg($inner) => $body,
+            $crate::conn::DbConnection::Sqlite($inner) => $body,
+        }
+    };
+}
+pub(crate) use on_backend;
+
 /// The connection every query runs on: PostgreSQL or SQLite, chosen at run time.
 ///
 /// SQLite comes last because it accepts any string as a path; the derive's own `establish`

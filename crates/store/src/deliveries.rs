@@ -12,10 +12,10 @@ use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use paygate_core::{AppName, OrderId};
 
-use crate::error::is_unique_violation;
+use crate::conn::on_backend;
 use crate::outbox::OutboxEvent;
 use crate::schema::{leases, orders, outbox_events, webhook_attempts};
-use crate::{EventId, Store, StoreError, db_now, db_time, utc};
+use crate::{EventId, LockKey, Store, StoreError, db_now, db_time, utc};
 
 /// One recorded attempt to deliver an event to one endpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +119,7 @@ impl Store {
             response_status: attempt.response_status.map(i64::from),
             error: attempt.error,
         };
-        self.write(move |conn| {
+        self.write(LockKey::NewRows, move |conn| {
             diesel::insert_into(webhook_attempts::table)
                 .values(&row)
                 .execute(conn)?;
@@ -201,7 +201,7 @@ impl Store {
     pub async fn redeliver_event(&self, id: &EventId) -> Result<OutboxEvent, StoreError> {
         let key = id.to_string();
         let updated = self
-            .write_locking(Some(key.clone()), move |conn| {
+            .write(LockKey::Outbox, move |conn| {
                 diesel::update(outbox_events::table.find(key))
                     .set((
                         outbox_events::delivered_at.eq(None::<NaiveDateTime>),
@@ -230,7 +230,7 @@ impl Store {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.write_locking(Some(name.clone()), move |conn| {
+        self.write(LockKey::Lease(name.clone()), move |conn| {
             let now = db_now();
             let until = db_time(Utc::now() + ttl);
             let renewed = diesel::update(
@@ -243,24 +243,19 @@ impl Store {
             if renewed == 1 {
                 return Ok(true);
             }
-            // Its own savepoint, so a lost race leaves the writer's transaction usable on
-            // PostgreSQL.
-            let inserted = conn.transaction(|conn| {
-                diesel::insert_into(leases::table)
-                    .values((
-                        leases::name.eq(&name),
-                        leases::holder.eq(&holder),
-                        leases::expires_at.eq(until),
-                    ))
-                    .execute(conn)
-                    .map_err(StoreError::from)
-            });
-            match inserted {
-                Ok(_) => Ok(true),
-                // Someone else holds a live lease (or inserted it a moment ago).
-                Err(error) if is_unique_violation(&error) => Ok(false),
-                Err(error) => Err(error),
-            }
+            // Nothing inserted: someone else holds a live lease (or inserted it a moment ago).
+            // `ON CONFLICT DO NOTHING` rather than a caught unique violation, which on
+            // PostgreSQL would take a savepoint of its own (see `writer.rs`).
+            let inserted = on_backend!(conn, inner => diesel::insert_into(leases::table)
+                .values((
+                    leases::name.eq(&name),
+                    leases::holder.eq(&holder),
+                    leases::expires_at.eq(until),
+                ))
+                .on_conflict(leases::name)
+                .do_nothing()
+                .execute(inner)?);
+            Ok(inserted == 1)
         })
         .await
     }
@@ -271,7 +266,7 @@ impl Store {
     /// another process) fails here.
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         const PROBE: &str = "paygate-write-probe";
-        self.write_locking(Some(PROBE.to_owned()), |conn| {
+        self.write(LockKey::Lease(PROBE.to_owned()), |conn| {
             let probe = conn.transaction::<(), diesel::result::Error, _>(|conn| {
                 diesel::insert_into(leases::table)
                     .values((
@@ -294,7 +289,7 @@ impl Store {
     /// (a clean shutdown).
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.write_locking(Some(name.clone()), move |conn| {
+        self.write(LockKey::Lease(name.clone()), move |conn| {
             let long_ago = db_time(DateTime::<Utc>::UNIX_EPOCH);
             diesel::update(
                 leases::table

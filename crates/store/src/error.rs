@@ -151,14 +151,3 @@ impl From<r2d2::Error> for StoreError {
         StoreError::Unavailable(error.to_string())
     }
 }
-
-/// Whether a diesel error is a unique-constraint violation (a duplicate key).
-pub(crate) fn is_unique_violation(error: &StoreError) -> bool {
-    matches!(
-        error,
-        StoreError::Query(DieselError::DatabaseError(
-            DatabaseErrorKind::UniqueViolation,
-            _
-        ))
-    )
-}

@@ -34,7 +34,7 @@ mod summary;
 mod text;
 mod writer;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
@@ -55,6 +55,8 @@ pub use outbox::{ClaimOutcome, EventKind, NewOutboxEvent, OutboxEvent};
 pub use reconcile::{Backlog, ConfiguredApps, DueQuery, QueryAgain};
 pub use refunds::{NewRefund, Refund, RefundCompletion};
 pub use summary::{GroupBy, ReportZone, SummaryRow};
+#[doc(hidden)]
+pub use writer::LockKey;
 
 /// Held by the one process that serves a file-backed SQLite database; the operating system
 /// releases it when the process ends, however it ends.
@@ -110,6 +112,8 @@ pub struct Store {
     /// The group-committing write path; `None` for a private in-memory SQLite database, whose
     /// only connection is the pool's.
     writer: Option<writer::Lanes>,
+    /// The routing key of every write, once a test asked for them ([`Store::trace_write_keys`]).
+    traced_keys: Arc<OnceLock<Mutex<Vec<LockKey>>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -152,6 +156,7 @@ impl Store {
             backend,
             permits,
             writer,
+            traced_keys: Arc::new(OnceLock::new()),
         })
     }
 
@@ -197,27 +202,18 @@ impl Store {
     /// Runs diesel work that writes: through the group-committing writer (in its own savepoint
     /// of the writer's next transaction), or in a transaction of its own on the single
     /// connection of a private in-memory database. Returns once the work is committed.
-    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    /// `locks` names the row the work locks, which picks the writer lane: writes locking one
+    /// row queue in one lane (see the write-path rules in `writer.rs`).
+    pub(crate) async fn write<T, F>(&self, locks: LockKey, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.write_locking(None, work).await
-    }
-
-    /// [`Store::write`] for work that updates (locks) an existing row: `row` names it (an
-    /// order id, say), so writes to the same row queue in one writer lane (see `writer.rs`).
-    pub(crate) async fn write_locking<T, F>(
-        &self,
-        row: Option<String>,
-        work: F,
-    ) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
-    {
+        if let Some(traced) = self.traced_keys.get() {
+            lock_ignoring_poison(traced).push(locks.clone());
+        }
         match &self.writer {
-            Some(lanes) => lanes.lane(row.as_deref()).write(work).await,
+            Some(lanes) => lanes.lane(&locks).write(work).await,
             None => {
                 self.run(move |conn| {
                     use diesel::Connection;
@@ -226,6 +222,24 @@ impl Store {
                 .await
             }
         }
+    }
+
+    /// Test support: from now on, remembers the [`LockKey`] every write through this store (or
+    /// a clone of it) is routed by, so a test can check that a write is routed by the row it
+    /// locks. Costs nothing until called.
+    #[doc(hidden)]
+    pub fn trace_write_keys(&self) {
+        let _ = self.traced_keys.set(Mutex::new(Vec::new()));
+    }
+
+    /// Test support: the keys of the writes since the last call, in the order they were sent
+    /// (empty unless [`Store::trace_write_keys`] was called).
+    #[doc(hidden)]
+    pub fn traced_write_keys(&self) -> Vec<LockKey> {
+        self.traced_keys
+            .get()
+            .map(|traced| std::mem::take(&mut *lock_ignoring_poison(traced)))
+            .unwrap_or_default()
     }
 
     /// Runs blocking diesel work that only reads, on a pooled connection off the async runtime.
@@ -247,6 +261,14 @@ impl Store {
         .await;
         unpanic(joined)
     }
+}
+
+/// The guarded value even if a thread panicked while holding the lock: the traced keys are a
+/// plain list that a panic cannot leave half-written.
+fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Turns a panicked or cancelled blocking task into an error instead of propagating the panic.
@@ -333,7 +355,7 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .write(move |conn| {
+                    .write(LockKey::NewRows, move |conn| {
                         diesel::sql_query("INSERT INTO leases (name, holder, expires_at) VALUES (?, 'h', '2026-01-01 00:00:00')")
                             .bind::<diesel::sql_types::Text, _>(name)
                             .execute(conn)
@@ -351,7 +373,9 @@ mod tests {
         let panicking = store.clone();
         let panicked = tokio::spawn(async move {
             panicking
-                .write(|_| -> Result<(), StoreError> { panic!("boom in a write") })
+                .write(LockKey::NewRows, |_| -> Result<(), StoreError> {
+                    panic!("boom in a write")
+                })
                 .await
         });
         for n in 0..30 {

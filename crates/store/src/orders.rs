@@ -8,11 +8,10 @@ use paygate_core::{
 };
 
 use crate::callbacks::{CallbackRow, JudgedCallback, insert_callback};
-use crate::conn::{Db, DbConnection};
-use crate::error::is_unique_violation;
+use crate::conn::{Db, DbConnection, on_backend};
 use crate::outbox::{NewOutboxEvent, insert_event};
 use crate::schema::orders;
-use crate::{Cursor, Page, Store, StoreError, corrupt, db_now, db_time, fen_column, utc};
+use crate::{Cursor, LockKey, Page, Store, StoreError, corrupt, db_now, db_time, fen_column, utc};
 
 /// What the gateway knows when it creates an order; the store adds the id, the `pending`
 /// status and the bookkeeping columns.
@@ -344,29 +343,33 @@ impl Store {
                 reason: format!("pay_params do not serialise: {e}"),
             })?;
         let row = OrderRow::from_new(new, pay_params);
-        let row_key = format!("{}/{}", row.app, row.out_trade_no);
-        self.write_locking(Some(row_key), move |conn| {
-            // Its own savepoint: on PostgreSQL a failed statement aborts the transaction it is
-            // in, and the duplicate must still be read back in the writer's batch.
-            let inserted = conn.transaction(|conn| {
-                diesel::insert_into(orders::table)
-                    .values(&row)
-                    .execute(conn)
-                    .map_err(StoreError::from)
-            });
-            match inserted {
-                Ok(_) => row.into_order(),
-                Err(error) if is_unique_violation(&error) => {
-                    match find_by_out_trade_no(conn, &row.app, &row.out_trade_no)? {
-                        Some(existing) => Err(StoreError::DuplicateOrder {
-                            request_hash: existing.request_hash.clone(),
-                            existing: Box::new(existing.into_order()?),
-                        }),
-                        None => Err(error),
-                    }
-                }
-                Err(error) => Err(error),
+        let number = LockKey::OrderNumber {
+            app: row.app.clone(),
+            out_trade_no: row.out_trade_no.clone(),
+        };
+        self.write(number, move |conn| {
+            // `ON CONFLICT DO NOTHING`, not a caught unique violation: on PostgreSQL a failed
+            // statement aborts its transaction, so catching one would take a savepoint of its
+            // own, one more subtransaction in the writer's batch (see `writer.rs`).
+            let inserted = on_backend!(conn, inner => diesel::insert_into(orders::table)
+                .values(&row)
+                .on_conflict((orders::app, orders::out_trade_no))
+                .do_nothing()
+                .execute(inner)?);
+            if inserted == 1 {
+                return row.into_order();
             }
+            let existing =
+                find_by_out_trade_no(conn, &row.app, &row.out_trade_no)?.ok_or_else(|| {
+                    StoreError::NotFound {
+                        entity: "order",
+                        key: format!("{}/{}", row.app, row.out_trade_no),
+                    }
+                })?;
+            Err(StoreError::DuplicateOrder {
+                request_hash: existing.request_hash.clone(),
+                existing: Box::new(existing.into_order()?),
+            })
         })
         .await
     }
@@ -427,13 +430,14 @@ impl Store {
         pay_params: &PayParams,
         provider_trade_no: Option<String>,
     ) -> Result<Order, StoreError> {
+        let locks = LockKey::Order(id.clone());
         let id = id.to_string();
         let json = serde_json::to_string(pay_params).map_err(|e| StoreError::Corrupt {
             table: "orders",
             id: id.clone(),
             reason: format!("pay_params do not serialise: {e}"),
         })?;
-        self.write_locking(Some(id.to_string()), move |conn| {
+        self.write(locks, move |conn| {
             let pending = OrderStatus::Pending.as_str();
             let changes = OrderChangesRow {
                 provider_trade_no,
@@ -495,9 +499,10 @@ impl Store {
     ) -> Result<Transition, StoreError> {
         let callback = callback.map(CallbackRow::from);
         let next = expected.apply(event)?;
+        let locks = LockKey::Order(id.clone());
         let id = id.to_string();
         let changes = OrderChangesRow::from(changes);
-        self.write_locking(Some(id.clone()), move |conn| {
+        self.write(locks, move |conn| {
             let Some(current) = cas_status(conn, &id, expected, next, &changes)? else {
                 return Ok(Transition::Lost(load_order(conn, &id)?));
             };

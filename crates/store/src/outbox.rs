@@ -8,7 +8,7 @@ use paygate_core::{OrderId, RefundId};
 use crate::conn::DbConnection;
 use crate::schema::outbox_events;
 use crate::text::text_enum;
-use crate::{EventId, Store, StoreError, corrupt, db_now, db_time, utc};
+use crate::{EventId, LockKey, Store, StoreError, corrupt, db_now, db_time, utc};
 
 text_enum!(
     /// What happened, as merchants receive it in the event's `type`.
@@ -171,7 +171,8 @@ impl Store {
     /// Enqueues an event on its own (events tied to a status change go through
     /// [`Store::transition_order`] or [`Store::complete_refund`] instead).
     pub async fn insert_outbox_event(&self, event: NewOutboxEvent) -> Result<EventId, StoreError> {
-        self.write(move |conn| insert_event(conn, &event)).await
+        self.write(LockKey::NewRows, move |conn| insert_event(conn, &event))
+            .await
     }
 
     /// Undelivered events due at `now`, oldest due first.
@@ -208,7 +209,7 @@ impl Store {
     ) -> Result<Vec<OutboxEvent>, StoreError> {
         use outbox_events::{claimed_by, claimed_until, delivered_at, id, next_attempt_at};
         let (holder, now, until) = (holder.to_owned(), db_time(now), db_time(until));
-        self.write(move |conn| {
+        self.write(LockKey::Outbox, move |conn| {
             let unclaimed = || claimed_until.is_null().or(claimed_until.lt(now));
             let due: Vec<String> = outbox_events::table
                 .filter(delivered_at.is_null())
@@ -254,7 +255,7 @@ impl Store {
         use outbox_events::{claimed_by, claimed_until, delivered_at, id};
         let ids: Vec<String> = events.iter().map(|e| e.to_string()).collect();
         let (holder, until) = (holder.to_owned(), db_time(until));
-        self.write(move |conn| {
+        self.write(LockKey::Outbox, move |conn| {
             let renewed = diesel::update(
                 outbox_events::table
                     .filter(id.eq_any(&ids))
@@ -284,7 +285,7 @@ impl Store {
             next_attempt_at,
         };
         let (key, holder) = (event.to_string(), holder.to_owned());
-        self.write_locking(Some(key.clone()), move |conn| {
+        self.write(LockKey::Outbox, move |conn| {
             let mine = || {
                 outbox_events::table
                     .filter(id.eq(key.clone()))
@@ -334,7 +335,7 @@ impl Store {
     pub async fn release_event_claims(&self, holder: &str) -> Result<usize, StoreError> {
         use outbox_events::{claimed_by, claimed_until};
         let holder = holder.to_owned();
-        self.write(move |conn| {
+        self.write(LockKey::Outbox, move |conn| {
             let released = diesel::update(outbox_events::table.filter(claimed_by.eq(&holder)))
                 .set((
                     claimed_by.eq(None::<String>),
@@ -369,7 +370,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let id = id.clone();
-        self.write_locking(Some(id.to_string()), move |conn| {
+        self.write(LockKey::Outbox, move |conn| {
             let updated = diesel::update(outbox_events::table.find(id.as_str()))
                 .set(outbox_events::delivered_at.eq(Some(db_time(at))))
                 .execute(conn)?;
@@ -386,7 +387,7 @@ impl Store {
         next_attempt_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (id, error) = (id.clone(), error.to_owned());
-        self.write_locking(Some(id.to_string()), move |conn| {
+        self.write(LockKey::Outbox, move |conn| {
             let updated = diesel::update(outbox_events::table.find(id.as_str()))
                 .set((
                     outbox_events::attempts.eq(outbox_events::attempts + 1),

@@ -18,7 +18,7 @@ use paygate_core::{AppName, Order, OrderId, OrderStatus, ProviderKind};
 use crate::conn::Db;
 use crate::orders::{OrderRow, into_orders};
 use crate::schema::{anomalies, orders, outbox_events};
-use crate::{AnomalyKind, Store, StoreError, db_time};
+use crate::{AnomalyKind, LockKey, Store, StoreError, db_time};
 
 /// The oldest work still waiting, for the gauges operators alert on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,34 +186,43 @@ impl Store {
     }
 
     /// Records queries that found their orders unpaid: their attempt counts and when each is
-    /// due again, in one transaction. Only pending and watched closed orders are touched (a
-    /// watched order has a next query time; one closed for good has none).
+    /// due again. Only pending and watched closed orders are touched (a watched order has a
+    /// next query time; one closed for good has none). Each order's update locks its row, so
+    /// it is a write routed by that order, all sent at once (the writer commits them together
+    /// where they share a lane); an error is the first one met, the others are still applied.
     pub async fn reschedule_queries(&self, queried: Vec<QueryAgain>) -> Result<(), StoreError> {
-        if queried.is_empty() {
-            return Ok(());
-        }
-        self.write(move |conn| {
-            for again in &queried {
-                diesel::update(
-                    orders::table
-                        .filter(orders::id.eq(again.order.to_string()))
-                        .filter(
-                            orders::status.eq_any([
-                                OrderStatus::Pending.as_str(),
-                                OrderStatus::Closed.as_str(),
-                            ]),
+        let mut writes = tokio::task::JoinSet::new();
+        for again in queried {
+            let store = self.clone();
+            writes.spawn(async move {
+                store
+                    .write(LockKey::Order(again.order.clone()), move |conn| {
+                        diesel::update(
+                            orders::table
+                                .filter(orders::id.eq(again.order.to_string()))
+                                .filter(orders::status.eq_any([
+                                    OrderStatus::Pending.as_str(),
+                                    OrderStatus::Closed.as_str(),
+                                ]))
+                                .filter(orders::next_query_at.is_not_null()),
                         )
-                        .filter(orders::next_query_at.is_not_null()),
-                )
-                .set((
-                    orders::query_attempts.eq(i64::from(again.attempts)),
-                    orders::next_query_at.eq(Some(db_time(again.at))),
-                ))
-                .execute(conn)?;
+                        .set((
+                            orders::query_attempts.eq(i64::from(again.attempts)),
+                            orders::next_query_at.eq(Some(db_time(again.at))),
+                        ))
+                        .execute(conn)?;
+                        Ok(())
+                    })
+                    .await
+            });
+        }
+        let mut first_error = None;
+        while let Some(joined) = writes.join_next().await {
+            if let Err(error) = crate::unpanic(joined) {
+                first_error.get_or_insert(error);
             }
-            Ok(())
-        })
-        .await
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Pending orders of `apps` whose `expires_at` is at or before `now`, soonest-expired

@@ -5,12 +5,11 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use paygate_core::{Fen, Order, OrderEvent, OrderId, OutRefundNo, RefundId, RefundStatus};
 
-use crate::conn::DbConnection;
-use crate::error::is_unique_violation;
+use crate::conn::{DbConnection, on_backend};
 use crate::orders::{OrderChangesRow, cas_status, load_order};
 use crate::outbox::{NewOutboxEvent, insert_event};
 use crate::schema::{orders, refunds};
-use crate::{Store, StoreError, corrupt, db_now, db_time, fen_column, utc};
+use crate::{LockKey, Store, StoreError, corrupt, db_now, db_time, fen_column, utc};
 
 /// A refund request accepted by the gateway, before it is sent to the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +150,8 @@ fn lock_order(conn: &mut DbConnection, order_id: &str) -> Result<(), StoreError>
 }
 
 /// Checks the order and the amounts already reserved, then inserts the refund; runs inside
-/// the transaction that holds the order's lock.
+/// the transaction that holds the order's lock. An error leaves the order's version bumped:
+/// the caller's savepoint (the writer's, one per job) rolls that back.
 fn reserve_refund(conn: &mut DbConnection, new: &NewRefund) -> Result<Refund, StoreError> {
     let order_id = new.order_id.to_string();
     lock_order(conn, &order_id)?;
@@ -189,9 +189,23 @@ fn reserve_refund(conn: &mut DbConnection, new: &NewRefund) -> Result<Refund, St
         succeeded_at: None,
         version: 0,
     };
-    diesel::insert_into(refunds::table)
+    // `ON CONFLICT DO NOTHING`, not a caught unique violation, which on PostgreSQL would need
+    // a savepoint of its own to leave the transaction usable (see `writer.rs`).
+    let inserted = on_backend!(conn, inner => diesel::insert_into(refunds::table)
         .values(&row)
-        .execute(conn)?;
+        .on_conflict(refunds::out_refund_no)
+        .do_nothing()
+        .execute(inner)?);
+    if inserted == 0 {
+        // Another order's refund took the number since the caller looked it up.
+        return Err(match find_by_out_refund_no(conn, &row.out_refund_no)? {
+            Some(existing) => StoreError::DuplicateRefund(Box::new(existing)),
+            None => StoreError::NotFound {
+                entity: "refund",
+                key: row.out_refund_no,
+            },
+        });
+    }
     row.into_refund()
 }
 
@@ -238,20 +252,12 @@ impl Store {
         if new.amount == Fen::ZERO {
             return Err(StoreError::ZeroRefund);
         }
-        self.write_locking(Some(new.order_id.to_string()), move |conn| {
+        self.write(LockKey::Order(new.order_id.clone()), move |conn| {
             let out_refund_no = new.out_refund_no.to_string();
             if let Some(existing) = find_by_out_refund_no(conn, &out_refund_no)? {
                 return Err(StoreError::DuplicateRefund(Box::new(existing)));
             }
-            match conn.transaction(|conn| reserve_refund(conn, &new)) {
-                Err(error) if is_unique_violation(&error) => {
-                    match find_by_out_refund_no(conn, &out_refund_no)? {
-                        Some(existing) => Err(StoreError::DuplicateRefund(Box::new(existing))),
-                        None => Err(error),
-                    }
-                }
-                other => other,
-            }
+            reserve_refund(conn, &new)
         })
         .await
     }
@@ -260,6 +266,9 @@ impl Store {
     /// the order's refunded total and moves the order to partially refunded or refunded, and
     /// writes `outbox`, all in one transaction. A refund that is already final is
     /// [`RefundCompletion::Lost`]; asking for `Processing` is an error.
+    ///
+    /// The write locks the order's row, so it is routed by the order like every other write
+    /// to that row: the refund's order is read first (it never changes).
     pub async fn complete_refund(
         &self,
         id: &RefundId,
@@ -274,6 +283,7 @@ impl Store {
                 to: status,
             });
         }
+        let order_id = self.refund(id).await?.order_id;
         let id = id.to_string();
         let changes = RefundFinalRow {
             status: status.as_str().to_owned(),
@@ -281,32 +291,31 @@ impl Store {
             succeeded_at: (status == RefundStatus::Succeeded).then(|| db_time(at)),
             updated_at: db_time(at),
         };
-        self.write_locking(Some(id.to_string()), move |conn| {
-            conn.transaction(|conn| {
-                let updated = diesel::update(
-                    refunds::table
-                        .filter(refunds::id.eq(&id))
-                        .filter(refunds::status.eq(RefundStatus::Processing.as_str())),
-                )
-                .set((&changes, refunds::version.eq(refunds::version + 1)))
-                .execute(conn)?;
-                let refund = load_refund(conn, &id)?;
-                if updated == 0 {
-                    return Ok(RefundCompletion::Lost(refund));
-                }
-                let order_id = refund.order_id.to_string();
-                let order = if status == RefundStatus::Succeeded {
-                    apply_refund_to_order(conn, &order_id, refund.amount)?
-                } else {
-                    load_order(conn, &order_id)?
-                };
-                if let Some(event) = &outbox {
-                    insert_event(conn, event)?;
-                }
-                Ok(RefundCompletion::Applied {
-                    refund,
-                    order: Box::new(order),
-                })
+        // No savepoint of its own: an error rolls back the writer's savepoint for this job.
+        self.write(LockKey::Order(order_id), move |conn| {
+            let updated = diesel::update(
+                refunds::table
+                    .filter(refunds::id.eq(&id))
+                    .filter(refunds::status.eq(RefundStatus::Processing.as_str())),
+            )
+            .set((&changes, refunds::version.eq(refunds::version + 1)))
+            .execute(conn)?;
+            let refund = load_refund(conn, &id)?;
+            if updated == 0 {
+                return Ok(RefundCompletion::Lost(refund));
+            }
+            let order_id = refund.order_id.to_string();
+            let order = if status == RefundStatus::Succeeded {
+                apply_refund_to_order(conn, &order_id, refund.amount)?
+            } else {
+                load_order(conn, &order_id)?
+            };
+            if let Some(event) = &outbox {
+                insert_event(conn, event)?;
+            }
+            Ok(RefundCompletion::Applied {
+                refund,
+                order: Box::new(order),
             })
         })
         .await

@@ -8,6 +8,27 @@
 //! (up to [`MAX_BATCH`]) and runs each caller's work in its own savepoint inside one
 //! transaction, so one caller's error rolls back only its own work. Nobody hears of a result
 //! before the batch has committed, so an acknowledged write is as durable as before.
+//!
+//! ## Write-path rules
+//!
+//! - **A write is routed by the row it locks.** Every write names a [`LockKey`]: the order row
+//!   for anything that updates an order (status moves, pay params, query schedules, creating
+//!   *and completing* refunds, which lock the order to move its refunded total), the unique
+//!   `(app, out_trade_no)` a new order claims, the outbox, an API key or a lease. All writes
+//!   with one key go to one lane, so they queue in memory instead of two lanes' batches
+//!   waiting on each other's row locks until one commits (a cycle of such waits is a
+//!   deadlock). A write that only inserts rows under fresh ids ([`LockKey::NewRows`]) takes
+//!   any lane; its foreign-key checks take `KEY SHARE` locks, which no update of a non-key
+//!   column waits for. A write that locks rows routed by different keys is split into one
+//!   write per key ([`crate::Store::reschedule_queries`]).
+//! - **A PostgreSQL batch opens at most [`SAVEPOINT_BUDGET`] savepoints** (plus the nested ones
+//!   of its last job). Every savepoint that writes is a subtransaction with its own XID, kept
+//!   until the batch commits even after `RELEASE`; PostgreSQL caches 64 of them per backend
+//!   (`PGPROC_MAX_CACHED_SUBXIDS`), and past that every snapshot taken anywhere in the cluster
+//!   must look subtransactions up in `pg_subtrans`. So the writer counts each job's savepoint and
+//!   every savepoint a job nests (a diesel `transaction` inside the job), commits once the budget
+//!   is reached and carries the rest of the batch into the next transaction. Jobs avoid nested
+//!   savepoints where `INSERT … ON CONFLICT DO NOTHING` says the same thing without an error.
 
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
@@ -16,16 +37,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::connection::{
+    AnsiTransactionManager, Instrumentation, InstrumentationEvent, SimpleConnection,
+    TransactionManager,
+};
 use diesel::r2d2::R2D2Connection;
 use diesel::{Connection, SqliteConnection};
+use paygate_core::OrderId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::conn::{Backend, DbConnection, Target};
-use crate::{ACQUIRE_TIMEOUT, StoreError};
+use crate::{ACQUIRE_TIMEOUT, ApiKeyId, StoreError};
 
 /// The most callers' writes one transaction carries; bounds how long a batch holds the lock.
-const MAX_BATCH: usize = 64;
+pub(crate) const MAX_BATCH: usize = 64;
+/// The savepoints after which a PostgreSQL batch takes no more jobs and commits: half of
+/// PostgreSQL's 64 cached subtransactions per backend, so the last job's own nested savepoints
+/// still fit with room to spare (see the module docs).
+pub(crate) const SAVEPOINT_BUDGET: usize = 32;
 /// How many writes may wait for the writer before callers wait to enqueue (back-pressure).
 const QUEUE_DEPTH: usize = 4096;
 
@@ -77,8 +106,34 @@ fn in_savepoint<T>(
 /// has one writer, so it gets one lane.
 const POSTGRES_LANES: usize = 4;
 
-/// The writer lanes of one store. A write names the row it will lock (the order, usually), and
-/// all writes naming the same row take the same lane: they queue in memory instead of two
+/// The row (or unique key) a write locks, which picks its writer lane: writes with equal keys
+/// always take the same lane (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LockKey {
+    /// The write only inserts rows under ids generated for them, locking nothing another
+    /// write waits for; it takes the lanes in turn.
+    NewRows,
+    /// The order's row: anything that updates it, refunds created and completed included.
+    Order(OrderId),
+    /// The `(app, out_trade_no)` a new order claims in the unique index: a second insert of the
+    /// same pair waits for the first one's transaction.
+    OrderNumber {
+        /// The merchant app.
+        app: String,
+        /// The merchant's order number.
+        out_trade_no: String,
+    },
+    /// The outbox's delivery state. Claims, renewals and releases update many events at once,
+    /// so every write that updates existing events takes this one lane.
+    Outbox,
+    /// One API key's row.
+    ApiKey(ApiKeyId),
+    /// One lease's row (and its name in the primary key, for the insert that claims it).
+    Lease(String),
+}
+
+/// The writer lanes of one store. A write names the row it will lock ([`LockKey`]), and all
+/// writes naming the same row take the same lane: they queue in memory instead of two
 /// batches waiting on each other's row locks, which could deadlock.
 #[derive(Clone)]
 pub(crate) struct Lanes {
@@ -132,17 +187,22 @@ impl Lanes {
     }
 
     /// The lane for writes that lock the row `key` names, or the next lane in turn for writes
-    /// that only insert new rows (`None`).
-    pub(crate) fn lane(&self, key: Option<&str>) -> &Writer {
+    /// that only insert new rows.
+    pub(crate) fn lane(&self, key: &LockKey) -> &Writer {
+        &self.lanes[self.lane_index(key)]
+    }
+
+    /// The index of [`Lanes::lane`]'s answer.
+    fn lane_index(&self, key: &LockKey) -> usize {
         let index = match key {
-            Some(key) => {
+            LockKey::NewRows => self.next.fetch_add(1, Ordering::Relaxed),
+            key => {
                 let mut hasher = std::collections::hash_map::DefaultHasher::new();
                 key.hash(&mut hasher);
                 hasher.finish() as usize
             }
-            None => self.next.fetch_add(1, Ordering::Relaxed),
         };
-        &self.lanes[index % self.lanes.len()]
+        index % self.lanes.len()
     }
 }
 
@@ -228,6 +288,7 @@ where
 /// is gone.
 fn serve(target: &Target, mut queue: mpsc::Receiver<Job>) {
     let mut connection: Option<DbConnection> = None;
+    let nested = NestedSavepoints::default();
     // Jobs that were queued behind a panicking job and have not run yet go first next time.
     let mut carried: VecDeque<Job> = VecDeque::new();
     loop {
@@ -250,7 +311,7 @@ fn serve(target: &Target, mut queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut conn = match open_transaction(target, connection.take()) {
+        let mut conn = match open_transaction(target, connection.take(), &nested) {
             Ok(conn) => conn,
             Err(reason) => {
                 for job in batch {
@@ -259,7 +320,7 @@ fn serve(target: &Target, mut queue: mpsc::Receiver<Job>) {
                 continue;
             }
         };
-        let keep = commit_batch(&mut conn, batch, &mut carried);
+        let keep = commit_batch(&mut conn, batch, &mut carried, &nested);
         if keep && !conn.is_broken() {
             connection = Some(conn);
         }
@@ -272,7 +333,11 @@ fn serve(target: &Target, mut queue: mpsc::Receiver<Job>) {
 /// does not answer its first batch after an outage with an error. A SQLite connection cannot
 /// be ended from outside; its `BEGIN IMMEDIATE` fails only after the busy timeout, and a second
 /// connection would wait that long again.
-fn open_transaction(target: &Target, kept: Option<DbConnection>) -> Result<DbConnection, String> {
+fn open_transaction(
+    target: &Target,
+    kept: Option<DbConnection>,
+    nested: &NestedSavepoints,
+) -> Result<DbConnection, String> {
     if let Some(mut conn) = kept {
         match begin(&mut conn) {
             Ok(()) => return Ok(conn),
@@ -283,17 +348,56 @@ fn open_transaction(target: &Target, kept: Option<DbConnection>) -> Result<DbCon
         }
     }
     let mut conn = target.establish().map_err(|e| e.to_string())?;
+    conn.set_instrumentation(nested.clone());
     begin(&mut conn).map_err(|e| StoreError::from(e).to_string())?;
     Ok(conn)
 }
 
-/// Runs one batch in the transaction `conn` has open. Returns whether the connection is still
-/// fit to use.
-fn commit_batch(conn: &mut DbConnection, batch: Vec<Job>, carried: &mut VecDeque<Job>) -> bool {
+/// Counts the savepoints jobs nest inside their own (a diesel `transaction` within a job),
+/// for the batch's [`SAVEPOINT_BUDGET`]. Installed on each writer connection; the writer
+/// thread reads and resets it after every job.
+#[derive(Clone, Default)]
+struct NestedSavepoints(Arc<AtomicUsize>);
+
+impl NestedSavepoints {
+    /// The savepoints nested since the last call, and a fresh count.
+    fn take(&self) -> usize {
+        self.0.swap(0, Ordering::Relaxed)
+    }
+}
+
+impl Instrumentation for NestedSavepoints {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        // Depth 1 is the batch's own `BEGIN`; each job's savepoint is raw SQL diesel does not
+        // see, so every deeper level diesel opens is a savepoint nested in a job.
+        if let InstrumentationEvent::BeginTransaction { depth, .. } = event
+            && depth.get() > 1
+        {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs one batch in the transaction `conn` has open. On PostgreSQL it stops taking jobs once
+/// they have opened [`SAVEPOINT_BUDGET`] savepoints, and the jobs left over go first into the
+/// next batch. Returns whether the connection is still fit to use.
+fn commit_batch(
+    conn: &mut DbConnection,
+    batch: Vec<Job>,
+    carried: &mut VecDeque<Job>,
+    nested: &NestedSavepoints,
+) -> bool {
+    let budget = match conn {
+        DbConnection::Pg(_) => SAVEPOINT_BUDGET,
+        DbConnection::Sqlite(_) => usize::MAX,
+    };
+    let mut savepoints = 0;
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     let mut jobs = batch.into_iter();
+    nested.take();
     for job in jobs.by_ref() {
         let ran = (job.work)(Ok(conn));
+        savepoints += 1 + nested.take();
         if ran.panicked {
             // The panicking job's savepoint was never closed; throw the whole batch away and
             // the connection with it. The jobs after it have not run and go into the next batch.
@@ -304,11 +408,17 @@ fn commit_batch(conn: &mut DbConnection, batch: Vec<Job>, carried: &mut VecDeque
                     "rolled back: another write in the same transaction panicked".into(),
                 )));
             }
-            carried.extend(jobs);
+            carry_first(carried, jobs);
             return false;
         }
         replies.push(ran.reply);
+        if savepoints >= budget {
+            break;
+        }
     }
+    carry_first(carried, jobs);
+    #[cfg(test)]
+    tests::observe_batch(conn, replies.len(), savepoints);
     let committed = <DbConnection as Connection>::TransactionManager::commit_transaction(conn);
     match committed {
         Ok(()) => {
@@ -327,6 +437,14 @@ fn commit_batch(conn: &mut DbConnection, batch: Vec<Job>, carried: &mut VecDeque
             }
             false
         }
+    }
+}
+
+/// Puts jobs a batch did not run back in front of the carried ones, in their order: they were
+/// queued before anything still waiting.
+fn carry_first(carried: &mut VecDeque<Job>, jobs: std::vec::IntoIter<Job>) {
+    for job in jobs.rev() {
+        carried.push_front(job);
     }
 }
 
@@ -386,8 +504,14 @@ mod tests {
         let (after, after_answer) = insert_lease("after");
 
         let mut carried = VecDeque::new();
-        let mut conn = open_transaction(&target, None).unwrap();
-        let keep = commit_batch(&mut conn, vec![before, panicking, after], &mut carried);
+        let nested = NestedSavepoints::default();
+        let mut conn = open_transaction(&target, None, &nested).unwrap();
+        let keep = commit_batch(
+            &mut conn,
+            vec![before, panicking, after],
+            &mut carried,
+            &nested,
+        );
 
         assert!(!keep, "a panicked connection is replaced");
         assert!(matches!(
@@ -400,11 +524,12 @@ mod tests {
         ));
         assert_eq!(carried.len(), 1, "the job behind the panic has not run yet");
 
-        let mut conn = open_transaction(&target, None).unwrap();
+        let mut conn = open_transaction(&target, None, &nested).unwrap();
         assert!(commit_batch(
             &mut conn,
             carried.drain(..).collect(),
-            &mut carried
+            &mut carried,
+            &nested
         ));
         assert_eq!(after_answer.blocking_recv().unwrap().unwrap(), 1);
         let names: Vec<String> = {
@@ -428,12 +553,13 @@ mod tests {
         let lanes = Lanes::start(&target).unwrap();
         assert_eq!(lanes.lanes.len(), POSTGRES_LANES);
 
-        let order = index_of(&lanes, lanes.lane(Some("ord_01")));
+        let order = LockKey::Order(OrderId::generate());
+        let lane = index_of(&lanes, lanes.lane(&order));
         for _ in 0..10 {
-            assert_eq!(index_of(&lanes, lanes.lane(Some("ord_01"))), order);
+            assert_eq!(index_of(&lanes, lanes.lane(&order.clone())), lane);
         }
         let spread: std::collections::HashSet<usize> = (0..POSTGRES_LANES)
-            .map(|_| index_of(&lanes, lanes.lane(None)))
+            .map(|_| index_of(&lanes, lanes.lane(&LockKey::NewRows)))
             .collect();
         assert_eq!(
             spread.len(),
@@ -447,5 +573,256 @@ mod tests {
             1,
             "SQLite has one writer"
         );
+    }
+
+    /// One PostgreSQL batch as a test build sees it just before its commit.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct SeenBatch {
+        /// Jobs run in the transaction.
+        jobs: usize,
+        /// Savepoints the writer counted (its own per job, and the ones jobs nested).
+        savepoints: usize,
+        /// Subtransaction XIDs PostgreSQL says the transaction holds.
+        subxids: i64,
+    }
+
+    /// Every PostgreSQL batch committed by any writer in this test binary.
+    static PG_BATCHES: Mutex<Vec<SeenBatch>> = Mutex::new(Vec::new());
+
+    #[derive(diesel::QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        locks: i64,
+    }
+
+    /// The test build's look at a batch before it commits: on PostgreSQL, asks the server how
+    /// many subtransactions the transaction holds. Every XID assigned to a transaction or to a
+    /// subtransaction of it takes an exclusive lock on itself that lasts until the top-level
+    /// transaction ends (an aborted subtransaction's is released with it), so those locks are
+    /// the top-level XID plus exactly the subtransaction XIDs PostgreSQL must track.
+    pub(super) fn observe_batch(conn: &mut DbConnection, jobs: usize, savepoints: usize) {
+        use diesel::RunQueryDsl;
+        let DbConnection::Pg(conn) = conn else {
+            return;
+        };
+        let held = diesel::sql_query(
+            "SELECT count(*) AS locks FROM pg_locks WHERE pid = pg_backend_pid() \
+             AND locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted",
+        )
+        .get_result::<Held>(conn)
+        .expect("pg_locks answers inside the batch");
+        PG_BATCHES.lock().unwrap().push(SeenBatch {
+            jobs,
+            savepoints,
+            subxids: (held.locks - 1).max(0),
+        });
+    }
+
+    /// A fresh PostgreSQL database for one test, dropped at the end.
+    struct PgDatabase {
+        admin_url: String,
+        name: String,
+        url: String,
+    }
+
+    impl PgDatabase {
+        /// `None` (with a skip line) when `PAYGATE_TEST_DATABASE_URL` is unset.
+        fn create() -> Option<PgDatabase> {
+            use diesel::RunQueryDsl;
+            let Ok(admin_url) = std::env::var("PAYGATE_TEST_DATABASE_URL") else {
+                eprintln!("SKIPPED: PAYGATE_TEST_DATABASE_URL is not set");
+                return None;
+            };
+            let name = format!(
+                "paygate_test_{}",
+                ulid::Ulid::new().to_string().to_lowercase()
+            );
+            let mut admin = diesel::PgConnection::establish(&admin_url).unwrap();
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .unwrap();
+            let mut url = url::Url::parse(&admin_url).unwrap();
+            url.set_path(&format!("/{name}"));
+            Some(PgDatabase {
+                admin_url,
+                name,
+                url: url.to_string(),
+            })
+        }
+    }
+
+    impl Drop for PgDatabase {
+        fn drop(&mut self) {
+            use diesel::RunQueryDsl;
+            if let Ok(mut admin) = diesel::PgConnection::establish(&self.admin_url) {
+                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+                let _ = diesel::sql_query(drop).execute(&mut admin);
+            }
+        }
+    }
+
+    /// A pending order for the subtransaction test.
+    fn new_order(n: usize) -> crate::NewOrder {
+        use chrono::{TimeZone, Utc};
+        use paygate_core::{AppName, Channel, Currency, Fen, OutTradeNo, ProviderKind};
+        crate::NewOrder {
+            provider: ProviderKind::Wechat,
+            app: AppName::parse("shop").unwrap(),
+            channel: Channel::Jsapi,
+            out_trade_no: OutTradeNo::parse(format!("subxact_{n:04}")).unwrap(),
+            amount: Fen::new(100).unwrap(),
+            currency: Currency::Cny,
+            subject: "tea".into(),
+            description: None,
+            payer_id: Some("openid_1".into()),
+            pay_params: None,
+            metadata: None,
+            request_hash: format!("hash-{n}"),
+            created_at: Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap(),
+            expires_at: Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_large_postgres_batch_stays_well_under_the_subtransaction_cache() {
+        use paygate_core::{OrderEvent, OrderStatus};
+        /// PostgreSQL caches 64 subtransaction XIDs per backend (`PGPROC_MAX_CACHED_SUBXIDS`).
+        const WELL_UNDER_THE_CACHE: i64 = 48;
+        let Some(db) = PgDatabase::create() else {
+            return;
+        };
+        let store = crate::Store::connect(&db.url, 4).await.unwrap();
+        let lanes = store.writer.clone().unwrap();
+
+        // Orders, leases and order numbers whose writes all take lane 0, so one lane gets a
+        // queue far longer than a batch.
+        let on_lane_0 = |key: &LockKey| lanes.lane_index(key) == 0;
+        let mut orders = Vec::new();
+        let mut numbers = Vec::new();
+        for n in 0.. {
+            if orders.len() == 2 * MAX_BATCH && numbers.len() == MAX_BATCH {
+                break;
+            }
+            let new = new_order(n);
+            let number = LockKey::OrderNumber {
+                app: new.app.to_string(),
+                out_trade_no: new.out_trade_no.to_string(),
+            };
+            let order = store.insert_order(new.clone()).await.unwrap();
+            if on_lane_0(&LockKey::Order(order.id.clone())) && orders.len() < 2 * MAX_BATCH {
+                orders.push(order.id);
+            }
+            if on_lane_0(&number) && numbers.len() < MAX_BATCH {
+                numbers.push(new);
+            }
+        }
+        let leases: Vec<String> = (0..)
+            .map(|n| format!("lease_{n}"))
+            .filter(|name| on_lane_0(&LockKey::Lease(name.clone())))
+            .take(MAX_BATCH)
+            .collect();
+        PG_BATCHES.lock().unwrap().clear();
+
+        // Hold lane 0 busy while the queue fills.
+        let (started, started_rx) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::spawn({
+            let store = store.clone();
+            let key = LockKey::Order(orders[0].clone());
+            async move {
+                store
+                    .write(key, move |_| {
+                        started.send(()).unwrap();
+                        release_rx.recv().unwrap();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+            .await
+            .unwrap();
+        let mut writes = tokio::task::JoinSet::new();
+        for id in &orders {
+            let (store, id) = (store.clone(), id.clone());
+            writes.spawn(async move {
+                let paid = store
+                    .transition_order(
+                        &id,
+                        OrderStatus::Pending,
+                        OrderEvent::PaymentConfirmed,
+                        crate::OrderChanges::default(),
+                        None,
+                    )
+                    .await;
+                assert!(
+                    matches!(paid, Ok(crate::Transition::Applied(_))),
+                    "{paid:?}"
+                );
+            });
+        }
+        for name in &leases {
+            let (store, name) = (store.clone(), name.clone());
+            writes.spawn(async move {
+                let ttl = chrono::Duration::seconds(60);
+                assert!(store.try_claim_lease(&name, "me", ttl).await.unwrap());
+            });
+        }
+        for new in &numbers {
+            let (store, new) = (store.clone(), new.clone());
+            writes.spawn(async move {
+                let again = store.insert_order(new).await;
+                assert!(
+                    matches!(again, Err(StoreError::DuplicateOrder { .. })),
+                    "{again:?}"
+                );
+            });
+        }
+        let queued = orders.len() + leases.len() + numbers.len();
+        let lane = lanes.lane(&LockKey::Order(orders[0].clone()));
+        for _ in 0..500 {
+            if QUEUE_DEPTH - lane.jobs.capacity() == queued {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            QUEUE_DEPTH - lane.jobs.capacity(),
+            queued,
+            "the queue filled"
+        );
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        while let Some(done) = writes.join_next().await {
+            done.unwrap();
+        }
+
+        let seen = PG_BATCHES.lock().unwrap().clone();
+        let jobs: usize = seen.iter().map(|batch| batch.jobs).sum();
+        assert!(
+            jobs > queued,
+            "every queued write ran in a batch seen: {seen:?}"
+        );
+        // The queue was long enough that batches ran into the budget and wrote in most jobs
+        // (a duplicate order writes nothing, so its savepoint takes no XID).
+        assert!(
+            seen.iter()
+                .any(|batch| batch.savepoints >= SAVEPOINT_BUDGET),
+            "no batch reached the budget: {seen:?}"
+        );
+        let fullest = seen.iter().map(|batch| batch.subxids).max().unwrap();
+        assert!(fullest >= SAVEPOINT_BUDGET as i64 / 2, "{seen:?}");
+        for batch in &seen {
+            assert!(
+                batch.subxids <= WELL_UNDER_THE_CACHE,
+                "a batch held {} subtransactions: {seen:?}",
+                batch.subxids
+            );
+            assert!(
+                batch.subxids <= batch.savepoints as i64,
+                "the writer counted every subtransaction: {batch:?}"
+            );
+        }
+        store.close().await.unwrap();
     }
 }

@@ -2,20 +2,98 @@
 //! transaction still succeed or fail one by one, and a callback stored with a transition is
 //! stored only when that transition wins.
 
-use paygate_core::{OrderEvent, OrderStatus, ProviderKind};
+use paygate_core::{OrderEvent, OrderStatus, OutRefundNo, ProviderKind, RefundStatus};
 use paygate_store::{
-    CallbackId, CallbackKind, CallbackVerdict, JudgedCallback, NewCallback, OrderChanges,
-    OrderFilter, StoreError, Transition,
+    CallbackId, CallbackKind, CallbackVerdict, JudgedCallback, LockKey, NewCallback, NewRefund,
+    OrderChanges, OrderFilter, QueryAgain, RefundCompletion, StoreError, Transition,
 };
 
-use crate::harness::{TestDb, at, new_order, on_both_backends, pending_order};
+use crate::harness::{TestDb, at, fen, new_order, on_both_backends, pending_order};
 
 on_both_backends!(
     concurrent_writes_fail_one_by_one_and_the_rest_commit,
     a_callback_rides_with_its_transition_only_when_it_wins,
     the_first_writes_after_the_server_dropped_the_writers_connections_succeed,
     closing_a_clone_leaves_the_others_writing_and_closing_the_last_commits_its_writes,
+    every_write_that_locks_an_order_is_routed_by_that_order,
 );
+
+/// Writes routed by the same key queue in one writer lane; a write routed by anything but the
+/// row it locks can wait on another lane's batch for that row (or deadlock with it).
+async fn every_write_that_locks_an_order_is_routed_by_that_order(db: TestDb) {
+    let store = &db.store;
+    let order = pending_order(store, "routed_0001", 100).await;
+    let other = pending_order(store, "routed_0002", 100).await;
+    let by_order = LockKey::Order(order.id.clone());
+    store.trace_write_keys();
+
+    let paid = store
+        .transition_order(
+            &order.id,
+            OrderStatus::Pending,
+            OrderEvent::PaymentConfirmed,
+            OrderChanges::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(paid, Transition::Applied(_)));
+    assert_eq!(store.traced_write_keys(), vec![by_order.clone()]);
+
+    let refund = |number: &str, amount: i64| NewRefund {
+        order_id: order.id.clone(),
+        out_refund_no: OutRefundNo::parse(number).unwrap(),
+        amount: fen(amount),
+        reason: None,
+        created_at: at(2, 10),
+    };
+    let first = store.create_refund(refund("routed_r1", 30)).await.unwrap();
+    let second = store.create_refund(refund("routed_r2", 20)).await.unwrap();
+    assert_eq!(
+        store.traced_write_keys(),
+        [by_order.clone(), by_order.clone()]
+    );
+
+    // Completing a refund locks its order's row to add to the refunded total: routed by the
+    // order, never by the refund, whichever way it ends.
+    let succeeded = store
+        .complete_refund(&first.id, RefundStatus::Succeeded, None, at(2, 11), None)
+        .await
+        .unwrap();
+    let failed = store
+        .complete_refund(&second.id, RefundStatus::Failed, None, at(2, 11), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.traced_write_keys(),
+        [by_order.clone(), by_order.clone()]
+    );
+    let RefundCompletion::Applied {
+        order: refunded, ..
+    } = succeeded
+    else {
+        panic!("{succeeded:?}");
+    };
+    assert_eq!(refunded.refunded_amount, fen(30));
+    assert_eq!(refunded.status, OrderStatus::PartiallyRefunded);
+    assert!(matches!(failed, RefundCompletion::Applied { .. }));
+
+    // The reconciler's schedule updates lock one row per order: one write per order.
+    let again = |order: &paygate_core::Order| QueryAgain {
+        order: order.id.clone(),
+        attempts: 2,
+        at: at(3, 10),
+    };
+    store
+        .reschedule_queries(vec![again(&order), again(&other)])
+        .await
+        .unwrap();
+    let mut keys = store.traced_write_keys();
+    keys.sort_by_key(|key| format!("{key:?}"));
+    let mut expected = vec![by_order, LockKey::Order(other.id.clone())];
+    expected.sort_by_key(|key| format!("{key:?}"));
+    assert_eq!(keys, expected);
+}
 
 async fn closing_a_clone_leaves_the_others_writing_and_closing_the_last_commits_its_writes(
     db: TestDb,
