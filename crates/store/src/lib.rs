@@ -16,6 +16,10 @@
 //!   and later statements see rows committed while waiting, under READ COMMITTED); on SQLite the
 //!   first write takes the database write lock with the busy timeout (like `BEGIN IMMEDIATE`),
 //!   so a read-then-write upgrade can never fail with `SQLITE_BUSY`. Same SQL on both backends.
+//! - **Writes are group-committed** by writer threads ("lanes", `writer.rs`): each write names
+//!   the row it locks ([`LockKey`]) and writes naming one row share a lane; on PostgreSQL a
+//!   batch opens at most 32 savepoints (about one per write), well under the 64
+//!   subtransactions PostgreSQL caches per backend.
 //! - **Timestamps** are UTC `TIMESTAMP`s truncated to microseconds (PostgreSQL's precision), so
 //!   what a caller gets back is what either backend stores.
 
