@@ -666,7 +666,7 @@ mod tests {
         use chrono::{TimeZone, Utc};
         use paygate_core::{AppName, Channel, Currency, Fen, OutTradeNo, ProviderKind};
         crate::NewOrder {
-            provider: ProviderKind::Wechat,
+            provider: ProviderKind::WECHAT,
             app: AppName::parse("shop").unwrap(),
             channel: Channel::Jsapi,
             out_trade_no: OutTradeNo::parse(format!("subxact_{n:04}")).unwrap(),
