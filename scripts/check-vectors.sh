@@ -27,4 +27,19 @@ for pair in wechat:wechat alipay:alipay wechat-v3:wechat-v3; do
     status=1
   fi
 done
+# The statement (bill) vectors are shared by every crate that reads or matches bills.
+for crate in wechat alipay; do
+  copy="crates/$crate/tests/data/vectors/bills"
+  if [ ! -d "$copy" ]; then
+    echo "missing vendored vectors: $copy" >&2
+    status=1
+    continue
+  fi
+  if diff -r -q "$shared/bills" "$copy"; then
+    echo "$copy is identical to $shared/bills"
+  else
+    echo "$copy differs from $shared/bills: copy them again unchanged" >&2
+    status=1
+  fi
+done
 exit $status
