@@ -28,7 +28,7 @@ for pair in wechat:wechat alipay:alipay wechat-v3:wechat-v3; do
   fi
 done
 # The statement (bill) vectors are shared by every crate that reads or matches bills.
-for crate in wechat alipay; do
+for crate in wechat alipay reconciliation; do
   copy="crates/$crate/tests/data/vectors/bills"
   if [ ! -d "$copy" ]; then
     echo "missing vendored vectors: $copy" >&2
