@@ -139,7 +139,8 @@ async fn a_rerun_replaces_the_days_run_and_its_differences(db: TestDb) {
     assert_eq!(first.totals.local_gross, fen(650));
 
     let differences = s.reconciliation_differences(&first.id, None).await.unwrap();
-    let summary: Vec<(&str, Category, Option<i64>, Option<i64>, bool)> = differences
+    type Seen<'a> = (&'a str, Category, Option<i64>, Option<i64>, bool);
+    let summary: Vec<Seen<'_>> = differences
         .iter()
         .map(|d| {
             (
@@ -203,7 +204,7 @@ async fn a_rerun_replaces_the_days_run_and_its_differences(db: TestDb) {
         .reconciliation_runs(Some(&shop), day(), day())
         .await
         .unwrap();
-    assert_eq!(runs, [second.clone()]);
+    assert_eq!(runs, std::slice::from_ref(&second));
     assert_eq!(
         s.reconciliation_run(&shop, ProviderKind::Wechat, day())
             .await
