@@ -508,7 +508,7 @@ impl Store {
     ) -> Result<Vec<BillFile>, StoreError> {
         let (app, provider, day) = (
             app.as_str().to_owned(),
-            provider.as_str(),
+            provider.as_str().to_owned(),
             day_text(bill_day),
         );
         self.run(move |conn| {
@@ -644,7 +644,7 @@ impl Store {
     ) -> Result<Option<ReconciliationRun>, StoreError> {
         let (app, provider, day) = (
             app.as_str().to_owned(),
-            provider.as_str(),
+            provider.as_str().to_owned(),
             day_text(bill_day),
         );
         self.run(move |conn| {

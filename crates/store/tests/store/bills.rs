@@ -27,7 +27,7 @@ async fn a_bill_file_is_kept_byte_for_byte_with_its_sha256_and_stored_once(db: T
     let body = b"\x1f\x8b\x08\x00\x00binary".to_vec();
     let new = NewBillFile {
         app: app("shop"),
-        provider: ProviderKind::Wechat,
+        provider: ProviderKind::WECHAT,
         bill_day: day(),
         body: body.clone(),
         fetched_at: at(1, 10),
@@ -61,12 +61,12 @@ async fn a_bill_file_is_kept_byte_for_byte_with_its_sha256_and_stored_once(db: T
         .await
         .unwrap();
     let kept = s
-        .bill_files(&app("shop"), ProviderKind::Wechat, day())
+        .bill_files(&app("shop"), ProviderKind::WECHAT, day())
         .await
         .unwrap();
     assert_eq!(kept, [first, other]);
     assert!(
-        s.bill_files(&app("shop"), ProviderKind::Alipay, day())
+        s.bill_files(&app("shop"), ProviderKind::ALIPAY, day())
             .await
             .unwrap()
             .is_empty()
@@ -118,7 +118,7 @@ async fn a_rerun_replaces_the_days_run_and_its_differences(db: TestDb) {
     let shop = app("shop");
     let new_run = |report: Report, finished| NewReconciliationRun {
         app: shop.clone(),
-        provider: ProviderKind::Wechat,
+        provider: ProviderKind::WECHAT,
         bill_day: day(),
         bill_file_id: None,
         outcome: RunOutcome::Reconciled(Box::new(report)),
@@ -206,7 +206,7 @@ async fn a_rerun_replaces_the_days_run_and_its_differences(db: TestDb) {
         .unwrap();
     assert_eq!(runs, std::slice::from_ref(&second));
     assert_eq!(
-        s.reconciliation_run(&shop, ProviderKind::Wechat, day())
+        s.reconciliation_run(&shop, ProviderKind::WECHAT, day())
             .await
             .unwrap(),
         Some(second.clone())
@@ -235,7 +235,7 @@ async fn a_failed_run_is_stored_with_its_reason_and_no_differences(db: TestDb) {
     let run = s
         .replace_reconciliation_run(NewReconciliationRun {
             app: app("shop"),
-            provider: ProviderKind::Alipay,
+            provider: ProviderKind::ALIPAY,
             bill_day: day(),
             bill_file_id: None,
             outcome: RunOutcome::Failed(
@@ -250,5 +250,5 @@ async fn a_failed_run_is_stored_with_its_reason_and_no_differences(db: TestDb) {
     assert!(run.failure_reason.unwrap().contains("#交易合计"));
     let listed = s.reconciliation_runs(None, day(), day()).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].provider, ProviderKind::Alipay);
+    assert_eq!(listed[0].provider, ProviderKind::ALIPAY);
 }
