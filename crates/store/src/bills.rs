@@ -34,6 +34,28 @@ text_enum!(
     }
 );
 
+/// What bill files and runs belong to: one app's bill from one provider for one Beijing day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillDayKey {
+    /// The app.
+    pub app: AppName,
+    /// The provider.
+    pub provider: ProviderKind,
+    /// The Beijing day.
+    pub bill_day: NaiveDate,
+}
+
+impl BillDayKey {
+    /// The stored text of the three columns.
+    fn columns(&self) -> (String, String, String) {
+        (
+            self.app.as_str().to_owned(),
+            self.provider.as_str().to_owned(),
+            day_text(self.bill_day),
+        )
+    }
+}
+
 /// A bill file to keep.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewBillFile {
@@ -500,17 +522,8 @@ impl Store {
     }
 
     /// The bill files kept for a day, oldest first.
-    pub async fn bill_files(
-        &self,
-        app: &AppName,
-        provider: ProviderKind,
-        bill_day: NaiveDate,
-    ) -> Result<Vec<BillFile>, StoreError> {
-        let (app, provider, day) = (
-            app.as_str().to_owned(),
-            provider.as_str().to_owned(),
-            day_text(bill_day),
-        );
+    pub async fn bill_files(&self, key: &BillDayKey) -> Result<Vec<BillFile>, StoreError> {
+        let (app, provider, day) = key.columns();
         self.run(move |conn| {
             bill_files::table
                 .filter(bill_files::app.eq(app))
@@ -638,15 +651,9 @@ impl Store {
     /// The run of one day, if there is one.
     pub async fn reconciliation_run(
         &self,
-        app: &AppName,
-        provider: ProviderKind,
-        bill_day: NaiveDate,
+        key: &BillDayKey,
     ) -> Result<Option<ReconciliationRun>, StoreError> {
-        let (app, provider, day) = (
-            app.as_str().to_owned(),
-            provider.as_str().to_owned(),
-            day_text(bill_day),
-        );
+        let (app, provider, day) = key.columns();
         self.run(move |conn| {
             reconciliation_runs::table
                 .filter(reconciliation_runs::app.eq(app))

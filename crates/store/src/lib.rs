@@ -44,7 +44,7 @@ use tokio::sync::Semaphore;
 
 pub use api_keys::{ApiKey, ApiKeyRole, NewApiKey, hash_api_key_secret};
 pub use bills::{
-    BillFile, Difference, MAX_BILL_FILE_BYTES, MAX_RESOLUTION_BYTES, NewBillFile,
+    BillDayKey, BillFile, Difference, MAX_BILL_FILE_BYTES, MAX_RESOLUTION_BYTES, NewBillFile,
     NewReconciliationRun, ReconciliationRun, Resolution, RunOutcome, RunStatus, RunTotals,
 };
 pub use callbacks::{

@@ -6,7 +6,7 @@ use paygate_core::bill::parse_beijing_time;
 use paygate_core::{BillLine, BillLineKind, OrderStatus, ProviderKind};
 use paygate_reconciliation::{Category, Ledger, LedgerPayment, MatchOptions, Matcher, Report};
 use paygate_store::{
-    NewBillFile, NewReconciliationRun, Resolution, RunOutcome, RunStatus, StoreError,
+    BillDayKey, NewBillFile, NewReconciliationRun, Resolution, RunOutcome, RunStatus, StoreError,
 };
 
 use crate::harness::{TestDb, app, at, fen, on_both_backends};
@@ -19,6 +19,14 @@ on_both_backends!(
 
 fn day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 1, 15).unwrap()
+}
+
+fn key(provider: ProviderKind) -> BillDayKey {
+    BillDayKey {
+        app: app("shop"),
+        provider,
+        bill_day: day(),
+    }
 }
 
 async fn a_bill_file_is_kept_byte_for_byte_with_its_sha256_and_stored_once(db: TestDb) {
@@ -60,13 +68,10 @@ async fn a_bill_file_is_kept_byte_for_byte_with_its_sha256_and_stored_once(db: T
         })
         .await
         .unwrap();
-    let kept = s
-        .bill_files(&app("shop"), ProviderKind::WECHAT, day())
-        .await
-        .unwrap();
+    let kept = s.bill_files(&key(ProviderKind::WECHAT)).await.unwrap();
     assert_eq!(kept, [first, other]);
     assert!(
-        s.bill_files(&app("shop"), ProviderKind::ALIPAY, day())
+        s.bill_files(&key(ProviderKind::ALIPAY))
             .await
             .unwrap()
             .is_empty()
@@ -206,7 +211,7 @@ async fn a_rerun_replaces_the_days_run_and_its_differences(db: TestDb) {
         .unwrap();
     assert_eq!(runs, std::slice::from_ref(&second));
     assert_eq!(
-        s.reconciliation_run(&shop, ProviderKind::WECHAT, day())
+        s.reconciliation_run(&key(ProviderKind::WECHAT))
             .await
             .unwrap(),
         Some(second.clone())
