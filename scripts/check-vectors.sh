@@ -10,8 +10,10 @@ if [ ! -d "$shared" ]; then
   exit 0
 fi
 status=0
-# Each entry is "crate folder:vector folder"; WeChat Pay APIv3 lives in its own crate.
-for pair in wechat:wechat alipay:alipay wechat-v3:wechat-v3; do
+# Each entry is "crate folder:vector folder"; WeChat Pay APIv3 lives in its own crate, and the
+# statement (bill) vectors are read by both provider crates and matched by reconciliation.
+for pair in wechat:wechat alipay:alipay wechat-v3:wechat-v3 \
+  wechat:bills alipay:bills reconciliation:bills; do
   crate="${pair%%:*}"
   vectors="${pair#*:}"
   copy="crates/$crate/tests/data/vectors/$vectors"

@@ -18,6 +18,7 @@
 //! - The pieces the sandbox needs to play Alipay's side (signing a notify or a response,
 //!   parsing an orderString, verifying a request) are public.
 
+pub mod bill;
 pub mod cert;
 pub mod client;
 mod error;

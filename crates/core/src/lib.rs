@@ -5,6 +5,7 @@
 //! [`Fen`] from the merchant's JSON to the database row, and only a provider crate turns it
 //! into a wire value (`total_fee` in fen, `total_amount` in yuan).
 
+pub mod bill;
 mod channel;
 mod ids;
 mod money;
@@ -12,6 +13,7 @@ mod order;
 mod provider;
 mod text;
 
+pub use bill::{BillDay, BillLine, BillLineKind, BillValueError};
 pub use channel::{Channel, ProviderKind};
 pub use ids::{AppName, OrderId, OutRefundNo, OutTradeNo, RefundId};
 pub use money::{Currency, Fen, MoneyError, ReportedYuan};

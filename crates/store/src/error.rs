@@ -64,6 +64,10 @@ pub enum StoreError {
     /// A refund of zero fen was requested.
     #[error("a refund must be at least 1 fen")]
     ZeroRefund,
+    /// A value the caller passed is refused before anything is written (a bill file too
+    /// large to keep, an empty or oversized resolution note).
+    #[error("refused: {0}")]
+    Invalid(String),
     /// The database is down, overloaded or the pool timed out; the caller may retry later.
     #[error("database unavailable: {0}")]
     Unavailable(String),

@@ -68,6 +68,25 @@ store_id!(
     "event id"
 );
 
+store_id!(
+    /// The id of one stored provider bill file (`bill_` + ULID).
+    BillFileId,
+    "bill_",
+    "bill file id"
+);
+store_id!(
+    /// The id of one reconciliation run (`rec_` + ULID).
+    ReconciliationRunId,
+    "rec_",
+    "reconciliation run id"
+);
+store_id!(
+    /// The id of one reconciliation difference (`diff_` + ULID).
+    DifferenceId,
+    "diff_",
+    "difference id"
+);
+
 /// Where the next page starts: the id of the last item of the previous page. Opaque to
 /// callers; pass `next_cursor` back unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

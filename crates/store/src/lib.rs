@@ -24,6 +24,7 @@
 //!   what a caller gets back is what either backend stores.
 
 mod api_keys;
+mod bills;
 mod callbacks;
 mod conn;
 mod deliveries;
@@ -46,6 +47,10 @@ use paygate_core::Fen;
 use tokio::sync::Semaphore;
 
 pub use api_keys::{ApiKey, ApiKeyRole, NewApiKey, hash_api_key_secret};
+pub use bills::{
+    BillDayKey, BillFile, Difference, MAX_BILL_FILE_BYTES, MAX_RESOLUTION_BYTES, NewBillFile,
+    NewReconciliationRun, ReconciliationRun, Resolution, RunOutcome, RunStatus, RunTotals,
+};
 pub use callbacks::{
     Anomaly, AnomalyKind, Callback, CallbackKind, CallbackVerdict, JudgedCallback, NewAnomaly,
     NewCallback, UNVERIFIED_BODY_KEPT_BYTES,
@@ -53,7 +58,10 @@ pub use callbacks::{
 pub use conn::{Backend, DbConnection};
 pub use deliveries::{EventFilter, NewWebhookAttempt, WebhookAttempt};
 pub use error::StoreError;
-pub use ids::{AnomalyId, ApiKeyId, CallbackId, Cursor, EventId, Page};
+pub use ids::{
+    AnomalyId, ApiKeyId, BillFileId, CallbackId, Cursor, DifferenceId, EventId, Page,
+    ReconciliationRunId,
+};
 pub use orders::{NewOrder, OrderChanges, OrderFilter, Transition};
 pub use outbox::{ClaimOutcome, EventKind, NewOutboxEvent, OutboxEvent};
 pub use reconcile::{Backlog, ConfiguredApps, DueQuery, QueryAgain};

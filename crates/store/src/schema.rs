@@ -128,9 +128,75 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    bill_files (id) {
+        id -> Text,
+        app -> Text,
+        provider -> Text,
+        bill_day -> Text,
+        sha256 -> Text,
+        size_bytes -> BigInt,
+        body -> Binary,
+        fetched_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    reconciliation_runs (id) {
+        id -> Text,
+        app -> Text,
+        provider -> Text,
+        bill_day -> Text,
+        bill_file_id -> Nullable<Text>,
+        status -> Text,
+        failure_reason -> Nullable<Text>,
+        bill_payments_count -> BigInt,
+        bill_gross -> BigInt,
+        bill_settlement_gross -> BigInt,
+        bill_refunds_count -> BigInt,
+        bill_refunds -> BigInt,
+        bill_fees -> BigInt,
+        local_payments_count -> BigInt,
+        local_gross -> BigInt,
+        local_refunds_count -> BigInt,
+        local_refunds -> BigInt,
+        differences_count -> BigInt,
+        held_count -> BigInt,
+        finished_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    reconciliation_differences (id) {
+        id -> Text,
+        run_id -> Text,
+        seq -> BigInt,
+        kind -> Text,
+        category -> Text,
+        out_trade_no -> Text,
+        out_refund_no -> Nullable<Text>,
+        provider_trade_no -> Nullable<Text>,
+        provider_refund_no -> Nullable<Text>,
+        bill_amount -> Nullable<BigInt>,
+        bill_time -> Nullable<Timestamp>,
+        bill_status -> Nullable<Text>,
+        local_amount -> Nullable<BigInt>,
+        local_time -> Nullable<Timestamp>,
+        local_status -> Nullable<Text>,
+        near_midnight -> Bool,
+        held -> Bool,
+        refund_status_differs -> Bool,
+        resolution_note -> Nullable<Text>,
+        resolved_by -> Nullable<Text>,
+        resolved_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(refunds -> orders (order_id));
 diesel::joinable!(outbox_events -> orders (order_id));
 diesel::joinable!(webhook_attempts -> outbox_events (event_id));
+diesel::joinable!(reconciliation_runs -> bill_files (bill_file_id));
+diesel::joinable!(reconciliation_differences -> reconciliation_runs (run_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     orders,
@@ -140,5 +206,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     outbox_events,
     webhook_attempts,
-    leases
+    leases,
+    bill_files,
+    reconciliation_runs,
+    reconciliation_differences
 );

@@ -27,6 +27,7 @@
 //! The pieces a WeChat simulator needs to play the other side (signing and verifying a map,
 //! the XML codec, [`notify::build_signed_xml`], [`refund_notify::encrypt_req_info`]) are public.
 
+pub mod bill;
 pub mod client;
 pub mod config;
 pub mod fields;

@@ -6,6 +6,7 @@
 mod harness;
 
 mod audit;
+mod bills;
 mod connect;
 mod deliveries;
 mod orders;

@@ -1,0 +1,259 @@
+//! Statement reconciliation's tables: raw bill files kept with their SHA-256, one run per day
+//! that a rerun replaces (never appends), differences with both sides and a resolution.
+
+use chrono::{NaiveDate, TimeDelta};
+use paygate_core::bill::parse_beijing_time;
+use paygate_core::{BillLine, BillLineKind, OrderStatus, ProviderKind};
+use paygate_reconciliation::{Category, Ledger, LedgerPayment, MatchOptions, Matcher, Report};
+use paygate_store::{
+    BillDayKey, NewBillFile, NewReconciliationRun, Resolution, RunOutcome, RunStatus, StoreError,
+};
+
+use crate::harness::{TestDb, app, at, fen, on_both_backends};
+
+on_both_backends!(
+    a_bill_file_is_kept_byte_for_byte_with_its_sha256_and_stored_once,
+    a_rerun_replaces_the_days_run_and_its_differences,
+    a_failed_run_is_stored_with_its_reason_and_no_differences,
+);
+
+fn day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 1, 15).unwrap()
+}
+
+fn key(provider: ProviderKind) -> BillDayKey {
+    BillDayKey {
+        app: app("shop"),
+        provider,
+        bill_day: day(),
+    }
+}
+
+async fn a_bill_file_is_kept_byte_for_byte_with_its_sha256_and_stored_once(db: TestDb) {
+    let s = &db.store;
+    // Bytes that are not text (a gzip header and a NUL) must come back unchanged.
+    let body = b"\x1f\x8b\x08\x00\x00binary".to_vec();
+    let new = NewBillFile {
+        app: app("shop"),
+        provider: ProviderKind::WECHAT,
+        bill_day: day(),
+        body: body.clone(),
+        fetched_at: at(1, 10),
+    };
+    let first = s.insert_bill_file(new.clone()).await.unwrap();
+    // sha256 of those bytes, computed independently (Python hashlib).
+    assert_eq!(
+        first.sha256,
+        "310e5a160534e9fd7d4761c1da9686c5fa10ed77fc20246cb912fa562e91b854"
+    );
+    assert_eq!(first.size_bytes, body.len() as u64);
+    assert_eq!(s.bill_file_body(&first.id).await.unwrap(), body);
+
+    let again = s
+        .insert_bill_file(NewBillFile {
+            fetched_at: at(1, 11),
+            ..new.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        again, first,
+        "the same bytes for the same day are stored once"
+    );
+
+    let other = s
+        .insert_bill_file(NewBillFile {
+            body: b"another fetch".to_vec(),
+            ..new
+        })
+        .await
+        .unwrap();
+    let kept = s.bill_files(&key(ProviderKind::WECHAT)).await.unwrap();
+    assert_eq!(kept, [first, other]);
+    assert!(
+        s.bill_files(&key(ProviderKind::ALIPAY))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A report of one day: A matched, B amount mismatch, C missing locally, D missing in the bill
+/// near midnight (held).
+fn report(b_local_fen: i64) -> Report {
+    let paid = |no: &str, amount: i64, when: &str| LedgerPayment {
+        out_trade_no: no.to_owned(),
+        provider_trade_no: None,
+        amount: fen(amount),
+        status: OrderStatus::Paid,
+        paid_at: Some(parse_beijing_time(when).unwrap()),
+    };
+    let ledger = Ledger {
+        payments: vec![
+            paid("A", 100, "2024-01-15 10:00:00"),
+            paid("B", b_local_fen, "2024-01-15 11:00:00"),
+            paid("D", 300, "2024-01-15 23:59:59"),
+        ],
+        refunds: vec![],
+    };
+    let mut matcher = Matcher::new(day(), ledger, MatchOptions::default());
+    for (no, amount, when) in [
+        ("A", 100, "2024-01-15 10:00:00"),
+        ("B", 200, "2024-01-15 11:00:00"),
+        ("C", 50, "2024-01-15 12:00:00"),
+    ] {
+        matcher.push(&BillLine {
+            kind: BillLineKind::Payment,
+            occurred_at: parse_beijing_time(when).unwrap(),
+            provider_trade_no: "4200000000000000000000000001",
+            out_trade_no: no,
+            provider_refund_no: None,
+            out_refund_no: None,
+            amount: fen(amount),
+            settlement: fen(amount),
+            fee_fen: 1,
+            status: "SUCCESS",
+        });
+    }
+    matcher.finish().unwrap()
+}
+
+async fn a_rerun_replaces_the_days_run_and_its_differences(db: TestDb) {
+    let s = &db.store;
+    let shop = app("shop");
+    let new_run = |report: Report, finished| NewReconciliationRun {
+        app: shop.clone(),
+        provider: ProviderKind::WECHAT,
+        bill_day: day(),
+        bill_file_id: None,
+        outcome: RunOutcome::Reconciled(Box::new(report)),
+        finished_at: finished,
+    };
+    let first = s
+        .replace_reconciliation_run(new_run(report(250), at(1, 10)))
+        .await
+        .unwrap();
+    assert_eq!(first.status, RunStatus::Differences);
+    assert_eq!(first.differences_count, 3);
+    assert_eq!(first.held_count, 1);
+    assert_eq!(first.totals.bill_payments_count, 3);
+    assert_eq!(first.totals.bill_gross, fen(350));
+    assert_eq!(first.totals.bill_fees_fen, 3);
+    assert_eq!(first.totals.bill_net_fen(), 347);
+    assert_eq!(first.totals.local_payments_count, 3);
+    assert_eq!(first.totals.local_gross, fen(650));
+
+    let differences = s.reconciliation_differences(&first.id, None).await.unwrap();
+    type Seen<'a> = (&'a str, Category, Option<i64>, Option<i64>, bool);
+    let summary: Vec<Seen<'_>> = differences
+        .iter()
+        .map(|d| {
+            (
+                d.out_trade_no.as_str(),
+                d.category,
+                d.bill_amount.map(|f| f.get()),
+                d.local_amount.map(|f| f.get()),
+                d.held,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("B", Category::AmountMismatch, Some(200), Some(250), false),
+            ("C", Category::MissingLocal, Some(50), None, false),
+            ("D", Category::MissingInBill, None, Some(300), true),
+        ]
+    );
+    let b = &differences[0];
+    assert_eq!(b.local_status.as_deref(), Some("paid"));
+    assert_eq!(b.bill_status.as_deref(), Some("SUCCESS"));
+    assert_eq!(
+        b.bill_time,
+        Some(parse_beijing_time("2024-01-15 11:00:00").unwrap())
+    );
+    let only_missing = s
+        .reconciliation_differences(&first.id, Some(Category::MissingLocal))
+        .await
+        .unwrap();
+    assert_eq!(only_missing.len(), 1);
+
+    let resolution = Resolution {
+        note: "order from the old shop system".to_owned(),
+        by: "finance@shop".to_owned(),
+        at: at(1, 12),
+    };
+    let resolved = s
+        .resolve_difference(&only_missing[0].id, resolution.clone())
+        .await
+        .unwrap();
+    assert_eq!(resolved.resolution, Some(resolution));
+    let empty = Resolution {
+        note: " ".to_owned(),
+        by: "finance@shop".to_owned(),
+        at: at(1, 12),
+    };
+    assert!(matches!(
+        s.resolve_difference(&only_missing[0].id, empty).await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    // The rerun (B fixed locally) replaces the day: one run, its own differences only.
+    let second = s
+        .replace_reconciliation_run(new_run(report(200), at(1, 10) + TimeDelta::hours(1)))
+        .await
+        .unwrap();
+    assert_ne!(second.id, first.id);
+    assert_eq!(second.differences_count, 2);
+    let runs = s
+        .reconciliation_runs(Some(&shop), day(), day())
+        .await
+        .unwrap();
+    assert_eq!(runs, std::slice::from_ref(&second));
+    assert_eq!(
+        s.reconciliation_run(&key(ProviderKind::WECHAT))
+            .await
+            .unwrap(),
+        Some(second.clone())
+    );
+    assert!(
+        s.reconciliation_differences(&first.id, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let categories: Vec<Category> = s
+        .reconciliation_differences(&second.id, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.category)
+        .collect();
+    assert_eq!(
+        categories,
+        [Category::MissingLocal, Category::MissingInBill]
+    );
+}
+
+async fn a_failed_run_is_stored_with_its_reason_and_no_differences(db: TestDb) {
+    let s = &db.store;
+    let run = s
+        .replace_reconciliation_run(NewReconciliationRun {
+            app: app("shop"),
+            provider: ProviderKind::ALIPAY,
+            bill_day: day(),
+            bill_file_id: None,
+            outcome: RunOutcome::Failed(
+                "#交易合计 笔数 is 6 but the detail rows add up to 5".to_owned(),
+            ),
+            finished_at: at(1, 10),
+        })
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.differences_count, 0);
+    assert!(run.failure_reason.unwrap().contains("#交易合计"));
+    let listed = s.reconciliation_runs(None, day(), day()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].provider, ProviderKind::ALIPAY);
+}
