@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::schema::{bill_files, reconciliation_differences, reconciliation_runs};
 use crate::text::text_enum;
+use crate::writer::LockKey;
 use crate::{
     BillFileId, DifferenceId, ReconciliationRunId, Store, StoreError, corrupt, db_time, utc,
 };
@@ -492,7 +493,8 @@ impl Store {
             body: new.body,
             fetched_at: db_time(new.fetched_at),
         };
-        self.write(move |conn| {
+        let lock = LockKey::BillDay(format!("{}/{}/{}", row.app, row.provider, row.bill_day));
+        self.write(lock, move |conn| {
             let existing = bill_files::table
                 .filter(bill_files::app.eq(&row.app))
                 .filter(bill_files::provider.eq(&row.provider))
@@ -616,7 +618,13 @@ impl Store {
             held_count: count(differences.iter().filter(|d| d.held).count() as u64),
             finished_at: db_time(new.finished_at),
         };
-        self.write(move |conn| {
+        let lock = LockKey::BillDay(format!(
+            "{}/{}/{}",
+            new.app,
+            new.provider,
+            day_text(new.bill_day)
+        ));
+        self.write(lock, move |conn| {
             // Write first (see the crate doc): the delete takes the lock that serialises two
             // reruns of one day.
             let earlier: Vec<String> = reconciliation_runs::table
@@ -738,7 +746,7 @@ impl Store {
             }
         }
         let id = id.to_string();
-        self.write(move |conn| {
+        self.write(LockKey::Difference(id.clone()), move |conn| {
             let changed = diesel::update(reconciliation_differences::table.find(&id))
                 .set((
                     reconciliation_differences::resolution_note.eq(resolution.note),

@@ -130,6 +130,11 @@ pub enum LockKey {
     ApiKey(ApiKeyId),
     /// One lease's row (and its name in the primary key, for the insert that claims it).
     Lease(String),
+    /// One app's bill day at one provider: its stored files and its reconciliation run with
+    /// the run's differences (a rerun replaces them in one transaction).
+    BillDay(String),
+    /// One reconciliation difference's row (finance setting its resolution).
+    Difference(String),
 }
 
 /// The writer lanes of one store. A write names the row it will lock ([`LockKey`]), and all
