@@ -248,7 +248,8 @@ impl ApiClient {
         &self.app
     }
 
-    fn now(&self) -> i64 {
+    /// Now in Unix seconds by the client's clock (the one answers and notifies are checked at).
+    pub fn now(&self) -> i64 {
         (self.clock)()
     }
 
@@ -699,7 +700,7 @@ impl ApiClient {
     }
 
     /// One download after an unknown serial, unless one happened within the last minute.
-    async fn refresh_after_unknown_serial(&self) -> Result<bool, ApiError> {
+    pub(crate) async fn refresh_after_unknown_serial(&self) -> Result<bool, ApiError> {
         let now = DateTime::<Utc>::from_timestamp(self.now(), 0).unwrap_or_else(Utc::now);
         let recent = self
             .last_download

@@ -27,9 +27,8 @@
 //! The pieces a WeChat simulator needs to play the other side (checking a request's
 //! `Authorization`, signing as WeChat, sealing notifies and certificate lists) are in [`peer`].
 //!
-//! The crate does not implement `paygate_core::Provider` yet: that trait is being reworked
-//! (whole inbound requests for callbacks, provider-chosen acknowledgement status), and every
-//! piece an implementation needs is here with plain inputs.
+//! [`provider::WechatPayV3`] implements `paygate_core::Provider` for one app, under the provider
+//! name `wechat` like v2: the API version is chosen per app.
 
 pub mod aead;
 pub mod certificates;
@@ -38,9 +37,12 @@ pub mod config;
 pub mod keys;
 pub mod notify;
 pub mod peer;
+pub mod provider;
 pub mod sign;
 pub mod verify;
 pub mod wire;
+
+pub use provider::WechatPayV3;
 
 use paygate_core::{Channel, Fen};
 

@@ -11,6 +11,7 @@ mod fake_wechat;
 mod notify_vectors;
 mod pay_sign;
 mod peer;
+mod provider;
 mod request_sign;
 mod vectors;
 mod verify_vectors;
