@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use paygate_core::{AppName, Channel};
+use paygate_wechat_v3::config::WechatV3Settings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -68,8 +69,8 @@ pub struct Settings {
     pub sandbox: SandboxSettings,
     /// Request size limits.
     pub limits: Limits,
-    /// Configured WeChat Pay apps by name.
-    pub wechat: BTreeMap<String, WechatAppSettings>,
+    /// Configured WeChat Pay apps by name, each on API v2 or v3.
+    pub wechat: BTreeMap<String, WechatApp>,
     /// Configured Alipay apps by name.
     pub alipay: BTreeMap<String, AlipayAppSettings>,
     /// The background reconciler that settles what notifies did not.
@@ -234,6 +235,53 @@ pub struct Limits {
     pub notify_body_bytes: usize,
     /// Largest accepted JSON API body, in bytes.
     pub api_body_bytes: usize,
+}
+
+/// One `[wechat.NAME]` app: merchant API v2 unless the table says `api = "v3"`. Both are the
+/// provider `wechat`; the version is a property of the app.
+#[derive(Clone, Debug)]
+pub enum WechatApp {
+    /// API v2 (XML, MD5 / HMAC-SHA256).
+    V2(WechatAppSettings),
+    /// API v3, in the provider crate's own settings type (checked by its `load`).
+    V3(WechatV3Settings),
+}
+
+impl<'de> Deserialize<'de> for WechatApp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        // Read the table once, then choose the strict type by `api`, so each version keeps
+        // `deny_unknown_fields` and its own error messages.
+        let mut table = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        match table.get("api").map(|api| api.as_str()) {
+            Some(Some("v3")) => serde_json::from_value(serde_json::Value::Object(table))
+                .map(WechatApp::V3)
+                .map_err(D::Error::custom),
+            None | Some(Some("v2")) => {
+                table.remove("api");
+                serde_json::from_value(serde_json::Value::Object(table))
+                    .map(WechatApp::V2)
+                    .map_err(D::Error::custom)
+            }
+            Some(_) => Err(D::Error::custom("api must be \"v2\" or \"v3\"")),
+        }
+    }
+}
+
+impl Serialize for WechatApp {
+    /// v2 as its settings (secrets skipped); v3 as its version and identity only, since its
+    /// settings type is read-only and holds secrets.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WechatApp::V2(app) => app.serialize(serializer),
+            WechatApp::V3(app) => serde_json::json!({
+                "api": "v3",
+                "appid": app.appid,
+                "mchid": app.mchid,
+            })
+            .serialize(serializer),
+        }
+    }
 }
 
 /// One WeChat Pay v2 merchant app.
@@ -477,6 +525,13 @@ impl Settings {
             let key = |field: &str| format!("wechat.{name}.{field}");
             AppName::parse(name.as_str())
                 .map_err(|e| ConfigError::invalid(key("name"), e.to_string()))?;
+            let app = match app {
+                WechatApp::V2(app) => app,
+                WechatApp::V3(app) => {
+                    self.validate_wechat_v3(name, app)?;
+                    continue;
+                }
+            };
             non_empty(&key("appid"), &app.appid)?;
             non_empty(&key("mch_id"), &app.mch_id)?;
             one_of(
@@ -666,6 +721,33 @@ impl Settings {
 
     /// Refuses production credentials pointed at a simulator, and sandbox ones at the real
     /// providers: mixing them is how test keys end up signing real orders (USER_PAINS #13).
+    /// What can be checked of a v3 app without reading its keys (they are read and checked
+    /// when the registry is built, naming the key at fault): its URL and channels.
+    fn validate_wechat_v3(&self, name: &str, app: &WechatV3Settings) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("wechat.{name}.{field}");
+        match &app.api_base {
+            Some(url) => {
+                check_url(&key("api_base"), url)?;
+                self.check_environment(&key("api_base"), url)?;
+            }
+            None if self.environment == Environment::Sandbox => {
+                return Err(ConfigError::invalid(
+                    key("api_base"),
+                    "a sandbox environment must name the sandbox's URL (the default is the real WeChat Pay)",
+                ));
+            }
+            None => {}
+        }
+        check_channels(
+            &key("channels"),
+            (
+                paygate_core::ProviderKind::WECHAT,
+                &paygate_wechat_v3::CHANNELS,
+            ),
+            &app.channels,
+        )
+    }
+
     fn check_environment(&self, key: &str, url: &str) -> Result<(), ConfigError> {
         let host = host_of(url);
         let is_production_host = PRODUCTION_HOSTS.contains(&host.as_str());
@@ -857,6 +939,70 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("reconciler.interval_ms"), "{err}");
+    }
+
+    /// A `[wechat.shop]` v3 app on the wechat-v3 crate's vendored keys, with `apiv3_key`.
+    fn wechat_v3_toml(apiv3_key: &str) -> String {
+        let keys = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../wechat-v3/tests/data/vectors/wechat-v3/keys"
+        );
+        format!(
+            "[wechat.shop]\napi = \"v3\"\nappid = \"wxd678efh567hg6787\"\nmchid = \"1230000109\"\n\
+             api_base = \"http://127.0.0.1:9\"\napiv3_key = \"{apiv3_key}\"\n\
+             merchant_certificate_file = \"{keys}/merchant_apiclient_cert.pem\"\n\
+             private_key_file = \"{keys}/merchant_apiclient_key.pem\"\n\
+             public_key_id = \"PUB_KEY_ID_0112300001092025010100000000000001\"\n\
+             public_key_file = \"{keys}/wechatpay_pub_key.pem\"\n\
+             channels = [\"native\", \"jsapi\"]\n\
+             [wechat.legacy]\nappid = \"wx1\"\nmch_id = \"1\"\napi_key = \"0123456789abcdef0123456789abcdef\"\n\
+             api_base = \"http://127.0.0.1:9\"\nlogin_base = \"http://127.0.0.1:9\"\n"
+        )
+    }
+
+    #[test]
+    fn a_v3_app_loads_beside_a_v2_app_and_both_are_the_wechat_provider() {
+        let settings =
+            Settings::from_toml(&wechat_v3_toml("0123456789abcdefghijklmnopqrstuv")).unwrap();
+        assert!(matches!(settings.wechat["shop"], WechatApp::V3(_)));
+        assert!(matches!(settings.wechat["legacy"], WechatApp::V2(_)));
+        let registry = crate::providers::from_settings(&settings).unwrap();
+        let name = |n: &str| AppName::parse(n).unwrap();
+        let v3 = registry
+            .get(paygate_core::ProviderKind::WECHAT, &name("shop"))
+            .unwrap();
+        assert_eq!(v3.provider.merchant().merchant_id, "1230000109");
+        assert!(v3.offers(Channel::Native) && !v3.offers(Channel::App));
+        assert!(v3.wechat.is_none(), "login is v2 only");
+        let v2 = registry
+            .get(paygate_core::ProviderKind::WECHAT, &name("legacy"))
+            .unwrap();
+        assert!(v2.wechat.is_some());
+    }
+
+    #[test]
+    fn a_v3_app_with_a_short_apiv3_key_is_refused_at_start_naming_the_key() {
+        // The TOML parses (keys are read when the registry is built, as for v2 key files).
+        let settings = Settings::from_toml(&wechat_v3_toml("too-short")).unwrap();
+        let err = crate::providers::from_settings(&settings)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("wechat.shop.apiv3_key"), "{err}");
+        assert!(!err.contains("too-short"), "the secret stays out: {err}");
+    }
+
+    #[test]
+    fn an_unknown_api_version_or_a_v2_field_in_a_v3_app_is_refused() {
+        let text = wechat_v3_toml("0123456789abcdefghijklmnopqrstuv");
+        let err = Settings::from_toml(&text.replacen("api = \"v3\"", "api = \"v4\"", 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("v3"), "{err}");
+        let err = Settings::from_toml(&text.replacen("mchid", "mch_id", 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mch_id"), "{err}");
     }
 
     #[test]

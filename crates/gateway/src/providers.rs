@@ -10,10 +10,13 @@ use paygate_sandbox::SandboxCredentials;
 use paygate_wechat::WechatPay;
 use paygate_wechat::config::{MerchantCertificate, WechatConfig};
 use paygate_wechat::sign::SignType;
+use paygate_wechat_v3::WechatPayV3;
+use paygate_wechat_v3::client::ApiClient;
+use paygate_wechat_v3::config::WechatV3Settings;
 use secrecy::SecretString;
 
 use crate::config::{
-    AlipayAppSettings, ConfigError, Settings, WechatAppSettings, read_secret, read_value,
+    AlipayAppSettings, ConfigError, Settings, WechatApp, WechatAppSettings, read_secret, read_value,
 };
 use crate::registry::{ProviderApp, Registry};
 
@@ -39,8 +42,14 @@ pub fn from_settings(settings: &Settings) -> Result<Registry, ConfigError> {
     let mut registry = Registry::default();
     for (name, app) in &settings.wechat {
         let key = format!("wechat.{name}");
-        let config = wechat_config(&key, app)?;
-        registry.insert(wechat_app(app_name(&key, name)?, config, &key)?);
+        let name = app_name(&key, name)?;
+        match app {
+            WechatApp::V2(app) => {
+                let config = wechat_config(&key, app)?;
+                registry.insert(wechat_app(name, config, &key)?);
+            }
+            WechatApp::V3(app) => registry.insert(wechat_v3_app(name, app, &key)?),
+        }
     }
     for (name, app) in &settings.alipay {
         let key = format!("alipay.{name}");
@@ -110,6 +119,25 @@ fn wechat_app(name: AppName, config: WechatConfig, key: &str) -> Result<Provider
         name,
         provider: wechat.clone(),
         wechat: Some(wechat),
+    })
+}
+
+/// A v3 app: its settings are read and checked by the provider crate, whose error names the
+/// setting; it is prefixed here with the app's table. Login and the JS-SDK signature are v2
+/// only (`wechat: None`).
+fn wechat_v3_app(
+    name: AppName,
+    settings: &WechatV3Settings,
+    key: &str,
+) -> Result<ProviderApp, ConfigError> {
+    let app = settings
+        .load()
+        .map_err(|e| invalid(format!("{key}.{}", e.key), e.reason))?;
+    let client = ApiClient::new(app).map_err(|e| invalid(key.to_owned(), e))?;
+    Ok(ProviderApp {
+        name,
+        provider: Arc::new(WechatPayV3::new(client)),
+        wechat: None,
     })
 }
 
