@@ -719,8 +719,6 @@ impl Settings {
         Ok(())
     }
 
-    /// Refuses production credentials pointed at a simulator, and sandbox ones at the real
-    /// providers: mixing them is how test keys end up signing real orders (USER_PAINS #13).
     /// What can be checked of a v3 app without reading its keys (they are read and checked
     /// when the registry is built, naming the key at fault): its URL and channels.
     fn validate_wechat_v3(&self, name: &str, app: &WechatV3Settings) -> Result<(), ConfigError> {
@@ -748,6 +746,8 @@ impl Settings {
         )
     }
 
+    /// Refuses production credentials pointed at a simulator, and sandbox ones at the real
+    /// providers: mixing them is how test keys end up signing real orders (USER_PAINS #13).
     fn check_environment(&self, key: &str, url: &str) -> Result<(), ConfigError> {
         let host = host_of(url);
         let is_production_host = PRODUCTION_HOSTS.contains(&host.as_str());
