@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use paygate_core::{
-    BuyerField, CallbackAck, CallbackOutcome, CallbackPurpose, CallbackRoute, Capabilities,
-    Channel, ChannelSupport, CreatePayment, CreatedPayment, Currency, Fen, InboundCallback,
-    MerchantIdentity, Notice, NotifyError, OutTradeNoRule, PayParams, Provider, ProviderError,
-    ProviderKind, RefundFacts, RefundQuery, RefundRequest, RefundState, ReportedYuan, TradeFacts,
-    TradeRef, TradeState,
+    CallbackAck, CallbackOutcome, CallbackPurpose, CallbackRoute, Capabilities, Channel,
+    ChannelSupport, CreatePayment, CreatedPayment, Currency, Fen, InboundCallback,
+    MerchantIdentity, Notice, NotifyError, OutTradeNoRule, PayParams, PayerField, Provider,
+    ProviderError, ProviderKind, RefundFacts, RefundQuery, RefundRequest, RefundState,
+    ReportedYuan, TradeFacts, TradeRef, TradeState,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -153,7 +153,7 @@ pub fn capabilities(channels: &[Channel]) -> Capabilities {
             .iter()
             .map(|&channel| ChannelSupport {
                 channel,
-                payer: (channel == Channel::MiniProgram).then_some(BuyerField::BuyerId),
+                payer: (channel == Channel::MiniProgram).then_some(PayerField::BuyerId),
                 client_ip_required: false,
                 signs_locally: matches!(channel, Channel::App | Channel::Wap | Channel::Page),
             })

@@ -485,6 +485,25 @@ impl BuyerField {
     }
 }
 
+/// The create-request field that names the buyer at the provider (stored as the order's payer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayerField {
+    /// The buyer's WeChat openid (`openid`).
+    OpenId,
+    /// The buyer's Alipay id (`buyer_id`).
+    BuyerId,
+}
+
+impl PayerField {
+    /// The same field as a [`BuyerField`], for its name and missing-field code.
+    pub const fn field(self) -> BuyerField {
+        match self {
+            PayerField::OpenId => BuyerField::OpenId,
+            PayerField::BuyerId => BuyerField::BuyerId,
+        }
+    }
+}
+
 /// What one channel of an app needs and how it is created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelSupport {
@@ -492,7 +511,7 @@ pub struct ChannelSupport {
     pub channel: Channel,
     /// The field that identifies the buyer at the provider (stored as the order's payer),
     /// when the channel needs one.
-    pub payer: Option<BuyerField>,
+    pub payer: Option<PayerField>,
     /// Whether the buyer's IP is required.
     pub client_ip_required: bool,
     /// Whether creating only signs locally (no call to the provider), so it can run before

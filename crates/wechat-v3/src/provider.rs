@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use paygate_core::{
-    BuyerField, CallbackAck, CallbackOutcome, CallbackPurpose, CallbackRoute, Capabilities,
-    Channel, ChannelSupport, CreatePayment, CreatedPayment, InboundCallback, MerchantIdentity,
-    Notice, NotifyError, OutTradeNoRule, Provider, ProviderError, ProviderKind, RefundFacts,
+    CallbackAck, CallbackOutcome, CallbackPurpose, CallbackRoute, Capabilities, Channel,
+    ChannelSupport, CreatePayment, CreatedPayment, InboundCallback, MerchantIdentity, Notice,
+    NotifyError, OutTradeNoRule, PayerField, Provider, ProviderError, ProviderKind, RefundFacts,
     RefundQuery, RefundRequest, TradeFacts, TradeRef,
 };
 
@@ -56,7 +56,7 @@ pub fn capabilities(channels: &[Channel]) -> Capabilities {
             .map(|&channel| ChannelSupport {
                 channel,
                 payer: matches!(channel, Channel::Jsapi | Channel::MiniProgram)
-                    .then_some(BuyerField::OpenId),
+                    .then_some(PayerField::OpenId),
                 client_ip_required: channel != Channel::Native,
                 signs_locally: false,
             })

@@ -43,10 +43,10 @@ use std::fmt;
 
 use async_trait::async_trait;
 use paygate_core::{
-    BuyerField, CallbackAck, CallbackOutcome, CallbackPurpose, CallbackRoute, Capabilities,
-    Channel, ChannelSupport, CreatePayment, CreatedPayment, Currency, Fen, InboundCallback,
-    MerchantIdentity, Notice, NotifyError, OutTradeNoRule, PayParams, Provider, ProviderError,
-    ProviderKind, RefundFacts, RefundQuery, RefundRequest, TradeFacts, TradeRef,
+    CallbackAck, CallbackOutcome, CallbackPurpose, CallbackRoute, Capabilities, Channel,
+    ChannelSupport, CreatePayment, CreatedPayment, Currency, Fen, InboundCallback,
+    MerchantIdentity, Notice, NotifyError, OutTradeNoRule, PayParams, PayerField, Provider,
+    ProviderError, ProviderKind, RefundFacts, RefundQuery, RefundRequest, TradeFacts, TradeRef,
 };
 
 use crate::client::{ApiClient, TradeType, UnifiedOrder};
@@ -102,7 +102,7 @@ pub fn capabilities(config: &WechatConfig) -> Capabilities {
             .map(|&channel| ChannelSupport {
                 channel,
                 payer: matches!(channel, Channel::Jsapi | Channel::MiniProgram)
-                    .then_some(BuyerField::OpenId),
+                    .then_some(PayerField::OpenId),
                 client_ip_required: channel != Channel::Native || config.server_ip.is_none(),
                 signs_locally: false,
             })

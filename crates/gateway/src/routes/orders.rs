@@ -6,8 +6,8 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use paygate_core::{
     AppName, BuyerField, BuyerId, Channel, ChannelSupport, CreatePayment, Currency, Description,
-    Fen, OpenId, Order, OrderId, OrderStatus, OutRefundNo, OutTradeNo, PayParams, ProviderError,
-    ProviderKind, RefundReason, ReturnUrl, Subject,
+    Fen, OpenId, Order, OrderId, OrderStatus, OutRefundNo, OutTradeNo, PayParams, PayerField,
+    ProviderError, ProviderKind, RefundReason, ReturnUrl, Subject,
 };
 use paygate_store::{NewOrder, Refund, StoreError};
 use serde::{Deserialize, Serialize};
@@ -421,15 +421,16 @@ fn check_request(
         )
     };
     let payer_id = match channel.payer {
-        Some(field @ BuyerField::OpenId) => {
-            Some(openid.ok_or_else(|| missing(field))?.into_string())
-        }
-        Some(field @ BuyerField::BuyerId) => {
-            Some(buyer_id.ok_or_else(|| missing(field))?.into_string())
-        }
-        Some(field @ BuyerField::ClientIp) => {
-            Some(request.client_ip.ok_or_else(|| missing(field))?.to_string())
-        }
+        Some(PayerField::OpenId) => Some(
+            openid
+                .ok_or_else(|| missing(BuyerField::OpenId))?
+                .into_string(),
+        ),
+        Some(PayerField::BuyerId) => Some(
+            buyer_id
+                .ok_or_else(|| missing(BuyerField::BuyerId))?
+                .into_string(),
+        ),
         None => None,
     };
     if channel.client_ip_required && request.client_ip.is_none() {

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{TimeZone, Utc};
 use paygate_core::{
-    BuyerField, CallbackAck, CallbackOutcome, CallbackPurpose, Channel, CreatePayment, Currency,
-    Fen, InboundCallback, Notice, NotifyError, OutRefundNo, OutTradeNo, PayParams, Provider,
+    CallbackAck, CallbackOutcome, CallbackPurpose, Channel, CreatePayment, Currency, Fen,
+    InboundCallback, Notice, NotifyError, OutRefundNo, OutTradeNo, PayParams, PayerField, Provider,
     ProviderError, ProviderKind, RefundQuery, RefundRequest, RefundState, TradeRef, TradeState,
 };
 use paygate_wechat_v3::WechatPayV3;
@@ -67,7 +67,7 @@ fn capabilities_follow_the_configured_channels() {
     assert!(caps.channel(Channel::H5).is_none());
     for channel in [Channel::Jsapi, Channel::MiniProgram] {
         let support = caps.channel(channel).unwrap();
-        assert_eq!(support.payer, Some(BuyerField::OpenId));
+        assert_eq!(support.payer, Some(PayerField::OpenId));
         assert!(support.client_ip_required);
     }
     assert!(!caps.channel(Channel::Native).unwrap().client_ip_required);
