@@ -29,6 +29,7 @@ pub mod order_string;
 mod provider;
 pub mod request;
 pub mod response;
+pub mod settings;
 pub mod sign;
 pub mod time;
 

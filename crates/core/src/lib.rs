@@ -11,6 +11,7 @@ mod ids;
 mod money;
 mod order;
 mod provider;
+pub mod settings;
 mod text;
 
 pub use bill::{BillDay, BillLine, BillLineKind, BillValueError};

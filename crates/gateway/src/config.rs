@@ -9,9 +9,12 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use paygate_core::{AppName, Channel};
+pub use paygate_alipay::settings::AlipayAppSettings;
+use paygate_core::AppName;
+use paygate_core::settings::{EndpointPolicy, InlineOrFile, SettingError};
+pub use paygate_wechat::settings::{H5SceneSettings, WechatAppSettings};
 use paygate_wechat_v3::config::WechatV3Settings;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 /// Why the settings cannot be used; every message names the key at fault.
@@ -31,6 +34,20 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// A provider crate's setting error, its key prefixed with the app's table
+    /// (`wechat.shop`), or taken as it is when `table` is empty.
+    pub fn in_table(table: &str, error: SettingError) -> Self {
+        let key = if table.is_empty() {
+            error.key
+        } else {
+            format!("{table}.{}", error.key)
+        };
+        ConfigError::Invalid {
+            key,
+            reason: error.reason,
+        }
+    }
+
     fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key: key.into(),
@@ -284,95 +301,6 @@ impl Serialize for WechatApp {
     }
 }
 
-/// One WeChat Pay v2 merchant app.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WechatAppSettings {
-    /// The appid (mini-program, official account or open-platform app).
-    pub appid: String,
-    /// The merchant number.
-    pub mch_id: String,
-    /// The v2 API key (32 characters), inline.
-    #[serde(default, skip_serializing)]
-    pub api_key: Option<SecretString>,
-    /// File holding the v2 API key.
-    pub api_key_file: Option<PathBuf>,
-    /// `MD5` (default) or `HMAC-SHA256`.
-    #[serde(default)]
-    pub sign_type: Option<String>,
-    /// API base URL; defaults to the real `https://api.mch.weixin.qq.com`.
-    pub api_base: Option<String>,
-    /// Login/OAuth base URL; defaults to the real `https://api.weixin.qq.com`.
-    pub login_base: Option<String>,
-    /// Official-account OAuth authorize page base (`{oauth_base}/connect/oauth2/authorize`);
-    /// defaults to the real `https://open.weixin.qq.com`.
-    pub oauth_base: Option<String>,
-    /// AppSecret for `jscode2session` / OAuth, inline.
-    #[serde(default, skip_serializing)]
-    pub app_secret: Option<SecretString>,
-    /// File holding the AppSecret.
-    pub app_secret_file: Option<PathBuf>,
-    /// Merchant API certificate (PEM) for refunds over mutual TLS, inline.
-    pub cert_pem: Option<String>,
-    /// Merchant API private key (PEM), inline.
-    #[serde(default, skip_serializing)]
-    pub key_pem: Option<SecretString>,
-    /// Merchant API certificate (PEM) for refunds over mutual TLS.
-    pub cert_pem_file: Option<PathBuf>,
-    /// Merchant API private key (PEM) matching `cert_pem_file`.
-    pub key_pem_file: Option<PathBuf>,
-    /// Merchant API certificate as `apiclient_cert.p12`, instead of the PEM pair.
-    pub p12_file: Option<PathBuf>,
-    /// Password of the `.p12` (WeChat sets it to the mch_id).
-    #[serde(default, skip_serializing)]
-    pub p12_password: Option<SecretString>,
-    /// The server's public IP, sent as `spbill_create_ip` for NATIVE orders.
-    pub server_ip: Option<std::net::IpAddr>,
-    /// Channels enabled for this app; all WeChat channels but h5 when absent.
-    pub channels: Option<Vec<Channel>>,
-    /// The H5 site registered with WeChat Pay, sent as `scene_info`; required to enable `h5`.
-    pub h5_scene: Option<H5SceneSettings>,
-}
-
-/// The H5 (MWEB) site a WeChat app's `h5` orders name in `scene_info`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct H5SceneSettings {
-    /// The site's URL, as registered with WeChat Pay.
-    pub wap_url: String,
-    /// The site's name, as registered with WeChat Pay.
-    pub wap_name: String,
-}
-
-/// One Alipay app.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlipayAppSettings {
-    /// The APPID.
-    pub app_id: String,
-    /// The seller's partner id (2088…), checked on every notify.
-    pub seller_id: String,
-    /// The app private key (PKCS#1 or PKCS#8, PEM or bare base64), inline.
-    #[serde(default, skip_serializing)]
-    pub app_private_key: Option<SecretString>,
-    /// File holding the app private key.
-    pub app_private_key_file: Option<PathBuf>,
-    /// The Alipay public key (SPKI, PEM or bare base64), inline.
-    pub alipay_public_key: Option<String>,
-    /// File holding the Alipay public key.
-    pub alipay_public_key_file: Option<PathBuf>,
-    /// Certificate mode: the app public-key certificate.
-    pub app_cert_file: Option<PathBuf>,
-    /// Certificate mode: the Alipay public-key certificate.
-    pub alipay_cert_file: Option<PathBuf>,
-    /// Certificate mode: the Alipay root certificate bundle.
-    pub alipay_root_cert_file: Option<PathBuf>,
-    /// gateway.do URL; defaults to the real `https://openapi.alipay.com/gateway.do`.
-    pub gateway_url: Option<String>,
-    /// Channels enabled for this app; all Alipay channels when absent.
-    pub channels: Option<Vec<Channel>>,
-}
-
 /// Debug that never prints secrets, even redacted ones' lengths.
 macro_rules! redacted_debug {
     ($ty:ident { $($field:ident),* }) => {
@@ -385,21 +313,7 @@ macro_rules! redacted_debug {
         }
     };
 }
-redacted_debug!(WechatAppSettings {
-    appid,
-    mch_id,
-    sign_type,
-    api_base,
-    channels,
-    h5_scene
-});
 redacted_debug!(WebhookEndpointSettings { url, secret_file });
-redacted_debug!(AlipayAppSettings {
-    app_id,
-    seller_id,
-    gateway_url,
-    channels
-});
 
 impl Default for Settings {
     fn default() -> Self {
@@ -430,14 +344,6 @@ impl Default for Settings {
         }
     }
 }
-
-/// Hosts of the real providers; a sandbox config must not point at them.
-const PRODUCTION_HOSTS: [&str; 4] = [
-    "api.mch.weixin.qq.com",
-    "api.weixin.qq.com",
-    "open.weixin.qq.com",
-    "openapi.alipay.com",
-];
 
 impl Settings {
     /// Loads defaults, then the TOML file if given, then `PAYGATE__…` environment variables
@@ -521,121 +427,23 @@ impl Settings {
                 "the embedded sandbox cannot run in a production environment; set it to false",
             ));
         }
+        let policy = self.endpoint_policy();
         for (name, app) in &self.wechat {
-            let key = |field: &str| format!("wechat.{name}.{field}");
+            let table = format!("wechat.{name}");
             AppName::parse(name.as_str())
-                .map_err(|e| ConfigError::invalid(key("name"), e.to_string()))?;
-            let app = match app {
-                WechatApp::V2(app) => app,
-                WechatApp::V3(app) => {
-                    self.validate_wechat_v3(name, app)?;
-                    continue;
-                }
-            };
-            non_empty(&key("appid"), &app.appid)?;
-            non_empty(&key("mch_id"), &app.mch_id)?;
-            one_of(
-                &key("api_key"),
-                app.api_key.is_some(),
-                app.api_key_file.is_some(),
-            )?;
-            if let Some(api_key) = &app.api_key {
-                check_wechat_api_key(&key("api_key"), api_key)?;
+                .map_err(|e| ConfigError::invalid(format!("{table}.name"), e.to_string()))?;
+            match app {
+                WechatApp::V2(app) => app.validate(policy),
+                WechatApp::V3(app) => validate_wechat_v3(app, policy),
             }
-            if let Some(sign_type) = &app.sign_type
-                && sign_type != "MD5"
-                && sign_type != "HMAC-SHA256"
-            {
-                return Err(ConfigError::invalid(
-                    key("sign_type"),
-                    "must be MD5 or HMAC-SHA256",
-                ));
-            }
-            for (field, url) in [("api_base", &app.api_base), ("login_base", &app.login_base)] {
-                if let Some(url) = url {
-                    check_url(&key(field), url)?;
-                    self.check_environment(&key(field), url)?;
-                } else if self.environment == Environment::Sandbox {
-                    return Err(ConfigError::invalid(
-                        key(field),
-                        "a sandbox environment must name the sandbox's URL (the default is the real WeChat Pay)",
-                    ));
-                }
-            }
-            // Optional even in a sandbox environment: the authorize URL carries no secret, and
-            // configs written before the OAuth endpoints existed must keep loading.
-            if let Some(url) = &app.oauth_base {
-                check_url(&key("oauth_base"), url)?;
-                self.check_environment(&key("oauth_base"), url)?;
-            }
-            check_channels(
-                &key("channels"),
-                (
-                    paygate_core::ProviderKind::WECHAT,
-                    &paygate_wechat::CHANNELS,
-                ),
-                &app.channels,
-            )?;
-            let offers_h5 = app.channels.iter().flatten().any(|c| *c == Channel::H5);
-            match &app.h5_scene {
-                None if offers_h5 => {
-                    return Err(ConfigError::invalid(
-                        key("h5_scene"),
-                        "the h5 channel needs the site registered with WeChat Pay: h5_scene = { wap_url = \"https://…\", wap_name = \"…\" }",
-                    ));
-                }
-                Some(scene) => {
-                    check_url(&key("h5_scene.wap_url"), &scene.wap_url)?;
-                    non_empty(&key("h5_scene.wap_name"), &scene.wap_name)?;
-                }
-                None => {}
-            }
+            .map_err(|e| ConfigError::in_table(&table, e))?;
         }
         for (name, app) in &self.alipay {
-            let key = |field: &str| format!("alipay.{name}.{field}");
+            let table = format!("alipay.{name}");
             AppName::parse(name.as_str())
-                .map_err(|e| ConfigError::invalid(key("name"), e.to_string()))?;
-            non_empty(&key("app_id"), &app.app_id)?;
-            non_empty(&key("seller_id"), &app.seller_id)?;
-            one_of(
-                &key("app_private_key"),
-                app.app_private_key.is_some(),
-                app.app_private_key_file.is_some(),
-            )?;
-            let cert_mode = app.alipay_cert_file.is_some();
-            if !cert_mode {
-                one_of(
-                    &key("alipay_public_key"),
-                    app.alipay_public_key.is_some(),
-                    app.alipay_public_key_file.is_some(),
-                )?;
-            } else if app.app_cert_file.is_none() || app.alipay_root_cert_file.is_none() {
-                return Err(ConfigError::invalid(
-                    key("alipay_cert_file"),
-                    "certificate mode needs app_cert_file, alipay_cert_file and alipay_root_cert_file",
-                ));
-            }
-            match &app.gateway_url {
-                Some(url) => {
-                    check_url(&key("gateway_url"), url)?;
-                    self.check_environment(&key("gateway_url"), url)?;
-                }
-                None if self.environment == Environment::Sandbox => {
-                    return Err(ConfigError::invalid(
-                        key("gateway_url"),
-                        "a sandbox environment must name the sandbox's URL (the default is the real Alipay)",
-                    ));
-                }
-                None => {}
-            }
-            check_channels(
-                &key("channels"),
-                (
-                    paygate_core::ProviderKind::ALIPAY,
-                    &paygate_alipay::CHANNELS,
-                ),
-                &app.channels,
-            )?;
+                .map_err(|e| ConfigError::invalid(format!("{table}.name"), e.to_string()))?;
+            app.validate(policy)
+                .map_err(|e| ConfigError::in_table(&table, e))?;
         }
         // Every notify URL paygate signs into a real order derives from it: over http, or
         // defaulting to the listen address, providers would post payments in clear text or to
@@ -709,95 +517,33 @@ impl Settings {
             for (index, endpoint) in endpoints.iter().enumerate() {
                 let key = |field: &str| format!("webhooks.endpoints.{app}[{index}].{field}");
                 check_url(&key("url"), &endpoint.url)?;
-                one_of(
-                    &key("secret"),
-                    endpoint.secret.is_some(),
-                    endpoint.secret_file.is_some(),
-                )?;
+                InlineOrFile::secret(&key("secret"), &endpoint.secret, &endpoint.secret_file)
+                    .check_exactly_one()
+                    .map_err(|e| ConfigError::in_table("", e))?;
             }
         }
         Ok(())
     }
 
-    /// What can be checked of a v3 app without reading its keys (they are read and checked
-    /// when the registry is built, naming the key at fault): its URL and channels.
-    fn validate_wechat_v3(&self, name: &str, app: &WechatV3Settings) -> Result<(), ConfigError> {
-        let key = |field: &str| format!("wechat.{name}.{field}");
-        match &app.api_base {
-            Some(url) => {
-                check_url(&key("api_base"), url)?;
-                self.check_environment(&key("api_base"), url)?;
-            }
-            None if self.environment == Environment::Sandbox => {
-                return Err(ConfigError::invalid(
-                    key("api_base"),
-                    "a sandbox environment must name the sandbox's URL (the default is the real WeChat Pay)",
-                ));
-            }
-            None => {}
-        }
-        check_channels(
-            &key("channels"),
-            (
-                paygate_core::ProviderKind::WECHAT,
-                &paygate_wechat_v3::CHANNELS,
-            ),
-            &app.channels,
-        )
-    }
-
-    /// Refuses production credentials pointed at a simulator, and sandbox ones at the real
-    /// providers: mixing them is how test keys end up signing real orders (USER_PAINS #13).
-    fn check_environment(&self, key: &str, url: &str) -> Result<(), ConfigError> {
-        let host = host_of(url);
-        let is_production_host = PRODUCTION_HOSTS.contains(&host.as_str());
+    /// Which provider hosts the configured apps may name.
+    pub fn endpoint_policy(&self) -> EndpointPolicy {
         match self.environment {
-            Environment::Production if !is_production_host => Err(ConfigError::invalid(
-                key,
-                format!("environment is production but {host} is not a production provider host"),
-            )),
-            Environment::Sandbox if is_production_host => Err(ConfigError::invalid(
-                key,
-                format!("environment is sandbox but {host} is a production provider host"),
-            )),
-            _ => Ok(()),
+            Environment::Production => EndpointPolicy::Production,
+            Environment::Sandbox => EndpointPolicy::Sandbox,
         }
     }
 }
 
-fn host_of(url: &str) -> String {
-    url.split_once("://")
-        .map(|(_, rest)| rest)
-        .unwrap_or(url)
-        .split(['/', ':', '?'])
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-}
-
-fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(
-            key,
-            "must be an http:// or https:// URL",
-        ))
-    }
-}
-
-/// The WeChat Pay v2 API key is exactly 32 characters; anything else signs nothing WeChat
-/// accepts, so it is refused at start rather than on the first payment.
-pub fn check_wechat_api_key(key: &str, api_key: &SecretString) -> Result<(), ConfigError> {
-    let length = api_key.expose_secret().chars().count();
-    if length == 32 {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(
-            key,
-            format!("a WeChat Pay v2 API key is 32 characters, this one has {length}"),
-        ))
-    }
+/// What can be checked of a v3 app without reading its keys (they are read and checked when
+/// the registry is built, naming the key at fault): its URL and channels.
+fn validate_wechat_v3(app: &WechatV3Settings, policy: EndpointPolicy) -> Result<(), SettingError> {
+    policy.check("api_base", app.api_base.as_deref(), true)?;
+    paygate_core::settings::check_channels(
+        "channels",
+        paygate_core::ProviderKind::WECHAT,
+        &paygate_wechat_v3::CHANNELS,
+        &app.channels,
+    )
 }
 
 /// Refuses a database URL of no known scheme, which the store would otherwise open as a SQLite
@@ -824,86 +570,27 @@ fn check_database_url(url: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
-    if value.trim().is_empty() {
-        Err(ConfigError::invalid(key, "must not be empty"))
-    } else {
-        Ok(())
-    }
+fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    paygate_core::settings::check_url(key, url).map_err(|e| ConfigError::in_table("", e))
 }
 
-fn one_of(key: &str, inline: bool, file: bool) -> Result<(), ConfigError> {
-    match (inline, file) {
-        (true, false) | (false, true) => Ok(()),
-        (false, false) => Err(ConfigError::invalid(
-            key,
-            format!("give `{key}` or `{key}_file`"),
-        )),
-        (true, true) => Err(ConfigError::invalid(
-            key,
-            format!("give only one of `{key}` and `{key}_file`"),
-        )),
-    }
-}
-
-fn check_channels(
-    key: &str,
-    (provider, supported): (paygate_core::ProviderKind, &[Channel]),
-    channels: &Option<Vec<Channel>>,
-) -> Result<(), ConfigError> {
-    for channel in channels.iter().flatten() {
-        if !supported.contains(channel) {
-            return Err(ConfigError::invalid(
-                key,
-                format!("{provider} has no channel {channel}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Reads a secret given inline or by file; file contents are trimmed of the trailing newline
-/// editors add. The error names the key, never the value.
+/// Reads a secret given inline or by file (the gateway's own: webhook secrets); file contents
+/// are trimmed of the trailing newline editors add. The error names the key, never the value.
 pub fn read_secret(
     key: &str,
     inline: &Option<SecretString>,
     file: &Option<PathBuf>,
 ) -> Result<SecretString, ConfigError> {
-    if let Some(secret) = inline {
-        return Ok(secret.clone());
-    }
-    let path = file
-        .as_ref()
-        .ok_or_else(|| ConfigError::invalid(key, "missing"))?;
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::invalid(
-            format!("{key}_file"),
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    let trimmed = text.trim_end_matches(['\n', '\r']);
-    if trimmed.is_empty() {
-        return Err(ConfigError::invalid(
-            format!("{key}_file"),
-            format!("{} is empty", path.display()),
-        ));
-    }
-    Ok(SecretString::from(trimmed.to_owned()))
-}
-
-/// Reads a non-secret value given inline or by file.
-pub fn read_value(
-    key: &str,
-    inline: &Option<String>,
-    file: &Option<PathBuf>,
-) -> Result<String, ConfigError> {
-    let secret = read_secret(key, &inline.clone().map(SecretString::from), file)?;
-    Ok(secret.expose_secret().to_owned())
+    InlineOrFile::secret(key, inline, file)
+        .read()
+        .map_err(|e| ConfigError::in_table("", e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use paygate_core::Channel;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn webhook_endpoints_and_reconciler_intervals_come_from_toml() {

@@ -35,6 +35,7 @@ pub mod login;
 pub mod notify;
 pub mod pay_params;
 pub mod refund_notify;
+pub mod settings;
 pub mod sign;
 pub mod time;
 pub mod xml;
