@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use paygate_core::ProviderError;
+use paygate_core::{ErrorDetail, ProviderError};
 use serde_json::{Map, Value};
 
 use crate::AlipayError;
@@ -45,7 +45,7 @@ pub struct GatewayClient {
 }
 
 fn configuration(error: AlipayError) -> ProviderError {
-    ProviderError::Configuration(error.to_string())
+    ProviderError::Configuration(ErrorDetail::from_error(error))
 }
 
 impl GatewayClient {
@@ -109,7 +109,9 @@ impl GatewayClient {
         let key = Arc::clone(&self.signing_key);
         tokio::task::spawn_blocking(move || common.signed_params(&biz_content, &key))
             .await
-            .map_err(|e| ProviderError::Configuration(format!("signing task failed: {e}")))?
+            .map_err(|e| {
+                ProviderError::Configuration(ErrorDetail::caused_by("signing task failed", e))
+            })?
             .map_err(configuration)
     }
 
@@ -152,22 +154,26 @@ impl GatewayClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| ProviderError::OutcomeUnknown(format!("{method}: {e}")))?;
+            .map_err(|e| ProviderError::OutcomeUnknown(ErrorDetail::caused_by(method, e)))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(ProviderError::OutcomeUnknown(format!(
-                "{method}: HTTP {status}"
-            )));
+            return Err(ProviderError::OutcomeUnknown(
+                format!("{method}: HTTP {status}").into(),
+            ));
         }
         let text = response.text().await.map_err(|e| {
-            ProviderError::OutcomeUnknown(format!("{method}: reading the body: {e}"))
+            ProviderError::OutcomeUnknown(ErrorDetail::caused_by(
+                format!("{method}: reading the body"),
+                e,
+            ))
         })?;
         self.interpret(method, &text)
     }
 
     /// Verifies a raw response body and maps its code.
     pub fn interpret(&self, method: &str, body: &str) -> Result<Map<String, Value>, ProviderError> {
-        let untrusted = |e: AlipayError| ProviderError::UntrustedResponse(format!("{method}: {e}"));
+        let untrusted =
+            |e: AlipayError| ProviderError::UntrustedResponse(ErrorDetail::caused_by(method, e));
         let extracted = extract_response(body, method).map_err(untrusted)?;
         if extracted.sign.as_deref().is_none_or(str::is_empty) {
             return Err(unsigned_outcome(method, &extracted));
@@ -175,11 +181,14 @@ impl GatewayClient {
         if let (Some(ours), Some(theirs)) = (&self.cert_sns, &extracted.alipay_cert_sn)
             && &ours.alipay_cert_sn != theirs
         {
-            return Err(ProviderError::UntrustedResponse(format!(
-                "{method}: signed by Alipay certificate {theirs}, configured is {}; \
+            return Err(ProviderError::UntrustedResponse(
+                format!(
+                    "{method}: signed by Alipay certificate {theirs}, configured is {}; \
                  download the new certificate",
-                ours.alipay_cert_sn
-            )));
+                    ours.alipay_cert_sn
+                )
+                .into(),
+            ));
         }
         if let Err(error) = extracted.verify(&self.alipay_key) {
             // Either an attack, a broken proxy or the wrong Alipay key in the configuration.
@@ -207,9 +216,9 @@ fn unsigned_outcome(method: &str, extracted: &ExtractedResponse<'_>) -> Provider
         text_field(&fields, "sub_msg")
     );
     match code {
-        "20000" => ProviderError::OutcomeUnknown(detail),
-        "20001" | "40001" | "40002" | "40006" => ProviderError::Configuration(detail),
-        _ => ProviderError::UntrustedResponse(detail),
+        "20000" => ProviderError::OutcomeUnknown(detail.into()),
+        "20001" | "40001" | "40002" | "40006" => ProviderError::Configuration(detail.into()),
+        _ => ProviderError::UntrustedResponse(detail.into()),
     }
 }
 
@@ -236,7 +245,9 @@ pub fn outcome(
     let creates_trade = matches!(method, "alipay.trade.create" | "alipay.trade.precreate");
     match (code, sub_code) {
         ("10000", _) => Ok(fields),
-        ("20000", _) | (_, "ACQ.SYSTEM_ERROR") => Err(ProviderError::OutcomeUnknown(message)),
+        ("20000", _) | (_, "ACQ.SYSTEM_ERROR") => {
+            Err(ProviderError::OutcomeUnknown(message.into()))
+        }
         ("40004", "ACQ.TRADE_NOT_EXIST") => Err(ProviderError::NotFound),
         ("40004", "ACQ.TRADE_HAS_SUCCESS") => Err(ProviderError::AlreadyPaid),
         ("40004", "ACQ.TRADE_HAS_FINISHED") if creates_trade => Err(ProviderError::AlreadyPaid),
@@ -247,7 +258,7 @@ pub fn outcome(
             retryable: RETRYABLE_SUB_CODES.contains(&sub_code),
         }),
         ("20001" | "40006", _) | ("40002", "isv.invalid-signature" | "isv.invalid-app-id") => {
-            Err(ProviderError::Configuration(message))
+            Err(ProviderError::Configuration(message.into()))
         }
         ("40001" | "40002", sub_code) => Err(ProviderError::Refused {
             code: sub_code.to_owned(),
@@ -255,6 +266,6 @@ pub fn outcome(
             retryable: false,
         }),
         // Any other code is not a definite answer: resolve by query before retrying.
-        _ => Err(ProviderError::OutcomeUnknown(message)),
+        _ => Err(ProviderError::OutcomeUnknown(message.into())),
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use paygate_core::{
     CallbackAck, CallbackOutcome, CallbackPurpose, CallbackRoute, Capabilities, Channel,
-    ChannelSupport, CreatePayment, CreatedPayment, Currency, Fen, InboundCallback,
+    ChannelSupport, CreatePayment, CreatedPayment, Currency, ErrorDetail, Fen, InboundCallback,
     MerchantIdentity, Notice, NotifyError, OutTradeNoRule, PayParams, PayerField, Provider,
     ProviderError, ProviderKind, RefundFacts, RefundQuery, RefundRequest, RefundState,
     ReportedYuan, TradeFacts, TradeRef, TradeState,
@@ -292,12 +292,12 @@ fn required_text(
     key: &str,
 ) -> Result<String, ProviderError> {
     text(fields, key).ok_or_else(|| {
-        ProviderError::UntrustedResponse(format!("{method}: signed response lacks {key}"))
+        ProviderError::UntrustedResponse(format!("{method}: signed response lacks {key}").into())
     })
 }
 
 fn response_field_error(method: &str, error: AlipayError) -> ProviderError {
-    ProviderError::UntrustedResponse(format!("{method}: {error}"))
+    ProviderError::UntrustedResponse(ErrorDetail::caused_by(method, error))
 }
 
 fn yuan_field(

@@ -21,9 +21,10 @@ pub use money::{Currency, Fen, MoneyError, ReportedYuan};
 pub use order::{Order, OrderEvent, OrderStatus, RefundStatus, TransitionError};
 pub use provider::{
     BuyerField, CallbackAck, CallbackOutcome, CallbackPurpose, CallbackRoute, Capabilities,
-    ChannelSupport, CreatePayment, CreatedPayment, InboundCallback, MerchantIdentity, Notice,
-    NotifyError, OutTradeNoRule, PayParams, PayerField, PaymentMismatch, Provider, ProviderError,
-    RefundFacts, RefundQuery, RefundRequest, RefundState, TradeFacts, TradeRef, TradeState,
+    ChannelSupport, CreatePayment, CreatedPayment, ErrorDetail, InboundCallback, MerchantIdentity,
+    Notice, NotifyError, OutTradeNoRule, PayParams, PayerField, PaymentMismatch, Provider,
+    ProviderError, RefundFacts, RefundQuery, RefundRequest, RefundState, TradeFacts, TradeRef,
+    TradeState,
 };
 pub use text::{
     BuyerId, Description, MAX_DESCRIPTION_BYTES, MAX_OPENID_BYTES, MAX_REFUND_REASON_BYTES,

@@ -11,7 +11,9 @@
 //! app id, merchant id, out_trade_no, trade state) travels in [`TradeFacts`], and the check
 //! itself is [`TradeFacts::check_payment`], written once for both providers.
 
+use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -650,21 +652,126 @@ pub enum NotifyError {
     ProviderFailure(String),
 }
 
+/// What went wrong in a provider call, for operators: a message (never a secret), and the
+/// lower-level error that caused it when there is one, kept so that logs and error reports can
+/// walk the whole chain (`std::error::Error::source`) instead of a flattened string.
+#[derive(Clone)]
+pub struct ErrorDetail {
+    message: String,
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ErrorDetail {
+    /// A detail with no underlying error (a provider's answer, a local check).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// A detail caused by `cause`: its message is `context: cause`, and `cause` stays
+    /// reachable as the error's source.
+    pub fn caused_by(
+        context: impl fmt::Display,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: format!("{context}: {cause}"),
+            cause: Some(Arc::new(cause)),
+        }
+    }
+
+    /// A detail that is the error `cause` itself (its message, and it as the source).
+    pub fn from_error(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: cause.to_string(),
+            cause: Some(Arc::new(cause)),
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The error that caused this one, if any (for downcasting: its text is already in the
+    /// message).
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.cause.as_deref()
+    }
+
+    /// The first error of the cause's chain whose text is not already in the message: the
+    /// message embeds the cause's own text, so the chain goes on with the cause's source.
+    fn next_in_chain(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().and_then(|cause| cause.source())
+    }
+
+    /// Whether the message contains `needle` (tests and log matching).
+    pub fn contains(&self, needle: &str) -> bool {
+        self.message.contains(needle)
+    }
+}
+
+impl fmt::Display for ErrorDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for ErrorDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("ErrorDetail");
+        debug.field("message", &self.message);
+        if let Some(cause) = &self.cause {
+            debug.field("cause", cause);
+        }
+        debug.finish()
+    }
+}
+
+/// Two details are the same when they say the same thing; the cause object has no identity.
+impl PartialEq for ErrorDetail {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for ErrorDetail {}
+
+/// An error in its own right, so that error types of the provider crates can carry a detail
+/// (e.g. a transport failure) and hand it to [`ProviderError`] whole.
+impl std::error::Error for ErrorDetail {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.next_in_chain()
+    }
+}
+
+impl From<String> for ErrorDetail {
+    fn from(message: String) -> Self {
+        Self::new(message)
+    }
+}
+
+impl From<&str> for ErrorDetail {
+    fn from(message: &str) -> Self {
+        Self::new(message)
+    }
+}
+
 /// Why a provider call failed. The gateway decides from the variant whether an order may be
-/// retried, must be queried, or is definitively refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// retried, must be queried, or is definitively refused. Details keep the lower-level error
+/// that caused them as the error's source.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderError {
     /// The request never got a definite answer (timeout, connection reset, 5xx, WeChat
     /// `SYSTEMERROR`, Alipay `20000`/`ACQ.SYSTEM_ERROR`): it may or may not have taken effect.
     /// Resolve by querying, or retry with identical parameters.
-    #[error("outcome unknown: {0}")]
-    OutcomeUnknown(String),
+    OutcomeUnknown(ErrorDetail),
     /// The response's signature did not verify, or it was not the provider's shape: treat as
     /// an attack or a broken proxy, never as success.
-    #[error("provider response failed verification: {0}")]
-    UntrustedResponse(String),
+    UntrustedResponse(ErrorDetail),
     /// The provider refused the request with a business or parameter error.
-    #[error("provider refused ({code}): {message}")]
     Refused {
         /// The provider's code (`err_code`, `sub_code`).
         code: String,
@@ -676,21 +783,49 @@ pub enum ProviderError {
     },
     /// The trade is already paid (WeChat `ORDERPAID`, Alipay `ACQ.TRADE_HAS_SUCCESS`): query it
     /// and mark it paid.
-    #[error("trade already paid")]
     AlreadyPaid,
     /// The trade is closed at the provider.
-    #[error("trade already closed")]
     AlreadyClosed,
     /// The provider does not know the trade or refund.
-    #[error("trade not found at the provider")]
     NotFound,
     /// paygate's request is not acceptable to this provider (missing openid, channel not
     /// offered, amount over the provider's cap); nothing was sent.
-    #[error("invalid request: {0}")]
     InvalidRequest(String),
     /// The provider app is misconfigured (bad key, missing certificate).
-    #[error("provider configuration: {0}")]
-    Configuration(String),
+    Configuration(ErrorDetail),
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProviderError::OutcomeUnknown(detail) => write!(f, "outcome unknown: {detail}"),
+            ProviderError::UntrustedResponse(detail) => {
+                write!(f, "provider response failed verification: {detail}")
+            }
+            ProviderError::Refused { code, message, .. } => {
+                write!(f, "provider refused ({code}): {message}")
+            }
+            ProviderError::AlreadyPaid => f.write_str("trade already paid"),
+            ProviderError::AlreadyClosed => f.write_str("trade already closed"),
+            ProviderError::NotFound => f.write_str("trade not found at the provider"),
+            ProviderError::InvalidRequest(reason) => write!(f, "invalid request: {reason}"),
+            ProviderError::Configuration(detail) => write!(f, "provider configuration: {detail}"),
+        }
+    }
+}
+
+/// The source is where the detail's chain goes on, not the detail itself: the detail's message
+/// (and its cause's) is already part of this error's own, and a chain that repeated it would
+/// say everything twice.
+impl std::error::Error for ProviderError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProviderError::OutcomeUnknown(detail)
+            | ProviderError::UntrustedResponse(detail)
+            | ProviderError::Configuration(detail) => detail.next_in_chain(),
+            _ => None,
+        }
+    }
 }
 
 impl ProviderError {
@@ -771,6 +906,41 @@ pub trait Provider: Send + Sync {
 mod tests {
     use super::*;
     use crate::{AppName, OrderId, OrderStatus};
+
+    /// A transport failure two levels deep: what a reqwest error over a refused connection is.
+    #[derive(Debug, thiserror::Error)]
+    #[error("error sending request")]
+    struct SendFailed(#[source] std::io::Error);
+
+    #[test]
+    fn provider_errors_keep_their_causes_without_repeating_them() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = ProviderError::OutcomeUnknown(ErrorDetail::caused_by(
+            "alipay.trade.query",
+            SendFailed(refused),
+        ));
+        assert_eq!(
+            error.to_string(),
+            "outcome unknown: alipay.trade.query: error sending request"
+        );
+        let mut chain = Vec::new();
+        let mut next = std::error::Error::source(&error);
+        while let Some(cause) = next {
+            chain.push(cause.to_string());
+            next = cause.source();
+        }
+        assert_eq!(chain, vec!["refused".to_owned()]);
+        let detail = match &error {
+            ProviderError::OutcomeUnknown(detail) => detail,
+            other => panic!("{other:?}"),
+        };
+        assert!(detail.cause().is_some_and(|cause| cause.is::<SendFailed>()));
+        // Equality is by what the error says: a clone compares equal, and so does a plain one.
+        assert_eq!(
+            error.clone(),
+            ProviderError::OutcomeUnknown("alipay.trade.query: error sending request".into())
+        );
+    }
 
     fn order() -> Order {
         Order {

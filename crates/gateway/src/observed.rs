@@ -42,6 +42,20 @@ impl Observed {
         self.latency
             .with_label_values(&[provider.as_str(), operation, outcome])
             .observe(started.elapsed().as_secs_f64());
+        // Recorded as an error value so the log line carries the whole cause chain (the
+        // connection refused under a transport failure), which callers' messages summarise.
+        if let Err(
+            error @ (ProviderError::OutcomeUnknown(_)
+            | ProviderError::UntrustedResponse(_)
+            | ProviderError::Configuration(_)),
+        ) = &result
+        {
+            tracing::info!(
+                parent: &span,
+                error = error as &dyn std::error::Error,
+                "provider call failed"
+            );
+        }
         result
     }
 }

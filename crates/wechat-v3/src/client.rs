@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use paygate_core::{
-    Channel, CreatePayment, CreatedPayment, Currency, PayParams, ProviderError, RefundFacts,
-    RefundRequest, RefundState, TradeFacts,
+    Channel, CreatePayment, CreatedPayment, Currency, ErrorDetail, PayParams, ProviderError,
+    RefundFacts, RefundRequest, RefundState, TradeFacts,
 };
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -57,7 +57,7 @@ pub enum ApiError {
     Timeout,
     /// The connection failed or broke: the outcome is unknown.
     #[error("transport error: {0}")]
-    Transport(String),
+    Transport(ErrorDetail),
     /// The answer's signature did not verify (or was absent on a 2xx).
     #[error("response verification failed: {0}")]
     Unverified(#[from] VerifyError),
@@ -89,13 +89,12 @@ impl From<ApiError> for ProviderError {
     fn from(error: ApiError) -> Self {
         match error {
             ApiError::InvalidRequest(reason) => ProviderError::InvalidRequest(reason),
-            ApiError::Timeout | ApiError::Transport(_) => {
-                ProviderError::OutcomeUnknown(error.to_string())
-            }
+            ApiError::Transport(detail) => ProviderError::OutcomeUnknown(detail),
+            ApiError::Timeout => ProviderError::OutcomeUnknown(ErrorDetail::from_error(error)),
             ApiError::Unverified(_) | ApiError::Unusable(_) => {
-                ProviderError::UntrustedResponse(error.to_string())
+                ProviderError::UntrustedResponse(ErrorDetail::from_error(error))
             }
-            ApiError::Configuration(reason) => ProviderError::Configuration(reason),
+            ApiError::Configuration(reason) => ProviderError::Configuration(reason.into()),
             ApiError::Api {
                 status,
                 code,
@@ -107,7 +106,7 @@ impl From<ApiError> for ProviderError {
                     ProviderError::NotFound
                 }
                 "SIGN_ERROR" | "NO_AUTH" | "APPID_MCHID_NOT_MATCH" | "MCH_NOT_EXISTS" => {
-                    ProviderError::Configuration(format!("{code}: {message}"))
+                    ProviderError::Configuration(format!("{code}: {message}").into())
                 }
                 "FREQUENCY_LIMITED" | "RATELIMIT_EXCEEDED" => ProviderError::Refused {
                     code,
@@ -115,9 +114,11 @@ impl From<ApiError> for ProviderError {
                     retryable: true,
                 },
                 "SYSTEM_ERROR" | "BANK_ERROR" | "SERVICE_UNAVAILABLE" => {
-                    ProviderError::OutcomeUnknown(format!("{code}: {message}"))
+                    ProviderError::OutcomeUnknown(format!("{code}: {message}").into())
                 }
-                _ if status >= 500 => ProviderError::OutcomeUnknown(format!("{code}: {message}")),
+                _ if status >= 500 => {
+                    ProviderError::OutcomeUnknown(format!("{code}: {message}").into())
+                }
                 _ => ProviderError::Refused {
                     code,
                     message,
@@ -213,11 +214,11 @@ fn encode_segment(segment: &str) -> String {
     out
 }
 
-fn transport_error(error: &reqwest::Error) -> ApiError {
+fn transport_error(error: reqwest::Error) -> ApiError {
     if error.is_timeout() {
         ApiError::Timeout
     } else {
-        ApiError::Transport(error.to_string())
+        ApiError::Transport(ErrorDetail::from_error(error))
     }
 }
 
@@ -328,7 +329,7 @@ impl ApiClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body_bytes);
         }
-        let response = request.send().await.map_err(|e| transport_error(&e))?;
+        let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         let headers = response.headers().clone();
         if response
@@ -339,7 +340,7 @@ impl ApiClient {
         }
         let mut response = response;
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e))? {
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
             if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
                 return Err(ApiError::Unusable("response body exceeds the limit".into()));
             }

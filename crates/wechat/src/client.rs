@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use paygate_core::{
-    Fen, ProviderError, ProviderKind, RefundFacts, RefundQuery, RefundRequest, RefundState,
-    TradeFacts, TradeState,
+    ErrorDetail, Fen, ProviderError, ProviderKind, RefundFacts, RefundQuery, RefundRequest,
+    RefundState, TradeFacts, TradeState,
 };
 use secrecy::ExposeSecret;
 
@@ -40,7 +40,7 @@ pub enum ApiError {
     Timeout,
     /// The connection failed or broke: the outcome is unknown.
     #[error("transport error: {0}")]
-    Transport(String),
+    Transport(ErrorDetail),
     /// A non-200 HTTP status (WeChat answers 200 even for errors).
     #[error("HTTP status {0}")]
     HttpStatus(u16),
@@ -99,21 +99,28 @@ impl From<ApiError> for ProviderError {
         let retryable = error.retryable();
         match error {
             ApiError::InvalidRequest(reason) => ProviderError::InvalidRequest(reason),
-            ApiError::MissingCertificate => ProviderError::Configuration(error.to_string()),
-            ApiError::Timeout | ApiError::Transport(_) | ApiError::HttpStatus(_) => {
-                ProviderError::OutcomeUnknown(error.to_string())
+            ApiError::MissingCertificate => {
+                ProviderError::Configuration(ErrorDetail::from_error(error))
+            }
+            ApiError::Transport(detail) => ProviderError::OutcomeUnknown(detail),
+            ApiError::Timeout | ApiError::HttpStatus(_) => {
+                ProviderError::OutcomeUnknown(ErrorDetail::from_error(error))
             }
             ApiError::Xml(_)
             | ApiError::BadSignature
             | ApiError::WrongMerchant { .. }
-            | ApiError::UnexpectedField(_) => ProviderError::UntrustedResponse(error.to_string()),
+            | ApiError::UnexpectedField(_) => {
+                ProviderError::UntrustedResponse(ErrorDetail::from_error(error))
+            }
             ApiError::ReturnFail(message) => ProviderError::Refused {
                 code: "FAIL".into(),
                 message,
                 retryable: false,
             },
             ApiError::Business { code, description } => match code.as_str() {
-                "SYSTEMERROR" => ProviderError::OutcomeUnknown(format!("{code}: {description}")),
+                "SYSTEMERROR" => {
+                    ProviderError::OutcomeUnknown(format!("{code}: {description}").into())
+                }
                 "ORDERPAID" => ProviderError::AlreadyPaid,
                 "ORDERCLOSED" => ProviderError::AlreadyClosed,
                 "ORDERNOTEXIST" | "REFUNDNOTEXIST" => ProviderError::NotFound,
@@ -122,7 +129,7 @@ impl From<ApiError> for ProviderError {
                 | "APPID_NOT_EXIST"
                 | "MCHID_NOT_EXIST"
                 | "APPID_MCHID_NOT_MATCH" => {
-                    ProviderError::Configuration(format!("{code}: {description}"))
+                    ProviderError::Configuration(format!("{code}: {description}").into())
                 }
                 _ => ProviderError::Refused {
                     code,
@@ -499,7 +506,7 @@ fn transport_error(error: reqwest::Error) -> ApiError {
     if error.is_timeout() {
         ApiError::Timeout
     } else {
-        ApiError::Transport(error.to_string())
+        ApiError::Transport(ErrorDetail::from_error(error))
     }
 }
 

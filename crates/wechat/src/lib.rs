@@ -45,7 +45,7 @@ use std::fmt;
 use async_trait::async_trait;
 use paygate_core::{
     CallbackAck, CallbackOutcome, CallbackPurpose, CallbackRoute, Capabilities, Channel,
-    ChannelSupport, CreatePayment, CreatedPayment, Currency, Fen, InboundCallback,
+    ChannelSupport, CreatePayment, CreatedPayment, Currency, ErrorDetail, Fen, InboundCallback,
     MerchantIdentity, Notice, NotifyError, OutTradeNoRule, PayParams, PayerField, Provider,
     ProviderError, ProviderKind, RefundFacts, RefundQuery, RefundRequest, TradeFacts, TradeRef,
 };
@@ -214,9 +214,9 @@ impl WechatPay {
                 .to_string(),
             ),
             (TradeType::Mweb, None) => {
-                return Err(ProviderError::Configuration(
-                    ConfigError::MissingH5Scene.to_string(),
-                ));
+                return Err(ProviderError::Configuration(ErrorDetail::from_error(
+                    ConfigError::MissingH5Scene,
+                )));
             }
             _ => None,
         };
