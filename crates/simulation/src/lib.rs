@@ -17,6 +17,7 @@
 pub mod invariants;
 pub mod merchant;
 pub mod ops;
+pub mod replicas;
 pub mod run;
 pub mod topology;
 

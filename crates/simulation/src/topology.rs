@@ -219,7 +219,7 @@ pub const APP: &str = "sim";
 const UNUSED_KEYS: [&str; 1] = ["oauth_base"];
 
 /// A gateway config naming the sandbox's merchant as ordinary (external) provider apps.
-fn gateway_config(
+pub(crate) fn gateway_config(
     port: u16,
     database_url: &str,
     sandbox: &RunningSandbox,
@@ -251,87 +251,49 @@ pub struct Keys {
     pub finance: String,
 }
 
-/// Everything one run needs, torn down when dropped.
-pub struct Topology {
+/// One `paygate serve` child process with its own config file: started (and retried until
+/// `/readyz` answers), stopped with SIGTERM or SIGKILL, and killed when dropped. A simulation
+/// runs one, the replica harness several on one database.
+pub struct GatewayProcess {
     binary: PathBuf,
-    dir: tempfile::TempDir,
-    /// The run's database.
-    pub database: RunDatabase,
-    admin_url: Option<String>,
-    /// The simulated providers.
-    pub sandbox: RunningSandbox,
+    dir: PathBuf,
+    config: PathBuf,
+    name: String,
     child: Option<Child>,
     /// `http://127.0.0.1:PORT` of the gateway.
     pub base_url: String,
-    /// The API keys.
-    pub keys: Keys,
-    /// How many times the gateway has been started.
+    /// How many times it has been started.
     pub starts: u32,
 }
 
-impl Topology {
-    /// Starts the sandbox, writes the gateway's config (with `batch_size` orders per
-    /// reconciler pass), creates the API keys (which migrates the database) and starts the
-    /// gateway.
-    pub async fn start(
-        binary: &Path,
-        target: &DatabaseTarget,
-        batch_size: u32,
-    ) -> Result<Topology, SimError> {
-        if !binary.is_file() {
-            return Err(SimError::Usage(format!(
-                "no paygate binary at {} (build it, or pass --paygate-bin)",
-                binary.display()
-            )));
-        }
-        let dir = tempfile::Builder::new().prefix("paygate-sim").tempdir()?;
-        let database = RunDatabase::create(target, dir.path())?;
-        let sandbox = Sandbox::start(SandboxConfig::for_tests(TIME_SCALE))
-            .await
-            .map_err(|e| SimError::Sandbox(e.to_string()))?;
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        std::fs::write(
-            dir.path().join("paygate.toml"),
-            gateway_config(port, &database.url, &sandbox, batch_size),
-        )?;
-        let admin_url = match target {
-            DatabaseTarget::Postgres { admin_url } => Some(admin_url.clone()),
-            DatabaseTarget::Sqlite => None,
-        };
-        let mut topology = Topology {
+impl GatewayProcess {
+    /// A gateway named `name` (for its log files) run from `dir` with the config `config`,
+    /// listening on `port`; not started.
+    pub fn new(binary: &Path, dir: &Path, config: PathBuf, name: &str, port: u16) -> Self {
+        GatewayProcess {
             binary: binary.to_owned(),
-            dir,
-            database,
-            admin_url,
-            sandbox,
+            dir: dir.to_owned(),
+            config,
+            name: name.to_owned(),
             child: None,
             base_url: format!("http://127.0.0.1:{port}"),
-            keys: Keys {
-                merchant: String::new(),
-                finance: String::new(),
-            },
             starts: 0,
-        };
-        topology.keys = Keys {
-            merchant: topology.create_key("merchant")?,
-            finance: topology.create_key("finance")?,
-        };
-        topology.start_gateway().await?;
-        Ok(topology)
+        }
     }
 
     fn command(&self) -> Command {
         let mut command = Command::new(&self.binary);
         command
-            .current_dir(self.dir.path())
+            .current_dir(&self.dir)
             .arg("--config")
-            .arg(self.dir.path().join("paygate.toml"))
+            .arg(&self.config)
             .env("RUST_LOG", "error")
             .stdin(Stdio::null());
         command
     }
 
-    fn create_key(&self, role: &str) -> Result<String, SimError> {
+    /// Creates an API key of `role` with the CLI (which migrates the database first).
+    pub fn create_key(&self, role: &str) -> Result<String, SimError> {
         let output = self
             .command()
             .args(["keys", "create", "--role", role, "--name"])
@@ -348,17 +310,12 @@ impl Topology {
     }
 
     fn log_file(&self) -> PathBuf {
-        self.dir.path().join(format!("paygate-{}.log", self.starts))
-    }
-
-    /// The admin URL of a PostgreSQL run (for outages).
-    pub fn admin_url(&self) -> Option<&str> {
-        self.admin_url.as_deref()
+        self.dir.join(format!("{}-{}.log", self.name, self.starts))
     }
 
     /// Starts `paygate serve` and waits for `/readyz`; a start that fails (the database is
     /// away) is tried again until the ready timeout.
-    pub async fn start_gateway(&mut self) -> Result<(), SimError> {
+    pub async fn start(&mut self) -> Result<(), SimError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
@@ -401,7 +358,7 @@ impl Topology {
 
     /// Stops the gateway: SIGKILL at once, or SIGTERM and a drain of up to 40 s (a request
     /// may be waiting out a provider timeout), then SIGKILL.
-    pub async fn stop_gateway(&mut self, kill: bool) -> Result<(), SimError> {
+    pub async fn stop(&mut self, kill: bool) -> Result<(), SimError> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
@@ -428,19 +385,121 @@ impl Topology {
         Ok(())
     }
 
-    /// Whether the gateway process is running.
-    pub fn gateway_running(&mut self) -> bool {
+    /// Whether the process is running.
+    pub fn running(&mut self) -> bool {
         self.child
             .as_mut()
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
-impl Drop for Topology {
+impl Drop for GatewayProcess {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Everything one run needs, torn down when dropped.
+pub struct Topology {
+    // Declared first so it is dropped (killed) before the directory and database go.
+    gateway: GatewayProcess,
+    _dir: tempfile::TempDir,
+    /// The run's database.
+    pub database: RunDatabase,
+    admin_url: Option<String>,
+    /// The simulated providers.
+    pub sandbox: RunningSandbox,
+    /// `http://127.0.0.1:PORT` of the gateway.
+    pub base_url: String,
+    /// The API keys.
+    pub keys: Keys,
+    /// How many times the gateway has been started.
+    pub starts: u32,
+}
+
+impl Topology {
+    /// Starts the sandbox, writes the gateway's config (with `batch_size` orders per
+    /// reconciler pass), creates the API keys (which migrates the database) and starts the
+    /// gateway.
+    pub async fn start(
+        binary: &Path,
+        target: &DatabaseTarget,
+        batch_size: u32,
+    ) -> Result<Topology, SimError> {
+        check_binary(binary)?;
+        let dir = tempfile::Builder::new().prefix("paygate-sim").tempdir()?;
+        let database = RunDatabase::create(target, dir.path())?;
+        let sandbox = Sandbox::start(SandboxConfig::for_tests(TIME_SCALE))
+            .await
+            .map_err(|e| SimError::Sandbox(e.to_string()))?;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let config = dir.path().join("paygate.toml");
+        std::fs::write(
+            &config,
+            gateway_config(port, &database.url, &sandbox, batch_size),
+        )?;
+        let admin_url = match target {
+            DatabaseTarget::Postgres { admin_url } => Some(admin_url.clone()),
+            DatabaseTarget::Sqlite => None,
+        };
+        let gateway = GatewayProcess::new(binary, dir.path(), config, "paygate", port);
+        let keys = Keys {
+            merchant: gateway.create_key("merchant")?,
+            finance: gateway.create_key("finance")?,
+        };
+        let mut topology = Topology {
+            base_url: gateway.base_url.clone(),
+            gateway,
+            _dir: dir,
+            database,
+            admin_url,
+            sandbox,
+            keys,
+            starts: 0,
+        };
+        topology.start_gateway().await?;
+        Ok(topology)
+    }
+
+    /// The admin URL of a PostgreSQL run (for outages).
+    pub fn admin_url(&self) -> Option<&str> {
+        self.admin_url.as_deref()
+    }
+
+    /// Starts `paygate serve` and waits for `/readyz`.
+    pub async fn start_gateway(&mut self) -> Result<(), SimError> {
+        let started = self.gateway.start().await;
+        self.starts = self.gateway.starts;
+        started
+    }
+
+    /// Stops the gateway (see [`GatewayProcess::stop`]).
+    pub async fn stop_gateway(&mut self, kill: bool) -> Result<(), SimError> {
+        self.gateway.stop(kill).await
+    }
+
+    /// Whether the gateway process is running.
+    pub fn gateway_running(&mut self) -> bool {
+        self.gateway.running()
+    }
+}
+
+/// Refuses to start without a paygate binary, naming how to get one.
+pub(crate) fn check_binary(binary: &Path) -> Result<(), SimError> {
+    if binary.is_file() {
+        Ok(())
+    } else {
+        Err(SimError::Usage(format!(
+            "no paygate binary at {} (build it, or pass --paygate-bin)",
+            binary.display()
+        )))
     }
 }
