@@ -225,7 +225,7 @@ impl Store {
             lock_ignoring_poison(traced).push(locks.clone());
         }
         match &self.writer {
-            Some(lanes) => lanes.lane(&locks).write(work).await,
+            Some(lanes) => lanes.lane(&locks).write(locks.lock_order(), work).await,
             None => {
                 self.run(move |conn| {
                     use diesel::Connection;

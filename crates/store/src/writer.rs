@@ -68,6 +68,9 @@ type Work = Box<dyn FnOnce(Result<&mut DbConnection, StoreError>) -> Ran + Send>
 /// One caller's work, run by the writer thread on its connection.
 struct Job {
     work: Work,
+    /// Where the job's row lock falls in the order every batch takes its locks in
+    /// ([`LockKey::lock_order`]).
+    lock_order: u64,
 }
 
 /// A job after running: its reply, and whether it panicked (which leaves the connection's
@@ -135,6 +138,48 @@ pub enum LockKey {
     BillDay(String),
     /// One reconciliation difference's row (finance setting its resolution).
     Difference(String),
+}
+
+impl LockKey {
+    /// The position of this key's row lock in the one order every batch of every process takes
+    /// its locks in. A batch runs its jobs sorted by it (jobs of one key keep their queue
+    /// order), so two replicas' batches that lock the same rows lock them in the same order
+    /// and cannot wait on each other in a cycle: PostgreSQL would break such a deadlock only
+    /// after `deadlock_timeout` (1 s), failing one of the writes. Writes that lock nothing
+    /// come last. FNV-1a over the key's hash input, so the order is the same in every process
+    /// and every build.
+    pub fn lock_order(&self) -> u64 {
+        match self {
+            LockKey::NewRows => u64::MAX,
+            key => {
+                let mut hasher = Fnv1a::default();
+                key.hash(&mut hasher);
+                hasher.finish().min(u64::MAX - 1)
+            }
+        }
+    }
+}
+
+/// FNV-1a: a hash with no per-process or per-build seed (std's is only fixed per build).
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// The writer lanes of one store. A write names the row it will lock ([`LockKey`]), and all
@@ -230,12 +275,12 @@ impl Writer {
 
     /// Runs `work` in its own savepoint inside the writer's next transaction and returns its
     /// result once that transaction has committed.
-    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    pub(crate) async fn write<T, F>(&self, lock_order: u64, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (job, answered) = job(work);
+        let (job, answered) = job(lock_order, work);
         tokio::time::timeout(ACQUIRE_TIMEOUT, self.jobs.send(job))
             .await
             .map_err(|_| StoreError::Unavailable("timed out waiting for the writer".into()))?
@@ -247,13 +292,14 @@ impl Writer {
 }
 
 /// Wraps a caller's work as a job, and the receiver its answer arrives on.
-fn job<T, F>(work: F) -> (Job, oneshot::Receiver<Result<T, StoreError>>)
+fn job<T, F>(lock_order: u64, work: F) -> (Job, oneshot::Receiver<Result<T, StoreError>>)
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
 {
     let (answer, answered) = oneshot::channel::<Result<T, StoreError>>();
     let job = Job {
+        lock_order,
         work: Box::new(move |connection| {
             let conn = match connection {
                 Ok(conn) => conn,
@@ -398,6 +444,9 @@ fn commit_batch(
     };
     let mut savepoints = 0;
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+    let mut batch = batch;
+    // Stable: the jobs of one key keep the order they queued in.
+    batch.sort_by_key(|job| job.lock_order);
     let mut jobs = batch.into_iter();
     nested.take();
     for job in jobs.by_ref() {
@@ -486,7 +535,7 @@ mod tests {
 
     /// A job that inserts a lease named `name`, and the receiver of its answer.
     fn insert_lease(name: &'static str) -> (Job, oneshot::Receiver<Result<usize, StoreError>>) {
-        job(move |conn| {
+        job(0, move |conn| {
             use diesel::RunQueryDsl;
             diesel::sql_query(
                 "INSERT INTO leases (name, holder, expires_at) VALUES (?, 'h', '2026-01-01 00:00:00')",
@@ -504,8 +553,9 @@ mod tests {
         let target = Target::parse(path.to_str().unwrap()).unwrap();
         crate::conn::run_migrations(&mut target.establish().unwrap()).unwrap();
         let (before, before_answer) = insert_lease("before");
-        let (panicking, panic_answer) =
-            job(|_| -> Result<(), StoreError> { panic!("boom in a write") });
+        let (panicking, panic_answer) = job(0, |_| -> Result<(), StoreError> {
+            panic!("boom in a write")
+        });
         let (after, after_answer) = insert_lease("after");
 
         let mut carried = VecDeque::new();
@@ -549,6 +599,62 @@ mod tests {
             vec!["after".to_owned()],
             "the rolled-back write left nothing"
         );
+    }
+
+    #[test]
+    fn a_batch_takes_its_row_locks_in_one_global_order_keeping_queue_order_per_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::parse(dir.path().join("w.db").to_str().unwrap()).unwrap();
+        crate::conn::run_migrations(&mut target.establish().unwrap()).unwrap();
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let ids: Vec<OrderId> = (0..4).map(|_| OrderId::generate()).collect();
+        let order = |n: usize| LockKey::Order(ids[n].clone());
+        // Queued as replica A might see them: row 2, row 1, an insert, row 2 again, row 3.
+        let queued = [order(2), order(1), LockKey::NewRows, order(2), order(3)];
+        let mut answers = Vec::new();
+        let batch = queued
+            .iter()
+            .enumerate()
+            .map(|(position, key)| {
+                let ran = ran.clone();
+                let (job, answer) = job(key.lock_order(), move |_| {
+                    ran.lock().unwrap().push(position);
+                    Ok(())
+                });
+                answers.push(answer);
+                job
+            })
+            .collect();
+        let nested = NestedSavepoints::default();
+        let mut conn = open_transaction(&target, None, &nested).unwrap();
+        assert!(commit_batch(
+            &mut conn,
+            batch,
+            &mut VecDeque::new(),
+            &nested
+        ));
+        for answer in answers {
+            answer.blocking_recv().unwrap().unwrap();
+        }
+
+        let mut expected: Vec<usize> = (0..queued.len()).collect();
+        expected.sort_by_key(|position| queued[*position].lock_order());
+        let ran = ran.lock().unwrap().clone();
+        assert_eq!(ran, expected, "sorted by lock order, stable");
+        assert_eq!(
+            ran.last(),
+            Some(&2),
+            "the insert that locks nothing runs last"
+        );
+        let first_row_2 = ran.iter().position(|p| *p == 0).unwrap();
+        let second_row_2 = ran.iter().position(|p| *p == 3).unwrap();
+        assert!(
+            first_row_2 < second_row_2,
+            "one row's writes keep their queue order"
+        );
+        // The order is a property of the key, the same in every process: a fixed FNV-1a.
+        assert_eq!(order(1).lock_order(), order(1).lock_order());
+        assert_ne!(order(1).lock_order(), order(2).lock_order());
     }
 
     #[test]
