@@ -36,6 +36,21 @@ pub enum FaultKind {
     BadSignature,
     /// A WeChat HMAC notify leaves out `sign_type`, as WeChat sometimes does.
     OmitSignType,
+    /// APIv3 notifies only: `Wechatpay-Signature` is a `WECHATPAY/SIGNTEST/` probe (the
+    /// prefix before a signature that would verify), as WeChat's probe traffic sends.
+    ProbeSignature,
+    /// APIv3 notifies only: genuinely signed, but `Wechatpay-Serial` names a key the merchant
+    /// was never given.
+    UnknownSerial,
+    /// APIv3 notifies only: genuinely signed at a `Wechatpay-Timestamp` six minutes old.
+    StaleTimestamp,
+    /// APIv3 notifies only: genuinely signed over a `resource.ciphertext` with one byte
+    /// flipped, so AES-GCM authentication fails.
+    TamperedCiphertext,
+    /// APIv3 notifies only: the body is changed after signing (the event id).
+    TamperedBody,
+    /// APIv3 notifies only: sent without `Wechatpay-Signature`.
+    MissingSignatureHeader,
     /// The API answers with this HTTP status and an empty body.
     HttpStatus {
         /// e.g. 500, 502, 503.
