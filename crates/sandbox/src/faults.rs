@@ -44,9 +44,16 @@ pub enum FaultKind {
     UnknownSerial,
     /// APIv3 notifies only: genuinely signed at a `Wechatpay-Timestamp` six minutes old.
     StaleTimestamp,
+    /// APIv3 notifies only: genuinely signed at a `Wechatpay-Timestamp` six minutes ahead.
+    FutureTimestamp,
     /// APIv3 notifies only: genuinely signed over a `resource.ciphertext` with one byte
     /// flipped, so AES-GCM authentication fails.
     TamperedCiphertext,
+    /// APIv3 notifies only: genuinely signed, but `resource.associated_data` is not what the
+    /// resource was sealed with, so AES-GCM authentication fails.
+    WrongAssociatedData,
+    /// APIv3 notifies only: genuinely signed and sealed, but the plaintext is not JSON.
+    NonJsonPlaintext,
     /// APIv3 notifies only: the body is changed after signing (the event id).
     TamperedBody,
     /// APIv3 notifies only: sent without `Wechatpay-Signature`.

@@ -299,20 +299,30 @@ fn render_v3(
         resource["mchid"] = serde_json::json!(WRONG_MCH_ID);
     }
     let now = Utc::now();
+    let plaintext = if has(&FaultKind::NonJsonPlaintext) {
+        "SUCCESS".to_owned()
+    } else {
+        resource.to_string()
+    };
     let mut body = paygate_wechat_v3::peer::seal_notify(
         &v3.apiv3_key,
         id,
         &paygate_wechat_v3::wire::format_time(now),
         event_type,
         original_type,
-        &resource.to_string(),
+        &plaintext,
         &crate::v3_keys::nonce12(),
     )
     .map_err(|e| RenderError::V3(e.to_string()))?;
-    if has(&FaultKind::TamperedCiphertext) {
+    if has(&FaultKind::TamperedCiphertext) || has(&FaultKind::WrongAssociatedData) {
         let mut envelope: serde_json::Value =
             serde_json::from_str(&body).map_err(|e| RenderError::V3(e.to_string()))?;
-        flip_ciphertext(&mut envelope);
+        if has(&FaultKind::TamperedCiphertext) {
+            flip_ciphertext(&mut envelope);
+        }
+        if has(&FaultKind::WrongAssociatedData) {
+            envelope["resource"]["associated_data"] = serde_json::json!("certificate");
+        }
         body = envelope.to_string();
     }
     let signer = v3.notify_signer();
@@ -324,6 +334,9 @@ fn render_v3(
     let mut timestamp = now.timestamp();
     if has(&FaultKind::StaleTimestamp) {
         timestamp -= 360;
+    }
+    if has(&FaultKind::FutureTimestamp) {
+        timestamp += 360;
     }
     let mut headers: Vec<(String, String)> = paygate_wechat_v3::peer::signature_headers(
         &signer.key,

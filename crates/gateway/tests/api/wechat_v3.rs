@@ -211,6 +211,9 @@ async fn every_bad_v3_notify_is_refused_with_a_4xx_or_5xx_kept_for_audit_and_cha
         "stale_timestamp",
         "missing_signature_header",
         "tampered_ciphertext",
+        "future_timestamp",
+        "wrong_associated_data",
+        "non_json_plaintext",
     ] {
         let no = format!("v3_bad_{fault}");
         let order = app.create_order(v3_order("native", &no, 1999)).await;

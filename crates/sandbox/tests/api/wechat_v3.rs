@@ -122,8 +122,11 @@ async fn every_product_orders_pays_notifies_and_queries_through_apiv3() {
         Channel::Native,
     ] {
         let no = trade_no("v3prod");
+        // One request, sent twice below: time_expire is part of it, so a second
+        // `payment(…)` a second later would be a different order (OUT_TRADE_NO_USED).
+        let request = payment(channel, &no, &receiver.url);
         let created = client
-            .create_payment(&payment(channel, &no, &receiver.url))
+            .create_payment(&request)
             .await
             .unwrap_or_else(|e| panic!("{channel}: {e}"));
         match (&created.pay_params, channel) {
@@ -159,10 +162,7 @@ async fn every_product_orders_pays_notifies_and_queries_through_apiv3() {
             (other, _) => panic!("{channel}: unexpected pay params {other:?}"),
         }
         // Ordering again with identical parameters returns the same order.
-        let again = client
-            .create_payment(&payment(channel, &no, &receiver.url))
-            .await
-            .unwrap();
+        let again = client.create_payment(&request).await.unwrap();
         assert_eq!(order_of(&again.pay_params), order_of(&created.pay_params));
 
         let unpaid = client.query_by_out_trade_no(&no).await.unwrap();
@@ -547,7 +547,7 @@ async fn each_notify_fault_breaks_exactly_the_check_it_targets() {
     let sandbox = spawn_sandbox().await;
     let receiver = accepting_receiver().await;
     let client = client(&sandbox);
-    let cases: [(FaultKind, RejectionCheck); 10] = [
+    let cases: [(FaultKind, RejectionCheck); 13] = [
         (FaultKind::ProbeSignature, |r| {
             matches!(r, NotifyRejection::Verify(VerifyError::Probe))
         }),
@@ -571,6 +571,18 @@ async fn each_notify_fault_breaks_exactly_the_check_it_targets() {
         }),
         (FaultKind::TamperedCiphertext, |r| {
             matches!(r, NotifyRejection::Decrypt(_))
+        }),
+        (FaultKind::FutureTimestamp, |r| {
+            matches!(
+                r,
+                NotifyRejection::Verify(VerifyError::StaleTimestamp { skew_secs }) if *skew_secs < 0
+            )
+        }),
+        (FaultKind::WrongAssociatedData, |r| {
+            matches!(r, NotifyRejection::Decrypt(_))
+        }),
+        (FaultKind::NonJsonPlaintext, |r| {
+            matches!(r, NotifyRejection::Malformed(_))
         }),
         // These three verify and decrypt: the gateway's comparison with the order refuses them.
         (FaultKind::WrongAmount, |_| false),
