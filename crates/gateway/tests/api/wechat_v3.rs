@@ -2,7 +2,7 @@
 //! every channel created, paid, notified, refunded with its refund notify, queried and closed;
 //! the reconciler settling a payment whose notify was dropped; every bad notify refused with a
 //! 4xx/5xx and kept for audit with no state change; a hundred concurrent copies of one genuine
-//! notify making one transition.
+//! notify making one transition; a notify signed by a rotated platform certificate verified.
 
 use serde_json::{Value, json};
 
@@ -335,4 +335,45 @@ async fn a_hundred_concurrent_copies_of_one_genuine_v3_notify_make_one_transitio
         1,
         "{events:?}"
     );
+}
+
+#[tokio::test]
+async fn a_v3_notify_signed_by_a_rotated_platform_certificate_is_verified() {
+    let app = spawn_app().await;
+    let sandbox_post = |path: &str, body: Value| {
+        app.http
+            .post(format!("{}{path}", app.sandbox))
+            .json(&body)
+            .send()
+    };
+    let rotated: Value = sandbox_post("/sandbox/wechat-v3/rotate-certificate", json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let serial = rotated["serial_no"].as_str().unwrap().to_owned();
+    assert_eq!(rotated["serials"].as_array().unwrap().len(), 2, "{rotated}");
+    let signer = sandbox_post(
+        "/sandbox/wechat-v3/notify-signer",
+        json!({"signer": "certificate"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(signer.status(), 200);
+
+    // The app's first v3 call downloads /v3/certificates, which now lists both.
+    let no = "v3_rotated_01";
+    let order = app.create_order(v3_order("native", no, 990)).await;
+    let id = id_of(&order);
+    app.pay(&order).await;
+    app.wait_for_status(&id, "paid").await;
+    let delivery = app.wait_for_deliveries(no, 1).await.remove(0);
+    assert_eq!(
+        delivery_header(&delivery, "Wechatpay-Serial"),
+        Some(serial.as_str()),
+        "signed by the new platform certificate, not the public key"
+    );
+    assert_eq!(delivery["acknowledged"], true, "{delivery}");
+    assert_eq!(verdicts(&app.callbacks(&id).await), ["accepted"]);
 }
