@@ -138,31 +138,56 @@ pub(crate) fn rsa_certificate(key_pem: &str, common_name: &str) -> Result<String
     Ok(params.self_signed(&key).map_err(certificate_error)?.pem())
 }
 
+/// Runs the key generations `jobs` on their own threads (key generation, a random prime
+/// search of 50–150 ms per RSA-2048 key here, is most of a fresh `paygate serve`'s cold start).
+fn generate_concurrently<const N: usize>(
+    jobs: [fn() -> Result<String, SandboxError>; N],
+) -> Result<[String; N], SandboxError> {
+    let results = std::thread::scope(|scope| {
+        let handles = jobs.map(|job| scope.spawn(job));
+        handles.map(|handle| {
+            handle.join().unwrap_or(Err(SandboxError::Key(
+                crate::alipay_keys::KeyError::Generation,
+            )))
+        })
+    });
+    let mut keys: [String; N] = std::array::from_fn(|_| String::new());
+    for (slot, result) in keys.iter_mut().zip(results) {
+        *slot = result?;
+    }
+    Ok(keys)
+}
+
+/// A fresh Alipay-form key (bare base64 PKCS#8), as a generation job.
+fn alipay_key() -> Result<String, SandboxError> {
+    generate_private_key().map_err(SandboxError::from)
+}
+
 impl V3Keys {
-    /// Fresh APIv3 material: three RSA keys (merchant, WeChat Pay public key, platform
-    /// certificate), made on three threads because key generation dominates a cold start.
-    fn generate(mch_id: &str) -> Result<V3Keys, SandboxError> {
-        let (merchant, wechatpay, platform) = std::thread::scope(|scope| {
-            let wechatpay = scope.spawn(rsa_key_pem);
-            let platform = scope.spawn(rsa_key_pem);
-            let merchant = rsa_key_pem();
-            let failed = || Err(SandboxError::Key(crate::alipay_keys::KeyError::Generation));
-            (
-                merchant,
-                wechatpay.join().unwrap_or_else(|_| failed()),
-                platform.join().unwrap_or_else(|_| failed()),
-            )
-        });
-        let (merchant, wechatpay, platform) = (merchant?, wechatpay?, platform?);
+    /// Fresh APIv3 material around two RSA keys (PKCS#8 PEM): the merchant's, and the
+    /// simulated WeChat Pay's, which signs as the public key and as the first platform
+    /// certificate (one key behind two ids saves a key generation at every fresh start;
+    /// a rotation makes a certificate with a key of its own).
+    fn from_keys(
+        mch_id: &str,
+        merchant: String,
+        wechatpay: String,
+    ) -> Result<V3Keys, SandboxError> {
         Ok(V3Keys {
             merchant_cert_pem: rsa_certificate(&merchant, &format!("{mch_id} sandbox merchant"))?,
             merchant_key_pem: merchant,
             apiv3_key: random_text(32),
             public_key_id: format!("PUB_KEY_ID_01{}", random_digits(32)),
+            platform_cert_pem: rsa_certificate(&wechatpay, "WeChat Pay sandbox platform")?,
+            platform_key_pem: wechatpay.clone(),
             wechatpay_key_pem: wechatpay,
-            platform_cert_pem: rsa_certificate(&platform, "WeChat Pay sandbox platform")?,
-            platform_key_pem: platform,
         })
+    }
+
+    /// Fresh APIv3 material, its two keys made concurrently.
+    fn generate(mch_id: &str) -> Result<V3Keys, SandboxError> {
+        let [merchant, wechatpay] = generate_concurrently([rsa_key_pem, rsa_key_pem])?;
+        V3Keys::from_keys(mch_id, merchant, wechatpay)
     }
 }
 
@@ -183,30 +208,25 @@ impl SandboxKeys {
         Ok((self, added))
     }
 
-    /// Fresh identities: `wx…` appid, 10-digit mch_id, 32-char API key, 2021… app_id, 2088… seller.
+    /// Fresh identities: `wx…` appid, 10-digit mch_id, 32-char API key, 2021… app_id, 2088… seller,
+    /// and the APIv3 material; the four RSA keys are made concurrently.
     pub(crate) fn generate() -> Result<SandboxKeys, SandboxError> {
-        // The two RSA-2048 keys are most of a fresh `paygate serve`'s cold start (a random
-        // prime search, 50–150 ms each here); one is made on a second thread, beside the other.
-        let (app_key, platform_key) = std::thread::scope(|scope| {
-            let platform = scope.spawn(generate_private_key);
-            let app = generate_private_key();
-            let platform = platform
-                .join()
-                .unwrap_or(Err(crate::alipay_keys::KeyError::Generation));
-            (app, platform)
-        });
+        let [app_key, platform_key, v3_merchant, wechatpay] =
+            generate_concurrently([alipay_key, alipay_key, rsa_key_pem, rsa_key_pem])?;
+        let wechat_mch_id = format!("1{}", random_digits(9));
+        let wechat_v3 = V3Keys::from_keys(&wechat_mch_id, v3_merchant, wechatpay)?;
         SandboxKeys {
             wechat_appid: format!("wx{}", hex::encode(rand::rng().random::<[u8; 8]>())),
-            wechat_mch_id: format!("1{}", random_digits(9)),
+            wechat_mch_id,
             wechat_cert_pem: String::new(),
             wechat_cert_key_pem: String::new(),
             wechat_api_key: random_text(32),
             wechat_app_secret: hex::encode(rand::rng().random::<[u8; 16]>()),
             alipay_app_id: format!("2021{}", random_digits(12)),
             alipay_seller_id: format!("2088{}", random_digits(12)),
-            alipay_app_private_key: app_key?,
-            alipay_platform_private_key: platform_key?,
-            wechat_v3: None,
+            alipay_app_private_key: app_key,
+            alipay_platform_private_key: platform_key,
+            wechat_v3: Some(wechat_v3),
         }
         .complete()
         .map(|(keys, _)| keys)
