@@ -31,6 +31,9 @@ pub enum FaultKind {
     WrongAppId,
     /// The notify is genuinely signed but names another mch_id / seller_id.
     WrongMerchantId,
+    /// APIv3 notifies only: genuinely signed and sealed, but the transaction or refund names
+    /// another `out_trade_no` (this one with `_X` appended).
+    WrongOutTradeNo,
     /// The notify's signature is corrupted (WeChat refund notifies: `req_info` encrypted with
     /// the wrong key).
     BadSignature,

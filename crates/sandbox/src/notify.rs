@@ -298,6 +298,11 @@ fn render_v3(
     if has(&FaultKind::WrongMerchantId) {
         resource["mchid"] = serde_json::json!(WRONG_MCH_ID);
     }
+    if has(&FaultKind::WrongOutTradeNo)
+        && let Some(no) = resource["out_trade_no"].as_str()
+    {
+        resource["out_trade_no"] = serde_json::json!(format!("{no}_X"));
+    }
     let now = Utc::now();
     let plaintext = if has(&FaultKind::NonJsonPlaintext) {
         "SUCCESS".to_owned()

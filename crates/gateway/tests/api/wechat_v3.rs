@@ -265,6 +265,11 @@ async fn every_bad_v3_notify_is_refused_with_a_4xx_or_5xx_kept_for_audit_and_cha
         assert_eq!(answer["code"], "FAIL");
     }
     assert!(!stored_with(&app, "EV-bare-0000000000000001").is_empty());
+    let huge = vec![b'{'; 200 * 1024];
+    let response = app
+        .post_notify("/notify/wechat/sandbox-v3", "application/json", huge)
+        .await;
+    assert_eq!(response.status(), 413, "a body over the limit");
     assert_eq!(
         app.get_json(&format!("/v1/orders/{}", id_of(&order))).await["status"],
         "pending"
@@ -298,6 +303,39 @@ async fn genuine_v3_notifies_that_do_not_match_the_order_change_nothing_and_rais
             "{fault}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_genuine_v3_notify_naming_another_out_trade_no_pays_nothing() {
+    let app = spawn_app().await;
+    let no = "v3_other_no_1";
+    let order = app.create_order(v3_order("native", no, 1999)).await;
+    let id = id_of(&order);
+    app.fault(json!({"fault": "wrong_out_trade_no", "provider": "wechat", "out_trade_no": no, "times": "always"}))
+        .await;
+    app.pay(&order).await;
+    let delivery = app.wait_for_deliveries(no, 1).await.remove(0);
+    // As for every provider: a genuine notify for no known order is taken and raised as an
+    // anomaly (WeChat would only send it again), never applied to another order.
+    assert_eq!(delivery["acknowledged"], true, "{delivery}");
+    assert!(
+        app.anomalies()
+            .await
+            .iter()
+            .any(|a| a["kind"] == "unknown_order"),
+        "an unknown_order anomaly"
+    );
+    let current = app.get_json(&format!("/v1/orders/{id}")).await;
+    assert_eq!(current["status"], "pending", "{current}");
+    assert!(
+        app.callbacks(&id).await.is_empty(),
+        "not taken for this order"
+    );
+    let kept = stored_with(&app, "EV-");
+    assert!(
+        kept.iter().any(|(verdict, _)| verdict == "unknown_order"),
+        "kept for audit as a notify for no known order: {kept:?}"
+    );
 }
 
 #[tokio::test]

@@ -547,7 +547,7 @@ async fn each_notify_fault_breaks_exactly_the_check_it_targets() {
     let sandbox = spawn_sandbox().await;
     let receiver = accepting_receiver().await;
     let client = client(&sandbox);
-    let cases: [(FaultKind, RejectionCheck); 13] = [
+    let cases: [(FaultKind, RejectionCheck); 14] = [
         (FaultKind::ProbeSignature, |r| {
             matches!(r, NotifyRejection::Verify(VerifyError::Probe))
         }),
@@ -584,10 +584,11 @@ async fn each_notify_fault_breaks_exactly_the_check_it_targets() {
         (FaultKind::NonJsonPlaintext, |r| {
             matches!(r, NotifyRejection::Malformed(_))
         }),
-        // These three verify and decrypt: the gateway's comparison with the order refuses them.
+        // These verify and decrypt: the gateway's comparison with the order refuses them.
         (FaultKind::WrongAmount, |_| false),
         (FaultKind::WrongAppId, |_| false),
         (FaultKind::WrongMerchantId, |_| false),
+        (FaultKind::WrongOutTradeNo, |_| false),
     ];
     for (fault, expected) in cases {
         let no = trade_no("v3fault");
@@ -615,6 +616,7 @@ async fn each_notify_fault_breaks_exactly_the_check_it_targets() {
                     FaultKind::WrongMerchantId => {
                         facts.merchant_id.as_deref() != Some(app.mchid.as_str())
                     }
+                    FaultKind::WrongOutTradeNo => facts.out_trade_no == format!("{no}_X"),
                     _ => false,
                 };
                 assert!(bent, "{fault:?} verified unchanged: {facts:?}");
