@@ -145,7 +145,7 @@ fn print_banner(base: &str, app: &Application, keys: Option<&InitialKeys>) {
     println!("paygate is listening on {base}");
     if let Some(sandbox) = app.sandbox() {
         println!(
-            "embedded sandbox (WeChat Pay v2 + Alipay simulators): {}/sandbox",
+            "embedded sandbox (WeChat Pay v2 and APIv3 + Alipay simulators): {}/sandbox",
             sandbox.base_url()
         );
     }
@@ -185,6 +185,31 @@ fn print_banner(base: &str, app: &Application, keys: Option<&InitialKeys>) {
             "  curl -s -H \"Authorization: Bearer $M\" '{base}/v1/orders?out_trade_no=demo_wechat_1'"
         );
         println!("  # refund 1 fen of it (use the id from the previous answer)");
+        println!(
+            "  curl -s -H \"Authorization: Bearer $M\" -H 'Content-Type: application/json' -d '{{\"amount\":1,\"reason\":\"demo\"}}' {base}/v1/orders/ORDER_ID/refunds"
+        );
+        println!(
+            "  # the same merchant through WeChat Pay APIv3 (app sandbox-v3): a native order returns a code_url"
+        );
+        println!(
+            "  curl -s -H \"Authorization: Bearer $M\" -H 'Content-Type: application/json' \\"
+        );
+        println!(
+            "    -d '{{\"provider\":\"wechat\",\"app\":\"sandbox-v3\",\"channel\":\"native\",\"out_trade_no\":\"demo_v3_1\",\"amount\":1,\"subject\":\"Tea\",\"client_ip\":\"203.0.113.7\"}}' {base}/v1/orders"
+        );
+        println!(
+            "  # pay it: the sandbox sends a signed TRANSACTION.SUCCESS notify with an AES-256-GCM resource"
+        );
+        println!(
+            "  curl -s -H 'Content-Type: application/json' -d '{{\"provider\":\"wechat\",\"out_trade_no\":\"demo_v3_1\"}}' {}/sandbox/pay",
+            sandbox.base_url()
+        );
+        println!(
+            "  curl -s -H \"Authorization: Bearer $M\" '{base}/v1/orders?out_trade_no=demo_v3_1'"
+        );
+        println!(
+            "  # refund it (ORDER_ID from the previous answer); the REFUND.SUCCESS notify follows"
+        );
         println!(
             "  curl -s -H \"Authorization: Bearer $M\" -H 'Content-Type: application/json' -d '{{\"amount\":1,\"reason\":\"demo\"}}' {base}/v1/orders/ORDER_ID/refunds"
         );
@@ -328,6 +353,10 @@ pub async fn sandbox(listen: SocketAddr) -> anyhow::Result<()> {
     println!(
         "# gateway config for these simulators (contains secrets):\n{}",
         sandbox.credentials().export_toml("sandbox")
+    );
+    println!(
+        "# the same WeChat merchant through APIv3 (add it to serve both; orders then name the app):\n{}",
+        sandbox.credentials().export_v3_toml("sandbox-v3")
     );
     tokio::signal::ctrl_c()
         .await

@@ -20,6 +20,9 @@ use crate::registry::{ProviderApp, Registry};
 
 /// The app name both embedded sandbox providers are registered under.
 pub const SANDBOX_APP: &str = "sandbox";
+/// The app name the embedded sandbox's WeChat merchant is registered under a second time,
+/// through APIv3; orders name it (`"app": "sandbox-v3"`), the v2 app stays the default.
+pub const SANDBOX_V3_APP: &str = "sandbox-v3";
 
 fn app_name(key: &str, name: &str) -> Result<AppName, ConfigError> {
     AppName::parse(name).map_err(|e| ConfigError::Invalid {
@@ -66,7 +69,8 @@ pub fn from_settings(settings: &Settings) -> Result<Registry, ConfigError> {
     Ok(registry)
 }
 
-/// Builds a registry with one WeChat and one Alipay app against the embedded sandbox.
+/// Builds a registry with one WeChat v2, one WeChat APIv3 and one Alipay app against the
+/// embedded sandbox; the v2 app is the WeChat default.
 pub fn from_sandbox(
     credentials: &SandboxCredentials,
     timeout: std::time::Duration,
@@ -92,6 +96,12 @@ pub fn from_sandbox(
         wap_name: "paygate sandbox".to_owned(),
     });
     registry.insert(wechat_app(name.clone(), wechat, "sandbox.wechat")?);
+    registry.set_default(paygate_core::ProviderKind::WECHAT, name.clone());
+    registry.insert(wechat_v3_app(
+        app_name("sandbox", SANDBOX_V3_APP)?,
+        &sandbox_v3_settings(&credentials.wechat_v3, timeout),
+        "sandbox.wechat_v3",
+    )?);
 
     let a = &credentials.alipay;
     let alipay = AlipayConfig {
@@ -113,6 +123,38 @@ pub fn from_sandbox(
         wechat: None,
     });
     Ok(registry)
+}
+
+/// The embedded sandbox's APIv3 merchant as settings: the public key and platform certificates
+/// both on (the migration setting, so both key modes are used), every channel.
+fn sandbox_v3_settings(
+    v3: &paygate_sandbox::WechatV3Credentials,
+    timeout: std::time::Duration,
+) -> WechatV3Settings {
+    WechatV3Settings {
+        api: Some("v3".to_owned()),
+        appid: v3.appid.clone(),
+        mchid: v3.mchid.clone(),
+        merchant_serial_no: Some(v3.merchant_serial_no.clone()),
+        merchant_certificate: Some(v3.merchant_certificate_pem.clone()),
+        merchant_certificate_file: None,
+        private_key: Some(SecretString::from(v3.merchant_private_key_pem.clone())),
+        private_key_file: None,
+        apiv3_key: Some(SecretString::from(v3.apiv3_key.clone())),
+        apiv3_key_file: None,
+        public_key_id: Some(v3.public_key_id.clone()),
+        public_key: Some(v3.public_key_pem.clone()),
+        public_key_file: None,
+        platform_certificates: true,
+        api_base: Some(v3.api_base.clone()),
+        request_timeout_ms: Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+        channels: Some(paygate_wechat_v3::CHANNELS.to_vec()),
+        h5_info: Some(paygate_wechat_v3::config::H5Info {
+            kind: "Wap".to_owned(),
+            app_name: Some("paygate sandbox".to_owned()),
+            app_url: Some("http://127.0.0.1".to_owned()),
+        }),
+    }
 }
 
 fn wechat_app(name: AppName, config: WechatConfig, key: &str) -> Result<ProviderApp, ConfigError> {

@@ -35,6 +35,9 @@ impl ProviderApp {
 #[derive(Clone, Default)]
 pub struct Registry {
     apps: BTreeMap<(ProviderKind, AppName), ProviderApp>,
+    /// The app a request naming none gets when a provider has several (the embedded
+    /// sandbox's v2 WeChat app beside its v3 one).
+    defaults: BTreeMap<ProviderKind, AppName>,
 }
 
 impl Registry {
@@ -48,13 +51,21 @@ impl Registry {
         self.apps.get(&(provider, name.clone()))
     }
 
+    /// Makes `name` the app of `provider` that requests naming none get.
+    pub fn set_default(&mut self, provider: ProviderKind, name: AppName) {
+        self.defaults.insert(provider, name);
+    }
+
     /// The app to use when a request names none: the only app of that provider, if there is
-    /// exactly one.
+    /// exactly one, else the one set as its default.
     pub fn sole(&self, provider: ProviderKind) -> Option<&ProviderApp> {
         let mut of_provider = self.apps.values().filter(|a| a.kind() == provider);
         match (of_provider.next(), of_provider.next()) {
             (Some(app), None) => Some(app),
-            _ => None,
+            _ => self
+                .defaults
+                .get(&provider)
+                .and_then(|name| self.get(provider, name)),
         }
     }
 
@@ -68,7 +79,10 @@ impl Registry {
                 (key, ProviderApp { provider, ..app })
             })
             .collect();
-        Registry { apps }
+        Registry {
+            apps,
+            defaults: self.defaults,
+        }
     }
 
     /// Every app, in a stable order.

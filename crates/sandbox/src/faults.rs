@@ -31,11 +31,36 @@ pub enum FaultKind {
     WrongAppId,
     /// The notify is genuinely signed but names another mch_id / seller_id.
     WrongMerchantId,
+    /// APIv3 notifies only: genuinely signed and sealed, but the transaction or refund names
+    /// another `out_trade_no` (this one with `_X` appended).
+    WrongOutTradeNo,
     /// The notify's signature is corrupted (WeChat refund notifies: `req_info` encrypted with
     /// the wrong key).
     BadSignature,
     /// A WeChat HMAC notify leaves out `sign_type`, as WeChat sometimes does.
     OmitSignType,
+    /// APIv3 notifies only: `Wechatpay-Signature` is a `WECHATPAY/SIGNTEST/` probe (the
+    /// prefix before a signature that would verify), as WeChat's probe traffic sends.
+    ProbeSignature,
+    /// APIv3 notifies only: genuinely signed, but `Wechatpay-Serial` names a key the merchant
+    /// was never given.
+    UnknownSerial,
+    /// APIv3 notifies only: genuinely signed at a `Wechatpay-Timestamp` six minutes old.
+    StaleTimestamp,
+    /// APIv3 notifies only: genuinely signed at a `Wechatpay-Timestamp` six minutes ahead.
+    FutureTimestamp,
+    /// APIv3 notifies only: genuinely signed over a `resource.ciphertext` with one byte
+    /// flipped, so AES-GCM authentication fails.
+    TamperedCiphertext,
+    /// APIv3 notifies only: genuinely signed, but `resource.associated_data` is not what the
+    /// resource was sealed with, so AES-GCM authentication fails.
+    WrongAssociatedData,
+    /// APIv3 notifies only: genuinely signed and sealed, but the plaintext is not JSON.
+    NonJsonPlaintext,
+    /// APIv3 notifies only: the body is changed after signing (the event id).
+    TamperedBody,
+    /// APIv3 notifies only: sent without `Wechatpay-Signature`.
+    MissingSignatureHeader,
     /// The API answers with this HTTP status and an empty body.
     HttpStatus {
         /// e.g. 500, 502, 503.

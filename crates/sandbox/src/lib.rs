@@ -1,4 +1,4 @@
-//! paygate's sandbox: local simulators of WeChat Pay v2 and Alipay that speak the real
+//! paygate's sandbox: local simulators of WeChat Pay (v2 and APIv3) and Alipay that speak the real
 //! protocols from the providers' side, so paygate (and any merchant) can run every flow with no
 //! network access to the real providers.
 //!
@@ -18,7 +18,10 @@
 //! Routes: WeChat `/pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder`,
 //! `/secapi/pay/refund` (plain HTTP, `mch_id` and signature still checked), `/pay/refundquery`,
 //! `/sns/jscode2session`, `/sns/oauth2/access_token`, `/connect/oauth2/authorize`, `/cgi-bin/token`,
-//! `/cgi-bin/ticket/getticket`; Alipay `GET|POST /gateway.do` and `POST /sandbox/alipay/app-pay`
+//! `/cgi-bin/ticket/getticket`; WeChat APIv3 `POST /v3/pay/transactions/{jsapi|app|h5|native}`,
+//! `GET /v3/pay/transactions/out-trade-no/{no}` and `/id/{transaction_id}`, `POST …/{no}/close`,
+//! `POST /v3/refund/domestic/refunds`, `GET /v3/refund/domestic/refunds/{no}`, `GET /v3/certificates`
+//! (with `POST /sandbox/wechat-v3/rotate-certificate` and `/sandbox/wechat-v3/notify-signer`); Alipay `GET|POST /gateway.do` and `POST /sandbox/alipay/app-pay`
 //! (an orderString, as the Alipay app receives it); the buyer and tests: `GET /sandbox` (HTML),
 //! `POST /sandbox/pay`, `GET /sandbox/trades`, `GET /sandbox/notifies`,
 //! `POST|GET|DELETE /sandbox/faults`.
@@ -50,10 +53,13 @@ mod routes;
 mod server;
 mod state;
 mod trades;
+mod v3_keys;
 
 pub use alipay_keys::KeyError;
 pub use config::SandboxConfig;
-pub use credentials::{AlipayCredentials, SandboxCredentials, WechatCredentials};
+pub use credentials::{
+    AlipayCredentials, SandboxCredentials, WechatCredentials, WechatV3Credentials,
+};
 pub use error::SandboxError;
 pub use faults::{Fault, FaultKind, FaultTimes, NamedTimes};
 pub use notify::{
@@ -61,3 +67,4 @@ pub use notify::{
 };
 pub use server::{RunningSandbox, Sandbox};
 pub use trades::{AlipayTrade, Refund, Trade, TradeDetail, TradeStatus, WechatTrade};
+pub use v3_keys::V3NotifySigner;

@@ -61,6 +61,8 @@ async fn main() -> ExitCode {
         );
         println!("# gateway config for this sandbox (contains secrets):");
         println!("{}", sandbox.credentials().export_toml("sandbox"));
+        println!("# the same WeChat merchant through APIv3 (orders then name the app):");
+        println!("{}", sandbox.credentials().export_v3_toml("sandbox-v3"));
     }
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("paygate-sandbox: cannot wait for Ctrl-C: {e}");

@@ -17,7 +17,8 @@ use paygate_wechat::refund_notify::encrypt_req_info;
 use paygate_wechat::sign::{ApiKey, Params as WechatParams, SignType, sign as wechat_sign};
 use paygate_wechat::xml;
 
-/// WeChat's retry intervals after a failed delivery (15 retries, about 24 h).
+/// WeChat's retry intervals after a failed delivery (15 retries, about 24 h); APIv3 documents
+/// the same schedule (15s/15s/30s/3m/10m/20m/30m/30m/30m/60m/3h/3h/3h/6h/6h).
 pub const WECHAT_RETRY_SECONDS: [u64; 15] = [
     15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
 ];
@@ -68,8 +69,11 @@ pub struct NotifyDelivery {
     pub response_body: Option<String>,
     /// The transport error, when no reply came.
     pub error: Option<String>,
-    /// True when the reply was exactly the provider's acknowledgement.
+    /// True when the reply was exactly the provider's acknowledgement (APIv3: any 2xx).
     pub acknowledged: bool,
+    /// The `Wechatpay-*` headers of an APIv3 notify, as sent (empty for the others).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
     /// When it was sent.
     pub sent_at: DateTime<Utc>,
 }
@@ -148,6 +152,30 @@ pub(crate) enum NotifyPayload {
     },
     /// An Alipay notify (form, RSA2 over all fields but `sign` and `sign_type`).
     Alipay { params: AlipayParams },
+    /// An APIv3 notify: `resource` (a transaction or a refund) is sealed with the APIv3 key
+    /// and the envelope signed with WeChat Pay's key per attempt; `id` stays the same across
+    /// retries, as WeChat's does.
+    WechatV3 {
+        id: String,
+        event_type: &'static str,
+        original_type: &'static str,
+        resource: serde_json::Value,
+    },
+}
+
+/// One attempt's body and the headers that go with it.
+struct Rendered {
+    body: String,
+    headers: Vec<(String, String)>,
+}
+
+impl From<String> for Rendered {
+    fn from(body: String) -> Rendered {
+        Rendered {
+            body,
+            headers: Vec::new(),
+        }
+    }
 }
 
 /// Why a notify body could not be built (never expected: our own fields and keys).
@@ -159,6 +187,9 @@ enum RenderError {
     /// A field name is not writable as XML.
     #[error(transparent)]
     Xml(#[from] paygate_wechat::xml::XmlError),
+    /// APIv3 sealing or signing failed.
+    #[error("APIv3: {0}")]
+    V3(String),
 }
 
 /// One notify to deliver.
@@ -209,12 +240,153 @@ fn corrupt(sign: &str) -> String {
     chars.into_iter().collect()
 }
 
+/// Adds one fen to a JSON money field, when present.
+fn bump_json_fen(value: &mut serde_json::Value, field: &str) {
+    if let Some(fen) = value.get(field).and_then(serde_json::Value::as_i64) {
+        value[field] = serde_json::json!(fen + 1);
+    }
+}
+
+/// Flips one byte in the middle of a base64 `ciphertext`, keeping it valid base64.
+fn flip_ciphertext(envelope: &mut serde_json::Value) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    let Some(text) = envelope["resource"]["ciphertext"].as_str() else {
+        return;
+    };
+    if let Ok(mut bytes) = STANDARD.decode(text) {
+        let middle = bytes.len() / 2;
+        if let Some(byte) = bytes.get_mut(middle) {
+            *byte ^= 0x01;
+        }
+        envelope["resource"]["ciphertext"] = serde_json::json!(STANDARD.encode(bytes));
+    }
+}
+
+/// A random 40-hex-digit serial no key was ever issued under.
+fn unknown_serial() -> String {
+    format!(
+        "7{}",
+        hex::encode_upper(rand::Rng::random::<[u8; 20]>(&mut rand::rng()))
+            .get(..39)
+            .unwrap_or_default()
+    )
+}
+
+/// An APIv3 notify for one attempt: the (bent) resource sealed, the envelope signed, then the
+/// faults that break signing or transport applied.
+fn render_v3(
+    id: &str,
+    event_type: &str,
+    original_type: &str,
+    resource: &serde_json::Value,
+    faults: &[FaultKind],
+    keys: &ServerKeys,
+) -> Result<Rendered, RenderError> {
+    use paygate_wechat_v3::verify::{PROBE_PREFIX, header};
+    let has = |kind: &FaultKind| faults.contains(kind);
+    let v3 = &keys.v3;
+    let mut resource = resource.clone();
+    if has(&FaultKind::WrongAmount) {
+        for field in ["total", "payer_total", "refund", "payer_refund"] {
+            bump_json_fen(&mut resource["amount"], field);
+        }
+    }
+    if has(&FaultKind::WrongAppId) && resource.get("appid").is_some() {
+        resource["appid"] = serde_json::json!(WRONG_WECHAT_APPID);
+    }
+    if has(&FaultKind::WrongMerchantId) {
+        resource["mchid"] = serde_json::json!(WRONG_MCH_ID);
+    }
+    if has(&FaultKind::WrongOutTradeNo)
+        && let Some(no) = resource["out_trade_no"].as_str()
+    {
+        resource["out_trade_no"] = serde_json::json!(format!("{no}_X"));
+    }
+    let now = Utc::now();
+    let plaintext = if has(&FaultKind::NonJsonPlaintext) {
+        "SUCCESS".to_owned()
+    } else {
+        resource.to_string()
+    };
+    let mut body = paygate_wechat_v3::peer::seal_notify(
+        &v3.apiv3_key,
+        id,
+        &paygate_wechat_v3::wire::format_time(now),
+        event_type,
+        original_type,
+        &plaintext,
+        &crate::v3_keys::nonce12(),
+    )
+    .map_err(|e| RenderError::V3(e.to_string()))?;
+    if has(&FaultKind::TamperedCiphertext) || has(&FaultKind::WrongAssociatedData) {
+        let mut envelope: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| RenderError::V3(e.to_string()))?;
+        if has(&FaultKind::TamperedCiphertext) {
+            flip_ciphertext(&mut envelope);
+        }
+        if has(&FaultKind::WrongAssociatedData) {
+            envelope["resource"]["associated_data"] = serde_json::json!("certificate");
+        }
+        body = envelope.to_string();
+    }
+    let signer = v3.notify_signer();
+    let serial = if has(&FaultKind::UnknownSerial) {
+        unknown_serial()
+    } else {
+        signer.serial
+    };
+    let mut timestamp = now.timestamp();
+    if has(&FaultKind::StaleTimestamp) {
+        timestamp -= 360;
+    }
+    if has(&FaultKind::FutureTimestamp) {
+        timestamp += 360;
+    }
+    let mut headers: Vec<(String, String)> = paygate_wechat_v3::peer::signature_headers(
+        &signer.key,
+        &serial,
+        body.as_bytes(),
+        timestamp,
+        &crate::v3_keys::signature_nonce(),
+    )
+    .map_err(|e| RenderError::V3(e.to_string()))?
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect();
+    for (name, value) in &mut headers {
+        if name.as_str() != header::SIGNATURE {
+            continue;
+        }
+        if has(&FaultKind::BadSignature) {
+            *value = corrupt(value);
+        }
+        if has(&FaultKind::ProbeSignature) {
+            *value = format!("{PROBE_PREFIX}{value}");
+        }
+    }
+    if has(&FaultKind::MissingSignatureHeader) {
+        headers.retain(|(name, _)| name.as_str() != header::SIGNATURE);
+    }
+    if has(&FaultKind::TamperedBody) {
+        body = body.replacen("\"EV-", "\"EX-", 1);
+    }
+    Ok(Rendered { body, headers })
+}
+
 impl NotifyPayload {
-    /// The body to post for one attempt, with `faults` applied; `Err` only if RSA signing fails.
-    fn render(&self, faults: &[FaultKind], keys: &ServerKeys) -> Result<String, RenderError> {
+    /// The body (and headers) to post for one attempt, with `faults` applied; `Err` only if
+    /// signing fails.
+    fn render(&self, faults: &[FaultKind], keys: &ServerKeys) -> Result<Rendered, RenderError> {
         let has = |kind: &FaultKind| faults.contains(kind);
         let api_key = &keys.wechat_api_key;
         match self {
+            NotifyPayload::WechatV3 {
+                id,
+                event_type,
+                original_type,
+                resource,
+            } => render_v3(id, event_type, original_type, resource, faults, keys),
             NotifyPayload::WechatPayment { params, sign_type } => {
                 let mut params = params.clone();
                 if has(&FaultKind::WrongAmount) {
@@ -235,7 +407,7 @@ impl NotifyPayload {
                     sign = corrupt(&sign);
                 }
                 params.insert("sign".into(), sign);
-                Ok(xml::write(&params)?)
+                Ok(xml::write(&params)?.into())
             }
             NotifyPayload::WechatRefund { outer, inner } => {
                 let mut outer = outer.clone();
@@ -262,7 +434,7 @@ impl NotifyPayload {
                 let plaintext =
                     xml::write_pairs("root", inner.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
                 outer.insert("req_info".into(), encrypt_req_info(&plaintext, key));
-                Ok(xml::write(&outer)?)
+                Ok(xml::write(&outer)?.into())
             }
             NotifyPayload::Alipay { params } => {
                 let mut params = params.clone();
@@ -289,9 +461,7 @@ impl NotifyPayload {
                 {
                     *sign = corrupt(sign);
                 }
-                Ok(encode_form(
-                    params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                ))
+                Ok(encode_form(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))).into())
             }
         }
     }
@@ -299,7 +469,18 @@ impl NotifyPayload {
     fn content_type(&self) -> &'static str {
         match self {
             NotifyPayload::Alipay { .. } => "application/x-www-form-urlencoded; charset=utf-8",
+            NotifyPayload::WechatV3 { .. } => "application/json",
             _ => "text/xml; charset=utf-8",
+        }
+    }
+
+    /// Whether a reply acknowledges the notify: APIv3 takes any 2xx (200 or 204, any body);
+    /// v2 and Alipay want HTTP 200 with their exact acknowledgement body.
+    fn acknowledged(&self, provider: ProviderKind, status: u16, body: &str) -> bool {
+        match self {
+            NotifyPayload::WechatV3 { .. } => (200..300).contains(&status),
+            _ if provider == ProviderKind::WECHAT => status == 200 && body == WECHAT_ACK,
+            _ => status == 200 && body == ALIPAY_ACK,
         }
     }
 }
@@ -373,8 +554,8 @@ impl Dispatcher {
                 tokio::time::sleep(Duration::from_millis(*millis)).await;
             }
         }
-        let body = match job.payload.render(&faults, &context.keys) {
-            Ok(body) => body,
+        let Rendered { body, headers } = match job.payload.render(&faults, &context.keys) {
+            Ok(rendered) => rendered,
             Err(e) => {
                 tracing::error!(error = %e, "cannot sign notify");
                 return false;
@@ -395,6 +576,7 @@ impl Dispatcher {
             response_body: None,
             error: None,
             acknowledged: false,
+            headers: headers.clone(),
             sent_at: Utc::now(),
         };
         if faults.contains(&FaultKind::DropNotify) {
@@ -411,10 +593,11 @@ impl Dispatcher {
         if let Some(copies) = concurrent {
             let mut set = tokio::task::JoinSet::new();
             for copy in 1..=copies {
-                let request = self.post(job, &body);
+                let request = self.post(job, &body, &headers);
                 let mut record = template.clone();
                 record.copy = copy;
-                set.spawn(async move { finish(record, request.await) });
+                let payload = job.payload.clone();
+                set.spawn(async move { finish(record, &payload, request.await) });
             }
             let mut any = false;
             while let Some(done) = set.join_next().await {
@@ -435,7 +618,7 @@ impl Dispatcher {
             let mut record = template.clone();
             record.copy = copy;
             record.sent_at = Utc::now();
-            let record = finish(record, self.post(job, &body).await);
+            let record = finish(record, &job.payload, self.post(job, &body, &headers).await);
             any |= record.acknowledged;
             context.log.record(record);
         }
@@ -446,13 +629,17 @@ impl Dispatcher {
         &self,
         job: &NotifyJob,
         body: &str,
+        headers: &[(String, String)],
     ) -> impl std::future::Future<Output = Result<(u16, String), reqwest::Error>> + Send + 'static
     {
-        let request = self
+        let mut request = self
             .client
             .post(&job.url)
-            .header("content-type", job.payload.content_type())
-            .body(body.to_owned());
+            .header("content-type", job.payload.content_type());
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request.body(body.to_owned());
         async move {
             let response = request.send().await?;
             let status = response.status().as_u16();
@@ -464,16 +651,12 @@ impl Dispatcher {
 
 fn finish(
     mut record: NotifyDelivery,
+    payload: &NotifyPayload,
     outcome: Result<(u16, String), reqwest::Error>,
 ) -> NotifyDelivery {
     match outcome {
         Ok((status, body)) => {
-            let expected = if record.provider == ProviderKind::WECHAT {
-                WECHAT_ACK
-            } else {
-                ALIPAY_ACK
-            };
-            record.acknowledged = status == 200 && body == expected;
+            record.acknowledged = payload.acknowledged(record.provider, status, &body);
             record.response_status = Some(status);
             record.response_body = Some(body);
         }

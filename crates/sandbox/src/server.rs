@@ -238,6 +238,22 @@ impl RunningSandbox {
         self.state.log.wait_until(limit, done).await
     }
 
+    /// Adds a new WeChat Pay platform certificate that signs from now on (the old ones stay
+    /// listed in `/v3/certificates`); returns its serial.
+    pub fn rotate_wechat_v3_certificate(&self) -> Result<String, SandboxError> {
+        self.state.keys.v3.rotate()
+    }
+
+    /// The serials `/v3/certificates` lists, oldest first.
+    pub fn wechat_v3_certificate_serials(&self) -> Vec<String> {
+        self.state.keys.v3.certificate_serials()
+    }
+
+    /// Chooses the key APIv3 notifies are signed with from now on.
+    pub fn set_wechat_v3_notify_signer(&self, signer: crate::V3NotifySigner) {
+        self.state.keys.v3.set_notify_signer(signer);
+    }
+
     /// The openid the sandbox's jscode2session / oauth2 return for `code`.
     pub fn openid_for_code(&self, code: &str) -> String {
         routes::wechat::openid_for_code(&self.credentials.wechat.appid, code)

@@ -127,6 +127,12 @@ impl SandboxState {
             return;
         };
         let payload = match &trade.detail {
+            TradeDetail::Wechat(w) if w.api_v3 => NotifyPayload::WechatV3 {
+                id: format!("EV-{}", digits(20)),
+                event_type: "TRANSACTION.SUCCESS",
+                original_type: "transaction",
+                resource: crate::routes::wechat_v3::transaction_json(trade, &self.keys.v3.mchid),
+            },
             TradeDetail::Wechat(_) => self.wechat_payment_notify(trade),
             TradeDetail::Alipay(_) => self.alipay_notify(trade, None),
         };
@@ -149,6 +155,22 @@ impl SandboxState {
         wechat_notify_url: Option<String>,
     ) {
         let (url, payload) = match &trade.detail {
+            TradeDetail::Wechat(w) if w.api_v3 => match wechat_notify_url {
+                Some(url) => (
+                    url,
+                    NotifyPayload::WechatV3 {
+                        id: format!("EV-{}", digits(20)),
+                        event_type: "REFUND.SUCCESS",
+                        original_type: "refund",
+                        resource: crate::routes::wechat_v3::refund_notify_json(
+                            trade,
+                            refund,
+                            &self.keys.v3.mchid,
+                        ),
+                    },
+                ),
+                None => return,
+            },
             TradeDetail::Wechat(_) => match wechat_notify_url {
                 Some(url) => (url, self.wechat_refund_notify(trade, refund)),
                 None => return,

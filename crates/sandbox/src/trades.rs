@@ -80,6 +80,11 @@ pub struct WechatTrade {
     /// gateway's process.
     #[serde(default)]
     pub request_digest: String,
+    /// True for an order placed through APIv3 (`/v3/pay/transactions/*`): its notifies are
+    /// v3's (signed JSON with an encrypted resource). Either API queries, closes and refunds
+    /// it, as WeChat does for one merchant.
+    #[serde(default)]
+    pub api_v3: bool,
 }
 
 /// The digest a unifiedorder's business fields are compared by: length-prefixed `key=value`

@@ -25,3 +25,4 @@ mod reliability;
 mod slow_clients;
 mod validation;
 mod wechat;
+mod wechat_v3;

@@ -1,8 +1,9 @@
-//! HTTP routes: the two providers at their real paths, and `/sandbox/*` for the buyer and for
+//! HTTP routes: the providers (WeChat Pay v2 and APIv3, Alipay) at their real paths, and `/sandbox/*` for the buyer and for
 //! tests (pay, faults, notify log, the HTML trade list).
 
 pub(crate) mod alipay;
 pub(crate) mod wechat;
+pub(crate) mod wechat_v3;
 
 use actix_web::{HttpResponse, web};
 use paygate_core::ProviderKind;
@@ -212,6 +213,7 @@ async fn trades_page(state: web::Data<SandboxState>) -> HttpResponse {
 /// Mounts every route.
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
     wechat::configure(config);
+    wechat_v3::configure(config);
     alipay::configure(config);
     config
         .route("/sandbox", web::get().to(trades_page))

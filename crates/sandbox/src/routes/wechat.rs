@@ -331,6 +331,7 @@ fn unifiedorder(state: &SandboxState, request: &WechatParams) -> WechatReply {
                     openid: request.get("openid").cloned().filter(|o| !o.is_empty()),
                     attach: request.get("attach").cloned().filter(|a| !a.is_empty()),
                     request_digest: request_digest.clone(),
+                    api_v3: false,
                 }),
             };
             let reply = prepay_response(&trade);
@@ -352,7 +353,8 @@ fn find_trade(state: &SandboxState, request: &WechatParams) -> Option<Trade> {
         .and_then(|no| state.trades.get(ProviderKind::WECHAT, no))
 }
 
-fn trade_state(trade: &Trade) -> (&'static str, &'static str) {
+/// `trade_state` and its description, as v2's query and APIv3's query and notify write them.
+pub(crate) fn trade_state(trade: &Trade) -> (&'static str, &'static str) {
     match trade.status {
         TradeStatus::AwaitingPayment => ("NOTPAY", "订单未支付"),
         TradeStatus::Closed => ("CLOSED", "订单已关闭"),

@@ -11,3 +11,4 @@ mod conformance;
 mod faults;
 mod helpers;
 mod wechat;
+mod wechat_v3;
