@@ -457,7 +457,8 @@ impl Provider for Alipay {
     /// was too large (413) or the gateway cannot take it now (503).
     fn acknowledge(&self, outcome: CallbackOutcome) -> CallbackAck {
         let (status, body) = match outcome {
-            CallbackOutcome::Accepted => (200, ACK_SUCCESS),
+            // Resending a genuine notify that does not match changes nothing: stop it.
+            CallbackOutcome::Accepted | CallbackOutcome::Unmatched => (200, ACK_SUCCESS),
             CallbackOutcome::Rejected => (200, ACK_FAILURE),
             CallbackOutcome::TooLarge => (413, ACK_FAILURE),
             CallbackOutcome::RetryLater => (503, ACK_FAILURE),

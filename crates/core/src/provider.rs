@@ -441,6 +441,12 @@ pub enum CallbackOutcome {
     TooLarge,
     /// Not handled now (the database is down): the provider should send it again later.
     RetryLater,
+    /// Genuine, but it does not match our books (an unknown order, or an amount, app or
+    /// merchant other than the order's): nothing changed and finance has an anomaly. Each
+    /// provider decides whether to stop it (WeChat v2 and Alipay acknowledge it, as resending
+    /// cannot change it) or to have it sent again (WeChat APIv3 refuses it, so that a corrected
+    /// configuration can still take a later retry).
+    Unmatched,
 }
 
 /// The HTTP answer a provider expects to a callback: its status, content type and exact body.

@@ -181,6 +181,9 @@ impl Provider for WechatPayV3 {
         let (status, body) = match outcome {
             CallbackOutcome::Accepted => (204, String::new()),
             CallbackOutcome::Rejected => (400, fail_body("not accepted")),
+            // Refused so that WeChat sends it again: APIv3 merchants are told to answer a
+            // notify they could not apply with a failure, and a corrected app can take a retry.
+            CallbackOutcome::Unmatched => (400, fail_body("does not match the order")),
             CallbackOutcome::TooLarge => (413, fail_body("body too large")),
             CallbackOutcome::RetryLater => (500, fail_body("try again later")),
         };

@@ -323,7 +323,10 @@ impl Provider for WechatPay {
     /// large (413) or the gateway cannot take it now (503); both FAIL answers are retried.
     fn acknowledge(&self, outcome: CallbackOutcome) -> CallbackAck {
         let (status, body) = match outcome {
-            CallbackOutcome::Accepted => (200, notify::SUCCESS_ACK.to_owned()),
+            // Resending a genuine notify that does not match changes nothing: stop it.
+            CallbackOutcome::Accepted | CallbackOutcome::Unmatched => {
+                (200, notify::SUCCESS_ACK.to_owned())
+            }
             CallbackOutcome::Rejected => (200, notify::fail_ack("not accepted")),
             CallbackOutcome::TooLarge => (413, notify::fail_ack("not accepted")),
             CallbackOutcome::RetryLater => (503, notify::fail_ack("not accepted")),

@@ -493,6 +493,8 @@ fn acknowledgements_are_the_exact_bodies_alipay_looks_for() {
     use paygate_core::CallbackOutcome as Outcome;
     let accepted = alipay.acknowledge(Outcome::Accepted);
     assert_eq!((accepted.status, accepted.body.as_str()), (200, "success"));
+    // A genuine notify that does not match the order is stopped: resending cannot change it.
+    assert_eq!(alipay.acknowledge(Outcome::Unmatched), accepted);
     for (outcome, status) in [
         (Outcome::Rejected, 200),
         (Outcome::TooLarge, 413),

@@ -97,6 +97,11 @@ impl Handled {
         self.stored = true;
         self
     }
+    /// Genuine but not matching our books: the provider chooses whether to stop or resend it.
+    fn unmatched(mut self) -> Self {
+        self.outcome = CallbackOutcome::Unmatched;
+        self
+    }
 }
 
 /// The callback being handled, kept in memory until its verdict is known.
@@ -362,10 +367,12 @@ async fn handle_trade(
         Err(_) => None,
     };
     let Some(order) = order else {
-        let handled = Handled::new(CallbackVerdict::UnknownOrder, true).because(format!(
-            "no order {:?} for app {}",
-            facts.out_trade_no, app.name
-        ));
+        let handled = Handled::new(CallbackVerdict::UnknownOrder, true)
+            .unmatched()
+            .because(format!(
+                "no order {:?} for app {}",
+                facts.out_trade_no, app.name
+            ));
         let detail = format!(
             "signed notify for unknown out_trade_no {:?}",
             facts.out_trade_no
@@ -417,6 +424,7 @@ async fn handle_trade(
         }
         PaymentOutcome::Mismatch(mismatch) => {
             let handled = Handled::new(CallbackVerdict::Mismatch, true)
+                .unmatched()
                 .because(mismatch.to_string())
                 .for_order(&order_id);
             anomaly(
@@ -448,8 +456,9 @@ async fn handle_refund(
         Err(_) => None,
     };
     let Some(refund) = refund else {
-        let handled =
-            Handled::new(CallbackVerdict::UnknownOrder, true).because("unknown out_refund_no");
+        let handled = Handled::new(CallbackVerdict::UnknownOrder, true)
+            .unmatched()
+            .because("unknown out_refund_no");
         let detail = format!(
             "signed refund notify for unknown out_refund_no {:?}",
             facts.out_refund_no
@@ -471,6 +480,7 @@ async fn handle_refund(
         order.filter(|o| o.app == app.name && o.out_trade_no.as_str() == facts.out_trade_no)
     else {
         let handled = Handled::new(CallbackVerdict::Mismatch, true)
+            .unmatched()
             .because("refund belongs to another order");
         let detail = "refund notify names another order or app".to_owned();
         let kind = AnomalyKind::StateDisagreement;
@@ -488,6 +498,7 @@ async fn handle_refund(
     };
     if facts.amount.is_some_and(|amount| amount != refund.amount) {
         let handled = Handled::new(CallbackVerdict::Mismatch, true)
+            .unmatched()
             .because("refund amount differs")
             .for_order(&order.id);
         let detail = format!(

@@ -167,6 +167,7 @@ impl Provider for FakePay {
         let (status, body) = match outcome {
             CallbackOutcome::Accepted => (204, String::new()),
             CallbackOutcome::Rejected => (401, r#"{"code":"FAIL","message":"rejected"}"#.into()),
+            CallbackOutcome::Unmatched => (422, r#"{"code":"FAIL","message":"unmatched"}"#.into()),
             CallbackOutcome::TooLarge => (413, r#"{"code":"FAIL","message":"too large"}"#.into()),
             CallbackOutcome::RetryLater => (500, r#"{"code":"FAIL","message":"later"}"#.into()),
         };

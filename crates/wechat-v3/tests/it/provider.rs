@@ -199,6 +199,7 @@ fn only_an_accept_is_a_2xx_and_every_refusal_carries_the_fail_json() {
     assert_eq!((status, body.as_str()), (204, ""));
     for (outcome, expected) in [
         (CallbackOutcome::Rejected, 400),
+        (CallbackOutcome::Unmatched, 400),
         (CallbackOutcome::TooLarge, 413),
         (CallbackOutcome::RetryLater, 500),
     ] {

@@ -310,6 +310,8 @@ fn acknowledgements_are_the_exact_success_and_a_fail_document() {
     let accepted = provider.acknowledge(Outcome::Accepted);
     assert_eq!(accepted.body, text(&doc, "success_reply_xml"));
     assert_eq!(accepted.status, 200);
+    // A genuine notify that does not match the order is stopped: resending cannot change it.
+    assert_eq!(provider.acknowledge(Outcome::Unmatched), accepted);
     // v2 reads the body: a refusal is FAIL with 200 (413 / 503 for a body too large or a
     // gateway that cannot take it now), and WeChat retries every FAIL.
     for (outcome, status) in [
