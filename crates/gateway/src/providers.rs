@@ -196,9 +196,12 @@ fn wechat_v3_app(
     login.request_timeout = app.request_timeout;
     let login = LoginClient::from_settings(&login).map_err(|e| invalid(key.to_owned(), e))?;
     let client = ApiClient::new(app).map_err(|e| invalid(key.to_owned(), e))?;
+    let provider = WechatPayV3::new(client);
+    // Certificate mode: downloaded now and every 12 h, not only when a call or notify needs it.
+    provider.start_certificate_refresh();
     Ok(ProviderApp {
         name,
-        provider: Arc::new(WechatPayV3::new(client)),
+        provider: Arc::new(provider),
         wechat: Some(Arc::new(login)),
     })
 }
