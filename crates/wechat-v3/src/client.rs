@@ -769,7 +769,9 @@ impl ApiClient {
     /// signature is checked with a certificate already held or, on the very first download,
     /// with the certificate the answer itself names (integrity on first use, §2.3). A
     /// certificate is held until the earlier of its listed `expire_time` and its `notAfter`;
-    /// one no longer listed stays until then.
+    /// one no longer listed stays until then. Its `effective_time` is not waited for: WeChat
+    /// lists a certificate a day before signing with it, only WeChat holds its key, and
+    /// refusing a signature a little early would only lose a notify to clock skew.
     async fn download_certificates(&self, downloads: &mut Downloads) -> Result<usize, ApiError> {
         downloads.last_attempt = Some(self.now_utc());
         let (headers, (status, body)) = self
