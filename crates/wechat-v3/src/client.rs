@@ -298,7 +298,10 @@ impl ApiClient {
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, ApiError> {
         if self.app.platform_certificates {
-            match self.refresh_certificates_if_due().await {
+            // With a key held, a download already running (the background refresh, up to the
+            // request timeout) is not waited for: the held certificates still verify.
+            let wait = self.app.keys.is_empty();
+            match self.refresh_if_due(wait).await {
                 // Without any key the answer could not be verified: do not send.
                 Err(error) if self.app.keys.is_empty() => return Err(error),
                 Err(error) => {
@@ -705,7 +708,17 @@ impl ApiClient {
     /// [`CERTIFICATE_REFRESH`] old (and the last attempt is over [`MIN_DOWNLOAD_GAP`] ago);
     /// drops expired ones in any case. Returns whether a download happened.
     pub async fn refresh_certificates_if_due(&self) -> Result<bool, ApiError> {
-        let mut downloads = self.downloads.lock().await;
+        self.refresh_if_due(true).await
+    }
+
+    /// [`ApiClient::refresh_certificates_if_due`]; when a download is already running, waits
+    /// for it only if `wait`, and otherwise returns `Ok(false)` at once.
+    async fn refresh_if_due(&self, wait: bool) -> Result<bool, ApiError> {
+        let mut downloads = match self.downloads.try_lock() {
+            Ok(downloads) => downloads,
+            Err(_) if !wait => return Ok(false),
+            Err(_) => self.downloads.lock().await,
+        };
         let now = self.now_utc();
         self.app.keys.drop_expired(now);
         if !downloads.due(now) {

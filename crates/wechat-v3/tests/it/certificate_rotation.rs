@@ -4,7 +4,7 @@
 //! WeChat's side (the certificate list, the signatures) is played with the crate's `peer`
 //! module through the fake server, with both clocks moved by the test.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,6 +74,8 @@ fn certificate_list(listing: &Listing) -> String {
 struct Scene {
     clock: Arc<AtomicI64>,
     listing: Arc<Mutex<Option<Listing>>>,
+    // While set, `/v3/certificates` does not answer (a download stuck at WeChat).
+    hold_downloads: Arc<AtomicBool>,
     server: FakeWechat,
 }
 
@@ -81,17 +83,26 @@ impl Scene {
     async fn start(listing: Option<Listing>) -> Scene {
         let clock = Arc::new(AtomicI64::new(NOW));
         let listing = Arc::new(Mutex::new(listing));
-        let (now, current) = (clock.clone(), listing.clone());
+        let hold_downloads = Arc::new(AtomicBool::new(false));
+        let (now, current, hold) = (clock.clone(), listing.clone(), hold_downloads.clone());
         let server = FakeWechat::start_at(clock.clone(), move |seen| {
             let timestamp = now.load(Ordering::SeqCst);
             match seen.target.as_str() {
-                "/v3/certificates" => match current.lock().unwrap().clone() {
-                    Some(listing) => Reply {
-                        timestamp,
-                        ..Reply::ok(certificate_list(&listing)).signed(listing.signed_as)
-                    },
-                    None => Reply::status(500, r#"{"code":"SYSTEM_ERROR","message":"系统错误"}"#),
-                },
+                "/v3/certificates" => {
+                    // Blocks this connection's worker thread: tests using it run multi-threaded.
+                    while hold.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    match current.lock().unwrap().clone() {
+                        Some(listing) => Reply {
+                            timestamp,
+                            ..Reply::ok(certificate_list(&listing)).signed(listing.signed_as)
+                        },
+                        None => {
+                            Reply::status(500, r#"{"code":"SYSTEM_ERROR","message":"系统错误"}"#)
+                        }
+                    }
+                }
                 TRANSACTION_PATH => Reply {
                     timestamp,
                     ..Reply::ok(TRANSACTION).signed(SignAs::Platform)
@@ -103,6 +114,7 @@ impl Scene {
         Scene {
             clock,
             listing,
+            hold_downloads,
             server,
         }
     }
@@ -374,4 +386,35 @@ async fn the_background_refresh_downloads_at_once_then_when_due_and_ends_with_th
             .spawn_certificate_refresh(Duration::from_millis(20))
             .is_none()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_does_not_wait_for_a_download_in_progress_while_a_certificate_is_held() {
+    let scene = Scene::start(Some(old_only())).await;
+    let client = Arc::new(scene.client());
+    assert!(client.refresh_certificates_if_due().await.unwrap());
+    scene.at(NOW + 12 * HOUR);
+    scene.hold_downloads.store(true, Ordering::SeqCst);
+    let refreshing = tokio::spawn({
+        let client = client.clone();
+        async move { client.refresh_certificates_if_due().await }
+    });
+    wait_until("the download to reach WeChat", || scene.downloads() == 2).await;
+    // The download hangs at WeChat; a call goes out meanwhile and is verified with the
+    // certificate held, instead of queueing behind the download for up to its timeout.
+    let call = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.query_by_out_trade_no("ORD20250101120000001"),
+    )
+    .await;
+    let download_was_running = !refreshing.is_finished();
+    // Released before asserting, so a failure does not leave the fake's thread blocked.
+    scene.hold_downloads.store(false, Ordering::SeqCst);
+    let facts = call
+        .expect("the call does not wait for the download")
+        .unwrap();
+    assert_eq!(facts.out_trade_no, "ORD20250101120000001");
+    assert!(download_was_running);
+    assert!(refreshing.await.unwrap().unwrap());
+    assert_eq!(scene.downloads(), 2);
 }
