@@ -161,3 +161,29 @@ async fn a_v3_app_without_an_app_secret_says_so_and_calls_nobody() {
     }
     sandbox.stop().await;
 }
+
+#[tokio::test]
+async fn a_buyer_logged_in_through_the_embedded_v3_app_pays_a_mini_program_order() {
+    let app = crate::helpers::spawn_app().await;
+    let response = app
+        .post(
+            "/v1/wechat/sandbox-v3/login",
+            &json!({"code": "v3_embedded_code"}),
+        )
+        .await;
+    let status = response.status();
+    let login: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{login}");
+    let openid = login["openid"].as_str().unwrap().to_owned();
+
+    let mut body =
+        crate::helpers::TestApp::order_body("wechat", "mini_program", "V3LOGINPAY1", 990);
+    body["app"] = json!("sandbox-v3");
+    body["openid"] = json!(openid);
+    let order = app.create_order(body).await;
+    assert_eq!(order["pay_params"]["signType"], "RSA", "{order}");
+    assert_eq!(order["payer_id"], openid.as_str(), "{order}");
+    app.pay(&order).await;
+    app.wait_for_status(order["id"].as_str().unwrap(), "paid")
+        .await;
+}
