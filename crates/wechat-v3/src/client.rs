@@ -11,8 +11,9 @@
 //!   `ORDER_CLOSED`, `SIGN_ERROR`, `PARAM_ERROR`, `NOT_ENOUGH` are definite.
 //! * In platform-certificate mode the certificates are downloaded on first use, again every
 //!   12 hours (WeChat lists a new one 24 h before using it) by a background task
-//!   ([`ApiClient::spawn_certificate_refresh`]) or, failing that, by the next call, and once on
-//!   an unknown `Wechatpay-Serial`; never twice within a minute, whatever asks. A certificate is
+//!   ([`ApiClient::spawn_certificate_refresh`]) or, failing that, by the next call, and on an
+//!   unknown `Wechatpay-Serial` at most once a minute (anyone can name a made-up serial); a
+//!   failed download is retried after a minute. A certificate is
 //!   kept until it expires (its listed `expire_time` or its own `notAfter`, the earlier), even
 //!   when WeChat no longer lists it, so notifies signed during a rotation still verify; after
 //!   that it verifies nothing. A refresh that fails leaves the held certificates in use.
@@ -44,9 +45,8 @@ pub const USER_AGENT: &str = concat!("paygate/", env!("CARGO_PKG_VERSION"), " (r
 pub const MAX_DESCRIPTION_CHARS: usize = 127;
 /// How often platform certificates are downloaded again.
 pub const CERTIFICATE_REFRESH: chrono::TimeDelta = chrono::TimeDelta::hours(12);
-/// The least time between two download attempts, whatever triggers them (a due refresh after a
-/// failed one, an unknown serial in a forged notify): WeChat is not hammered, and a failed
-/// download is retried after this.
+/// The least time between two downloads for an unknown serial (a forged notify can name any),
+/// and between a failed download and the next scheduled attempt: WeChat is not hammered.
 pub const MIN_DOWNLOAD_GAP: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 /// How often the background refresh wakes to check whether a download is due.
 pub const CERTIFICATE_CHECK_INTERVAL: Duration = Duration::from_secs(5 * 60);
@@ -198,10 +198,12 @@ struct Answer {
 struct Downloads {
     last_success: Option<DateTime<Utc>>,
     last_attempt: Option<DateTime<Utc>>,
+    last_for_unknown_serial: Option<DateTime<Utc>>,
 }
 
 impl Downloads {
-    /// Whether an attempt now would come within [`MIN_DOWNLOAD_GAP`] of the last one.
+    /// Whether a scheduled attempt now would come within [`MIN_DOWNLOAD_GAP`] of the last
+    /// attempt of any kind (after a failure, the next waits a minute).
     fn too_soon(&self, now: DateTime<Utc>) -> bool {
         self.last_attempt
             .is_some_and(|at| now - at < MIN_DOWNLOAD_GAP)
@@ -729,13 +731,19 @@ impl ApiClient {
             .map(|_| true)
     }
 
-    /// One download after an unknown serial, unless one was tried within [`MIN_DOWNLOAD_GAP`]:
-    /// anyone can send a notify naming a made-up serial.
+    /// One download after an unknown serial, unless another unknown serial caused one within
+    /// [`MIN_DOWNLOAD_GAP`]: anyone can send a notify naming a made-up serial. A scheduled
+    /// download just before does not count, since the serial may be one listed since.
     pub(crate) async fn refresh_after_unknown_serial(&self) -> Result<bool, ApiError> {
         let mut downloads = self.downloads.lock().await;
-        if downloads.too_soon(self.now_utc()) {
+        let now = self.now_utc();
+        if downloads
+            .last_for_unknown_serial
+            .is_some_and(|at| now - at < MIN_DOWNLOAD_GAP)
+        {
             return Ok(false);
         }
+        downloads.last_for_unknown_serial = Some(now);
         self.download_certificates(&mut downloads)
             .await
             .map(|_| true)

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use paygate_wechat_v3::aead::ApiV3Key;
 use paygate_wechat_v3::client::{ApiClient, MIN_DOWNLOAD_GAP};
 use paygate_wechat_v3::keys::MerchantKey;
+use paygate_wechat_v3::notify::NotifyRejection;
 use paygate_wechat_v3::peer::{self, ListedCertificate};
 use paygate_wechat_v3::verify::{SignatureHeaders, VerifyError};
 
@@ -416,5 +417,30 @@ async fn a_call_does_not_wait_for_a_download_in_progress_while_a_certificate_is_
     assert_eq!(facts.out_trade_no, "ORD20250101120000001");
     assert!(download_was_running);
     assert!(refreshing.await.unwrap().unwrap());
+    assert_eq!(scene.downloads(), 2);
+}
+
+#[tokio::test]
+async fn a_serial_listed_since_the_last_scheduled_download_is_fetched_at_once() {
+    let scene = Scene::start(Some(old_only())).await;
+    let client = scene.client();
+    assert!(client.refresh_certificates_if_due().await.unwrap());
+    // Seconds later WeChat lists a new certificate and a notify comes signed with it: the
+    // scheduled download just made does not hold back the one the unknown serial asks for.
+    let mut both = old_only();
+    both.certificates.push(new_certificate());
+    scene.list(Some(both));
+    scene.at(NOW + 10);
+    let key = MerchantKey::from_pem(&read("keys/platform_cert_new_key.pem")).unwrap();
+    let body = br#"{"id":"EV-2"}"#;
+    let headers =
+        peer::signature_headers(&key, NEW_PLATFORM_SERIAL, body, NOW + 10, "n0nce2").unwrap();
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let rejection = client.verify_notify(&pairs, body).await.unwrap_err();
+    // The signature verified once the certificate was fetched; only the body is no notify.
+    assert!(
+        matches!(rejection, NotifyRejection::Malformed(_)),
+        "{rejection:?}"
+    );
     assert_eq!(scene.downloads(), 2);
 }
