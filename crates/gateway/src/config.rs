@@ -538,6 +538,11 @@ impl Settings {
 /// the registry is built, naming the key at fault): its URL and channels.
 fn validate_wechat_v3(app: &WechatV3Settings, policy: EndpointPolicy) -> Result<(), SettingError> {
     policy.check("api_base", app.api_base.as_deref(), true)?;
+    // Login sends the AppSecret to the login host: an app with one must name the sandbox's in a
+    // sandbox environment, as a v2 app must.
+    let has_app_secret = app.app_secret.is_some() || app.app_secret_file.is_some();
+    policy.check("login_base", app.login_base.as_deref(), has_app_secret)?;
+    policy.check("oauth_base", app.oauth_base.as_deref(), false)?;
     paygate_core::settings::check_channels(
         "channels",
         paygate_core::ProviderKind::WECHAT,
@@ -660,7 +665,10 @@ mod tests {
             .unwrap();
         assert_eq!(v3.provider.merchant().merchant_id, "1230000109");
         assert!(v3.offers(Channel::Native) && !v3.offers(Channel::App));
-        assert!(v3.wechat.is_none(), "login is v2 only");
+        assert!(
+            v3.wechat.is_some(),
+            "login is WeChat's, whatever the pay API"
+        );
         let v2 = registry
             .get(paygate_core::ProviderKind::WECHAT, &name("legacy"))
             .unwrap();

@@ -12,7 +12,7 @@ use crate::routes;
 #[openapi(
     info(
         title = "paygate",
-        description = "One API for WeChat Pay (v2) and Alipay. Amounts are integer fen. Errors are `{\"error\":{\"code\",\"message\"}}`."
+        description = "One API for WeChat Pay (merchant API v2 or APIv3, chosen per app; provider `wechat` either way) and Alipay. Amounts are integer fen. Errors are `{\"error\":{\"code\",\"message\"}}`. A WeChat v3 app's pay params are RSA-signed (`signType` `RSA`)."
     ),
     paths(
         routes::orders::create_order,

@@ -9,6 +9,7 @@ use paygate_core::AppName;
 use paygate_sandbox::SandboxCredentials;
 use paygate_wechat::WechatPay;
 use paygate_wechat::config::{MerchantCertificate, WechatConfig};
+use paygate_wechat::login::{LoginClient, LoginSettings};
 use paygate_wechat::sign::SignType;
 use paygate_wechat_v3::WechatPayV3;
 use paygate_wechat_v3::client::ApiClient;
@@ -99,7 +100,7 @@ pub fn from_sandbox(
     registry.set_default(paygate_core::ProviderKind::WECHAT, name.clone());
     registry.insert(wechat_v3_app(
         app_name("sandbox", SANDBOX_V3_APP)?,
-        &sandbox_v3_settings(&credentials.wechat_v3, timeout),
+        &sandbox_v3_settings(credentials, timeout),
         "sandbox.wechat_v3",
     )?);
 
@@ -126,11 +127,14 @@ pub fn from_sandbox(
 }
 
 /// The embedded sandbox's APIv3 merchant as settings: the public key and platform certificates
-/// both on (the migration setting, so both key modes are used), every channel.
+/// both on (the migration setting, so both key modes are used), every channel, and the
+/// sandbox's login API (its appid is the v2 app's, so the same AppSecret logs buyers in).
 fn sandbox_v3_settings(
-    v3: &paygate_sandbox::WechatV3Credentials,
+    credentials: &SandboxCredentials,
     timeout: std::time::Duration,
 ) -> WechatV3Settings {
+    let v3 = &credentials.wechat_v3;
+    let login = &credentials.wechat;
     WechatV3Settings {
         api: Some("v3".to_owned()),
         appid: v3.appid.clone(),
@@ -154,6 +158,10 @@ fn sandbox_v3_settings(
             app_name: Some("paygate sandbox".to_owned()),
             app_url: Some("http://127.0.0.1".to_owned()),
         }),
+        app_secret: Some(SecretString::from(login.app_secret.clone())),
+        app_secret_file: None,
+        login_base: Some(login.login_base.clone()),
+        oauth_base: Some(login.oauth_base.clone()),
     }
 }
 
@@ -161,14 +169,14 @@ fn wechat_app(name: AppName, config: WechatConfig, key: &str) -> Result<Provider
     let wechat = Arc::new(WechatPay::new(config).map_err(|e| invalid(key.to_owned(), e))?);
     Ok(ProviderApp {
         name,
-        provider: wechat.clone(),
-        wechat: Some(wechat),
+        wechat: Some(wechat.login_client()),
+        provider: wechat,
     })
 }
 
 /// A v3 app: its settings are read and checked by the provider crate, whose error names the
-/// setting; it is prefixed here with the app's table. Login and the JS-SDK signature are v2
-/// only (`wechat: None`).
+/// setting; it is prefixed here with the app's table. Login, OAuth and the JS-SDK signature
+/// are WeChat's login API, not WeChat Pay's, so the app gets the same login client as a v2 app.
 fn wechat_v3_app(
     name: AppName,
     settings: &WechatV3Settings,
@@ -177,10 +185,23 @@ fn wechat_v3_app(
     let app = settings
         .load()
         .map_err(|e| invalid(format!("{key}.{}", e.key), e.reason))?;
+    let mut login = LoginSettings::new(app.appid.clone());
+    login.app_secret = app.login.app_secret.clone();
+    if let Some(base) = &app.login.login_base {
+        login.login_base = base.clone();
+    }
+    if let Some(base) = &app.login.oauth_base {
+        login.oauth_base = base.clone();
+    }
+    login.request_timeout = app.request_timeout;
+    let login = LoginClient::from_settings(&login).map_err(|e| invalid(key.to_owned(), e))?;
     let client = ApiClient::new(app).map_err(|e| invalid(key.to_owned(), e))?;
+    let provider = WechatPayV3::new(client);
+    // Certificate mode: downloaded now and every 12 h, not only when a call or notify needs it.
+    provider.start_certificate_refresh();
     Ok(ProviderApp {
         name,
-        provider: Arc::new(WechatPayV3::new(client)),
-        wechat: None,
+        provider: Arc::new(provider),
+        wechat: Some(Arc::new(login)),
     })
 }

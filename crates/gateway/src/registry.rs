@@ -1,12 +1,13 @@
 //! The configured provider apps, looked up by provider and name. Each app is one
-//! `Arc<dyn Provider>`; WeChat apps also keep their concrete client for the login and JS-SDK
-//! endpoints, which are not part of the payment boundary.
+//! `Arc<dyn Provider>`; WeChat apps also keep a WeChat login client for the login, OAuth and
+//! JS-SDK endpoints, which are not part of the payment boundary and are the same for a v2 and
+//! a v3 app (appid + AppSecret).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use paygate_core::{AppName, Channel, Provider, ProviderKind};
-use paygate_wechat::WechatPay;
+use paygate_wechat::login::LoginClient;
 
 /// One configured provider app.
 #[derive(Clone)]
@@ -15,8 +16,9 @@ pub struct ProviderApp {
     pub name: AppName,
     /// The provider behind it.
     pub provider: Arc<dyn Provider>,
-    /// The concrete WeChat client, for mini-program login and `wx.config` signing.
-    pub wechat: Option<Arc<WechatPay>>,
+    /// The WeChat login client (mini-program login, official-account OAuth, `wx.config`), for
+    /// a WeChat app of either API version; `None` for other providers.
+    pub wechat: Option<Arc<LoginClient>>,
 }
 
 impl ProviderApp {

@@ -10,8 +10,13 @@
 //!   `FREQUENCY_LIMITED` may be retried later, `ORDERPAID` means "query and mark paid",
 //!   `ORDER_CLOSED`, `SIGN_ERROR`, `PARAM_ERROR`, `NOT_ENOUGH` are definite.
 //! * In platform-certificate mode the certificates are downloaded on first use, again every
-//!   12 hours (WeChat lists a new one 24 h before using it), and at most once a minute on an
-//!   unknown `Wechatpay-Serial`.
+//!   12 hours (WeChat lists a new one 24 h before using it) by a background task
+//!   ([`ApiClient::spawn_certificate_refresh`]) or, failing that, by the next call, and on an
+//!   unknown `Wechatpay-Serial` at most once a minute (anyone can name a made-up serial); a
+//!   failed download is retried after a minute. A certificate is
+//!   kept until it expires (its listed `expire_time` or its own `notAfter`, the earlier), even
+//!   when WeChat no longer lists it, so notifies signed during a rotation still verify; after
+//!   that it verifies nothing. A refresh that fails leaves the held certificates in use.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,8 +45,11 @@ pub const USER_AGENT: &str = concat!("paygate/", env!("CARGO_PKG_VERSION"), " (r
 pub const MAX_DESCRIPTION_CHARS: usize = 127;
 /// How often platform certificates are downloaded again.
 pub const CERTIFICATE_REFRESH: chrono::TimeDelta = chrono::TimeDelta::hours(12);
-/// The least time between two downloads caused by an unknown serial.
-const UNKNOWN_SERIAL_REFRESH_GAP: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+/// The least time between two downloads for an unknown serial (a forged notify can name any),
+/// and between a failed download and the next scheduled attempt: WeChat is not hammered.
+pub const MIN_DOWNLOAD_GAP: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+/// How often the background refresh wakes to check whether a download is due.
+pub const CERTIFICATE_CHECK_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// The source of "now" in Unix seconds, injectable so tests pin the clock.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -185,12 +193,38 @@ struct Answer {
     body: Vec<u8>,
 }
 
+/// When platform certificates were last downloaded, and last tried.
+#[derive(Debug, Default)]
+struct Downloads {
+    last_success: Option<DateTime<Utc>>,
+    last_attempt: Option<DateTime<Utc>>,
+    last_for_unknown_serial: Option<DateTime<Utc>>,
+}
+
+impl Downloads {
+    /// Whether a scheduled attempt now would come within [`MIN_DOWNLOAD_GAP`] of the last
+    /// attempt of any kind (after a failure, the next waits a minute).
+    fn too_soon(&self, now: DateTime<Utc>) -> bool {
+        self.last_attempt
+            .is_some_and(|at| now - at < MIN_DOWNLOAD_GAP)
+    }
+
+    /// Whether a scheduled download is due: none yet, or the last is [`CERTIFICATE_REFRESH`]
+    /// old, and the last attempt was not too recent.
+    fn due(&self, now: DateTime<Utc>) -> bool {
+        self.last_success
+            .is_none_or(|at| now - at >= CERTIFICATE_REFRESH)
+            && !self.too_soon(now)
+    }
+}
+
 /// A configured APIv3 client for one app.
 pub struct ApiClient {
     http: reqwest::Client,
     app: WechatV3App,
     clock: Clock,
-    last_download: tokio::sync::Mutex<Option<DateTime<Utc>>>,
+    // Held across a download, so concurrent triggers wait for it and then see it done.
+    downloads: tokio::sync::Mutex<Downloads>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -234,7 +268,7 @@ impl ApiClient {
             http,
             app,
             clock: Arc::new(|| Utc::now().timestamp()),
-            last_download: tokio::sync::Mutex::new(None),
+            downloads: tokio::sync::Mutex::new(Downloads::default()),
         })
     }
 
@@ -254,6 +288,10 @@ impl ApiClient {
         (self.clock)()
     }
 
+    fn now_utc(&self) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(self.now(), 0).unwrap_or_else(Utc::now)
+    }
+
     /// Signs and sends one request; returns the verified answer of any status.
     async fn send(
         &self,
@@ -262,7 +300,23 @@ impl ApiClient {
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, ApiError> {
         if self.app.platform_certificates {
-            self.ensure_certificates().await?;
+            // With a key held, a download already running (the background refresh, up to the
+            // request timeout) is not waited for: the held certificates still verify.
+            let wait = self.app.keys.is_empty();
+            match self.refresh_if_due(wait).await {
+                // Without any key the answer could not be verified: do not send.
+                Err(error) if self.app.keys.is_empty() => return Err(error),
+                Err(error) => {
+                    tracing::warn!(%error, "platform certificate refresh failed; the held certificates stay in use");
+                }
+                Ok(_) if self.app.keys.is_empty() => {
+                    return Err(ApiError::Transport(
+                        "no platform certificate held yet (the last download failed); retry later"
+                            .into(),
+                    ));
+                }
+                Ok(_) => {}
+            }
         }
         let answer = self.send_once(method.clone(), target, body).await;
         match answer {
@@ -644,12 +698,103 @@ impl ApiClient {
         }
     }
 
-    /// Downloads `/v3/certificates` now, decrypts and adds them, and drops expired ones.
+    /// Downloads `/v3/certificates` now (unless another download is running, which this then
+    /// waits for and repeats), decrypts and adds them, and drops expired ones; returns how many
+    /// were listed.
+    pub async fn refresh_certificates(&self) -> Result<usize, ApiError> {
+        let mut downloads = self.downloads.lock().await;
+        self.download_certificates(&mut downloads).await
+    }
+
+    /// Downloads the certificates if none was downloaded yet or the last download is
+    /// [`CERTIFICATE_REFRESH`] old (and the last attempt is over [`MIN_DOWNLOAD_GAP`] ago);
+    /// drops expired ones in any case. Returns whether a download happened.
+    pub async fn refresh_certificates_if_due(&self) -> Result<bool, ApiError> {
+        self.refresh_if_due(true).await
+    }
+
+    /// [`ApiClient::refresh_certificates_if_due`]; when a download is already running, waits
+    /// for it only if `wait`, and otherwise returns `Ok(false)` at once.
+    async fn refresh_if_due(&self, wait: bool) -> Result<bool, ApiError> {
+        let mut downloads = match self.downloads.try_lock() {
+            Ok(downloads) => downloads,
+            Err(_) if !wait => return Ok(false),
+            Err(_) => self.downloads.lock().await,
+        };
+        let now = self.now_utc();
+        self.app.keys.drop_expired(now);
+        if !downloads.due(now) {
+            return Ok(false);
+        }
+        self.download_certificates(&mut downloads)
+            .await
+            .map(|_| true)
+    }
+
+    /// One download after an unknown serial, unless another unknown serial caused one within
+    /// [`MIN_DOWNLOAD_GAP`]: anyone can send a notify naming a made-up serial. A scheduled
+    /// download just before does not count, since the serial may be one listed since.
+    pub(crate) async fn refresh_after_unknown_serial(&self) -> Result<bool, ApiError> {
+        let mut downloads = self.downloads.lock().await;
+        let now = self.now_utc();
+        if downloads
+            .last_for_unknown_serial
+            .is_some_and(|at| now - at < MIN_DOWNLOAD_GAP)
+        {
+            return Ok(false);
+        }
+        downloads.last_for_unknown_serial = Some(now);
+        self.download_certificates(&mut downloads)
+            .await
+            .map(|_| true)
+    }
+
+    /// Keeps the platform certificates fresh from a background task that wakes every `every`
+    /// and downloads when [`ApiClient::refresh_certificates_if_due`] says so: at once, then
+    /// every [`CERTIFICATE_REFRESH`], and a failed download again at the next wake. The task
+    /// holds the client weakly and ends when the client is dropped. `None` when the app is not
+    /// in certificate mode or no tokio runtime is running.
+    pub fn spawn_certificate_refresh(
+        self: &Arc<Self>,
+        every: Duration,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.app.platform_certificates {
+            return None;
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let weak = Arc::downgrade(self);
+        Some(runtime.spawn(async move {
+            while let Some(client) = weak.upgrade() {
+                match client.refresh_certificates_if_due().await {
+                    Ok(true) => tracing::info!(
+                        appid = %client.app.appid,
+                        held = client.app.keys.certificate_expiries().len(),
+                        "platform certificates refreshed"
+                    ),
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(
+                        appid = %client.app.appid,
+                        %error,
+                        "platform certificate download failed; retrying at the next check"
+                    ),
+                }
+                drop(client);
+                tokio::time::sleep(every).await;
+            }
+        }))
+    }
+
+    /// The download itself, under the downloads lock.
     ///
     /// The list is authenticated by its AES-GCM decryption with the APIv3 key; the answer's
     /// signature is checked with a certificate already held or, on the very first download,
-    /// with the certificate the answer itself names (integrity on first use, §2.3).
-    pub async fn refresh_certificates(&self) -> Result<usize, ApiError> {
+    /// with the certificate the answer itself names (integrity on first use, §2.3). A
+    /// certificate is held until the earlier of its listed `expire_time` and its `notAfter`;
+    /// one no longer listed stays until then. Its `effective_time` is not waited for: WeChat
+    /// lists a certificate a day before signing with it, only WeChat holds its key, and
+    /// refusing a signature a little early would only lose a notify to clock skew.
+    async fn download_certificates(&self, downloads: &mut Downloads) -> Result<usize, ApiError> {
+        downloads.last_attempt = Some(self.now_utc());
         let (headers, (status, body)) = self
             .exchange(reqwest::Method::GET, "/v3/certificates", None)
             .await?;
@@ -678,41 +823,17 @@ impl ApiClient {
         let count = downloaded.len();
         self.app
             .keys
-            .add_certificates(downloaded.into_iter().map(|d| d.certificate));
-        let now_utc = DateTime::<Utc>::from_timestamp(now, 0).unwrap_or_else(Utc::now);
+            .add_certificates(downloaded.into_iter().map(|d| {
+                let mut certificate = d.certificate;
+                if let Some(expire) = d.expire_time {
+                    certificate.not_after = certificate.not_after.min(expire);
+                }
+                certificate
+            }));
+        let now_utc = self.now_utc();
         self.app.keys.drop_expired(now_utc);
-        *self.last_download.lock().await = Some(now_utc);
+        downloads.last_success = Some(now_utc);
         Ok(count)
-    }
-
-    /// Downloads the certificates if none was downloaded yet or the last download is older
-    /// than [`CERTIFICATE_REFRESH`].
-    async fn ensure_certificates(&self) -> Result<(), ApiError> {
-        let now = DateTime::<Utc>::from_timestamp(self.now(), 0).unwrap_or_else(Utc::now);
-        let stale = self
-            .last_download
-            .lock()
-            .await
-            .is_none_or(|at| now - at >= CERTIFICATE_REFRESH);
-        if stale {
-            self.refresh_certificates().await?;
-        }
-        Ok(())
-    }
-
-    /// One download after an unknown serial, unless one happened within the last minute.
-    pub(crate) async fn refresh_after_unknown_serial(&self) -> Result<bool, ApiError> {
-        let now = DateTime::<Utc>::from_timestamp(self.now(), 0).unwrap_or_else(Utc::now);
-        let recent = self
-            .last_download
-            .lock()
-            .await
-            .is_some_and(|at| now - at < UNKNOWN_SERIAL_REFRESH_GAP);
-        if recent {
-            return Ok(false);
-        }
-        self.refresh_certificates().await?;
-        Ok(true)
     }
 }
 

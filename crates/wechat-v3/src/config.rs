@@ -121,6 +121,21 @@ pub struct WechatV3Settings {
     /// The H5 site, required for the `h5` channel.
     #[serde(default)]
     pub h5_info: Option<H5Info>,
+    /// The appid's AppSecret, inline, for mini-program login and official-account OAuth: the
+    /// same WeChat login API as a v2 app's (it is not part of WeChat Pay).
+    #[serde(default)]
+    pub app_secret: Option<SecretString>,
+    /// File holding the AppSecret.
+    #[serde(default)]
+    pub app_secret_file: Option<PathBuf>,
+    /// The login / token API base (`{login_base}/sns/jscode2session`); the real
+    /// `https://api.weixin.qq.com` when absent.
+    #[serde(default)]
+    pub login_base: Option<String>,
+    /// The official-account OAuth authorize page base; the real `https://open.weixin.qq.com`
+    /// when absent.
+    #[serde(default)]
+    pub oauth_base: Option<String>,
 }
 
 impl fmt::Debug for WechatV3Settings {
@@ -142,6 +157,10 @@ impl fmt::Debug for WechatV3Settings {
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("channels", &self.channels)
             .field("h5_info", &self.h5_info)
+            .field("app_secret", &redacted(self.app_secret.is_some()))
+            .field("app_secret_file", &self.app_secret_file)
+            .field("login_base", &self.login_base)
+            .field("oauth_base", &self.oauth_base)
             .finish_non_exhaustive()
     }
 }
@@ -217,6 +236,34 @@ pub struct WechatV3App {
     pub channels: Vec<Channel>,
     /// The H5 site for `h5` orders.
     pub h5_info: Option<H5Info>,
+    /// What WeChat login (jscode2session, OAuth) needs; the gateway builds its login client from
+    /// it, the same as for a v2 app.
+    pub login: LoginSettings,
+}
+
+/// The WeChat login settings of an app: its AppSecret (read once, at start) and where the login
+/// API and the OAuth page are. `None` bases mean the real WeChat hosts.
+#[derive(Clone, Default)]
+pub struct LoginSettings {
+    /// The AppSecret, when configured.
+    pub app_secret: Option<SecretString>,
+    /// The login / token API base.
+    pub login_base: Option<String>,
+    /// The OAuth authorize page base.
+    pub oauth_base: Option<String>,
+}
+
+impl fmt::Debug for LoginSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginSettings")
+            .field(
+                "app_secret",
+                &self.app_secret.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("login_base", &self.login_base)
+            .field("oauth_base", &self.oauth_base)
+            .finish()
+    }
 }
 
 impl fmt::Debug for WechatV3App {
@@ -229,6 +276,7 @@ impl fmt::Debug for WechatV3App {
             .field("platform_certificates", &self.platform_certificates)
             .field("api_base", &self.api_base)
             .field("channels", &self.channels)
+            .field("login", &self.login)
             .finish_non_exhaustive()
     }
 }
@@ -364,7 +412,9 @@ impl WechatV3Settings {
                 "the h5 channel needs h5_info (type, app_name, app_url)",
             ));
         }
+        let login = self.login_settings()?;
         Ok(WechatV3App {
+            login,
             appid: self.appid.clone(),
             mchid: self.mchid.clone(),
             signer: MerchantSigner::new(self.mchid.clone(), certificate.serial, private_key),
@@ -377,6 +427,33 @@ impl WechatV3Settings {
                 .map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             channels,
             h5_info: self.h5_info.clone(),
+        })
+    }
+
+    /// The login settings: the AppSecret when one is configured (inline or file, not both), and
+    /// base URLs that parse.
+    fn login_settings(&self) -> Result<LoginSettings, ConfigError> {
+        let app_secret = if self.app_secret.is_some() || self.app_secret_file.is_some() {
+            Some(read_secret(
+                "app_secret",
+                &self.app_secret,
+                &self.app_secret_file,
+            )?)
+        } else {
+            None
+        };
+        for (key, base) in [
+            ("login_base", &self.login_base),
+            ("oauth_base", &self.oauth_base),
+        ] {
+            if let Some(base) = base {
+                url::Url::parse(base).map_err(|e| ConfigError::new(key, e.to_string()))?;
+            }
+        }
+        Ok(LoginSettings {
+            app_secret,
+            login_base: self.login_base.clone(),
+            oauth_base: self.oauth_base.clone(),
         })
     }
 

@@ -20,7 +20,7 @@ use paygate_core::{
     RefundQuery, RefundRequest, TradeFacts, TradeRef,
 };
 
-use crate::client::{ApiClient, ApiError};
+use crate::client::{ApiClient, ApiError, CERTIFICATE_CHECK_INTERVAL};
 use crate::notify::{NotifyRejection, fail_body, verify_notify};
 
 /// `out_trade_no`: 6–32 of letters, digits and `_-|*`, as in v2.
@@ -93,6 +93,15 @@ impl WechatPayV3 {
     /// The APIv3 client, for calls the trait does not cover (certificate refresh).
     pub fn api(&self) -> &ApiClient {
         &self.client
+    }
+
+    /// In certificate mode, starts the background task that keeps the platform certificates
+    /// fresh ([`ApiClient::spawn_certificate_refresh`], checking every
+    /// [`CERTIFICATE_CHECK_INTERVAL`]); it ends when this provider is dropped. `None` in
+    /// public-key mode or outside a tokio runtime.
+    pub fn start_certificate_refresh(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.client
+            .spawn_certificate_refresh(CERTIFICATE_CHECK_INTERVAL)
     }
 
     /// Verifies, decrypts and parses a callback, keeping the crate's precise rejection.

@@ -71,6 +71,9 @@ pub enum VerifyError {
     /// No configured key has this id.
     #[error("unknown Wechatpay-Serial {0:?}")]
     UnknownSerial(String),
+    /// The platform certificate with this serial has expired: it verifies nothing any more.
+    #[error("platform certificate {0:?} has expired")]
+    ExpiredCertificate(String),
     /// The signature is not base64 or does not verify over the raw bytes.
     #[error("signature does not verify")]
     BadSignature,
@@ -78,9 +81,13 @@ pub enum VerifyError {
 
 impl VerifyError {
     /// Whether a platform-certificate client should download `/v3/certificates` once and try
-    /// again (a rotated certificate is listed 24 h before WeChat signs with it).
+    /// again (a rotated certificate is listed 24 h before WeChat signs with it; a rotation may
+    /// have been missed while downloads failed).
     pub fn wants_certificate_refresh(&self) -> bool {
-        matches!(self, VerifyError::UnknownSerial(_))
+        matches!(
+            self,
+            VerifyError::UnknownSerial(_) | VerifyError::ExpiredCertificate(_)
+        )
     }
 }
 
@@ -155,7 +162,8 @@ impl SignatureHeaders {
 pub struct PlatformCertificate {
     /// Upper-case hex serial, the `Wechatpay-Serial` it signs under.
     pub serial: String,
-    /// End of validity; the certificate is dropped after it.
+    /// End of validity (the certificate's `notAfter`, or the `expire_time` WeChat listed it
+    /// under when earlier); it verifies nothing from then on and is dropped.
     pub not_after: DateTime<Utc>,
     /// Start of validity.
     pub not_before: DateTime<Utc>,
@@ -271,6 +279,10 @@ impl WechatpayKeys {
             .get(&serial)
             .cloned();
         match certificate {
+            // Held until dropped, but never trusted past its end: the refresh may be late.
+            Some(cert) if cert.not_after.timestamp() <= now => {
+                Err(VerifyError::ExpiredCertificate(cert.serial.clone()))
+            }
             Some(cert) => check(&cert.key, &message, &headers.signature),
             None => Err(VerifyError::UnknownSerial(
                 headers.serial.chars().take(64).collect(),

@@ -290,11 +290,23 @@ pub(crate) fn http_client(
     config: &WechatConfig,
     identity: Option<reqwest::Identity>,
 ) -> Result<reqwest::Client, ConfigError> {
-    let timeout = config.request_timeout();
+    build_http_client(
+        config.request_timeout(),
+        config.extra_root_certificates_pem.as_deref(),
+        identity,
+    )
+}
+
+/// An HTTP client with the app's timeout, extra trusted roots and, for `secapi`, its identity.
+pub(crate) fn build_http_client(
+    timeout: Duration,
+    extra_root_certificates_pem: Option<&str>,
+    identity: Option<reqwest::Identity>,
+) -> Result<reqwest::Client, ConfigError> {
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)));
-    if let Some(pem) = &config.extra_root_certificates_pem {
+    if let Some(pem) = extra_root_certificates_pem {
         let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
             .map_err(|e| ConfigError::Certificate(format!("extra root certificates: {e}")))?;
         builder = builder.tls_certs_merge(roots);

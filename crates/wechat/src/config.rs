@@ -242,18 +242,23 @@ impl WechatConfig {
         if self.channels.contains(&Channel::H5) && self.h5_scene.is_none() {
             return Err(ConfigError::MissingH5Scene);
         }
-        for (field, value) in [
+        check_urls(&[
             ("api_base", &self.api_base),
             ("login_base", &self.login_base),
             ("oauth_base", &self.oauth_base),
-        ] {
-            url::Url::parse(value).map_err(|e| ConfigError::InvalidUrl {
-                field,
-                reason: e.to_string(),
-            })?;
-        }
-        Ok(())
+        ])
     }
+}
+
+/// Checks that each `(setting, value)` parses as a URL, naming the first that does not.
+pub(crate) fn check_urls(urls: &[(&'static str, &str)]) -> Result<(), ConfigError> {
+    for &(field, value) in urls {
+        url::Url::parse(value).map_err(|e| ConfigError::InvalidUrl {
+            field,
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(())
 }
 
 impl fmt::Debug for WechatConfig {

@@ -41,6 +41,7 @@ pub mod time;
 pub mod xml;
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use paygate_core::{
@@ -122,7 +123,7 @@ pub struct WechatPay {
     merchant: MerchantIdentity,
     key: ApiKey,
     client: ApiClient,
-    login: LoginClient,
+    login: Arc<LoginClient>,
 }
 
 impl fmt::Debug for WechatPay {
@@ -137,7 +138,7 @@ impl WechatPay {
     /// Validates the configuration and builds the API and login clients.
     pub fn new(config: WechatConfig) -> Result<Self, ConfigError> {
         let client = ApiClient::new(&config)?;
-        let login = LoginClient::new(&config)?;
+        let login = Arc::new(LoginClient::new(&config)?);
         Ok(Self {
             merchant: MerchantIdentity {
                 app_id: config.appid.clone(),
@@ -159,6 +160,11 @@ impl WechatPay {
     /// The login client: openids for JSAPI orders and the JS-SDK signature.
     pub fn login(&self) -> &LoginClient {
         &self.login
+    }
+
+    /// The login client, shared: the gateway keeps one per WeChat app whatever its API version.
+    pub fn login_client(&self) -> Arc<LoginClient> {
+        self.login.clone()
     }
 
     /// The `unifiedorder` request for a paygate payment, or why it cannot be placed.

@@ -20,7 +20,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::config::{ConfigError, WechatConfig};
+use crate::config::{
+    ConfigError, DEFAULT_LOGIN_BASE, DEFAULT_OAUTH_BASE, DEFAULT_TIMEOUT, WechatConfig,
+};
 use crate::pay_params::nonce_str;
 
 /// Cached tokens are refreshed this long before WeChat says they expire.
@@ -318,6 +320,66 @@ struct Cached {
     refresh_at: Instant,
 }
 
+/// What the login client needs of an app. WeChat login (`sns/…`, `cgi-bin/…`) is not part of
+/// WeChat Pay: it takes the appid and its AppSecret whichever pay API version the app uses, so
+/// a v2 and a v3 app give the same settings and share this client.
+#[derive(Clone)]
+pub struct LoginSettings {
+    /// The appid the openids are issued under.
+    pub appid: String,
+    /// The AppSecret; without it every exchange answers [`LoginError::MissingAppSecret`].
+    pub app_secret: Option<SecretString>,
+    /// The login / token API base (`{login_base}/sns/jscode2session`).
+    pub login_base: String,
+    /// The official-account OAuth authorize page base (`{oauth_base}/connect/oauth2/authorize`).
+    pub oauth_base: String,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// CA certificates (PEM) to trust besides the system's, for a test server with its own TLS.
+    pub extra_root_certificates_pem: Option<String>,
+}
+
+impl LoginSettings {
+    /// The real WeChat hosts and the default timeout for `appid`, with no AppSecret yet.
+    pub fn new(appid: impl Into<String>) -> Self {
+        Self {
+            appid: appid.into(),
+            app_secret: None,
+            login_base: DEFAULT_LOGIN_BASE.to_owned(),
+            oauth_base: DEFAULT_OAUTH_BASE.to_owned(),
+            request_timeout: DEFAULT_TIMEOUT,
+            extra_root_certificates_pem: None,
+        }
+    }
+
+    /// The login settings of a v2 app.
+    pub fn of(config: &WechatConfig) -> Self {
+        Self {
+            appid: config.appid.clone(),
+            app_secret: config.app_secret.clone(),
+            login_base: config.login_base.clone(),
+            oauth_base: config.oauth_base.clone(),
+            request_timeout: config.request_timeout(),
+            extra_root_certificates_pem: config.extra_root_certificates_pem.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for LoginSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginSettings")
+            .field("appid", &self.appid)
+            .field(
+                "app_secret",
+                &self.app_secret.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("login_base", &self.login_base)
+            .field("oauth_base", &self.oauth_base)
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Calls the login / token APIs of one app and caches its tokens.
 #[derive(Debug)]
 pub struct LoginClient {
@@ -331,14 +393,28 @@ pub struct LoginClient {
 }
 
 impl LoginClient {
-    /// Builds the client from the app's configuration.
+    /// Builds the client from a v2 app's configuration.
     pub fn new(config: &WechatConfig) -> Result<Self, ConfigError> {
+        Self::from_settings(&LoginSettings::of(config))
+    }
+
+    /// Builds the client from login settings, whichever pay API the app uses; the base URLs
+    /// must parse.
+    pub fn from_settings(settings: &LoginSettings) -> Result<Self, ConfigError> {
+        crate::config::check_urls(&[
+            ("login_base", &settings.login_base),
+            ("oauth_base", &settings.oauth_base),
+        ])?;
         Ok(Self {
-            http: crate::client::http_client(config, None)?,
-            base: config.login_base.trim_end_matches('/').to_owned(),
-            oauth_base: config.oauth_base.clone(),
-            appid: config.appid.clone(),
-            secret: config.app_secret.clone(),
+            http: crate::client::build_http_client(
+                settings.request_timeout,
+                settings.extra_root_certificates_pem.as_deref(),
+                None,
+            )?,
+            base: settings.login_base.trim_end_matches('/').to_owned(),
+            oauth_base: settings.oauth_base.clone(),
+            appid: settings.appid.clone(),
+            secret: settings.app_secret.clone(),
             access_token: Mutex::new(None),
             jsapi_ticket: Mutex::new(None),
         })

@@ -94,6 +94,11 @@ pub struct OrderView {
     description: Option<String>,
     provider_trade_no: Option<String>,
     payer_id: Option<String>,
+    /// What the buyer's client needs, tagged by `type` (`wechat_jsapi`, `wechat_app`, `code_url`,
+    /// `mweb_url`, `alipay_order_string`, `redirect_url`, `qr_code`, `trade_no`). A WeChat app on
+    /// API v3 signs with RSA: its `wechat_jsapi` has `signType` `RSA` and a base64 SHA256withRSA
+    /// `paySign`, its `wechat_app` an RSA `sign`; a v2 app's are `MD5`/`HMAC-SHA256` hex. Pass
+    /// them to the WeChat client unchanged.
     #[schema(value_type = Option<Object>)]
     pay_params: Option<PayParams>,
     #[schema(value_type = Option<Object>)]

@@ -6,14 +6,20 @@
 //!   `code` WeChat redirects back with → `sns/oauth2/access_token` → openid, for `jsapi` orders
 //!   paid inside official-account pages;
 //! * the JS-SDK `wx.config` signature.
+//!
+//! All three are WeChat's login API (appid + AppSecret), not WeChat Pay's, so they serve a v2
+//! and a v3 app alike through the app's login client.
 
 use actix_web::{HttpResponse, web};
-use paygate_core::{AppName, Channel, Provider, ProviderKind};
-use paygate_wechat::login::{AuthorizeRequest, AuthorizeRequestError, LoginError, SessionKeyUse};
+use paygate_core::{AppName, Channel, ProviderKind};
+use paygate_wechat::login::{
+    AuthorizeRequest, AuthorizeRequestError, LoginClient, LoginError, SessionKeyUse,
+};
 use serde::Deserialize;
 
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
+use crate::registry::ProviderApp;
 use crate::state::AppState;
 
 /// `POST /v1/wechat/{app}/login` body.
@@ -54,11 +60,12 @@ pub struct OAuthOpenidRequest {
     pub code: String,
 }
 
+/// The WeChat app `app` (v2 or v3) and its login client.
 fn wechat_app<'a>(
     state: &'a AppState,
     principal: &Principal,
     app: &str,
-) -> Result<&'a paygate_wechat::WechatPay, ApiError> {
+) -> Result<(&'a ProviderApp, &'a LoginClient), ApiError> {
     principal.require(Role::Merchant)?;
     let name =
         AppName::parse(app).map_err(|_| ApiError::NotFound(format!("no WeChat app {app}")))?;
@@ -66,7 +73,7 @@ fn wechat_app<'a>(
     state
         .registry
         .get(ProviderKind::WECHAT, &name)
-        .and_then(|a| a.wechat.as_deref())
+        .and_then(|a| Some((a, a.wechat.as_deref()?)))
         .ok_or_else(|| ApiError::NotFound(format!("no WeChat app {app}")))
 }
 
@@ -91,7 +98,7 @@ fn login_error(error: LoginError) -> ApiError {
     }
 }
 
-/// `POST /v1/wechat/{app}/login`: `code` → `openid` (and `unionid`).
+/// `POST /v1/wechat/{app}/login`: `code` → `openid` (and `unionid`), for a v2 or v3 app.
 #[utoipa::path(post, path = "/v1/wechat/{app}/login", tag = "wechat", params(("app" = String, Path)), request_body = LoginRequest, responses((status = 200, description = "`{openid, unionid}`; session_key is never returned"), (status = 422, description = "Invalid code")), security(("bearer" = [])))]
 pub async fn login(
     state: web::Data<AppState>,
@@ -99,10 +106,9 @@ pub async fn login(
     app: web::Path<String>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let wechat = wechat_app(&state, &principal, &app)?;
+    let (_, login) = wechat_app(&state, &principal, &app)?;
     check_code(&body.code)?;
-    let login = wechat
-        .login()
+    let login = login
         .jscode2session(&body.code, SessionKeyUse::Discard)
         .await
         .map_err(login_error)?;
@@ -126,18 +132,18 @@ fn oauth_app<'a>(
     state: &'a AppState,
     principal: &Principal,
     app: &str,
-) -> Result<&'a paygate_wechat::WechatPay, ApiError> {
-    let wechat = wechat_app(state, principal, app)?;
-    if wechat.capabilities().channel(Channel::Jsapi).is_none() {
+) -> Result<&'a LoginClient, ApiError> {
+    let (wechat, login) = wechat_app(state, principal, app)?;
+    if !wechat.offers(Channel::Jsapi) {
         return Err(ApiError::conflict(
             "channel_not_enabled",
             format!("app {app} does not serve the jsapi channel the OAuth openid is for"),
         ));
     }
-    if !wechat.login().has_app_secret() {
+    if !login.has_app_secret() {
         return Err(login_error(LoginError::MissingAppSecret));
     }
-    Ok(wechat)
+    Ok(login)
 }
 
 /// `POST /v1/wechat/{app}/oauth/authorize-url`: the official-account authorize URL for the
@@ -149,7 +155,7 @@ pub async fn oauth_authorize_url(
     app: web::Path<String>,
     body: web::Json<OAuthAuthorizeUrlRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let wechat = oauth_app(&state, &principal, &app)?;
+    let login = oauth_app(&state, &principal, &app)?;
     let request = AuthorizeRequest::new(
         &body.redirect_uri,
         body.scope.as_deref(),
@@ -164,7 +170,7 @@ pub async fn oauth_authorize_url(
         ApiError::invalid(code, e.to_string())
     })?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
-        "url": wechat.login().oauth_authorize_url(&request),
+        "url": login.oauth_authorize_url(&request),
         "scope": request.scope().as_str(),
     })))
 }
@@ -177,13 +183,9 @@ pub async fn oauth_openid(
     app: web::Path<String>,
     body: web::Json<OAuthOpenidRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let wechat = oauth_app(&state, &principal, &app)?;
+    let login = oauth_app(&state, &principal, &app)?;
     check_code(&body.code)?;
-    let identity = wechat
-        .login()
-        .oauth_openid(&body.code)
-        .await
-        .map_err(login_error)?;
+    let identity = login.oauth_openid(&body.code).await.map_err(login_error)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "openid": identity.openid,
         "unionid": identity.unionid,
@@ -199,18 +201,14 @@ pub async fn jsapi_config(
     app: web::Path<String>,
     body: web::Json<JsapiConfigRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let wechat = wechat_app(&state, &principal, &app)?;
+    let (_, login) = wechat_app(&state, &principal, &app)?;
     if !(body.url.starts_with("http://") || body.url.starts_with("https://")) {
         return Err(ApiError::invalid(
             "invalid_url",
             "url must be the page's http(s) URL",
         ));
     }
-    let config = wechat
-        .login()
-        .js_sdk_config(&body.url)
-        .await
-        .map_err(login_error)?;
+    let config = login.js_sdk_config(&body.url).await.map_err(login_error)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "appId": config.app_id,
         "timestamp": config.timestamp,

@@ -17,14 +17,14 @@ async fn the_config_the_sandbox_prints_loads_into_a_working_gateway_registry() {
 }
 
 /// A gateway started from a TOML file holding `apps` (no embedded sandbox), with its first keys.
-struct ConfiguredGateway {
-    base: String,
-    keys: paygate_gateway::cli::InitialKeys,
+pub(crate) struct ConfiguredGateway {
+    pub(crate) base: String,
+    pub(crate) keys: paygate_gateway::cli::InitialKeys,
     _database: (crate::helpers::TestDatabase, tempfile::TempDir),
 }
 
 impl ConfiguredGateway {
-    async fn start(apps: &str) -> ConfiguredGateway {
+    pub(crate) async fn start(apps: &str) -> ConfiguredGateway {
         let (database_url, database, dir) = crate::helpers::test_database();
         let toml = format!(
             "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\n\

@@ -26,3 +26,4 @@ mod slow_clients;
 mod validation;
 mod wechat;
 mod wechat_v3;
+mod wechat_v3_login;

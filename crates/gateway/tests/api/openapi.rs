@@ -49,4 +49,15 @@ async fn every_documented_operation_is_served() {
     assert!(operations >= 18, "{operations}");
     assert!(paths["/v1/orders"].get("post").is_some() && paths["/v1/orders"].get("get").is_some());
     assert!(doc["components"]["schemas"]["CreateOrderRequest"]["properties"]["amount"].is_object());
+    // WeChat v3 apps are the same provider with RSA-signed pay params; the document says so.
+    let info = doc["info"]["description"].as_str().unwrap_or_default();
+    assert!(info.contains("APIv3") && info.contains("RSA"), "{info}");
+    let pay_params =
+        doc["components"]["schemas"]["OrderView"]["properties"]["pay_params"]["description"]
+            .as_str()
+            .unwrap_or_default();
+    assert!(
+        pay_params.contains("v3") && pay_params.contains("`RSA`"),
+        "{pay_params}"
+    );
 }

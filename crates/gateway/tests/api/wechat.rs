@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, spawn_app};
 
 /// Opens `url` like the buyer's WeChat browser and returns the redirect WeChat answers with.
-async fn follow_authorize(url: &str) -> reqwest::Url {
+pub(crate) async fn follow_authorize(url: &str) -> reqwest::Url {
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -18,7 +18,8 @@ async fn follow_authorize(url: &str) -> reqwest::Url {
     reqwest::Url::parse(&location).unwrap()
 }
 
-fn query_value(url: &reqwest::Url, name: &str) -> Option<String> {
+/// The value of query parameter `name` in `url`.
+pub(crate) fn query_value(url: &reqwest::Url, name: &str) -> Option<String> {
     url.query_pairs()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned())

@@ -176,3 +176,71 @@ fn certificate_mode_alone_is_a_valid_key_mode() {
     assert!(app.platform_certificates);
     assert_eq!(app.keys.public_key_id(), None);
 }
+
+#[test]
+fn the_login_settings_carry_the_app_secret_from_either_source_and_never_show_it() {
+    use secrecy::ExposeSecret as _;
+
+    // Without an AppSecret the app still loads: login answers "no app_secret" at call time.
+    let bare = load(&toml_app("")).unwrap();
+    assert!(bare.login.app_secret.is_none());
+    assert_eq!(bare.login.login_base, None, "the real host is the default");
+
+    let secret = "0123456789abcdef0123456789abcdef";
+    let inline = toml_app(&format!(
+        "app_secret = \"{secret}\"\nlogin_base = \"http://127.0.0.1:9\"\noauth_base = \"http://127.0.0.1:9/o\"\n"
+    ));
+    let settings: WechatV3Settings = toml::from_str(&inline).unwrap();
+    let app = settings.load().unwrap();
+    let login = &app.login;
+    assert_eq!(
+        login
+            .app_secret
+            .as_ref()
+            .map(|s| s.expose_secret().to_owned()),
+        Some(secret.to_owned())
+    );
+    assert_eq!(login.login_base.as_deref(), Some("http://127.0.0.1:9"));
+    assert_eq!(login.oauth_base.as_deref(), Some("http://127.0.0.1:9/o"));
+    for printed in [format!("{settings:?}"), format!("{app:?}")] {
+        assert!(!printed.contains(secret), "{printed}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app_secret");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    let from_file = load(&toml_app(&format!(
+        "app_secret_file = \"{}\"\n",
+        file.display()
+    )))
+    .unwrap();
+    assert_eq!(
+        from_file
+            .login
+            .app_secret
+            .as_ref()
+            .map(|s| s.expose_secret().to_owned()),
+        Some(secret.to_owned()),
+        "the file's trailing newline is not part of the secret"
+    );
+
+    for (extra, key) in [
+        (
+            format!(
+                "app_secret = \"{secret}\"\napp_secret_file = \"{}\"\n",
+                file.display()
+            ),
+            "`app_secret`",
+        ),
+        (
+            "app_secret_file = \"/nonexistent/app_secret\"\n".to_owned(),
+            "`app_secret_file`",
+        ),
+        ("login_base = \"not a url\"\n".to_owned(), "`login_base`"),
+        ("oauth_base = \"::\"\n".to_owned(), "`oauth_base`"),
+    ] {
+        let err = load(&toml_app(&extra)).unwrap_err();
+        assert!(err.contains(key), "{extra}: {err}");
+        assert!(!err.contains(secret), "{err}");
+    }
+}

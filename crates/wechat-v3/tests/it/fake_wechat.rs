@@ -3,6 +3,7 @@
 //! test scripts, signed as WeChat Pay would sign it (public key or platform certificate), or
 //! deliberately mis-signed.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use paygate_wechat_v3::client::ApiClient;
@@ -142,8 +143,8 @@ fn signature_headers(reply: &Reply) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Whether the request's Authorization verifies with the merchant's public key.
-fn authorized(seen: &Seen) -> bool {
+/// Whether the request's Authorization verifies with the merchant's public key at `now`.
+fn authorized(seen: &Seen, now: i64) -> bool {
     let merchant = VerifyingKey::from_pem(&read("keys/merchant_public.pem")).unwrap();
     let identity = peer::RequestingMerchant {
         mchid: "1230000109",
@@ -156,7 +157,7 @@ fn authorized(seen: &Seen) -> bool {
         &seen.target,
         &seen.body,
         &identity,
-        NOW,
+        now,
     )
     .is_ok()
 }
@@ -216,6 +217,14 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Seen> {
 impl FakeWechat {
     /// Starts the server; `handler` scripts the answer to each authorised request.
     pub async fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_at(Arc::new(AtomicI64::new(NOW)), handler).await
+    }
+
+    /// Starts the server checking request timestamps against `clock` (tests that move time).
+    pub async fn start_at(
+        clock: Arc<AtomicI64>,
+        handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -228,12 +237,13 @@ impl FakeWechat {
                 };
                 let handler = handler.clone();
                 let log = log.clone();
+                let now = clock.load(Ordering::SeqCst);
                 tokio::spawn(async move {
                     let Some(request) = read_request(&mut stream).await else {
                         return;
                     };
                     log.lock().unwrap().push(request.clone());
-                    let reply = if authorized(&request) {
+                    let reply = if authorized(&request, now) {
                         handler(&request)
                     } else {
                         Reply::status(401, r#"{"code":"SIGN_ERROR","message":"签名错误"}"#)

@@ -4,6 +4,7 @@
 // broken fixture must fail the run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod certificate_rotation;
 mod certificates_vectors;
 mod client;
 mod config;
