@@ -85,7 +85,7 @@ impl<'a> InlineOrFile<'a> {
             )),
             (true, true) => Err(SettingError::new(
                 self.key,
-                format!("give only one of `{0}` and `{0}_file`", self.key),
+                format!("give `{0}` or `{0}_file`, not both", self.key),
             )),
         }
     }
@@ -259,7 +259,7 @@ mod tests {
         );
         assert_eq!(
             read(&inline, &file).expect_err("both").reason,
-            "give only one of `api_key` and `api_key_file`"
+            "give `api_key` or `api_key_file`, not both"
         );
         assert_eq!(
             read(&none_secret, &none_file).expect_err("neither").key,

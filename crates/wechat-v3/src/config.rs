@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use paygate_core::Channel;
+use paygate_core::settings::{InlineOrFile, SettingError};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -166,39 +167,14 @@ impl fmt::Debug for WechatV3Settings {
 }
 
 /// Reads a secret given inline (`key`) or by file (`key_file`): exactly one must be set. A
-/// trailing newline in the file is not part of the secret.
+/// trailing newline in the file is not part of the secret. The shared rule of every provider's
+/// settings ([`InlineOrFile`]).
 pub fn read_secret(
     key: &str,
     inline: &Option<SecretString>,
     file: &Option<PathBuf>,
 ) -> Result<SecretString, ConfigError> {
-    match (inline, file) {
-        (Some(_), Some(_)) => Err(ConfigError::new(
-            key,
-            format!("set either {key} or {key}_file, not both"),
-        )),
-        (Some(secret), None) => Ok(secret.clone()),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(
-                    format!("{key}_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            let trimmed = text.trim_end_matches(['\n', '\r']);
-            if trimmed.is_empty() {
-                return Err(ConfigError::new(
-                    format!("{key}_file"),
-                    format!("{} is empty", path.display()),
-                ));
-            }
-            Ok(SecretString::from(trimmed.to_owned()))
-        }
-        (None, None) => Err(ConfigError::new(
-            key,
-            format!("missing ({key} or {key}_file)"),
-        )),
-    }
+    Ok(InlineOrFile::secret(key, inline, file).read()?)
 }
 
 /// Reads a non-secret value given inline or by file, when either is set.
@@ -207,11 +183,18 @@ fn read_optional(
     inline: &Option<String>,
     file: &Option<PathBuf>,
 ) -> Result<Option<String>, ConfigError> {
-    if inline.is_none() && file.is_none() {
-        return Ok(None);
+    let source = InlineOrFile::value(key, inline, file);
+    if source.is_given() {
+        Ok(Some(source.read_value()?))
+    } else {
+        Ok(None)
     }
-    let inline = inline.clone().map(SecretString::from);
-    read_secret(key, &inline, file).map(|s| Some(s.expose_secret().to_owned()))
+}
+
+impl From<SettingError> for ConfigError {
+    fn from(error: SettingError) -> Self {
+        ConfigError::new(error.key, error.reason)
+    }
 }
 
 /// Validated credentials and settings, ready for the client and the notify handler.
