@@ -339,8 +339,20 @@ async fn notifies_under_made_up_serials_trigger_at_most_one_download_a_minute() 
 }
 
 /// Polls `done` for up to 5 s, yielding to the runtime in between.
+/// Lets held downloads go when dropped, also while a failing test unwinds: a worker thread
+/// left blocked in the fake's hold loop would keep the test's runtime from ever shutting down,
+/// hanging the whole test binary instead of failing one test.
+struct ReleaseOnDrop(Arc<AtomicBool>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 async fn wait_until(what: &str, done: impl Fn() -> bool) {
-    for _ in 0..250 {
+    // Up to 30 s: the full suite runs many tests at once on two cores.
+    for _ in 0..1500 {
         if done() {
             return;
         }
@@ -396,6 +408,7 @@ async fn a_call_does_not_wait_for_a_download_in_progress_while_a_certificate_is_
     assert!(client.refresh_certificates_if_due().await.unwrap());
     scene.at(NOW + 12 * HOUR);
     scene.hold_downloads.store(true, Ordering::SeqCst);
+    let _release = ReleaseOnDrop(scene.hold_downloads.clone());
     let refreshing = tokio::spawn({
         let client = client.clone();
         async move { client.refresh_certificates_if_due().await }
@@ -403,8 +416,10 @@ async fn a_call_does_not_wait_for_a_download_in_progress_while_a_certificate_is_
     wait_until("the download to reach WeChat", || scene.downloads() == 2).await;
     // The download hangs at WeChat; a call goes out meanwhile and is verified with the
     // certificate held, instead of queueing behind the download for up to its timeout.
+    // The download is held until released below, so any bound tells waiting from not waiting;
+    // a generous one keeps a loaded machine from failing a call that did not wait.
     let call = tokio::time::timeout(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         client.query_by_out_trade_no("ORD20250101120000001"),
     )
     .await;
