@@ -13,6 +13,8 @@
 //!   12 hours (WeChat lists a new one 24 h before using it), and at most once a minute on an
 //!   unknown `Wechatpay-Serial`.
 
+pub mod bill;
+
 use std::sync::Arc;
 use std::time::Duration;
 
