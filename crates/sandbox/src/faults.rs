@@ -88,6 +88,12 @@ pub enum FaultKind {
         /// The provider's code.
         code: String,
     },
+    /// A bill download answers "not generated yet" (WeChat `Bill Creating`; Alipay
+    /// `isp.bill_not_exist`, its only answer for a missing bill).
+    BillNotReady,
+    /// A bill download answers "no bill" (WeChat `No Bill Exist`, Alipay
+    /// `isp.bill_not_exist`) whatever the day's trades.
+    NoBill,
 }
 
 impl FaultKind {
@@ -102,6 +108,8 @@ impl FaultKind {
                 | FaultKind::TruncatedBody
                 | FaultKind::BadAnswerSignature
                 | FaultKind::Refused { .. }
+                | FaultKind::BillNotReady
+                | FaultKind::NoBill
         )
     }
 }
