@@ -1,0 +1,332 @@
+//! Statement reconciliation end to end: orders paid through the sandbox, one notify dropped,
+//! the day's bill fetched from the sandbox (the real formats at the real endpoints) and
+//! reconciled through the finance API; the lost payment is queried and marked paid, once,
+//! through the same trade-facts check as a notify; a rerun replaces the day's result.
+
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+/// A gateway whose reconciler stays out of the way (the daily job is off in tests): only the
+/// finance API acts.
+async fn quiet_app() -> TestApp {
+    spawn_app_with(|s| s.reconciler.enabled = false).await
+}
+
+/// Today in Beijing, the bill day of what a test pays now.
+fn beijing_today() -> String {
+    Utc::now()
+        .with_timezone(&paygate_core::bill::BEIJING)
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+async fn reconcile(app: &TestApp, provider: &str, day: &str) -> (u16, Value) {
+    let response = app
+        .http
+        .post(format!("{}/v1/reconciliation/runs", app.address))
+        .bearer_auth(&app.finance_key)
+        .json(&json!({"app": "sandbox", "provider": provider, "day": day}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn finance_json(app: &TestApp, path: &str) -> Value {
+    let response = app.get_as(&app.finance_key, path).await;
+    assert_eq!(response.status(), 200, "GET {path}");
+    response.json().await.unwrap()
+}
+
+/// The order's status now.
+async fn status_of(app: &TestApp, id: &str) -> Value {
+    app.get_json(&format!("/v1/orders/{id}")).await["status"].clone()
+}
+
+/// The raw bill file of `run`, as finance downloads it.
+async fn raw_file(app: &TestApp, run: &Value) -> Vec<u8> {
+    let id = run["bill_file_id"].as_str().unwrap();
+    let file = app
+        .get_as(&app.finance_key, &format!("/v1/reconciliation/files/{id}"))
+        .await;
+    assert_eq!(file.status(), 200);
+    file.bytes().await.unwrap().to_vec()
+}
+
+async fn paid_events(app: &TestApp, order_id: &str) -> usize {
+    finance_json(app, &format!("/v1/events?order_id={order_id}")).await["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "order.paid")
+        .count()
+}
+
+/// Pays `no` through the sandbox; with `drop_notify` the notify never reaches the gateway.
+async fn paid_order(
+    app: &TestApp,
+    provider: &str,
+    channel: &str,
+    no: &str,
+    fen: i64,
+    drop_notify: bool,
+) -> Value {
+    if drop_notify {
+        app.fault(json!({"fault": "drop_notify", "out_trade_no": no, "times": "always"}))
+            .await;
+    }
+    let order = app
+        .create_order(TestApp::order_body(provider, channel, no, fen))
+        .await;
+    app.pay(&order).await;
+    if !drop_notify {
+        app.wait_for_status(order["id"].as_str().unwrap(), "paid")
+            .await;
+    }
+    order
+}
+
+#[tokio::test]
+async fn a_wechat_day_is_reconciled_the_lost_payment_is_paid_after_a_query_and_a_rerun_replaces_it()
+{
+    let app = quiet_app().await;
+    let day = beijing_today();
+    let kept = paid_order(&app, "wechat", "native", "st_wx_kept", 1999, false).await;
+    let lost = paid_order(&app, "wechat", "native", "st_wx_lost", 2500, true).await;
+    // Never paid: in no bill, and not a difference.
+    app.create_order(TestApp::order_body("wechat", "native", "st_wx_unpaid", 700))
+        .await;
+    let kept_id = kept["id"].as_str().unwrap();
+    let lost_id = lost["id"].as_str().unwrap();
+    let refund = app
+        .post(
+            &format!("/v1/orders/{kept_id}/refunds"),
+            &json!({"amount": 500, "out_refund_no": "st_wx_kept_r1", "reason": "test"}),
+        )
+        .await;
+    assert!(
+        refund.status().is_success(),
+        "{}",
+        refund.text().await.unwrap()
+    );
+    assert_eq!(
+        status_of(&app, lost_id).await,
+        "pending",
+        "the notify was dropped"
+    );
+
+    let (status, first) = reconcile(&app, "wechat", &day).await;
+    assert_eq!(status, 200, "{first}");
+    let run = &first["run"];
+    assert_eq!(run["status"], "differences", "{first}");
+    assert_eq!(run["bill"]["payments_count"], 2);
+    assert_eq!(run["bill"]["gross"], 1999 + 2500);
+    assert_eq!(run["bill"]["refunds_count"], 1);
+    assert_eq!(run["bill"]["refunds"], 500);
+    assert_eq!(
+        run["local"]["payments_count"], 1,
+        "the lost one was pending"
+    );
+    assert_eq!(run["local"]["refunds_count"], 1);
+    assert_eq!(run["differences_count"], 1);
+    assert_eq!(first["paid"], json!(["st_wx_lost"]));
+
+    // The one difference, both sides and what was done about it.
+    let listed = finance_json(
+        &app,
+        &format!("/v1/reconciliation/differences?app=sandbox&provider=wechat&day={day}"),
+    )
+    .await;
+    let differences = listed["data"].as_array().unwrap();
+    assert_eq!(differences.len(), 1, "{listed}");
+    let d = &differences[0];
+    assert_eq!(d["category"], "status_mismatch");
+    assert_eq!(d["out_trade_no"], "st_wx_lost");
+    assert_eq!(d["bill_status"], "SUCCESS");
+    assert_eq!(d["local_status"], "pending");
+    assert_eq!(d["bill_amount"], 2500);
+    assert_eq!(d["resolution"]["by"], "paygate reconciliation");
+
+    // Paid through the provider query, with one webhook event, like any other path.
+    let order = app.get_json(&format!("/v1/orders/{lost_id}")).await;
+    assert_eq!(order["status"], "paid");
+    assert_eq!(paid_events(&app, lost_id).await, 1);
+
+    // The raw file, byte for byte as WeChat sends it (gzip).
+    assert_eq!(&raw_file(&app, run).await[..2], &[0x1f, 0x8b]);
+    // Merchant keys cannot read it.
+    let file_id = run["bill_file_id"].as_str().unwrap();
+    let refused = app
+        .get_as(
+            &app.merchant_key,
+            &format!("/v1/reconciliation/files/{file_id}"),
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+
+    // A rerun replaces the day's result: now everything agrees, and nothing is paid twice.
+    let (status, second) = reconcile(&app, "wechat", &day).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["run"]["status"], "matched", "{second}");
+    assert_eq!(second["run"]["local"]["payments_count"], 2);
+    assert_eq!(second["paid"], json!([]));
+    assert_ne!(second["run"]["id"], first["run"]["id"]);
+    assert_eq!(paid_events(&app, lost_id).await, 1);
+    let runs = finance_json(
+        &app,
+        &format!("/v1/reconciliation/runs?from={day}&to={day}&app=sandbox"),
+    )
+    .await;
+    let wechat_runs: Vec<&Value> = runs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["provider"] == "wechat")
+        .collect();
+    assert_eq!(wechat_runs.len(), 1, "one run per day: {runs}");
+    assert_eq!(wechat_runs[0]["id"], second["run"]["id"]);
+}
+
+#[tokio::test]
+async fn an_alipay_day_is_reconciled_from_the_gbk_zip_and_the_lost_payment_is_paid() {
+    let app = quiet_app().await;
+    let day = beijing_today();
+    paid_order(&app, "alipay", "precreate", "st_ali_kept", 1200, false).await;
+    let lost = paid_order(&app, "alipay", "precreate", "st_ali_lost", 3300, true).await;
+    let lost_id = lost["id"].as_str().unwrap();
+
+    let (status, body) = reconcile(&app, "alipay", &day).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["run"]["status"], "differences", "{body}");
+    assert_eq!(body["run"]["bill"]["payments_count"], 2);
+    assert_eq!(body["run"]["bill"]["gross"], 1200 + 3300);
+    assert_eq!(body["paid"], json!(["st_ali_lost"]));
+    assert_eq!(status_of(&app, lost_id).await, "paid");
+    assert_eq!(paid_events(&app, lost_id).await, 1);
+    assert_eq!(&raw_file(&app, &body["run"]).await[..4], b"PK\x03\x04");
+}
+
+#[tokio::test]
+async fn not_ready_and_missing_bills_are_retried_and_an_empty_day_is_verified() {
+    let app = quiet_app().await;
+    let day = beijing_today();
+
+    // No trade yet today: the sandbox has no bill, our books are empty: a verified empty day.
+    let (status, empty) = reconcile(&app, "wechat", &day).await;
+    assert_eq!(status, 200, "{empty}");
+    assert_eq!(empty["run"]["status"], "matched");
+    assert_eq!(empty["run"]["bill_file_id"], Value::Null);
+
+    paid_order(&app, "wechat", "native", "st_wx_fault", 990, false).await;
+    app.fault(json!({"fault": "bill_not_ready", "api": "/pay/downloadbill"}))
+        .await;
+    let (status, body) = reconcile(&app, "wechat", &day).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "bill_not_ready");
+
+    // "No bill" while our books have a payment that day: the bill is missing, not empty.
+    app.fault(json!({"fault": "no_bill", "api": "/pay/downloadbill"}))
+        .await;
+    let (status, body) = reconcile(&app, "wechat", &day).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "bill_missing");
+    // Nothing replaced the earlier run.
+    let runs = finance_json(
+        &app,
+        &format!("/v1/reconciliation/runs?from={day}&to={day}"),
+    )
+    .await;
+    assert_eq!(runs["data"][0]["id"], empty["run"]["id"]);
+
+    // The faults are spent: the bill is there now.
+    let (status, body) = reconcile(&app, "wechat", &day).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["run"]["status"], "matched", "{body}");
+    assert_eq!(body["run"]["bill"]["payments_count"], 1);
+
+    // Alipay cannot tell "not ready" from "no bill": both are a missing bill while our books
+    // have business that day.
+    paid_order(&app, "alipay", "precreate", "st_ali_fault", 990, false).await;
+    app.fault(
+        json!({"fault": "bill_not_ready", "api": "alipay.data.dataservice.bill.downloadurl.query"}),
+    )
+    .await;
+    let (status, body) = reconcile(&app, "alipay", &day).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "bill_missing");
+}
+
+#[tokio::test]
+async fn a_corrupt_bill_is_kept_as_evidence_stored_as_failed_and_changes_no_order() {
+    let app = quiet_app().await;
+    let day = beijing_today();
+    let lost = paid_order(&app, "wechat", "native", "st_wx_corrupt", 4200, true).await;
+    let lost_id = lost["id"].as_str().unwrap();
+    app.fault(json!({"fault": "truncated_body", "api": "/pay/downloadbill"}))
+        .await;
+
+    let (status, body) = reconcile(&app, "wechat", &day).await;
+    assert_eq!(status, 200, "{body}");
+    let run = &body["run"];
+    assert_eq!(run["status"], "failed", "{body}");
+    assert!(
+        run["failure_reason"].as_str().unwrap().contains("gzip"),
+        "{body}"
+    );
+    assert_eq!(run["differences_count"], 0);
+    assert_eq!(body["paid"], json!([]));
+    // The half file is kept, byte for byte, for finance.
+    assert_eq!(&raw_file(&app, run).await[..2], &[0x1f, 0x8b]);
+    assert_eq!(
+        status_of(&app, lost_id).await,
+        "pending",
+        "a bill that did not parse changes no order"
+    );
+
+    // The next (whole) bill replaces the failed run and settles the order.
+    let (status, body) = reconcile(&app, "wechat", &day).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["run"]["status"], "differences");
+    assert_eq!(body["paid"], json!(["st_wx_corrupt"]));
+}
+
+#[tokio::test]
+async fn the_daily_job_reconciles_yesterday_for_every_app_under_its_lease() {
+    let app = spawn_app_with(|s| {
+        s.reconciler.enabled = false;
+        s.statements.enabled = true;
+        // Always past the run time, so the job works at once.
+        s.statements.run_at = "00:00".into();
+        s.statements.interval_ms = 100;
+    })
+    .await;
+    let yesterday = (Utc::now().with_timezone(&paygate_core::bill::BEIJING)
+        - chrono::Duration::days(1))
+    .format("%Y-%m-%d")
+    .to_string();
+    let path = format!("/v1/reconciliation/runs?from={yesterday}&to={yesterday}");
+    let mut runs = Value::Null;
+    for _ in 0..100 {
+        runs = finance_json(&app, &path).await;
+        if runs["data"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The sandbox had no trade yesterday and neither had we: two verified empty days.
+    let data = runs["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "{runs}");
+    let mut providers: Vec<&str> = data
+        .iter()
+        .map(|r| r["provider"].as_str().unwrap())
+        .collect();
+    providers.sort_unstable();
+    assert_eq!(providers, ["alipay", "wechat"]);
+    assert!(data.iter().all(|r| r["status"] == "matched"), "{runs}");
+    // Done days are not fetched again: the runs stay the same ones.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(finance_json(&app, &path).await, runs);
+}
