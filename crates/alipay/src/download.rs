@@ -12,7 +12,7 @@
 //!   and asking again is the remedy, so anything else is a retryable refusal.
 
 use chrono::NaiveDate;
-use paygate_core::{BillDownload, BillFormat, DownloadedBill, ProviderError};
+use paygate_core::{BillDownload, BillFormat, DownloadedBill, ErrorDetail, ProviderError};
 use serde_json::{Map, Value};
 
 use crate::client::GatewayClient;
@@ -40,9 +40,9 @@ pub fn bill_url_outcome(
     match result {
         Ok(fields) => match fields.get("bill_download_url").and_then(Value::as_str) {
             Some(url) if !url.is_empty() => Ok(BillUrl::Url(url.to_owned())),
-            _ => Err(ProviderError::UntrustedResponse(format!(
-                "{BILL_URL_METHOD}: success without bill_download_url"
-            ))),
+            _ => Err(ProviderError::UntrustedResponse(
+                format!("{BILL_URL_METHOD}: success without bill_download_url").into(),
+            )),
         },
         Err(ProviderError::Refused { code, .. })
             if code.eq_ignore_ascii_case("isp.bill_not_exist")
@@ -56,20 +56,21 @@ pub fn bill_url_outcome(
 
 /// Fetches the zip at `url`, refusing anything that is not one.
 async fn fetch_zip(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, ProviderError> {
-    let failed = |e: reqwest::Error| ProviderError::OutcomeUnknown(format!("bill download: {e}"));
+    let failed = |e: reqwest::Error| {
+        ProviderError::OutcomeUnknown(ErrorDetail::caused_by("bill download", e))
+    };
     let mut response = http.get(url).send().await.map_err(failed)?;
     if !response.status().is_success() {
-        return Err(ProviderError::OutcomeUnknown(format!(
-            "bill download: HTTP {}",
-            response.status()
-        )));
+        return Err(ProviderError::OutcomeUnknown(
+            format!("bill download: HTTP {}", response.status()).into(),
+        ));
     }
     let mut bytes = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(failed)? {
         if bytes.len() + chunk.len() > MAX_BILL_BYTES {
-            return Err(ProviderError::UntrustedResponse(format!(
-                "bill download: larger than {MAX_BILL_BYTES} bytes"
-            )));
+            return Err(ProviderError::UntrustedResponse(
+                format!("bill download: larger than {MAX_BILL_BYTES} bytes").into(),
+            ));
         }
         bytes.extend_from_slice(&chunk);
     }

@@ -13,7 +13,7 @@
 //! * The body is read up to [`MAX_BILL_BYTES`], so a runaway answer cannot exhaust memory.
 
 use chrono::NaiveDate;
-use paygate_core::{BillDownload, BillFormat, DownloadedBill, ProviderError};
+use paygate_core::{BillDownload, BillFormat, DownloadedBill, ErrorDetail, ProviderError};
 
 use crate::client::{ApiClient, ApiError};
 use crate::pay_params::nonce_str;
@@ -50,7 +50,7 @@ pub fn classify_bill_body(body: Vec<u8>) -> Result<BillDownload, ProviderError> 
         }));
     }
     let fields = xml::parse_with_root(&body, "xml", MAX_ERROR_BYTES)
-        .map_err(|e| ProviderError::UntrustedResponse(format!("downloadbill: {e}")))?;
+        .map_err(|e| ProviderError::UntrustedResponse(ErrorDetail::caused_by("downloadbill", e)))?;
     let message = fields.get("return_msg").cloned().unwrap_or_default();
     let code = fields
         .get("error_code")
@@ -70,9 +70,12 @@ fn classify_error(code: &str, message: &str) -> Result<BillDownload, ProviderErr
         "no bill exist" => Ok(BillDownload::NoBill),
         "bill creating" => Ok(BillDownload::NotReady),
         "systemerror" | "compressgzip error" | "uncompressgzip error" => Err(refused(true)),
-        "sign error" | "system error" => Err(ProviderError::Configuration(format!(
-            "downloadbill refused ({code}): {message}; WeChat answers this to a bad signature"
-        ))),
+        "sign error" | "system error" => Err(ProviderError::Configuration(
+            format!(
+                "downloadbill refused ({code}): {message}; WeChat answers this to a bad signature"
+            )
+            .into(),
+        )),
         _ => Err(refused(false)),
     }
 }
@@ -94,23 +97,25 @@ impl ApiClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| ProviderError::OutcomeUnknown(format!("downloadbill: {e}")))?;
+            .map_err(|e| {
+                ProviderError::OutcomeUnknown(ErrorDetail::caused_by("downloadbill", e))
+            })?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
-            return Err(ProviderError::OutcomeUnknown(format!(
-                "downloadbill: HTTP {status}"
-            )));
+            return Err(ProviderError::OutcomeUnknown(
+                format!("downloadbill: HTTP {status}").into(),
+            ));
         }
         let mut bytes = Vec::new();
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| ProviderError::OutcomeUnknown(format!("downloadbill: {e}")))?
+            .map_err(|e| ProviderError::OutcomeUnknown(ErrorDetail::caused_by("downloadbill", e)))?
         {
             if bytes.len() + chunk.len() > MAX_BILL_BYTES {
-                return Err(ProviderError::UntrustedResponse(format!(
-                    "downloadbill: the body is larger than {MAX_BILL_BYTES} bytes"
-                )));
+                return Err(ProviderError::UntrustedResponse(
+                    format!("downloadbill: the body is larger than {MAX_BILL_BYTES} bytes").into(),
+                ));
             }
             bytes.extend_from_slice(&chunk);
         }

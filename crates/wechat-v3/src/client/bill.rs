@@ -12,7 +12,7 @@ use std::io::Read;
 
 use chrono::NaiveDate;
 use flate2::read::GzDecoder;
-use paygate_core::{BillDownload, BillFormat, DownloadedBill, ProviderError};
+use paygate_core::{BillDownload, BillFormat, DownloadedBill, ErrorDetail, ProviderError};
 use serde::Deserialize;
 
 use super::{Answer, ApiClient, ApiError, transport_error};
@@ -46,8 +46,9 @@ pub enum Apply {
 /// Classifies a (verified, or unsigned error) answer of `GET /v3/bill/tradebill`.
 pub fn classify_apply(status: u16, body: &[u8]) -> Result<Apply, ProviderError> {
     let answer = Answer {
-        status: reqwest::StatusCode::from_u16(status)
-            .map_err(|e| ProviderError::UntrustedResponse(format!("tradebill: {e}")))?,
+        status: reqwest::StatusCode::from_u16(status).map_err(|e| {
+            ProviderError::UntrustedResponse(ErrorDetail::caused_by("tradebill", e))
+        })?,
         body: body.to_vec(),
     };
     match ApiClient::check_status(answer) {
@@ -67,16 +68,19 @@ pub fn bill_sha1(body: &[u8]) -> Result<String, ProviderError> {
         let mut total = 0usize;
         loop {
             let read = inflated.read(&mut buffer).map_err(|e| {
-                ProviderError::UntrustedResponse(format!("bill download: corrupt gzip: {e}"))
+                ProviderError::UntrustedResponse(ErrorDetail::caused_by(
+                    "bill download: corrupt gzip",
+                    e,
+                ))
             })?;
             if read == 0 {
                 break;
             }
             total += read;
             if total > MAX_BILL_BYTES {
-                return Err(ProviderError::UntrustedResponse(format!(
-                    "bill download: inflates beyond {MAX_BILL_BYTES} bytes"
-                )));
+                return Err(ProviderError::UntrustedResponse(
+                    format!("bill download: inflates beyond {MAX_BILL_BYTES} bytes").into(),
+                ));
             }
             context.update(&buffer[..read]);
         }
@@ -94,10 +98,9 @@ pub fn bill_sha1(body: &[u8]) -> Result<String, ProviderError> {
 /// Checks the downloaded file against the digest the apply answer named.
 pub fn check_bill(body: &[u8], answer: &TradeBillAnswer) -> Result<(), ProviderError> {
     if !answer.hash_type.eq_ignore_ascii_case("SHA1") {
-        return Err(ProviderError::UntrustedResponse(format!(
-            "tradebill: unknown hash_type {:?}",
-            answer.hash_type
-        )));
+        return Err(ProviderError::UntrustedResponse(
+            format!("tradebill: unknown hash_type {:?}", answer.hash_type).into(),
+        ));
     }
     let actual = bill_sha1(body)?;
     if !actual.eq_ignore_ascii_case(&answer.hash_value) {
@@ -141,8 +144,9 @@ impl ApiClient {
     /// `GET` of the download URL as returned, signed over its path and query; the answer
     /// carries no signature, so none is checked (the SHA1 is).
     async fn fetch_bill(&self, url: &str) -> Result<Vec<u8>, ProviderError> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| ProviderError::UntrustedResponse(format!("download_url: {e}")))?;
+        let parsed = url::Url::parse(url).map_err(|e| {
+            ProviderError::UntrustedResponse(ErrorDetail::caused_by("download_url", e))
+        })?;
         let target = match parsed.query() {
             Some(query) => format!("{}?{query}", parsed.path()),
             None => parsed.path().to_owned(),
@@ -151,8 +155,8 @@ impl ApiClient {
             .app
             .signer
             .authorization("GET", &target, self.now(), &nonce(), b"")
-            .map_err(|e| ProviderError::Configuration(e.to_string()))?;
-        let failed = |e: reqwest::Error| ProviderError::from(transport_error(&e));
+            .map_err(|e| ProviderError::Configuration(e.to_string().into()))?;
+        let failed = |e: reqwest::Error| ProviderError::from(transport_error(e));
         let mut response = self
             .http
             .get(parsed)
@@ -171,9 +175,9 @@ impl ApiClient {
         let mut bytes = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(failed)? {
             if bytes.len() + chunk.len() > MAX_BILL_BYTES {
-                return Err(ProviderError::UntrustedResponse(format!(
-                    "bill download: larger than {MAX_BILL_BYTES} bytes"
-                )));
+                return Err(ProviderError::UntrustedResponse(
+                    format!("bill download: larger than {MAX_BILL_BYTES} bytes").into(),
+                ));
             }
             bytes.extend_from_slice(&chunk);
         }
