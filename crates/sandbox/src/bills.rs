@@ -18,10 +18,102 @@ use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use encoding_rs::GBK;
 use flate2::Compression;
 use flate2::write::{DeflateEncoder, GzEncoder};
-use paygate_core::{BillDay, ProviderKind};
+use paygate_core::{BillDay, Fen, ProviderKind};
+use paygate_wechat::sign::SignType;
 
+use crate::faults::{Fault, FaultKind};
 use crate::state::china_time;
-use crate::trades::{Trade, TradeDetail, TradeStatus};
+use crate::trades::{AlipayTrade, Trade, TradeDetail, TradeStatus, WechatTrade};
+
+/// Bill-content faults, applied to the trades a bill is built from.
+#[derive(Debug, Default)]
+pub(crate) struct BillEdits {
+    faults: Vec<Fault>,
+}
+
+impl BillEdits {
+    /// The edits the bill-content `faults` ask for.
+    pub(crate) fn new(faults: Vec<Fault>) -> BillEdits {
+        BillEdits { faults }
+    }
+
+    /// `trades` as the edited bill shows them: omitted payments lose their payment time,
+    /// shifted ones their amount, and foreign trades are added, paid within `day`.
+    pub(crate) fn apply(
+        &self,
+        mut trades: Vec<Trade>,
+        provider: ProviderKind,
+        day: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Vec<Trade> {
+        let window = BillDay::new(day);
+        for fault in &self.faults {
+            let Some(no) = fault.out_trade_no.clone() else {
+                continue;
+            };
+            let existing = trades
+                .iter_mut()
+                .find(|t| t.provider == provider && t.out_trade_no == no);
+            match (&fault.kind, existing) {
+                (FaultKind::BillOmitTrade, Some(trade)) => trade.paid_at = None,
+                (FaultKind::BillAmountDelta { fen }, Some(trade)) => {
+                    if let Ok(amount) = Fen::new(trade.amount.get() + fen) {
+                        trade.amount = amount;
+                    }
+                }
+                (FaultKind::BillForeignTrade { fen }, None) => {
+                    let Ok(amount) = Fen::new(*fen) else { continue };
+                    let paid_at = if window.contains(now) {
+                        now
+                    } else {
+                        window.start() + chrono::TimeDelta::hours(12)
+                    };
+                    trades.push(foreign_trade(provider, no, amount, paid_at));
+                }
+                _ => {}
+            }
+        }
+        trades
+    }
+}
+
+/// A paid trade made outside paygate on the same merchant account.
+fn foreign_trade(provider: ProviderKind, no: String, amount: Fen, paid_at: DateTime<Utc>) -> Trade {
+    let detail = if provider == ProviderKind::WECHAT {
+        TradeDetail::Wechat(WechatTrade {
+            appid: "wx_other_system".into(),
+            trade_type: "NATIVE".into(),
+            sign_type: SignType::Md5,
+            prepay_id: String::new(),
+            pay_url: None,
+            openid: None,
+            attach: None,
+            request_digest: String::new(),
+        })
+    } else {
+        TradeDetail::Alipay(AlipayTrade {
+            app_id: "other_system".into(),
+            method: "alipay.trade.precreate".into(),
+            buyer_id: None,
+            body: None,
+            passback_params: None,
+            qr_code: None,
+        })
+    };
+    Trade {
+        provider,
+        provider_trade_no: Some(format!("4200{}", crate::state::digits(24))),
+        out_trade_no: no,
+        amount,
+        status: TradeStatus::Paid,
+        subject: "another system".into(),
+        notify_url: None,
+        created_at: paid_at,
+        paid_at: Some(paid_at),
+        refunds: Vec::new(),
+        detail,
+    }
+}
 
 /// One line of a bill before formatting.
 struct Line<'a> {
@@ -441,10 +533,9 @@ fn zip_gbk(entries: &[(Vec<u8>, Vec<u8>)], now: DateTime<Utc>) -> std::io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trades::{AlipayTrade, Refund, WechatTrade};
+    use crate::trades::Refund;
     use chrono::TimeZone;
-    use paygate_core::{BillLineKind, Fen};
-    use paygate_wechat::sign::SignType;
+    use paygate_core::BillLineKind;
 
     fn at(h: u32, m: u32) -> DateTime<Utc> {
         // 2024-01-15 h:m Beijing.

@@ -96,9 +96,20 @@ async fn a_wechat_day_is_reconciled_the_lost_payment_is_paid_after_a_query_and_a
     let day = beijing_today();
     let kept = paid_order(&app, "wechat", "native", "st_wx_kept", 1999, false).await;
     let lost = paid_order(&app, "wechat", "native", "st_wx_lost", 2500, true).await;
+    // Paid and notified, but the bill will leave one out and misprint the other.
+    paid_order(&app, "wechat", "native", "st_wx_omit", 1000, false).await;
+    paid_order(&app, "wechat", "native", "st_wx_shift", 1500, false).await;
     // Never paid: in no bill, and not a difference.
     app.create_order(TestApp::order_body("wechat", "native", "st_wx_unpaid", 700))
         .await;
+    let api = "/pay/downloadbill";
+    for rule in [
+        json!({"fault": "bill_omit_trade", "api": api, "out_trade_no": "st_wx_omit"}),
+        json!({"fault": "bill_amount_delta", "fen": 100, "api": api, "out_trade_no": "st_wx_shift"}),
+        json!({"fault": "bill_foreign_trade", "fen": 1234, "api": api, "out_trade_no": "st_other_sys"}),
+    ] {
+        app.fault(rule).await;
+    }
     let kept_id = kept["id"].as_str().unwrap();
     let lost_id = lost["id"].as_str().unwrap();
     let refund = app
@@ -122,27 +133,61 @@ async fn a_wechat_day_is_reconciled_the_lost_payment_is_paid_after_a_query_and_a
     assert_eq!(status, 200, "{first}");
     let run = &first["run"];
     assert_eq!(run["status"], "differences", "{first}");
-    assert_eq!(run["bill"]["payments_count"], 2);
-    assert_eq!(run["bill"]["gross"], 1999 + 2500);
+    // kept, lost, shift (+1.00) and the other system's; omit left out.
+    assert_eq!(run["bill"]["payments_count"], 4);
+    assert_eq!(run["bill"]["gross"], 1999 + 2500 + 1600 + 1234);
     assert_eq!(run["bill"]["refunds_count"], 1);
     assert_eq!(run["bill"]["refunds"], 500);
     assert_eq!(
-        run["local"]["payments_count"], 1,
-        "the lost one was pending"
+        run["local"]["payments_count"], 3,
+        "kept, omit and shift; the lost one was pending"
     );
     assert_eq!(run["local"]["refunds_count"], 1);
-    assert_eq!(run["differences_count"], 1);
+    assert_eq!(run["differences_count"], 4);
     assert_eq!(first["paid"], json!(["st_wx_lost"]));
 
-    // The one difference, both sides and what was done about it.
+    // Each injected difference once, in its category; nothing about the untouched trades.
     let listed = finance_json(
         &app,
         &format!("/v1/reconciliation/differences?app=sandbox&provider=wechat&day={day}"),
     )
     .await;
     let differences = listed["data"].as_array().unwrap();
-    assert_eq!(differences.len(), 1, "{listed}");
-    let d = &differences[0];
+    let mut found: Vec<(&str, &str)> = differences
+        .iter()
+        .map(|d| {
+            (
+                d["out_trade_no"].as_str().unwrap(),
+                d["category"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    found.sort_unstable();
+    assert_eq!(
+        found,
+        [
+            ("st_other_sys", "missing_local"),
+            ("st_wx_lost", "status_mismatch"),
+            ("st_wx_omit", "missing_in_bill"),
+            ("st_wx_shift", "amount_mismatch"),
+        ],
+        "{listed}"
+    );
+    let shifted = differences
+        .iter()
+        .find(|d| d["out_trade_no"] == "st_wx_shift")
+        .unwrap();
+    assert_eq!(
+        (
+            shifted["bill_amount"].clone(),
+            shifted["local_amount"].clone()
+        ),
+        (json!(1600), json!(1500))
+    );
+    let d = differences
+        .iter()
+        .find(|d| d["out_trade_no"] == "st_wx_lost")
+        .unwrap();
     assert_eq!(d["category"], "status_mismatch");
     assert_eq!(d["out_trade_no"], "st_wx_lost");
     assert_eq!(d["bill_status"], "SUCCESS");
@@ -167,11 +212,13 @@ async fn a_wechat_day_is_reconciled_the_lost_payment_is_paid_after_a_query_and_a
         .await;
     assert_eq!(refused.status(), 403);
 
-    // A rerun replaces the day's result: now everything agrees, and nothing is paid twice.
+    // A rerun replaces the day's result: the bill is honest again (the faults fired once),
+    // the lost payment is paid, everything agrees, and nothing is paid twice.
     let (status, second) = reconcile(&app, "wechat", &day).await;
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["run"]["status"], "matched", "{second}");
-    assert_eq!(second["run"]["local"]["payments_count"], 2);
+    assert_eq!(second["run"]["local"]["payments_count"], 4);
+    assert_eq!(second["run"]["bill"]["payments_count"], 4);
     assert_eq!(second["paid"], json!([]));
     assert_ne!(second["run"]["id"], first["run"]["id"]);
     assert_eq!(paid_events(&app, lost_id).await, 1);

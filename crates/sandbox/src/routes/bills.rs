@@ -6,7 +6,9 @@
 //! not wait for tomorrow. A day without payments or refunds has no bill, as at the providers.
 //! Faults: `bill_not_ready` (WeChat `Bill Creating`; Alipay, which cannot tell, answers
 //! `isp.bill_not_exist`) and `no_bill`, matched on the API `/pay/downloadbill` or the Alipay
-//! method; on WeChat also `truncated_body` (half the file) and `http_status`.
+//! method; on WeChat also `truncated_body` (half the file) and `http_status`. Bill-content
+//! faults name a trade (`out_trade_no`) and shape the next bill: `bill_omit_trade`,
+//! `bill_amount_delta` (`fen`), `bill_foreign_trade` (`fen`, a trade the merchant never saw).
 
 use actix_web::{HttpResponse, web};
 use chrono::{NaiveDate, Utc};
@@ -76,7 +78,12 @@ async fn download_bill(state: web::Data<SandboxState>, body: String) -> HttpResp
         Some(FaultKind::HttpStatus { status }) => return crate::routes::status_only(status),
         _ => {}
     }
-    let trades = state.trades.list();
+    let edits = bills::BillEdits::new(
+        state
+            .faults
+            .take_bill_edits(ProviderKind::WECHAT, WECHAT_API),
+    );
+    let trades = edits.apply(state.trades.list(), ProviderKind::WECHAT, day, Utc::now());
     if !bills::has_lines(&trades, ProviderKind::WECHAT, day) {
         return wechat_error("No Bill Exist", Some("20002"));
     }
@@ -171,12 +178,14 @@ async fn alipay_bill_file(
     let Ok(day) = NaiveDate::parse_from_str(&query.biz_dates, "%Y%m%d") else {
         return HttpResponse::BadRequest().body("bizDates");
     };
-    match bills::alipay_bill_zip(
-        &state.trades.list(),
-        &alipay_account(&state),
-        day,
-        Utc::now(),
-    ) {
+    // The edits are taken when the file is built, which is when they show.
+    let edits = bills::BillEdits::new(
+        state
+            .faults
+            .take_bill_edits(ProviderKind::ALIPAY, ALIPAY_METHOD),
+    );
+    let trades = edits.apply(state.trades.list(), ProviderKind::ALIPAY, day, Utc::now());
+    match bills::alipay_bill_zip(&trades, &alipay_account(&state), day, Utc::now()) {
         Ok(zip) => HttpResponse::Ok()
             .content_type("application/octet-stream")
             .insert_header((
