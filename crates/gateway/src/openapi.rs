@@ -29,6 +29,7 @@ use crate::routes;
         routes::statements::list_runs,
         routes::statements::reconcile_now,
         routes::statements::list_differences,
+        routes::statements::export_differences,
         routes::statements::bill_file,
         routes::statements::resolve,
         routes::wechat::login,

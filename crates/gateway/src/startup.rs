@@ -383,6 +383,10 @@ fn serve(
                         web::get().to(routes::statements::list_differences),
                     )
                     .route(
+                        "/reconciliation/differences.csv",
+                        web::get().to(routes::statements::export_differences),
+                    )
+                    .route(
                         "/reconciliation/differences/{id}/resolution",
                         web::put().to(routes::statements::resolve),
                     )

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::registry::ProviderApp;
+use crate::routes::finance::csv_cell;
 use crate::state::AppState;
 use crate::statements::{AppLookupError, BillSource, DayOutcome, find_app, reconcile_day};
 
@@ -196,15 +197,80 @@ pub struct DifferencesQuery {
     pub category: Option<String>,
 }
 
-/// `GET /v1/reconciliation/differences`: the day's run and its differences, both sides.
-#[utoipa::path(get, path = "/v1/reconciliation/differences", tag = "finance", params(DifferencesQuery), responses((status = 200, description = "`{run, data: [Difference]}`"), (status = 404, description = "No run for that day")), security(("bearer" = [])))]
-pub async fn list_differences(
+/// The differences CSV's header: one line per difference, both sides, the resolution.
+pub const DIFFERENCES_CSV_HEADER: &str = "category,kind,out_trade_no,out_refund_no,provider_trade_no,provider_refund_no,bill_amount_fen,bill_amount_yuan,bill_time,bill_status,local_amount_fen,local_amount_yuan,local_time,local_status,near_midnight,held,resolution_note,resolved_by,resolved_at\r\n";
+
+/// One difference as a CSV line (CRLF included), in [`DIFFERENCES_CSV_HEADER`]'s columns.
+fn difference_csv_row(d: &Difference) -> String {
+    let fen = |f: Option<paygate_core::Fen>| f.map(|f| f.get().to_string()).unwrap_or_default();
+    let yuan = |f: Option<paygate_core::Fen>| f.map(|f| f.to_yuan_string()).unwrap_or_default();
+    let time =
+        |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+    let resolution = d.resolution.as_ref();
+    let cells = [
+        d.category.as_str().to_owned(),
+        match d.kind {
+            BillLineKind::Payment => "payment",
+            BillLineKind::Refund => "refund",
+        }
+        .to_owned(),
+        d.out_trade_no.clone(),
+        d.out_refund_no.clone().unwrap_or_default(),
+        d.provider_trade_no.clone().unwrap_or_default(),
+        d.provider_refund_no.clone().unwrap_or_default(),
+        fen(d.bill_amount),
+        yuan(d.bill_amount),
+        time(d.bill_time),
+        d.bill_status.clone().unwrap_or_default(),
+        fen(d.local_amount),
+        yuan(d.local_amount),
+        time(d.local_time),
+        d.local_status.clone().unwrap_or_default(),
+        d.near_midnight.to_string(),
+        d.held.to_string(),
+        resolution.map(|r| r.note.clone()).unwrap_or_default(),
+        resolution.map(|r| r.by.clone()).unwrap_or_default(),
+        time(resolution.map(|r| r.at)),
+    ];
+    let cells: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+    format!("{}\r\n", cells.join(","))
+}
+
+/// `GET /v1/reconciliation/differences.csv`: the same list as a CSV that Excel opens as
+/// UTF-8 (it starts with a byte-order mark), formulas defused.
+#[utoipa::path(get, path = "/v1/reconciliation/differences.csv", tag = "finance", params(DifferencesQuery), responses((status = 200, description = "CSV, UTF-8 with BOM", content_type = "text/csv")), security(("bearer" = [])))]
+pub async fn export_differences(
     state: web::Data<AppState>,
     principal: Principal,
     query: web::Query<DifferencesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Role::Finance)?;
-    let app = configured(&state, &app_name(&query.app)?, query.provider.as_deref())?;
+    let (run, differences) = run_differences(&state, &query).await?;
+    let mut csv = String::from("\u{feff}");
+    csv.push_str(DIFFERENCES_CSV_HEADER);
+    for difference in &differences {
+        csv.push_str(&difference_csv_row(difference));
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            format!(
+                "attachment; filename=\"differences-{}-{}-{}.csv\"",
+                run.app,
+                run.provider,
+                run.bill_day.format("%Y-%m-%d")
+            ),
+        ))
+        .body(csv))
+}
+
+/// The day's run and its differences (of the category asked for).
+async fn run_differences(
+    state: &AppState,
+    query: &DifferencesQuery,
+) -> Result<(ReconciliationRun, Vec<Difference>), ApiError> {
+    let app = configured(state, &app_name(&query.app)?, query.provider.as_deref())?;
     let category = query
         .category
         .as_deref()
@@ -228,6 +294,18 @@ pub async fn list_differences(
         .store
         .reconciliation_differences(&run.id, category)
         .await?;
+    Ok((run, differences))
+}
+
+/// `GET /v1/reconciliation/differences`: the day's run and its differences, both sides.
+#[utoipa::path(get, path = "/v1/reconciliation/differences", tag = "finance", params(DifferencesQuery), responses((status = 200, description = "`{run, data: [Difference]}`"), (status = 404, description = "No run for that day")), security(("bearer" = [])))]
+pub async fn list_differences(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<DifferencesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Role::Finance)?;
+    let (run, differences) = run_differences(&state, &query).await?;
     let data: Vec<Value> = differences.iter().map(difference_view).collect();
     Ok(HttpResponse::Ok().json(json!({ "run": run_view(&run), "data": data })))
 }

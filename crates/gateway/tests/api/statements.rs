@@ -184,6 +184,54 @@ async fn a_wechat_day_is_reconciled_the_lost_payment_is_paid_after_a_query_and_a
         ),
         (json!(1600), json!(1500))
     );
+
+    // The same list as a CSV for Excel: a BOM, a header, one line per difference.
+    let csv = app
+        .get_as(
+            &app.finance_key,
+            &format!("/v1/reconciliation/differences.csv?app=sandbox&provider=wechat&day={day}"),
+        )
+        .await;
+    assert_eq!(csv.status(), 200);
+    let csv = csv.bytes().await.unwrap();
+    assert!(csv.starts_with("\u{feff}category,kind,out_trade_no,".as_bytes()));
+    let text = String::from_utf8(csv.to_vec()).unwrap();
+    assert_eq!(text.lines().count(), 1 + 4, "{text}");
+    assert!(
+        text.contains("\r\namount_mismatch,payment,st_wx_shift,"),
+        "{text}"
+    );
+
+    // Finance explains the other system's trade.
+    let foreign = differences
+        .iter()
+        .find(|d| d["out_trade_no"] == "st_other_sys")
+        .unwrap();
+    let resolved = app
+        .http
+        .put(format!(
+            "{}/v1/reconciliation/differences/{}/resolution",
+            app.address,
+            foreign["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&app.finance_key)
+        .json(&json!({"note": "sold at the shop's own till"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resolved.status(), 200);
+    let resolved: Value = resolved.json().await.unwrap();
+    assert_eq!(
+        resolved["resolution"]["note"],
+        "sold at the shop's own till"
+    );
+    assert!(
+        resolved["resolution"]["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("key ")
+    );
+
     let d = differences
         .iter()
         .find(|d| d["out_trade_no"] == "st_wx_lost")
