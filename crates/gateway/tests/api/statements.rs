@@ -425,3 +425,52 @@ async fn the_daily_job_reconciles_yesterday_for_every_app_under_its_lease() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(finance_json(&app, &path).await, runs);
 }
+
+#[tokio::test]
+async fn the_cli_reconciles_a_file_finance_downloaded_by_hand_and_refuses_another_merchants() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("paygate.db").display());
+    let config = dir.path().join("paygate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"{database_url}\"\n[sandbox]\nkeys_file = \"{}\"\n",
+            dir.path().join("sandbox-keys.json").display()
+        ),
+    )
+    .unwrap();
+    // The vendored WeChat bill is merchant 10000100's, not the sandbox's.
+    let bill = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../wechat/tests/data/vectors/bills/wechat-v2-ALL.csv");
+    paygate_gateway::cli::reconcile(
+        Some(&config),
+        paygate_gateway::cli::ReconcileCommand {
+            app: "sandbox".into(),
+            provider: Some("wechat".into()),
+            day: "2024-01-15".into(),
+            file: Some(bill.clone()),
+        },
+    )
+    .await
+    .unwrap();
+
+    let store = paygate_store::Store::connect(&database_url, 2)
+        .await
+        .unwrap();
+    let key = paygate_store::BillDayKey {
+        app: paygate_core::AppName::parse("sandbox").unwrap(),
+        provider: paygate_core::ProviderKind::WECHAT,
+        bill_day: chrono::NaiveDate::from_ymd_opt(2024, 1, 15).unwrap(),
+    };
+    let run = store.reconciliation_run(&key).await.unwrap().unwrap();
+    assert_eq!(run.status, paygate_store::RunStatus::Failed);
+    let reason = run.failure_reason.unwrap();
+    assert!(reason.contains("10000100"), "{reason}");
+    // The file is kept all the same, byte for byte.
+    let kept = store
+        .bill_file_body(&run.bill_file_id.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(kept, std::fs::read(&bill).unwrap());
+    store.close().await.unwrap();
+}
