@@ -89,6 +89,7 @@ fn foreign_trade(provider: ProviderKind, no: String, amount: Fen, paid_at: DateT
             openid: None,
             attach: None,
             request_digest: String::new(),
+            api_v3: false,
         })
     } else {
         TradeDetail::Alipay(AlipayTrade {
@@ -557,6 +558,7 @@ mod tests {
                 openid: Some("o1".into()),
                 attach: Some("{\"a\":1}".into()),
                 request_digest: String::new(),
+                api_v3: false,
             })
         } else {
             TradeDetail::Alipay(AlipayTrade {
