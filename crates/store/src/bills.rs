@@ -497,23 +497,26 @@ fn ledger_refund(row: RefundColumns) -> Result<LedgerRefund, StoreError> {
 
 impl Store {
     /// Our books' side of one bill day (what [`paygate_reconciliation::Matcher`] matches
-    /// against): the app's orders paid on the day by the provider's success time, its refunds
-    /// requested on the day, and, wherever our clock put them, the orders and refunds the bill
-    /// names (`named_orders`, `named_refunds`), so a payment logged on either side of midnight
-    /// is still matched by key.
+    /// against): the orders of `apps` (every app of the provider on the bill's merchant
+    /// account: a bill covers the whole merchant) paid on the day by the provider's success
+    /// time, their refunds requested on the day, and, wherever our clock put them, the orders
+    /// and refunds the bill names (`named_orders`, `named_refunds`), so a payment logged on
+    /// either side of midnight is still matched by key.
     pub async fn bill_day_ledger(
         &self,
         key: &BillDayKey,
+        apps: &[AppName],
         named_orders: Vec<String>,
         named_refunds: Vec<String>,
     ) -> Result<Ledger, StoreError> {
-        let (app, provider, _) = key.columns();
+        let (_, provider, _) = key.columns();
+        let apps: Vec<String> = apps.iter().map(|a| a.as_str().to_owned()).collect();
         let day = BillDay::new(key.bill_day);
         let (start, end) = (db_time(day.start()), db_time(day.end()));
         self.run(move |conn| {
             let mine = || {
                 orders::table
-                    .filter(orders::app.eq(app.clone()))
+                    .filter(orders::app.eq_any(apps.clone()))
                     .filter(orders::provider.eq(provider.clone()))
                     .into_boxed::<Db>()
             };
@@ -550,7 +553,7 @@ impl Store {
             let refunds_of_app = || {
                 refunds::table
                     .inner_join(orders::table)
-                    .filter(orders::app.eq(app.clone()))
+                    .filter(orders::app.eq_any(apps.clone()))
                     .filter(orders::provider.eq(provider.clone()))
                     .select((
                         refunds::out_refund_no,

@@ -192,7 +192,7 @@ pub async fn reconcile_day(
             BillDownload::File(file) => file.body,
             BillDownload::NotReady => return Ok(DayOutcome::NotReady),
             BillDownload::Unsupported => return Ok(DayOutcome::Unsupported),
-            BillDownload::NoBill => return no_bill(state, &key).await,
+            BillDownload::NoBill => return no_bill(state, app, &key).await,
         },
     };
     let file = state
@@ -232,6 +232,7 @@ pub async fn reconcile_day(
         .store
         .bill_day_ledger(
             &key,
+            &merchant_apps(state, app),
             named_orders.into_iter().collect(),
             named_refunds.into_iter().collect(),
         )
@@ -261,6 +262,39 @@ pub async fn reconcile_day(
     })
 }
 
+/// Every configured app of `app`'s provider on the same merchant account (WeChat v2 and v3
+/// apps of one `mch_id`, say): the bill covers all their trades, so our side must too.
+fn merchant_apps(state: &AppState, app: &ProviderApp) -> Vec<paygate_core::AppName> {
+    let merchant = &app.provider.merchant().merchant_id;
+    state
+        .registry
+        .iter()
+        .filter(|other| {
+            other.kind() == app.kind() && &other.provider.merchant().merchant_id == merchant
+        })
+        .map(|other| other.name.clone())
+        .collect()
+}
+
+/// The order `out_trade_no` among the merchant's apps, with the app that owns it.
+async fn merchant_order<'a>(
+    state: &'a AppState,
+    app: &ProviderApp,
+    out_trade_no: &OutTradeNo,
+) -> Result<Option<(&'a ProviderApp, paygate_core::Order)>, StoreError> {
+    for name in merchant_apps(state, app) {
+        let Some(owner) = state.registry.get(app.kind(), &name) else {
+            continue;
+        };
+        match state.store.order_by_out_trade_no(&name, out_trade_no).await {
+            Ok(order) => return Ok(Some((owner, order))),
+            Err(StoreError::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(None)
+}
+
 /// A payment the bill shows as successful that our books have pending or closed.
 fn lost_payment(item: &Item) -> bool {
     item.kind == BillLineKind::Payment
@@ -278,10 +312,14 @@ fn lost_payment(item: &Item) -> bool {
 
 /// "No bill": a verified empty day when our books have nothing that day either, otherwise a
 /// missing bill.
-async fn no_bill(state: &AppState, key: &BillDayKey) -> Result<DayOutcome, StatementError> {
+async fn no_bill(
+    state: &AppState,
+    app: &ProviderApp,
+    key: &BillDayKey,
+) -> Result<DayOutcome, StatementError> {
     let ledger = state
         .store
-        .bill_day_ledger(key, Vec::new(), Vec::new())
+        .bill_day_ledger(key, &merchant_apps(state, app), Vec::new(), Vec::new())
         .await?;
     let report = Matcher::new(key.bill_day, ledger, MatchOptions::default())
         .finish()
@@ -369,12 +407,12 @@ async fn act(
         let Ok(number) = OutTradeNo::parse(no.as_str()) else {
             continue;
         };
-        let order = match state.store.order_by_out_trade_no(&app.name, &number).await {
-            Ok(order) => order,
-            Err(StoreError::NotFound { .. }) => continue,
-            Err(error) => return Err(error),
+        // The order may belong to another app on the same merchant account: it is queried
+        // and checked with its own app's provider.
+        let Some((owner, order)) = merchant_order(state, app, &number).await? else {
+            continue;
         };
-        let note = match app
+        let note = match owner
             .provider
             .query_payment(&paygate_core::TradeRef::of(&order))
             .await
@@ -384,7 +422,7 @@ async fn act(
                 continue;
             }
             Ok(facts) => {
-                match apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts, None)
+                match apply_trade_facts(&state.store, owner.provider.as_ref(), order, &facts, None)
                     .await
                 {
                     Ok(PaymentOutcome::Paid(_) | PaymentOutcome::PaidAfterClose(_)) => {

@@ -99,6 +99,14 @@ async fn a_wechat_day_is_reconciled_the_lost_payment_is_paid_after_a_query_and_a
     // Paid and notified, but the bill will leave one out and misprint the other.
     paid_order(&app, "wechat", "native", "st_wx_omit", 1000, false).await;
     paid_order(&app, "wechat", "native", "st_wx_shift", 1500, false).await;
+    // Paid through the APIv3 app of the same merchant: the same bill, so matched, not a
+    // payment missing from our books.
+    let mut v3 = TestApp::order_body("wechat", "native", "st_wx_v3", 800);
+    v3["app"] = json!("sandbox-v3");
+    let v3 = app.create_order(v3).await;
+    app.pay(&v3).await;
+    app.wait_for_status(v3["id"].as_str().unwrap(), "paid")
+        .await;
     // Never paid: in no bill, and not a difference.
     app.create_order(TestApp::order_body("wechat", "native", "st_wx_unpaid", 700))
         .await;
@@ -133,14 +141,14 @@ async fn a_wechat_day_is_reconciled_the_lost_payment_is_paid_after_a_query_and_a
     assert_eq!(status, 200, "{first}");
     let run = &first["run"];
     assert_eq!(run["status"], "differences", "{first}");
-    // kept, lost, shift (+1.00) and the other system's; omit left out.
-    assert_eq!(run["bill"]["payments_count"], 4);
-    assert_eq!(run["bill"]["gross"], 1999 + 2500 + 1600 + 1234);
+    // kept, lost, shift (+1.00), the v3 app's and the other system's; omit left out.
+    assert_eq!(run["bill"]["payments_count"], 5);
+    assert_eq!(run["bill"]["gross"], 1999 + 2500 + 1600 + 800 + 1234);
     assert_eq!(run["bill"]["refunds_count"], 1);
     assert_eq!(run["bill"]["refunds"], 500);
     assert_eq!(
-        run["local"]["payments_count"], 3,
-        "kept, omit and shift; the lost one was pending"
+        run["local"]["payments_count"], 4,
+        "kept, omit, shift and the v3 app's; the lost one was pending"
     );
     assert_eq!(run["local"]["refunds_count"], 1);
     assert_eq!(run["differences_count"], 4);
@@ -265,8 +273,8 @@ async fn a_wechat_day_is_reconciled_the_lost_payment_is_paid_after_a_query_and_a
     let (status, second) = reconcile(&app, "wechat", &day).await;
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["run"]["status"], "matched", "{second}");
-    assert_eq!(second["run"]["local"]["payments_count"], 4);
-    assert_eq!(second["run"]["bill"]["payments_count"], 4);
+    assert_eq!(second["run"]["local"]["payments_count"], 5);
+    assert_eq!(second["run"]["bill"]["payments_count"], 5);
     assert_eq!(second["paid"], json!([]));
     assert_ne!(second["run"]["id"], first["run"]["id"]);
     assert_eq!(paid_events(&app, lost_id).await, 1);

@@ -315,7 +315,9 @@ async fn the_ledger_holds_the_days_payments_and_refunds_and_what_the_bill_names(
     order_paid_at(&db, "shop", wx, "L_after", Some("2024-01-16 00:00:00")).await;
     // Pending: only when named (a lost notify).
     order_paid_at(&db, "shop", wx, "L_pending", None).await;
-    // Another app, another provider: never.
+    // Another app on the same merchant account (its bill is the same bill): included.
+    order_paid_at(&db, "shop_v3", wx, "L_v3_app", Some("2024-01-15 13:00:00")).await;
+    // Another merchant's app, another provider: never.
     order_paid_at(&db, "other", wx, "L_other_app", Some("2024-01-15 12:00:00")).await;
     order_paid_at(
         &db,
@@ -345,6 +347,7 @@ async fn the_ledger_holds_the_days_payments_and_refunds_and_what_the_bill_names(
         .store
         .bill_day_ledger(
             &key(wx),
+            &[app("shop"), app("shop_v3")],
             vec![
                 "L_before".into(),
                 "L_pending".into(),
@@ -368,6 +371,7 @@ async fn the_ledger_holds_the_days_payments_and_refunds_and_what_the_bill_names(
             ("L_early", OrderStatus::Paid),
             ("L_noon", OrderStatus::Paid),
             ("L_pending", OrderStatus::Pending),
+            ("L_v3_app", OrderStatus::Paid),
         ]
     );
     let early_paid = ledger
