@@ -73,6 +73,11 @@ impl GatewayClient {
         })
     }
 
+    /// The plain HTTP client, for downloads that are not gateway calls (bill files).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The gateway URL calls go to.
     pub fn gateway_url(&self) -> &str {
         &self.gateway_url

@@ -21,6 +21,7 @@
 pub mod bill;
 pub mod cert;
 pub mod client;
+pub mod download;
 mod error;
 pub mod form;
 pub mod keys;

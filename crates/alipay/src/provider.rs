@@ -555,4 +555,11 @@ impl Provider for Alipay {
             succeeded_at: time_field(METHOD, &fields, "gmt_refund_pay")?,
         })
     }
+
+    async fn download_bill(
+        &self,
+        day: chrono::NaiveDate,
+    ) -> Result<paygate_core::BillDownload, ProviderError> {
+        self.client.download_bill(day).await
+    }
 }

@@ -199,6 +199,58 @@ impl BillDay {
     }
 }
 
+/// How a downloaded bill file is encoded, which decides the parser that reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BillFormat {
+    /// A WeChat trade bill as plain UTF-8 text (v2 `downloadbill` without compression).
+    WechatText,
+    /// A WeChat trade bill, gzip-compressed (v2 `tar_type=GZIP`, v3 `tradebill` download).
+    WechatGzip,
+    /// An Alipay trade-bill zip (`业务明细` and `业务明细(汇总)` GBK CSV entries).
+    AlipayZip,
+}
+
+impl BillFormat {
+    /// The format a stored file has, told from its first bytes: the gzip magic `1f 8b`, the
+    /// zip magic `PK\x03\x04`, anything else plain text. Lets a kept raw file be parsed
+    /// again without remembering how it came.
+    pub fn sniff(body: &[u8]) -> BillFormat {
+        if body.starts_with(&[0x1f, 0x8b]) {
+            BillFormat::WechatGzip
+        } else if body.starts_with(b"PK\x03\x04") {
+            BillFormat::AlipayZip
+        } else {
+            BillFormat::WechatText
+        }
+    }
+}
+
+/// A bill file as the provider sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadedBill {
+    /// How the body is encoded.
+    pub format: BillFormat,
+    /// The bytes exactly as downloaded: kept as evidence, and what is parsed.
+    pub body: Vec<u8>,
+}
+
+/// What asking a provider for one day's trade bill found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BillDownload {
+    /// The bill file.
+    File(DownloadedBill),
+    /// The provider says there is no bill for the day (WeChat `No Bill Exist`,
+    /// `NO_STATEMENT_EXIST`, Alipay `isp.bill_not_exist`): no trade that day, or the wrong
+    /// merchant. Only an empty day if our books are empty too; Alipay also says this before
+    /// its bill is made.
+    NoBill,
+    /// The bill is being generated (WeChat `Bill Creating`, `STATEMENT_CREATING`): ask again
+    /// later.
+    NotReady,
+    /// This provider app offers no bill download.
+    Unsupported,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

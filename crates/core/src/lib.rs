@@ -14,7 +14,9 @@ mod provider;
 pub mod settings;
 mod text;
 
-pub use bill::{BillDay, BillLine, BillLineKind, BillValueError};
+pub use bill::{
+    BillDay, BillDownload, BillFormat, BillLine, BillLineKind, BillValueError, DownloadedBill,
+};
 pub use channel::{Channel, ProviderKind};
 pub use ids::{AppName, OrderId, OutRefundNo, OutTradeNo, RefundId};
 pub use money::{Currency, Fen, MoneyError, ReportedYuan};

@@ -16,10 +16,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Channel, Currency, Fen, Order, OutRefundNo, OutTradeNo, ProviderKind};
+use crate::{BillDownload, Channel, Currency, Fen, Order, OutRefundNo, OutTradeNo, ProviderKind};
 
 /// Who the merchant is at the provider; a callback naming anyone else is not ours.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -906,6 +906,13 @@ pub trait Provider: Send + Sync {
 
     /// Asks the provider for a refund's current facts.
     async fn query_refund(&self, query: &RefundQuery) -> Result<RefundFacts, ProviderError>;
+
+    /// Downloads the merchant's trade bill (every payment and refund) of Beijing day `day`.
+    /// Providers without a bill download keep this default, which sends nothing.
+    async fn download_bill(&self, day: NaiveDate) -> Result<BillDownload, ProviderError> {
+        let _ = day;
+        Ok(BillDownload::Unsupported)
+    }
 }
 
 #[cfg(test)]

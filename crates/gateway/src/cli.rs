@@ -58,6 +58,73 @@ pub enum OrdersCommand {
     Export,
 }
 
+/// `paygate reconcile`: one app's bill of one Beijing day, now.
+#[derive(Debug, clap::Args)]
+pub struct ReconcileCommand {
+    /// The app, as configured.
+    #[arg(long)]
+    pub app: String,
+    /// `wechat` or `alipay`, when both have an app of that name.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// The Beijing day, `YYYY-MM-DD`.
+    #[arg(long, alias = "date")]
+    pub day: String,
+    /// Reconcile this bill file (as downloaded from the provider) instead of downloading.
+    #[arg(long)]
+    pub file: Option<std::path::PathBuf>,
+}
+
+/// `paygate reconcile`: builds the gateway's providers and store as `serve` would (on port 0,
+/// serving nothing), reconciles the day and prints the run. On SQLite the server must be
+/// stopped first (one process per database file); on PostgreSQL it may run beside it.
+#[allow(clippy::print_stdout)]
+pub async fn reconcile(config: Option<&Path>, command: ReconcileCommand) -> anyhow::Result<()> {
+    let mut settings = settings(config)?;
+    settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let day = chrono::NaiveDate::parse_from_str(&command.day, "%Y-%m-%d")
+        .context("--day must be YYYY-MM-DD")?;
+    let name = AppName::parse(command.app.as_str())?;
+    let provider = command
+        .provider
+        .as_deref()
+        .map(paygate_core::ProviderKind::parse)
+        .transpose()?;
+    let source = match &command.file {
+        Some(path) => crate::statements::BillSource::File(
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        ),
+        None => crate::statements::BillSource::Download,
+    };
+    let app = Application::build(settings).await?;
+    let state = app.state();
+    let provider_app = crate::statements::find_app(state, &name, provider)?;
+    let outcome = crate::statements::reconcile_day(state, provider_app, day, source).await?;
+    let result = match outcome {
+        crate::statements::DayOutcome::Reconciled { run, paid } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "run": crate::routes::statements::run_view(&run),
+                    "paid": paid,
+                }))?
+            );
+            Ok(())
+        }
+        crate::statements::DayOutcome::NotReady => Err(anyhow::anyhow!(
+            "the provider is still making this bill; try again later"
+        )),
+        crate::statements::DayOutcome::BillMissing => Err(anyhow::anyhow!(
+            "the provider has no bill for a day with payments or refunds in our books"
+        )),
+        crate::statements::DayOutcome::Unsupported => Err(anyhow::anyhow!(
+            "this app's provider offers no bill download"
+        )),
+    };
+    state.store.clone().close().await.ok();
+    result
+}
+
 /// Loads the settings and starts logging the way they say.
 fn settings(config: Option<&Path>) -> anyhow::Result<Settings> {
     let settings = Settings::load(config)?;

@@ -94,6 +94,8 @@ pub struct Settings {
     pub reconciler: ReconcilerSettings,
     /// Merchant webhooks: where events go and how deliveries are retried.
     pub webhooks: WebhookSettings,
+    /// The daily statement (bill) reconciliation job.
+    pub statements: crate::statements::job::StatementSettings,
     /// How the process logs.
     pub log: LogSettings,
     /// How long clients get to send their requests.
@@ -338,6 +340,7 @@ impl Default for Settings {
             alipay: BTreeMap::new(),
             reconciler: ReconcilerSettings::default(),
             webhooks: WebhookSettings::default(),
+            statements: Default::default(),
             log: LogSettings::default(),
             http: HttpSettings::default(),
             shutdown_timeout_seconds: 20,

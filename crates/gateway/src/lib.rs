@@ -23,6 +23,7 @@ pub mod registry;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod statements;
 pub mod telemetry;
 pub mod throttle;
 pub mod webhooks;

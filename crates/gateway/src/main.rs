@@ -35,6 +35,8 @@ enum Command {
     /// Query orders from a shell (finance).
     #[command(subcommand)]
     Orders(cli::OrdersCommand),
+    /// Reconcile one app's provider bill of one Beijing day now (finance).
+    Reconcile(cli::ReconcileCommand),
     /// Run only the provider simulators, printing their credentials.
     Sandbox {
         /// Address to listen on.
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
             Command::Migrate => cli::migrate(config).await,
             Command::Keys(command) => cli::keys(config, command).await,
             Command::Orders(command) => cli::orders(config, command).await,
+            Command::Reconcile(command) => cli::reconcile(config, command).await,
             Command::Sandbox { listen } => cli::sandbox(listen).await,
         }
     });

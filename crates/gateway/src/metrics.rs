@@ -2,7 +2,8 @@
 //! parallel test servers do not share counters.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The gateway's metrics.
@@ -29,6 +30,8 @@ pub struct Metrics {
     pub outbox_lag: Gauge,
     /// Age of the oldest pending order (0 when none), set at scrape.
     pub oldest_pending_order_age: Gauge,
+    /// 1 while an app's bill for yesterday is still not reconciled past the alert deadline.
+    pub statement_overdue: IntGaugeVec,
 }
 
 impl Metrics {
@@ -98,6 +101,14 @@ impl Metrics {
             "Age of the oldest pending order (0 when none)",
         ))?;
         registry.register(Box::new(oldest_pending_order_age.clone()))?;
+        let statement_overdue = IntGaugeVec::new(
+            Opts::new(
+                "statement_overdue",
+                "1 while yesterday's bill of an app is not reconciled past the alert deadline",
+            ),
+            &["provider", "app"],
+        )?;
+        registry.register(Box::new(statement_overdue.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(callbacks.clone()))?;
@@ -116,6 +127,7 @@ impl Metrics {
             provider_calls,
             outbox_lag,
             oldest_pending_order_age,
+            statement_overdue,
         })
     }
 

@@ -125,4 +125,12 @@ impl Provider for Observed {
         self.timed("refund_query", self.inner.query_refund(query))
             .await
     }
+
+    async fn download_bill(
+        &self,
+        day: chrono::NaiveDate,
+    ) -> Result<paygate_core::BillDownload, ProviderError> {
+        self.timed("download_bill", self.inner.download_bill(day))
+            .await
+    }
 }

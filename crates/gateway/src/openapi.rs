@@ -26,6 +26,12 @@ use crate::routes;
         routes::finance::summary,
         routes::finance::anomalies,
         routes::finance::callbacks,
+        routes::statements::list_runs,
+        routes::statements::reconcile_now,
+        routes::statements::list_differences,
+        routes::statements::export_differences,
+        routes::statements::bill_file,
+        routes::statements::resolve,
         routes::wechat::login,
         routes::wechat::jsapi_config,
         routes::wechat::oauth_authorize_url,
@@ -47,6 +53,8 @@ use crate::routes;
         routes::wechat::JsapiConfigRequest,
         routes::wechat::OAuthAuthorizeUrlRequest,
         routes::wechat::OAuthOpenidRequest,
+        routes::statements::RunRequest,
+        routes::statements::ResolutionRequest,
     )),
     modifiers(&BearerAuth)
 )]

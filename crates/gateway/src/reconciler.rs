@@ -631,6 +631,7 @@ async fn query_and_apply(
 pub struct Background {
     reconciler: Option<ReconcilerSettings>,
     dispatcher: Option<crate::webhooks::Dispatcher>,
+    statements: Option<crate::statements::job::Schedule>,
 }
 
 impl Background {
@@ -651,6 +652,11 @@ impl Background {
                 .enabled
                 .then(|| settings.reconciler.clone()),
             dispatcher,
+            statements: if settings.statements.enabled {
+                Some(settings.statements.schedule()?)
+            } else {
+                None
+            },
         })
     }
 
@@ -666,6 +672,14 @@ impl Background {
             tasks.push(tokio::spawn(run(
                 state.clone(),
                 settings,
+                holder.clone(),
+                watcher.clone(),
+            )));
+        }
+        if let Some(schedule) = self.statements {
+            tasks.push(tokio::spawn(crate::statements::job::run(
+                state.clone(),
+                schedule,
                 holder.clone(),
                 watcher.clone(),
             )));
@@ -717,7 +731,7 @@ impl RunningBackground {
             let unfinished = tasks.into_iter().filter(|task| !task.is_finished());
             futures_util::future::join_all(unfinished).await;
         }
-        for lease in [LEASE, crate::webhooks::LEASE] {
+        for lease in [LEASE, crate::webhooks::LEASE, crate::statements::job::LEASE] {
             if let Err(error) = self.store.release_lease(lease, &self.holder).await {
                 tracing::warn!(%error, lease, "cannot release lease");
             }

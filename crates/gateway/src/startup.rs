@@ -370,6 +370,30 @@ fn serve(
                     .route("/reports/summary", web::get().to(routes::finance::summary))
                     .route("/anomalies", web::get().to(routes::finance::anomalies))
                     .route("/callbacks", web::get().to(routes::finance::callbacks))
+                    .route(
+                        "/reconciliation/runs",
+                        web::get().to(routes::statements::list_runs),
+                    )
+                    .route(
+                        "/reconciliation/runs",
+                        web::post().to(routes::statements::reconcile_now),
+                    )
+                    .route(
+                        "/reconciliation/differences",
+                        web::get().to(routes::statements::list_differences),
+                    )
+                    .route(
+                        "/reconciliation/differences.csv",
+                        web::get().to(routes::statements::export_differences),
+                    )
+                    .route(
+                        "/reconciliation/differences/{id}/resolution",
+                        web::put().to(routes::statements::resolve),
+                    )
+                    .route(
+                        "/reconciliation/files/{id}",
+                        web::get().to(routes::statements::bill_file),
+                    )
                     .route("/events", web::get().to(routes::events::list_events))
                     .route(
                         "/events/{id}/redeliver",

@@ -88,6 +88,25 @@ pub enum FaultKind {
         /// The provider's code.
         code: String,
     },
+    /// A bill download answers "not generated yet" (WeChat `Bill Creating`; Alipay
+    /// `isp.bill_not_exist`, its only answer for a missing bill).
+    BillNotReady,
+    /// A bill download answers "no bill" (WeChat `No Bill Exist`, Alipay
+    /// `isp.bill_not_exist`) whatever the day's trades.
+    NoBill,
+    /// The next bill leaves out the payment line of the rule's `out_trade_no`.
+    BillOmitTrade,
+    /// The next bill prints the payment of the rule's `out_trade_no` with `fen` more.
+    BillAmountDelta {
+        /// Added to the amount (may be negative).
+        fen: i64,
+    },
+    /// The next bill carries a paid trade of `fen` under the rule's `out_trade_no` that the
+    /// merchant's books never saw (an order from another system on the same account).
+    BillForeignTrade {
+        /// Its amount.
+        fen: i64,
+    },
 }
 
 impl FaultKind {
@@ -102,6 +121,21 @@ impl FaultKind {
                 | FaultKind::TruncatedBody
                 | FaultKind::BadAnswerSignature
                 | FaultKind::Refused { .. }
+                | FaultKind::BillNotReady
+                | FaultKind::NoBill
+                | FaultKind::BillOmitTrade
+                | FaultKind::BillAmountDelta { .. }
+                | FaultKind::BillForeignTrade { .. }
+        )
+    }
+
+    /// True for faults that change a bill's content (taken per bill, not per request).
+    pub fn is_bill_edit(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::BillOmitTrade
+                | FaultKind::BillAmountDelta { .. }
+                | FaultKind::BillForeignTrade { .. }
         )
     }
 }
@@ -291,6 +325,27 @@ impl FaultBook {
             .next()
     }
 
+    /// The bill-content rules for `provider`'s bill API `api`, whatever trade they name,
+    /// each consumed once: they shape the next bill built.
+    pub(crate) fn take_bill_edits(&self, provider: ProviderKind, api: &str) -> Vec<Fault> {
+        let mut rules = self.lock();
+        let mut fired = Vec::new();
+        for rule in rules.iter_mut() {
+            let named = rule.fault.out_trade_no.as_deref();
+            if !rule.fault.kind.is_bill_edit()
+                || rule.remaining == Some(0)
+                || !rule.fault.matches(provider, Some(api), named)
+            {
+                continue;
+            }
+            if let Some(n) = rule.remaining.as_mut() {
+                *n -= 1;
+            }
+            fired.push(rule.fault.clone());
+        }
+        fired
+    }
+
     fn take(
         &self,
         provider: ProviderKind,
@@ -302,6 +357,7 @@ impl FaultBook {
         let mut fired = Vec::new();
         for rule in rules.iter_mut() {
             if rule.fault.kind.is_notify_fault() != notify
+                || rule.fault.kind.is_bill_edit()
                 || rule.remaining == Some(0)
                 || !rule.fault.matches(provider, api, out_trade_no)
             {

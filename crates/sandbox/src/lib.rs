@@ -18,10 +18,11 @@
 //! Routes: WeChat `/pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder`,
 //! `/secapi/pay/refund` (plain HTTP, `mch_id` and signature still checked), `/pay/refundquery`,
 //! `/sns/jscode2session`, `/sns/oauth2/access_token`, `/connect/oauth2/authorize`, `/cgi-bin/token`,
-//! `/cgi-bin/ticket/getticket`; WeChat APIv3 `POST /v3/pay/transactions/{jsapi|app|h5|native}`,
+//! `/cgi-bin/ticket/getticket`, `/pay/downloadbill`; WeChat APIv3 `POST /v3/pay/transactions/{jsapi|app|h5|native}`,
 //! `GET /v3/pay/transactions/out-trade-no/{no}` and `/id/{transaction_id}`, `POST …/{no}/close`,
 //! `POST /v3/refund/domestic/refunds`, `GET /v3/refund/domestic/refunds/{no}`, `GET /v3/certificates`
-//! (with `POST /sandbox/wechat-v3/rotate-certificate` and `/sandbox/wechat-v3/notify-signer`); Alipay `GET|POST /gateway.do` and `POST /sandbox/alipay/app-pay`
+//! (with `POST /sandbox/wechat-v3/rotate-certificate` and `/sandbox/wechat-v3/notify-signer`); Alipay `GET|POST /gateway.do` (bill download
+//! URLs too, served at `GET /downloadBillFile.resource`) and `POST /sandbox/alipay/app-pay`
 //! (an orderString, as the Alipay app receives it); the buyer and tests: `GET /sandbox` (HTML),
 //! `POST /sandbox/pay`, `GET /sandbox/trades`, `GET /sandbox/notifies`,
 //! `POST|GET|DELETE /sandbox/faults`.
@@ -44,6 +45,7 @@
 //! ```
 
 mod alipay_keys;
+mod bills;
 mod config;
 mod credentials;
 mod error;

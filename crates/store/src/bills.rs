@@ -8,10 +8,13 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use paygate_core::{AppName, BillLineKind, Fen, ProviderKind};
-use paygate_reconciliation::{Category, Report};
+use paygate_core::{BillDay, RefundStatus};
+use paygate_reconciliation::{Category, Ledger, LedgerPayment, LedgerRefund, Report};
 use sha2::{Digest, Sha256};
 
-use crate::schema::{bill_files, reconciliation_differences, reconciliation_runs};
+use crate::conn::Db;
+use crate::orders::OrderRow;
+use crate::schema::{bill_files, orders, reconciliation_differences, reconciliation_runs, refunds};
 use crate::text::text_enum;
 use crate::writer::LockKey;
 use crate::{
@@ -473,7 +476,119 @@ fn fen_total(value: i64) -> Result<Fen, StoreError> {
         .map_err(|e| StoreError::Invalid(format!("a reconciliation total is negative: {e}")))
 }
 
+/// How many keys one `IN (…)` list carries: far below SQLite's and PostgreSQL's limits on
+/// bound parameters, so a million-row bill's keys go in many small queries.
+const KEYS_PER_QUERY: usize = 500;
+
+/// A refund as the ledger reads it, with its order's number.
+type RefundColumns = (String, String, i64, String, NaiveDateTime);
+
+fn ledger_refund(row: RefundColumns) -> Result<LedgerRefund, StoreError> {
+    let (out_refund_no, out_trade_no, amount, status, created_at) = row;
+    const T: &str = "refunds";
+    Ok(LedgerRefund {
+        amount: crate::fen_column(T, &out_refund_no, amount)?,
+        status: RefundStatus::parse(&status).map_err(|e| corrupt(T, &out_refund_no, e))?,
+        requested_at: utc(created_at),
+        out_refund_no,
+        out_trade_no,
+    })
+}
+
 impl Store {
+    /// Our books' side of one bill day (what [`paygate_reconciliation::Matcher`] matches
+    /// against): the orders of `apps` (every app of the provider on the bill's merchant
+    /// account: a bill covers the whole merchant) paid on the day by the provider's success
+    /// time, their refunds requested on the day, and, wherever our clock put them, the orders
+    /// and refunds the bill names (`named_orders`, `named_refunds`), so a payment logged on
+    /// either side of midnight is still matched by key.
+    pub async fn bill_day_ledger(
+        &self,
+        key: &BillDayKey,
+        apps: &[AppName],
+        named_orders: Vec<String>,
+        named_refunds: Vec<String>,
+    ) -> Result<Ledger, StoreError> {
+        let (_, provider, _) = key.columns();
+        let apps: Vec<String> = apps.iter().map(|a| a.as_str().to_owned()).collect();
+        let day = BillDay::new(key.bill_day);
+        let (start, end) = (db_time(day.start()), db_time(day.end()));
+        self.run(move |conn| {
+            let mine = || {
+                orders::table
+                    .filter(orders::app.eq_any(apps.clone()))
+                    .filter(orders::provider.eq(provider.clone()))
+                    .into_boxed::<Db>()
+            };
+            let mut found = std::collections::BTreeMap::new();
+            let of_day = mine()
+                .filter(orders::paid_at.ge(start))
+                .filter(orders::paid_at.lt(end))
+                .select(OrderRow::as_select())
+                .load(conn)?;
+            let mut rows = of_day;
+            for chunk in named_orders.chunks(KEYS_PER_QUERY) {
+                rows.extend(
+                    mine()
+                        .filter(orders::out_trade_no.eq_any(chunk.to_vec()))
+                        .select(OrderRow::as_select())
+                        .load(conn)?,
+                );
+            }
+            for row in rows {
+                let order = row.into_order()?;
+                found.entry(order.id.to_string()).or_insert(order);
+            }
+            let payments = found
+                .into_values()
+                .map(|order| LedgerPayment {
+                    out_trade_no: order.out_trade_no.to_string(),
+                    provider_trade_no: order.provider_trade_no,
+                    amount: order.amount,
+                    status: order.status,
+                    paid_at: order.paid_at,
+                })
+                .collect();
+
+            let refunds_of_app = || {
+                refunds::table
+                    .inner_join(orders::table)
+                    .filter(orders::app.eq_any(apps.clone()))
+                    .filter(orders::provider.eq(provider.clone()))
+                    .select((
+                        refunds::out_refund_no,
+                        orders::out_trade_no,
+                        refunds::amount,
+                        refunds::status,
+                        refunds::created_at,
+                    ))
+                    .into_boxed::<Db>()
+            };
+            let mut refund_rows: Vec<RefundColumns> = refunds_of_app()
+                .filter(refunds::created_at.ge(start))
+                .filter(refunds::created_at.lt(end))
+                .load(conn)?;
+            for chunk in named_refunds.chunks(KEYS_PER_QUERY) {
+                refund_rows.extend(
+                    refunds_of_app()
+                        .filter(refunds::out_refund_no.eq_any(chunk.to_vec()))
+                        .filter(
+                            refunds::created_at
+                                .lt(start)
+                                .or(refunds::created_at.ge(end)),
+                        )
+                        .load::<RefundColumns>(conn)?,
+                );
+            }
+            let refunds = refund_rows
+                .into_iter()
+                .map(ledger_refund)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Ledger { payments, refunds })
+        })
+        .await
+    }
+
     /// Keeps a fetched bill file. Fetching the same bytes again for the same day returns the
     /// stored file instead of a second copy.
     pub async fn insert_bill_file(&self, new: NewBillFile) -> Result<BillFile, StoreError> {

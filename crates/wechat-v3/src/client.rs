@@ -18,6 +18,8 @@
 //!   when WeChat no longer lists it, so notifies signed during a rotation still verify; after
 //!   that it verifies nothing. A refresh that fails leaves the held certificates in use.
 
+pub mod bill;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -237,4 +237,11 @@ impl Provider for WechatPayV3 {
             .query_refund(query.out_trade_no.as_str(), query.out_refund_no.as_str())
             .await?)
     }
+
+    async fn download_bill(
+        &self,
+        day: chrono::NaiveDate,
+    ) -> Result<paygate_core::BillDownload, ProviderError> {
+        self.client.download_bill(day).await
+    }
 }

@@ -343,6 +343,17 @@ impl ApiClient {
         })
     }
 
+    /// The plain (no client certificate) HTTP client, for calls whose answer is not the
+    /// usual signed XML (`downloadbill`).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The full URL of an API path.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{}", self.api_base, path)
+    }
+
     /// The algorithm requests (and so their responses and notifies) are signed with.
     pub fn sign_type(&self) -> SignType {
         self.sign_type

@@ -30,6 +30,7 @@
 pub mod bill;
 pub mod client;
 pub mod config;
+pub mod download;
 pub mod fields;
 pub mod login;
 pub mod notify;
@@ -361,5 +362,12 @@ impl Provider for WechatPay {
 
     async fn query_refund(&self, query: &RefundQuery) -> Result<RefundFacts, ProviderError> {
         Ok(self.client.refund_query(query).await?)
+    }
+
+    async fn download_bill(
+        &self,
+        day: chrono::NaiveDate,
+    ) -> Result<paygate_core::BillDownload, ProviderError> {
+        self.client.download_bill(day).await
     }
 }

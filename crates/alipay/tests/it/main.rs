@@ -7,6 +7,7 @@
 
 mod support;
 
+mod bill_download;
 mod bill_vectors;
 mod cert_sn;
 mod fake_gateway;

@@ -261,7 +261,7 @@ pub fn csv_row(o: &paygate_core::Order) -> String {
 /// Quotes a CSV cell when needed, and defuses spreadsheet formulas (`=`, `+`, `-`, `@` at the
 /// start, or a tab or carriage return, which spreadsheets skip before reading a formula), since
 /// finance opens these files in Excel.
-fn csv_cell(value: &str) -> String {
+pub(crate) fn csv_cell(value: &str) -> String {
     let defused = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
     } else {

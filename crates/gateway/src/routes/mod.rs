@@ -5,4 +5,5 @@ pub mod finance;
 pub mod health;
 pub mod notify;
 pub mod orders;
+pub mod statements;
 pub mod wechat;

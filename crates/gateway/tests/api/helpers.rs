@@ -105,6 +105,9 @@ pub async fn spawn_app_with_providers(
     settings.sandbox.time_scale = 1000.0;
     // Timeout faults then cost 2 s rather than the production 10 s.
     settings.sandbox.provider_timeout_ms = 2_000;
+    // The daily bill job would reconcile yesterday at start (after 10:00 Beijing), adding
+    // provider calls and series to whatever a test measures; its tests enable it themselves.
+    settings.statements.enabled = false;
     configure(&mut settings);
     let app = Application::build_with(settings, extra_apps)
         .await

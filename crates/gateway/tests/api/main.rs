@@ -23,6 +23,7 @@ mod reconciler;
 mod refunds;
 mod reliability;
 mod slow_clients;
+mod statements;
 mod validation;
 mod wechat;
 mod wechat_v3;

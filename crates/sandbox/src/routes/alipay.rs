@@ -486,6 +486,9 @@ fn dispatch(state: &SandboxState, method: &str, params: &AlipayParams) -> Alipay
         "alipay.trade.fastpay.refund.query" => refund_query(state, &biz),
         "alipay.trade.precreate" => precreate(state, params, &biz),
         "alipay.trade.create" => create(state, params, &biz),
+        crate::routes::bills::ALIPAY_METHOD => {
+            crate::routes::bills::alipay_download_url(state, &biz)
+        }
         _ => invalid("isv.invalid-method", "不存在的方法名"),
     }
 }
@@ -552,6 +555,9 @@ async fn gateway(
             Some(reply) => reply_body(&state, &method, reply).unwrap_or_default(),
             None => busy.clone(),
         };
+        if let Some(reply) = crate::routes::bills::alipay_fault_reply(&fault.kind) {
+            return respond(&state, &method, reply);
+        }
         match fault.kind {
             FaultKind::HttpStatus { status } => return status_only(status),
             FaultKind::Timeout { millis } => {

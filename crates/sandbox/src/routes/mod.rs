@@ -2,6 +2,7 @@
 //! tests (pay, faults, notify log, the HTML trade list).
 
 pub(crate) mod alipay;
+pub(crate) mod bills;
 pub(crate) mod wechat;
 pub(crate) mod wechat_v3;
 
@@ -214,6 +215,7 @@ async fn trades_page(state: web::Data<SandboxState>) -> HttpResponse {
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
     wechat::configure(config);
     wechat_v3::configure(config);
+    bills::configure(config);
     alipay::configure(config);
     config
         .route("/sandbox", web::get().to(trades_page))

@@ -49,7 +49,7 @@ fn xml_response(params: &WechatParams) -> HttpResponse {
 }
 
 /// Reads a request's `sign_type` as WeChat does: absent means MD5, unknown is refused.
-fn request_sign_type(request: &WechatParams) -> Option<SignType> {
+pub(crate) fn request_sign_type(request: &WechatParams) -> Option<SignType> {
     match request.get("sign_type") {
         None => Some(SignType::Md5),
         Some(declared) => SignType::parse(declared),
@@ -57,7 +57,7 @@ fn request_sign_type(request: &WechatParams) -> Option<SignType> {
 }
 
 /// Checks `sign` over every received field but `sign`, in constant time.
-fn signature_valid(request: &WechatParams, sign_type: SignType, key: &ApiKey) -> bool {
+pub(crate) fn signature_valid(request: &WechatParams, sign_type: SignType, key: &ApiKey) -> bool {
     request
         .get("sign")
         .is_some_and(|received| sign::verify(request, key, sign_type, received))

@@ -3,18 +3,23 @@
 
 use chrono::{NaiveDate, TimeDelta};
 use paygate_core::bill::parse_beijing_time;
-use paygate_core::{BillLine, BillLineKind, OrderStatus, ProviderKind};
+use paygate_core::{
+    BillLine, BillLineKind, OrderEvent, OrderStatus, OutRefundNo, OutTradeNo, ProviderKind,
+    RefundStatus,
+};
 use paygate_reconciliation::{Category, Ledger, LedgerPayment, MatchOptions, Matcher, Report};
 use paygate_store::{
-    BillDayKey, NewBillFile, NewReconciliationRun, Resolution, RunOutcome, RunStatus, StoreError,
+    BillDayKey, NewBillFile, NewOrder, NewReconciliationRun, NewRefund, OrderChanges, Resolution,
+    RunOutcome, RunStatus, StoreError, Transition,
 };
 
-use crate::harness::{TestDb, app, at, fen, on_both_backends};
+use crate::harness::{TestDb, app, at, fen, new_order, on_both_backends};
 
 on_both_backends!(
     a_bill_file_is_kept_byte_for_byte_with_its_sha256_and_stored_once,
     a_rerun_replaces_the_days_run_and_its_differences,
     a_failed_run_is_stored_with_its_reason_and_no_differences,
+    the_ledger_holds_the_days_payments_and_refunds_and_what_the_bill_names,
 );
 
 fn day() -> NaiveDate {
@@ -256,4 +261,139 @@ async fn a_failed_run_is_stored_with_its_reason_and_no_differences(db: TestDb) {
     let listed = s.reconciliation_runs(None, day(), day()).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].provider, ProviderKind::ALIPAY);
+}
+
+/// Stores an order of `app_name` / `provider`, paid at Beijing time `paid` when given.
+async fn order_paid_at(
+    db: &TestDb,
+    app_name: &str,
+    provider: ProviderKind,
+    no: &str,
+    paid: Option<&str>,
+) -> paygate_core::Order {
+    let order = db
+        .store
+        .insert_order(NewOrder {
+            app: app(app_name),
+            provider,
+            out_trade_no: OutTradeNo::parse(no).unwrap(),
+            ..new_order(no, 1000)
+        })
+        .await
+        .unwrap();
+    let Some(paid) = paid else {
+        return order;
+    };
+    let changes = OrderChanges {
+        paid_at: Some(parse_beijing_time(paid).unwrap()),
+        ..OrderChanges::default()
+    };
+    match db
+        .store
+        .transition_order(
+            &order.id,
+            OrderStatus::Pending,
+            OrderEvent::PaymentConfirmed,
+            changes,
+            None,
+        )
+        .await
+        .unwrap()
+    {
+        Transition::Applied(order) => order,
+        lost => panic!("{lost:?}"),
+    }
+}
+
+async fn the_ledger_holds_the_days_payments_and_refunds_and_what_the_bill_names(db: TestDb) {
+    let wx = ProviderKind::WECHAT;
+    // Paid on the 15th (Beijing), the first one seven seconds after midnight.
+    let early = order_paid_at(&db, "shop", wx, "L_early", Some("2024-01-15 00:00:07")).await;
+    order_paid_at(&db, "shop", wx, "L_noon", Some("2024-01-15 12:00:00")).await;
+    // Paid on the 14th and the 16th: only in the ledger when the bill names them.
+    order_paid_at(&db, "shop", wx, "L_before", Some("2024-01-14 23:59:59")).await;
+    order_paid_at(&db, "shop", wx, "L_after", Some("2024-01-16 00:00:00")).await;
+    // Pending: only when named (a lost notify).
+    order_paid_at(&db, "shop", wx, "L_pending", None).await;
+    // Another app on the same merchant account (its bill is the same bill): included.
+    order_paid_at(&db, "shop_v3", wx, "L_v3_app", Some("2024-01-15 13:00:00")).await;
+    // Another merchant's app, another provider: never.
+    order_paid_at(&db, "other", wx, "L_other_app", Some("2024-01-15 12:00:00")).await;
+    order_paid_at(
+        &db,
+        "ali",
+        ProviderKind::ALIPAY,
+        "L_ali",
+        Some("2024-01-15 12:00:00"),
+    )
+    .await;
+
+    let refund = |no: &str, when: &str| NewRefund {
+        order_id: early.id.clone(),
+        out_refund_no: OutRefundNo::parse(no).unwrap(),
+        amount: fen(100),
+        reason: None,
+        created_at: parse_beijing_time(when).unwrap(),
+    };
+    for (no, when) in [
+        ("RF_day_1", "2024-01-15 15:00:00"),
+        ("RF_next_1", "2024-01-16 00:00:01"),
+        ("RF_named_1", "2024-01-14 23:59:58"),
+    ] {
+        db.store.create_refund(refund(no, when)).await.unwrap();
+    }
+
+    let ledger = db
+        .store
+        .bill_day_ledger(
+            &key(wx),
+            &[app("shop"), app("shop_v3")],
+            vec![
+                "L_before".into(),
+                "L_pending".into(),
+                "L_noon".into(),
+                "L_nowhere".into(),
+            ],
+            vec!["RF_named_1".into(), "RF_day_1".into()],
+        )
+        .await
+        .unwrap();
+    let mut payments: Vec<(&str, OrderStatus)> = ledger
+        .payments
+        .iter()
+        .map(|p| (p.out_trade_no.as_str(), p.status))
+        .collect();
+    payments.sort_by_key(|(no, _)| *no);
+    assert_eq!(
+        payments,
+        [
+            ("L_before", OrderStatus::Paid),
+            ("L_early", OrderStatus::Paid),
+            ("L_noon", OrderStatus::Paid),
+            ("L_pending", OrderStatus::Pending),
+            ("L_v3_app", OrderStatus::Paid),
+        ]
+    );
+    let early_paid = ledger
+        .payments
+        .iter()
+        .find(|p| p.out_trade_no == "L_early")
+        .unwrap();
+    assert_eq!(
+        early_paid.paid_at,
+        Some(parse_beijing_time("2024-01-15 00:00:07").unwrap())
+    );
+    let mut refunds: Vec<(&str, &str, RefundStatus)> = ledger
+        .refunds
+        .iter()
+        .map(|r| (r.out_refund_no.as_str(), r.out_trade_no.as_str(), r.status))
+        .collect();
+    refunds.sort_by_key(|(no, _, _)| *no);
+    assert_eq!(
+        refunds,
+        [
+            ("RF_day_1", "L_early", RefundStatus::Processing),
+            ("RF_named_1", "L_early", RefundStatus::Processing),
+        ]
+    );
 }

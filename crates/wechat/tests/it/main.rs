@@ -5,6 +5,7 @@
 // fixtures by design: a broken fixture must fail the run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bill_download;
 mod bill_vectors;
 mod client;
 mod fake_wechat;

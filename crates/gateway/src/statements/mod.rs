@@ -1,0 +1,540 @@
+//! Statement reconciliation of one app and Beijing day (issue #16, bills.md §5): fetch the
+//! provider's trade bill, keep it, match it line by line against our books, store the day's
+//! result in place of any earlier one, and act on what the bill proves we missed.
+//!
+//! The steps, and why they are in this order:
+//! 1. **Download** through the provider ([`paygate_core::Provider::download_bill`]). "Not
+//!    ready" stores nothing and is retried by the caller. "No bill" is an empty day only if our
+//!    books are empty too; otherwise the bill is missing, which is retried like "not ready".
+//! 2. **Keep the raw file** with its SHA-256 before reading it, so even a file that does not
+//!    parse is evidence finance can download.
+//! 3. **Read the whole file once** to check it (every row, the summary or footer totals) and to
+//!    learn which orders and refunds it names. A file that fails stores a `failed` run with the
+//!    parser's reason, and changes no order: never a partial result.
+//! 4. **Load the ledger** of the day (our payments by the provider's success time, our refunds
+//!    by request time, and whatever the bill names), and **match** the file a second time,
+//!    streaming, so a million-row bill is never held in memory as rows.
+//! 5. **Store** the run, replacing the day's earlier run and its differences.
+//! 6. **Act**: a payment the bill shows as paid that our books have pending or closed (a lost
+//!    notify) is queried at the provider and goes through [`apply_trade_facts`], the same
+//!    check (amount, currency, app, merchant, state) and compare-and-set every other path to
+//!    `paid` uses, webhook included. The bill alone never marks an order paid: it is unsigned
+//!    evidence. The difference stays listed, with a resolution saying what was done.
+
+pub mod job;
+
+use std::collections::BTreeSet;
+
+use chrono::{NaiveDate, Utc};
+use paygate_core::{
+    BillDownload, BillFormat, BillLine, BillLineKind, MerchantIdentity, OrderStatus, OutTradeNo,
+    ProviderError, ProviderKind,
+};
+use paygate_reconciliation::{Category, Item, MatchOptions, Matcher, Report};
+use paygate_store::{
+    BillDayKey, BillFileId, NewBillFile, NewReconciliationRun, ReconciliationRun, Resolution,
+    RunOutcome, StoreError,
+};
+
+use crate::payments::{ApplyError, PaymentOutcome, apply_trade_facts};
+use crate::registry::ProviderApp;
+use crate::state::AppState;
+
+/// Who the resolutions written by the act step are signed with.
+pub const ACTOR: &str = "paygate reconciliation";
+
+/// Where the bill comes from.
+#[derive(Debug, Clone)]
+pub enum BillSource {
+    /// Download it from the provider now.
+    Download,
+    /// A file finance downloaded by hand (the provider's bytes, unchanged).
+    File(Vec<u8>),
+}
+
+/// How a day's reconciliation ended.
+#[derive(Debug, Clone)]
+pub enum DayOutcome {
+    /// The run is stored (matched, with differences, or failed on a bad file).
+    Reconciled {
+        /// The stored run.
+        run: Box<ReconciliationRun>,
+        /// Orders marked paid by the act step after a provider query.
+        paid: Vec<String>,
+    },
+    /// The provider has not made the bill yet: try again later.
+    NotReady,
+    /// The provider says there is no bill, but our books have business that day: try again
+    /// later, and alert if it stays missing.
+    BillMissing,
+    /// The app's provider offers no bill download.
+    Unsupported,
+}
+
+/// Why a day could not be reconciled at all (nothing is stored for it).
+#[derive(Debug, thiserror::Error)]
+pub enum StatementError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The provider gave no usable answer to the download.
+    #[error("bill download failed: {0}")]
+    Provider(#[from] ProviderError),
+}
+
+/// Why no configured app answers to a name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppLookupError {
+    /// No app of that name (and provider).
+    #[error("no configured app {0}")]
+    NotFound(String),
+    /// Both providers have an app of that name.
+    #[error("app {0} exists for several providers: name the provider")]
+    Ambiguous(String),
+}
+
+/// The configured app called `name`, of `provider` when given (needed only when two
+/// providers use the name).
+pub fn find_app<'a>(
+    state: &'a AppState,
+    name: &paygate_core::AppName,
+    provider: Option<ProviderKind>,
+) -> Result<&'a ProviderApp, AppLookupError> {
+    let mut apps = state
+        .registry
+        .iter()
+        .filter(|a| &a.name == name && provider.is_none_or(|p| a.kind() == p));
+    match (apps.next(), apps.next()) {
+        (Some(app), None) => Ok(app),
+        (None, _) => Err(AppLookupError::NotFound(name.to_string())),
+        (Some(_), Some(_)) => Err(AppLookupError::Ambiguous(name.to_string())),
+    }
+}
+
+/// Reads a bill file of `format`, checking it against the merchant and day, and hands every
+/// line to `on_line`. `Err` carries the parser's precise reason; lines already handed over
+/// must then be discarded.
+pub fn read_bill(
+    format: BillFormat,
+    body: &[u8],
+    merchant: &MerchantIdentity,
+    day: NaiveDate,
+    mut on_line: impl FnMut(&BillLine<'_>),
+) -> Result<(), String> {
+    use paygate_wechat::bill::{BillExpectation, TradeBillReader};
+    let wechat = || BillExpectation {
+        mch_id: Some(merchant.merchant_id.clone()),
+        day: Some(day),
+    };
+    match format {
+        BillFormat::WechatGzip => {
+            let mut reader =
+                TradeBillReader::from_gzip(body, wechat()).map_err(|e| e.to_string())?;
+            while let Some(row) = reader.next_row().map_err(|e| e.to_string())? {
+                on_line(&row.bill_line());
+            }
+            Ok(())
+        }
+        BillFormat::WechatText => {
+            let mut reader = TradeBillReader::new(body, wechat()).map_err(|e| e.to_string())?;
+            while let Some(row) = reader.next_row().map_err(|e| e.to_string())? {
+                on_line(&row.bill_line());
+            }
+            Ok(())
+        }
+        BillFormat::AlipayZip => {
+            let expectation = paygate_alipay::bill::BillExpectation {
+                // The bill names the account as the seller PID followed by 0156.
+                account: Some(format!("{}0156", merchant.merchant_id)),
+                day: Some(day),
+            };
+            paygate_alipay::bill::read_trade_bill_zip(
+                std::io::Cursor::new(body),
+                &expectation,
+                |row| on_line(&row.bill_line()),
+            )
+            .map(drop)
+            .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// The format a provider's file must have.
+fn expected_format(provider: ProviderKind, body: &[u8]) -> Result<BillFormat, String> {
+    let sniffed = BillFormat::sniff(body);
+    let fits = match sniffed {
+        BillFormat::AlipayZip => provider == ProviderKind::ALIPAY,
+        BillFormat::WechatGzip | BillFormat::WechatText => provider == ProviderKind::WECHAT,
+    };
+    if fits {
+        Ok(sniffed)
+    } else {
+        Err(format!("a {sniffed:?} file is not a {provider} bill"))
+    }
+}
+
+/// Reconciles `app`'s bill of Beijing day `day`. Provider failures leave nothing stored and
+/// are the caller's to retry; a bad file is a stored `failed` run.
+pub async fn reconcile_day(
+    state: &AppState,
+    app: &ProviderApp,
+    day: NaiveDate,
+    source: BillSource,
+) -> Result<DayOutcome, StatementError> {
+    let key = BillDayKey {
+        app: app.name.clone(),
+        provider: app.kind(),
+        bill_day: day,
+    };
+    let body = match source {
+        BillSource::File(body) => body,
+        BillSource::Download => match app.provider.download_bill(day).await? {
+            BillDownload::File(file) => file.body,
+            BillDownload::NotReady => return Ok(DayOutcome::NotReady),
+            BillDownload::Unsupported => return Ok(DayOutcome::Unsupported),
+            BillDownload::NoBill => return no_bill(state, app, &key).await,
+        },
+    };
+    let file = state
+        .store
+        .insert_bill_file(NewBillFile {
+            app: key.app.clone(),
+            provider: key.provider,
+            bill_day: day,
+            body,
+            fetched_at: Utc::now(),
+        })
+        .await?;
+    // Read back what was stored: the evidence and the parsed bytes are the same bytes.
+    let body = state.store.bill_file_body(&file.id).await?;
+    let merchant = app.provider.merchant();
+    let format = expected_format(key.provider, &body);
+
+    // First pass: check the whole file and collect the keys it names.
+    let mut named_orders = BTreeSet::new();
+    let mut named_refunds = BTreeSet::new();
+    let checked = format.and_then(|format| {
+        read_bill(format, &body, merchant, day, |line| {
+            named_orders.insert(line.out_trade_no.to_owned());
+            if line.kind == BillLineKind::Refund
+                && let Some(no) = line.out_refund_no
+            {
+                named_refunds.insert(no.to_owned());
+            }
+        })
+        .map(|()| format)
+    });
+    let format = match checked {
+        Ok(format) => format,
+        Err(reason) => return store_failed(state, &key, Some(file.id), reason).await,
+    };
+    let ledger = state
+        .store
+        .bill_day_ledger(
+            &key,
+            &merchant_apps(state, app),
+            named_orders.into_iter().collect(),
+            named_refunds.into_iter().collect(),
+        )
+        .await?;
+
+    // Second pass: match, streaming.
+    let mut matcher = Matcher::new(day, ledger, MatchOptions::default());
+    if let Err(reason) = read_bill(format, &body, merchant, day, |line| matcher.push(line)) {
+        // The file changed under us, which it cannot: report it rather than guess.
+        return store_failed(state, &key, Some(file.id), reason).await;
+    }
+    let report = match matcher.finish() {
+        Ok(report) => report,
+        Err(error) => return store_failed(state, &key, Some(file.id), error.to_string()).await,
+    };
+    let to_act: Vec<String> = report
+        .items
+        .iter()
+        .filter(|item| lost_payment(item))
+        .map(|item| item.out_trade_no.clone())
+        .collect();
+    let run = store_report(state, &key, Some(file.id), report).await?;
+    let paid = act(state, app, &run, &to_act).await?;
+    Ok(DayOutcome::Reconciled {
+        run: Box::new(run),
+        paid,
+    })
+}
+
+/// Every configured app of `app`'s provider on the same merchant account (WeChat v2 and v3
+/// apps of one `mch_id`, say): the bill covers all their trades, so our side must too.
+fn merchant_apps(state: &AppState, app: &ProviderApp) -> Vec<paygate_core::AppName> {
+    let merchant = &app.provider.merchant().merchant_id;
+    state
+        .registry
+        .iter()
+        .filter(|other| {
+            other.kind() == app.kind() && &other.provider.merchant().merchant_id == merchant
+        })
+        .map(|other| other.name.clone())
+        .collect()
+}
+
+/// The order `out_trade_no` among the merchant's apps, with the app that owns it.
+async fn merchant_order<'a>(
+    state: &'a AppState,
+    app: &ProviderApp,
+    out_trade_no: &OutTradeNo,
+) -> Result<Option<(&'a ProviderApp, paygate_core::Order)>, StoreError> {
+    for name in merchant_apps(state, app) {
+        let Some(owner) = state.registry.get(app.kind(), &name) else {
+            continue;
+        };
+        match state.store.order_by_out_trade_no(&name, out_trade_no).await {
+            Ok(order) => return Ok(Some((owner, order))),
+            Err(StoreError::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(None)
+}
+
+/// A payment the bill shows as successful that our books have pending or closed.
+fn lost_payment(item: &Item) -> bool {
+    item.kind == BillLineKind::Payment
+        && item.category == Category::StatusMismatch
+        && item.bill.as_ref().is_some_and(|b| b.status == "SUCCESS")
+        && item.local.as_ref().is_some_and(|l| {
+            matches!(
+                l.status,
+                paygate_reconciliation::LocalStatus::Order(
+                    OrderStatus::Pending | OrderStatus::Closed
+                )
+            )
+        })
+}
+
+/// "No bill": a verified empty day when our books have nothing that day either, otherwise a
+/// missing bill.
+async fn no_bill(
+    state: &AppState,
+    app: &ProviderApp,
+    key: &BillDayKey,
+) -> Result<DayOutcome, StatementError> {
+    let ledger = state
+        .store
+        .bill_day_ledger(key, &merchant_apps(state, app), Vec::new(), Vec::new())
+        .await?;
+    let report = Matcher::new(key.bill_day, ledger, MatchOptions::default())
+        .finish()
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    if report.local_totals.payments_count > 0 || report.local_totals.refunds_count > 0 {
+        tracing::warn!(app = %key.app, provider = %key.provider, day = %key.bill_day,
+            payments = report.local_totals.payments_count, refunds = report.local_totals.refunds_count,
+            "the provider has no bill for a day with business in our books");
+        return Ok(DayOutcome::BillMissing);
+    }
+    let run = store_report(state, key, None, report).await?;
+    Ok(DayOutcome::Reconciled {
+        run: Box::new(run),
+        paid: Vec::new(),
+    })
+}
+
+async fn store_report(
+    state: &AppState,
+    key: &BillDayKey,
+    bill_file_id: Option<BillFileId>,
+    report: Report,
+) -> Result<ReconciliationRun, StoreError> {
+    store_run(
+        state,
+        key,
+        bill_file_id,
+        RunOutcome::Reconciled(Box::new(report)),
+    )
+    .await
+}
+
+async fn store_failed(
+    state: &AppState,
+    key: &BillDayKey,
+    bill_file_id: Option<BillFileId>,
+    reason: String,
+) -> Result<DayOutcome, StatementError> {
+    tracing::warn!(app = %key.app, provider = %key.provider, day = %key.bill_day, %reason,
+        "the bill could not be used; no order changed");
+    let run = store_run(state, key, bill_file_id, RunOutcome::Failed(reason)).await?;
+    Ok(DayOutcome::Reconciled {
+        run: Box::new(run),
+        paid: Vec::new(),
+    })
+}
+
+/// Stores the day's run in place of any earlier one.
+async fn store_run(
+    state: &AppState,
+    key: &BillDayKey,
+    bill_file_id: Option<BillFileId>,
+    outcome: RunOutcome,
+) -> Result<ReconciliationRun, StoreError> {
+    state
+        .store
+        .replace_reconciliation_run(NewReconciliationRun {
+            app: key.app.clone(),
+            provider: key.provider,
+            bill_day: key.bill_day,
+            bill_file_id,
+            outcome,
+            finished_at: Utc::now(),
+        })
+        .await
+}
+
+/// The act step: each lost payment is queried and, when the provider's own answer proves it,
+/// marked paid through [`apply_trade_facts`]; its difference gets a resolution saying so.
+async fn act(
+    state: &AppState,
+    app: &ProviderApp,
+    run: &ReconciliationRun,
+    out_trade_nos: &[String],
+) -> Result<Vec<String>, StoreError> {
+    if out_trade_nos.is_empty() {
+        return Ok(Vec::new());
+    }
+    let differences = state
+        .store
+        .reconciliation_differences(&run.id, Some(Category::StatusMismatch))
+        .await?;
+    let mut paid = Vec::new();
+    for no in out_trade_nos {
+        let Ok(number) = OutTradeNo::parse(no.as_str()) else {
+            continue;
+        };
+        // The order may belong to another app on the same merchant account: it is queried
+        // and checked with its own app's provider.
+        let Some((owner, order)) = merchant_order(state, app, &number).await? else {
+            continue;
+        };
+        let note = match owner
+            .provider
+            .query_payment(&paygate_core::TradeRef::of(&order))
+            .await
+        {
+            Err(error) => {
+                tracing::warn!(%error, order = %order.id, "query of a lost payment failed; left for finance");
+                continue;
+            }
+            Ok(facts) => {
+                match apply_trade_facts(&state.store, owner.provider.as_ref(), order, &facts, None)
+                    .await
+                {
+                    Ok(PaymentOutcome::Paid(_) | PaymentOutcome::PaidAfterClose(_)) => {
+                        paid.push(no.clone());
+                        "the provider's query confirmed the payment; the order is now paid"
+                            .to_owned()
+                    }
+                    Ok(PaymentOutcome::AlreadyPaid(_)) => {
+                        "already paid by the time of the provider query".to_owned()
+                    }
+                    Ok(PaymentOutcome::NotPaid(trade_state)) => {
+                        tracing::warn!(order = %no, ?trade_state, "the bill says paid, the provider's query does not; left for finance");
+                        continue;
+                    }
+                    Ok(PaymentOutcome::Mismatch(mismatch)) => {
+                        tracing::warn!(order = %no, %mismatch, "the provider's query does not match the order; left for finance");
+                        continue;
+                    }
+                    Err(ApplyError::Store(error)) => return Err(error),
+                    Err(ApplyError::Provider(error)) => {
+                        tracing::warn!(%error, order = %no, "confirming query failed; left for finance");
+                        continue;
+                    }
+                }
+            }
+        };
+        if let Some(difference) = differences.iter().find(|d| &d.out_trade_no == no) {
+            state
+                .store
+                .resolve_difference(
+                    &difference.id,
+                    Resolution {
+                        note,
+                        by: ACTOR.to_owned(),
+                        at: Utc::now(),
+                    },
+                )
+                .await?;
+        }
+    }
+    Ok(paid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn vector(name: &str) -> Vec<u8> {
+        let dir =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wechat/tests/data/vectors/bills");
+        std::fs::read(dir.join(name)).unwrap()
+    }
+
+    fn merchant(id: &str) -> MerchantIdentity {
+        MerchantIdentity {
+            app_id: "wx2421b1c4370ec43b".into(),
+            merchant_id: id.into(),
+        }
+    }
+
+    fn day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 1, 15).unwrap()
+    }
+
+    fn lines(format: BillFormat, body: &[u8], merchant_id: &str) -> Result<Vec<String>, String> {
+        let mut seen = Vec::new();
+        read_bill(format, body, &merchant(merchant_id), day(), |line| {
+            seen.push(line.out_refund_no.unwrap_or(line.out_trade_no).to_owned());
+        })?;
+        Ok(seen)
+    }
+
+    #[test]
+    fn every_format_is_read_to_its_lines() {
+        let text = vector("wechat-v2-ALL.csv");
+        assert_eq!(
+            lines(BillFormat::WechatText, &text, "10000100")
+                .unwrap()
+                .len(),
+            7
+        );
+        let gzip = vector("wechat-v3-tradebill-ALL.csv.gz");
+        assert_eq!(
+            lines(BillFormat::WechatGzip, &gzip, "10000100")
+                .unwrap()
+                .len(),
+            7
+        );
+        let zip = vector("alipay-trade.zip");
+        let alipay = lines(BillFormat::AlipayZip, &zip, "2088101122136241").unwrap();
+        assert_eq!(alipay.len(), 7);
+        assert!(alipay.contains(&"RF20240115A0004-1".to_owned()));
+    }
+
+    #[test]
+    fn a_bill_of_another_merchant_a_truncated_file_or_the_wrong_format_is_refused() {
+        let text = vector("wechat-v2-ALL.csv");
+        let wrong = lines(BillFormat::WechatText, &text, "10000999").unwrap_err();
+        assert!(wrong.contains("10000999"), "{wrong}");
+        let gzip = vector("wechat-v3-tradebill-ALL.csv.gz");
+        assert!(lines(BillFormat::WechatGzip, &gzip[..gzip.len() / 2], "10000100").is_err());
+        let zip = vector("alipay-trade.zip");
+        assert!(lines(BillFormat::AlipayZip, &zip, "2088999999999999").is_err());
+        assert!(expected_format(ProviderKind::WECHAT, &zip).is_err());
+        assert_eq!(
+            expected_format(ProviderKind::ALIPAY, &zip),
+            Ok(BillFormat::AlipayZip)
+        );
+        assert_eq!(
+            expected_format(ProviderKind::WECHAT, &gzip),
+            Ok(BillFormat::WechatGzip)
+        );
+    }
+}
