@@ -225,7 +225,10 @@ impl Store {
             lock_ignoring_poison(traced).push(locks.clone());
         }
         match &self.writer {
-            Some(lanes) => lanes.lane(&locks).write(locks.lock_order(), work).await,
+            Some(lanes) => {
+                let lock_order = locks.lock_order();
+                lanes.lane_of(lock_order).write(lock_order, work).await
+            }
             None => {
                 self.run(move |conn| {
                     use diesel::Connection;

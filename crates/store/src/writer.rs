@@ -147,40 +147,21 @@ impl LockKey {
     /// and cannot wait on each other in a cycle: PostgreSQL would break such a deadlock only
     /// after `deadlock_timeout` (1 s), failing one of the writes. Writes that lock nothing
     /// come last. FNV-1a over the key's hash input, so the order is the same in every process
-    /// and every build.
+    /// and every build (std's hasher is only fixed per build). It also picks the key's lane.
     pub fn lock_order(&self) -> u64 {
         match self {
-            LockKey::NewRows => u64::MAX,
+            LockKey::NewRows => NO_ROW_LOCK,
             key => {
-                let mut hasher = Fnv1a::default();
+                let mut hasher = fnv::FnvHasher::default();
                 key.hash(&mut hasher);
-                hasher.finish().min(u64::MAX - 1)
+                hasher.finish().min(NO_ROW_LOCK - 1)
             }
         }
     }
 }
 
-/// FNV-1a: a hash with no per-process or per-build seed (std's is only fixed per build).
-struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
+/// The lock order of writes that lock no row ([`LockKey::NewRows`]): last in every batch.
+const NO_ROW_LOCK: u64 = u64::MAX;
 
 /// The writer lanes of one store. A write names the row it will lock ([`LockKey`]), and all
 /// writes naming the same row take the same lane: they queue in memory instead of two
@@ -238,19 +219,30 @@ impl Lanes {
 
     /// The lane for writes that lock the row `key` names, or the next lane in turn for writes
     /// that only insert new rows.
+    #[cfg(test)]
     pub(crate) fn lane(&self, key: &LockKey) -> &Writer {
-        &self.lanes[self.lane_index(key)]
+        self.lane_of(key.lock_order())
+    }
+
+    /// The lane for a write whose key has `lock_order` ([`LockKey::lock_order`]), so a caller
+    /// that has the order already does not hash its key twice.
+    pub(crate) fn lane_of(&self, lock_order: u64) -> &Writer {
+        &self.lanes[self.lane_index_of(lock_order)]
     }
 
     /// The index of [`Lanes::lane`]'s answer.
+    #[cfg(test)]
     fn lane_index(&self, key: &LockKey) -> usize {
-        let index = match key {
-            LockKey::NewRows => self.next.fetch_add(1, Ordering::Relaxed),
-            key => {
-                let mut hasher = std::collections::hash_map::DefaultHasher::new();
-                key.hash(&mut hasher);
-                hasher.finish() as usize
-            }
+        self.lane_index_of(key.lock_order())
+    }
+
+    /// A keyed write's lane follows from its lock order; writes that lock no row take the
+    /// lanes in turn.
+    fn lane_index_of(&self, lock_order: u64) -> usize {
+        let index = if lock_order == NO_ROW_LOCK {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        } else {
+            lock_order as usize
         };
         index % self.lanes.len()
     }

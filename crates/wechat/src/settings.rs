@@ -194,13 +194,13 @@ impl WechatAppSettings {
         if let Some(timeout) = self.request_timeout_ms {
             config.request_timeout_ms = timeout;
         }
-        if let Some(path) = &self.extra_root_certificates_file {
-            let none = None;
-            config.extra_root_certificates_pem = Some(
-                InlineOrFile::value("extra_root_certificates", &none, &Some(path.clone()))
-                    .read_value()?,
-            );
-        }
+        config.extra_root_certificates_pem = InlineOrFile::value(
+            "extra_root_certificates",
+            &None,
+            &self.extra_root_certificates_file,
+        )
+        .read_optional()?
+        .map(|pem| pem.expose_secret().to_owned());
         config.channels = self.channels.clone().unwrap_or_else(|| {
             // h5 needs a registered site (scene_info); it is only on when configured explicitly.
             CHANNELS
