@@ -3,8 +3,9 @@
 // It starts the built `paygate` on a free port with a fresh SQLite database and the embedded
 // sandbox, reads the first-start merchant and finance keys from its banner, creates and pays
 // orders through the merchant API and the sandbox, then drives /console as finance staff would:
-// sign in, filter, page, open an order, export CSV, draw the chart, read anomalies. What the
-// page shows is checked against numbers worked out here from the orders we made.
+// sign in, filter, page, open an order, export CSV, draw the chart, read anomalies, reconcile a
+// day and resolve its difference. What the page shows is checked against numbers worked out
+// here from the orders we made.
 //
 // Environment: PAYGATE_BIN (the binary), CHROMIUM (default /usr/bin/chromium),
 // SCREENSHOT_DIR (default ../docs/img). Prints "N passed, N failed" last; exits 1 on failure.
@@ -34,6 +35,8 @@ function startGateway(workdir) {
     env: {
       ...inherited,
       PAYGATE__DATABASE_URL: `sqlite://${join(workdir, 'paygate.db')}`,
+      // The daily bill job stays out of the way: this test reconciles the days it means to.
+      PAYGATE__STATEMENTS__ENABLED: 'false',
       RUST_LOG: process.env.RUST_LOG ?? 'warn',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -178,7 +181,9 @@ async function main() {
     page.on('response', (response) => {
       const url = new URL(response.url());
       const expected = url.pathname === '/favicon.ico'
-        || (response.status() === 403 && url.pathname === '/v1/anomalies' && url.search === '?limit=1');
+        || (response.status() === 403 && url.pathname === '/v1/anomalies' && url.search === '?limit=1')
+        // The "bill not ready" answer the reconciliation check provokes on purpose.
+        || (response.status() === 409 && url.pathname === '/v1/reconciliation/runs');
       if (response.status() >= 400 && !expected) pageProblems.push(`HTTP ${response.status()} ${url.pathname}`);
     });
     const requestedUrls = [];
@@ -335,6 +340,105 @@ async function main() {
       await page.click('#reset-filters');
       await page.waitForFunction(() => document.getElementById('orders-message').textContent === `${22} order(s) on this page.`);
       await page.screenshot({ path: join(SHOTS, 'console-orders.png'), fullPage: false });
+    });
+
+    await check('reconciliation: the days show matched and with-differences runs, and a not-ready bill says so', async () => {
+      const today = expectedShanghai(new Date().toISOString()).slice(0, 10);
+      const yesterday = new Date(Date.parse(`${today}T00:00:00Z`) - 86_400_000).toISOString().slice(0, 10);
+      // Yesterday had no business: the provider has no bill and our books are empty, a verified empty day.
+      const empty = await call('POST', `${gw.base}/v1/reconciliation/runs`, gw.finance, { app: 'sandbox', provider: 'alipay', day: yesterday });
+      equal(empty.run.status, 'matched', 'yesterday with no business');
+      // Today's Alipay bill leaves out the tea order, which our books have paid.
+      await call('POST', `${gw.sandbox}/sandbox/faults`, null, {
+        fault: 'bill_omit_trade', provider: 'alipay', api: 'alipay.data.dataservice.bill.downloadurl.query', out_trade_no: 'e2e_ali_tea',
+      });
+      await call('POST', `${gw.sandbox}/sandbox/faults`, null, { fault: 'bill_not_ready', provider: 'wechat', api: '/pay/downloadbill' });
+      await page.click('nav a[data-view=reconciliation]');
+      await page.waitForSelector('#reconciliation-view:not([hidden])');
+      // The WeChat bill is "still being made": nothing is stored and the page says why.
+      await page.fill('#recon-now input[name=day]', today);
+      await page.selectOption('#recon-now select[name=provider]', 'wechat');
+      await page.click('#recon-now button[type=submit]');
+      await page.waitForFunction(() => document.getElementById('recon-now-message').classList.contains('error'));
+      assert((await page.textContent('#recon-now-message')).includes('still making this bill'), await page.textContent('#recon-now-message'));
+      // The Alipay day through the same form: reconciled with one difference.
+      await page.selectOption('#recon-now select[name=provider]', 'alipay');
+      await page.click('#recon-now button[type=submit]');
+      await page.waitForFunction(() => /difference/.test(document.getElementById('recon-now-message').textContent));
+      await page.waitForSelector(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`);
+      equal(await page.getAttribute(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`, 'data-status'), 'differences', 'today');
+      equal(await page.textContent(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`), 'sandbox · alipay: 1 difference(s)');
+      equal(await page.getAttribute(`#recon-calendar .day[data-day="${yesterday}"] a.run[data-provider=alipay]`, 'data-status'), 'matched', 'yesterday');
+      equal(await page.$$eval(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=wechat]`, (n) => n.length), 0, 'no WeChat run stored for a bill not ready');
+      const before = new Date(Date.parse(`${yesterday}T00:00:00Z`) - 86_400_000).toISOString().slice(0, 10);
+      equal(await page.textContent(`#recon-calendar .day[data-day="${before}"] .run.none`), 'not reconciled', 'a day without a run');
+      mkdirSync(SHOTS, { recursive: true });
+      await page.locator('#reconciliation-view').screenshot({ path: join(SHOTS, 'console-reconciliation-days.png') });
+    });
+
+    await check('reconciliation: a day shows the bill beside our books and its difference', async () => {
+      const today = expectedShanghai(new Date().toISOString()).slice(0, 10);
+      const listed = await call('GET', `${gw.base}/v1/reconciliation/differences?app=sandbox&provider=alipay&day=${today}`, gw.finance);
+      await page.click(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`);
+      await page.waitForSelector('#recon-day-view:not([hidden]) #recon-differences tbody tr[data-difference-id]');
+      equal(await page.textContent('#recon-day-title'), `${today} · sandbox · alipay`);
+      const totals = Object.fromEntries((await page.$$eval('#recon-totals tbody tr', (rows) => rows.map((r) => [r.dataset.line, [...r.cells].map((c) => c.textContent.trim())]))));
+      const { bill, local } = listed.run;
+      // Ours: the tea and the cake orders; the bill: only the cake. The difference is the tea.
+      equal(totals.payments_count.slice(1).join('|'), `${bill.payments_count}|${local.payments_count}|-1`, 'payments');
+      equal(local.payments_count, 2, 'our Alipay payments today');
+      equal(totals.gross.slice(1).join('|'), `${(bill.gross / 100).toFixed(2)}|20.04|-19.99`, 'gross');
+      equal(totals.refunds.slice(1).join('|'), '0.02|0.02|0.00', 'refunded');
+      equal(totals.fees[1], (bill.fees / 100).toFixed(2), 'fees');
+      equal(totals.net[1], (bill.net / 100).toFixed(2), 'net settlement');
+      const rows = await tableTexts(page, '#recon-differences');
+      equal(rows.length, listed.data.length, 'one row per difference');
+      equal(rows.length, 1, 'only the omitted trade differs');
+      equal(rows[0].slice(0, 5).join('|'), 'missing_in_bill|payment|e2e_ali_tea||19.99', 'the omitted trade');
+      equal(rows[0][6], expectedShanghai(made.e2e_ali_tea.paid_at), 'our paid time');
+      equal(rows[0][8], 'paid', 'our status');
+    });
+
+    await check('reconciliation: filters narrow the list and a resolution note is saved', async () => {
+      await page.selectOption('#recon-filters select[name=category]', 'amount_mismatch');
+      await page.waitForFunction(() => document.querySelector('#recon-differences tbody tr td.hint')?.textContent === 'No differences match these filters.');
+      await page.selectOption('#recon-filters select[name=category]', '');
+      await page.waitForSelector('#recon-differences tbody tr[data-difference-id]');
+      await page.selectOption('#recon-filters select[name=kind]', 'refund');
+      equal(await page.$$eval('#recon-differences tbody tr[data-difference-id]', (n) => n.length), 0, 'refund differences');
+      await page.selectOption('#recon-filters select[name=kind]', '');
+      await page.fill('#recon-filters input[name=search]', 'ali_tea');
+      equal(await page.$$eval('#recon-differences tbody tr[data-difference-id]', (n) => n.length), 1, 'found by number');
+      await page.selectOption('#recon-filters select[name=resolution]', 'resolved');
+      equal(await page.$$eval('#recon-differences tbody tr[data-difference-id]', (n) => n.length), 0, 'resolved before any note');
+      await page.selectOption('#recon-filters select[name=resolution]', 'open');
+      await page.click('#recon-differences tr[data-difference-id] button.resolve');
+      await page.fill('#recon-differences .resolution-editor textarea', 'Alipay support: bill reissued on T+2');
+      await page.click('#recon-differences .resolution-editor button[type=submit]');
+      await page.waitForFunction(() => document.getElementById('recon-day-message').textContent.startsWith('Resolution saved'));
+      equal(await page.$$eval('#recon-differences tbody tr[data-difference-id]', (n) => n.length), 0, 'no open difference left');
+      await page.selectOption('#recon-filters select[name=resolution]', 'resolved');
+      const note = await page.textContent('#recon-differences tr[data-difference-id] td.resolution');
+      assert(note.startsWith('Alipay support: bill reissued on T+2 — key '), note);
+      const today = expectedShanghai(new Date().toISOString()).slice(0, 10);
+      const stored = await call('GET', `${gw.base}/v1/reconciliation/differences?app=sandbox&provider=alipay&day=${today}`, gw.finance);
+      equal(stored.data[0].resolution?.note, 'Alipay support: bill reissued on T+2', 'the note the API keeps');
+      // Still there after a reload: it came from the server, not the page.
+      await page.reload();
+      await page.waitForSelector('#recon-differences tr[data-difference-id] td.resolution');
+      equal(await page.textContent('#recon-differences tr[data-difference-id] td.resolution'), note, 'after a reload');
+      await page.locator('#recon-day-view').screenshot({ path: join(SHOTS, 'console-reconciliation.png') });
+    });
+
+    await check('reconciliation: the differences CSV and the raw bill file download with the key', async () => {
+      const [csvDownload] = await Promise.all([page.waitForEvent('download'), page.click('#recon-export')]);
+      const csv = readFileSync(await csvDownload.path(), 'utf8');
+      assert(csv.startsWith('\uFEFFcategory,kind,out_trade_no'), 'a BOM and the header');
+      assert(csv.includes('missing_in_bill,payment,e2e_ali_tea') && csv.includes('Alipay support: bill reissued on T+2'), csv);
+      const [billDownload] = await Promise.all([page.waitForEvent('download'), page.click('#recon-bill-file')]);
+      const bytes = readFileSync(await billDownload.path());
+      equal(bytes.subarray(0, 2).toString('latin1'), 'PK', 'the Alipay zip as the provider sent it');
+      assert(/^bill-sandbox-alipay-\d{4}-\d{2}-\d{2}\.csv\.zip$/.test(billDownload.suggestedFilename()), billDownload.suggestedFilename());
     });
 
     await check('the key never appears in a URL and sign-out forgets it', async () => {

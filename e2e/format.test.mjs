@@ -1,7 +1,7 @@
 // Unit checks of the console's pure helpers, imported from the very file the gateway serves.
 // Expected values are worked out by hand here, not produced by the code under test.
 import {
-  addDays, dailyTotals, fenToYuan, formatShanghai, shanghaiDay, shanghaiMidnight, yuanToFen,
+  addDays, dailyTotals, fenToYuan, formatShanghai, shanghaiDay, shanghaiMidnight, weekday, yuanToFen,
 } from '../crates/gateway/src/console/assets/format.js';
 import { assert, check, equal } from './harness.mjs';
 
@@ -57,6 +57,9 @@ export async function formatChecks() {
     equal(addDays('2026-03-01', -1), '2026-02-28');
     equal(shanghaiMidnight('2026-11-23'), '2026-11-23T00:00:00+08:00');
     throws(() => shanghaiMidnight('23/11/2026'), 'a non-ISO day');
+    equal(weekday('2026-11-23'), 0, '23 November 2026 is a Monday');
+    equal(weekday('2026-11-29'), 6, '29 November 2026 is a Sunday');
+    equal(weekday('2024-02-29'), 3, '29 February 2024 is a Thursday');
   });
   await check('daily totals count paid orders on their Shanghai paid day with their refunds', () => {
     const orders = [

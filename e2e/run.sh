@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Browser test of the finance console: Debian Chromium + playwright-core against a freshly
-# started `paygate` (embedded sandbox, temp SQLite). Saves docs/img/console-{orders,chart}.png.
+# started `paygate` (embedded sandbox, temp SQLite). Saves docs/img/console-*.png.
 # Exits non-zero on failure; the last line is "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -29,5 +29,5 @@ cargo build -p paygate-gateway --locked --quiet
 export PAYGATE_BIN="$CARGO_TARGET_DIR/debug/paygate"
 export CHROMIUM
 
-# 4–6. Orders, sign-in, filters, order detail, CSV, chart, anomalies, screenshots.
+# 4–6. Orders, sign-in, filters, order detail, CSV, chart, anomalies, reconciliation, screenshots.
 node console.test.mjs

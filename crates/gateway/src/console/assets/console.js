@@ -5,7 +5,7 @@
 // are attacker-controlled input.
 import {
   addDays, dailyTotals, daysBetween, fenToYuan, formatShanghai, shanghaiDay, shanghaiMidnight,
-  yuanToFen,
+  weekday, yuanToFen,
 } from './format.js';
 
 const KEY_SLOT = 'paygate.financeKey';
@@ -15,31 +15,40 @@ const $ = (id) => document.getElementById(id);
 // ---------- the API ----------
 
 class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, code = '') {
     super(message);
     this.status = status;
+    this.code = code;
   }
 }
 
-async function api(path, key = sessionStorage.getItem(KEY_SLOT)) {
+async function api(path, key = sessionStorage.getItem(KEY_SLOT), { method = 'GET', body } = {}) {
   const response = await fetch(path, {
-    headers: { Authorization: `Bearer ${key}`, Accept: 'application/json' },
+    method,
+    headers: {
+      Authorization: `Bearer ${key}`,
+      Accept: 'application/json',
+      ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
     cache: 'no-store',
     credentials: 'omit',
     referrerPolicy: 'no-referrer',
   });
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
+    let code = '';
     try {
-      const body = await response.json();
-      message = body?.error?.message ?? message;
+      const answer = await response.json();
+      message = answer?.error?.message ?? message;
+      code = answer?.error?.code ?? '';
     } catch {
       // not JSON: keep the status line
     }
     if (response.status === 401 && key === sessionStorage.getItem(KEY_SLOT)) {
       signOut('The key was refused; sign in again.');
     }
-    throw new ApiError(response.status, message);
+    throw new ApiError(response.status, message, code);
   }
   return response;
 }
@@ -189,6 +198,18 @@ function previousPage() {
   loadOrders();
 }
 
+/** Fetches `path` with the key in the header and saves the answer as `filename` from a Blob. */
+async function download(path, filename) {
+  const blob = await (await api(path)).blob();
+  const url = URL.createObjectURL(blob);
+  const link = el('a', { href: url, download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  return blob.size;
+}
+
 /** Export with the same filters: fetched with the header, then saved from a Blob. */
 async function exportCsv() {
   let query;
@@ -200,14 +221,8 @@ async function exportCsv() {
   }
   say('orders-message', 'Exporting…');
   try {
-    const blob = await (await api(`/v1/orders/export.csv?${query}`)).blob();
-    const url = URL.createObjectURL(blob);
-    const link = el('a', { href: url, download: `paygate-orders-${shanghaiDay(new Date())}.csv` });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
-    say('orders-message', `Exported ${blob.size} bytes.`);
+    const size = await download(`/v1/orders/export.csv?${query}`, `paygate-orders-${shanghaiDay(new Date())}.csv`);
+    say('orders-message', `Exported ${size} bytes.`);
   } catch (error) {
     say('orders-message', `Export failed: ${error.message}`, true);
   }
@@ -287,19 +302,30 @@ async function paidOrders(provider, first, last) {
   return orders;
 }
 
-async function drawChart(event) {
-  event?.preventDefault();
-  const form = new FormData($('chart-range'));
+/**
+ * The first and last day of a from/to form, or null after saying in `messageId` why not: both
+ * needed, in order, at most 92 days (what one screen and the API's paging can carry).
+ */
+function dayRange(formId, messageId) {
+  const form = new FormData($(formId));
   const first = String(form.get('from'));
   const last = String(form.get('to'));
   if (!first || !last || last < first) {
-    say('chart-message', 'Pick a first and a last day.', true);
-    return;
+    say(messageId, 'Pick a first and a last day.', true);
+    return null;
   }
   if (daysBetween(first, last).length > 92) {
-    say('chart-message', 'At most 92 days at a time.', true);
-    return;
+    say(messageId, 'At most 92 days at a time.', true);
+    return null;
   }
+  return { first, last };
+}
+
+async function drawChart(event) {
+  event?.preventDefault();
+  const range = dayRange('chart-range', 'chart-message');
+  if (!range) return;
+  const { first, last } = range;
   say('chart-message', 'Loading…');
   try {
     const perProvider = await Promise.all(PROVIDERS.map(async (provider) =>
@@ -424,15 +450,263 @@ async function loadAnomalies(more = false) {
   $('anomalies-more').disabled = !anomaliesPaging.next;
 }
 
+// ---------- statement reconciliation ----------
+
+const RUN_WORDS = { matched: 'matched', differences: 'differences', failed: 'failed' };
+
+async function loadRuns(event) {
+  event?.preventDefault();
+  const range = dayRange('recon-range', 'recon-message');
+  if (!range) return;
+  const { first, last } = range;
+  const app = String(new FormData($('recon-range')).get('app') ?? '').trim();
+  say('recon-message', 'Loading…');
+  try {
+    const query = new URLSearchParams({ from: first, to: last });
+    if (app) query.set('app', app);
+    const runs = (await apiJson(`/v1/reconciliation/runs?${query}`)).data;
+    $('recon-calendar').replaceChildren(calendar(runs, first, last));
+    say('recon-message', runs.length ? '' : 'No reconciliation runs in these days.');
+  } catch (error) {
+    say('recon-message', error.message, true);
+  }
+}
+
+/** A week-per-row grid of the days first..last, each day with one chip per run. */
+function calendar(runs, first, last) {
+  const byDay = new Map();
+  for (const run of runs) byDay.set(run.day, [...(byDay.get(run.day) ?? []), run]);
+  const today = shanghaiDay(new Date());
+  const grid = el('div', { class: 'weeks' });
+  for (const name of ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun']) {
+    grid.append(el('div', { class: 'weekday', text: name }));
+  }
+  for (let i = 0; i < weekday(first); i += 1) grid.append(el('div', { class: 'pad' }));
+  for (const day of daysBetween(first, last)) {
+    const dayRuns = byDay.get(day) ?? [];
+    const cellNode = el('div', { class: `day${day > today ? ' future' : ''}`, 'data-day': day },
+      el('div', { class: 'date', text: day }));
+    for (const run of dayRuns) cellNode.append(runChip(run));
+    if (dayRuns.length === 0 && day <= today) {
+      cellNode.append(el('span', { class: 'run none', text: 'not reconciled' }));
+    }
+    grid.append(cellNode);
+  }
+  return grid;
+}
+
+function runChip(run) {
+  const outcome = run.status === 'differences'
+    ? `${run.differences_count} difference(s)` : RUN_WORDS[run.status] ?? run.status;
+  return el('a', {
+    class: `run ${run.status}`,
+    href: `#reconciliation/${encodeURIComponent(run.app)}/${run.provider}/${run.day}`,
+    'data-app': run.app,
+    'data-provider': run.provider,
+    'data-status': run.status,
+    title: run.failure_reason ?? '',
+    text: `${run.app} · ${run.provider}: ${outcome}`,
+  });
+}
+
+async function reconcileNow(event) {
+  event.preventDefault();
+  const form = new FormData($('recon-now'));
+  const request = {
+    app: String(form.get('app') ?? '').trim(),
+    provider: String(form.get('provider')),
+    day: String(form.get('day')),
+  };
+  say('recon-now-message', 'Fetching the bill and reconciling…');
+  try {
+    const answer = await (await api('/v1/reconciliation/runs', undefined, { method: 'POST', body: request })).json();
+    const run = answer.run;
+    const paid = answer.paid.length ? ` Marked paid after the provider's query: ${answer.paid.join(', ')}.` : '';
+    say('recon-now-message', `${run.day} ${run.app} · ${run.provider}: ${run.status === 'differences'
+      ? `${run.differences_count} difference(s)` : RUN_WORDS[run.status] ?? run.status}.${paid}`);
+    loadRuns();
+  } catch (error) {
+    say('recon-now-message', error.message, true);
+  }
+}
+
+/** The day shown in the day view: app, provider, day and its run once loaded. */
+const reconDay = { app: '', provider: '', day: '', run: null, differences: [] };
+
+function differencesQuery() {
+  const query = new URLSearchParams({ app: reconDay.app, provider: reconDay.provider, day: reconDay.day });
+  const category = new FormData($('recon-filters')).get('category');
+  if (category) query.set('category', String(category));
+  return query;
+}
+
+async function showReconDay(app, provider, day) {
+  Object.assign(reconDay, { app, provider, day, run: null, differences: [] });
+  $('recon-day-title').textContent = `${day} · ${app} · ${provider}`;
+  $('recon-day-status').replaceChildren();
+  $('recon-totals').tBodies[0].replaceChildren();
+  fillTable('recon-differences', [], '');
+  await loadDifferences();
+}
+
+async function loadDifferences(event) {
+  event?.preventDefault();
+  say('recon-day-message', 'Loading…');
+  try {
+    const answer = await apiJson(`/v1/reconciliation/differences?${differencesQuery()}`);
+    reconDay.run = answer.run;
+    reconDay.differences = answer.data;
+    showRun(answer.run);
+    drawDifferences();
+    say('recon-day-message', '');
+  } catch (error) {
+    say('recon-day-message', error.message, true);
+  }
+  $('recon-bill-file').disabled = !reconDay.run?.bill_file_id;
+  $('recon-export').disabled = !reconDay.run;
+}
+
+function showRun(run) {
+  const outcome = run.status === 'differences'
+    ? `${run.differences_count} difference(s), ${run.held_count} held near midnight`
+    : RUN_WORDS[run.status] ?? run.status;
+  $('recon-day-status').replaceChildren(
+    el('span', { class: `run ${run.status}`, 'data-status': run.status, text: outcome }),
+    ` reconciled ${formatShanghai(run.finished_at)}`,
+    ...(run.failure_reason ? [el('span', { class: 'error failure', text: ` ${run.failure_reason}` })] : []));
+  const { bill, local } = run;
+  const ourNet = local.gross - local.refunds;
+  const billNetBeforeFees = bill.settlement_gross - bill.refunds;
+  const count = (n) => cell(String(n), 'num');
+  const line = (label, key, billCell, ourCell, diffCell) => el('tr', { 'data-line': key },
+    el('th', { text: label }), billCell, ourCell, diffCell);
+  const differenceCell = (billFen, ourFen) => {
+    const delta = billFen - ourFen;
+    return cell(fenToYuan(delta), delta === 0 ? 'num' : 'num differs');
+  };
+  const countDifference = (a, b) => cell(String(a - b), a === b ? 'num' : 'num differs');
+  $('recon-totals').tBodies[0].replaceChildren(
+    line('Payments', 'payments_count', count(bill.payments_count), count(local.payments_count),
+      countDifference(bill.payments_count, local.payments_count)),
+    line('Gross ¥', 'gross', moneyCell(bill.gross), moneyCell(local.gross), differenceCell(bill.gross, local.gross)),
+    line('Refunds', 'refunds_count', count(bill.refunds_count), count(local.refunds_count),
+      countDifference(bill.refunds_count, local.refunds_count)),
+    line('Refunded ¥', 'refunds', moneyCell(bill.refunds), moneyCell(local.refunds), differenceCell(bill.refunds, local.refunds)),
+    line('Net before fees ¥ (settled gross − refunds)', 'net_before_fees', moneyCell(billNetBeforeFees),
+      moneyCell(ourNet), differenceCell(billNetBeforeFees, ourNet)),
+    line('Fees ¥ (provider only)', 'fees', moneyCell(bill.fees), cell('—', 'num'), cell('', 'num')),
+    line('Net settlement ¥ (after fees)', 'net', moneyCell(bill.net), cell('—', 'num'), cell('', 'num')));
+}
+
+/** The differences that pass the page's own filters (kind, resolution, number). */
+function filteredDifferences() {
+  const form = new FormData($('recon-filters'));
+  const kind = String(form.get('kind') ?? '');
+  const resolution = String(form.get('resolution') ?? '');
+  const search = String(form.get('search') ?? '').trim();
+  return reconDay.differences.filter((d) => (!kind || d.kind === kind)
+    && (!resolution || (resolution === 'resolved') === Boolean(d.resolution))
+    && (!search || d.out_trade_no.includes(search) || (d.out_refund_no ?? '').includes(search)));
+}
+
+function drawDifferences() {
+  const rows = filteredDifferences().map(differenceRow);
+  // The category filter is the API's, so the run's own count says whether the day had any.
+  fillTable('recon-differences', rows, reconDay.run?.differences_count
+    ? 'No differences match these filters.' : 'No differences: every line matched.');
+}
+
+function differenceRow(d) {
+  const numbers = d.out_refund_no ? `${d.out_trade_no} / ${d.out_refund_no}` : d.out_trade_no;
+  const notes = [d.held ? 'held' : '', d.near_midnight ? 'near midnight' : ''].filter(Boolean).join(', ');
+  const resolution = d.resolution
+    ? `${d.resolution.note} — ${d.resolution.by}, ${formatShanghai(d.resolution.at)}` : '';
+  const row = el('tr', { 'data-difference-id': d.id, 'data-category': d.category },
+    el('td', {}, el('span', { class: `category ${d.category}`, text: d.category }),
+      ...(notes ? [el('span', { class: 'hint', text: ` (${notes})` })] : [])),
+    cell(d.kind),
+    cell(numbers),
+    d.bill_amount === null ? cell('', 'num') : moneyCell(d.bill_amount),
+    d.local_amount === null ? cell('', 'num') : moneyCell(d.local_amount),
+    timeCell(d.bill_time),
+    timeCell(d.local_time),
+    cell(d.bill_status ?? ''),
+    cell(d.local_status ?? ''),
+    cell(resolution, 'resolution'),
+    el('td', {}, el('button', {
+      type: 'button', class: 'resolve', text: d.resolution ? 'Edit note' : 'Resolve',
+      onclick: () => openResolution(row, d),
+    })));
+  return row;
+}
+
+/** Puts a note form under the difference's row; saving PUTs it and redraws the row. */
+function openResolution(row, difference) {
+  if (row.nextElementSibling?.classList.contains('resolution-editor')) row.nextElementSibling.remove();
+  const note = el('textarea', { name: 'note', rows: '2', cols: '60', maxlength: '2000', required: '' });
+  note.value = difference.resolution?.note ?? '';
+  const message = el('span', { class: 'message', role: 'status' });
+  const form = el('form', { class: 'resolution-form' },
+    el('label', { text: 'Resolution note: what was done and why' }, note),
+    el('button', { type: 'submit', text: 'Save' }),
+    el('button', { type: 'button', text: 'Cancel', onclick: () => editor.remove() }),
+    message);
+  const editor = el('tr', { class: 'resolution-editor' },
+    el('td', { colspan: String(row.cells.length) }, form));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    message.textContent = 'Saving…';
+    message.classList.remove('error');
+    try {
+      const saved = await (await api(`/v1/reconciliation/differences/${encodeURIComponent(difference.id)}/resolution`,
+        undefined, { method: 'PUT', body: { note: note.value.trim() } })).json();
+      reconDay.differences = reconDay.differences.map((d) => (d.id === saved.id ? saved : d));
+      editor.remove();
+      drawDifferences();
+      say('recon-day-message', `Resolution saved for ${saved.out_trade_no}.`);
+    } catch (error) {
+      message.textContent = error.message;
+      message.classList.add('error');
+    }
+  });
+  row.after(editor);
+  note.focus();
+}
+
+async function exportDifferences() {
+  say('recon-day-message', 'Exporting…');
+  try {
+    const size = await download(`/v1/reconciliation/differences.csv?${differencesQuery()}`,
+      `differences-${reconDay.app}-${reconDay.provider}-${reconDay.day}.csv`);
+    say('recon-day-message', `Exported ${size} bytes.`);
+  } catch (error) {
+    say('recon-day-message', `Export failed: ${error.message}`, true);
+  }
+}
+
+async function downloadBillFile() {
+  const id = reconDay.run?.bill_file_id;
+  if (!id) return;
+  say('recon-day-message', 'Downloading…');
+  try {
+    const size = await download(`/v1/reconciliation/files/${encodeURIComponent(id)}`,
+      `bill-${reconDay.app}-${reconDay.provider}-${reconDay.day}${reconDay.provider === 'alipay' ? '.csv.zip' : '.csv.gz'}`);
+    say('recon-day-message', `Downloaded ${size} bytes.`);
+  } catch (error) {
+    say('recon-day-message', `Download failed: ${error.message}`, true);
+  }
+}
+
 // ---------- views ----------
 
-const VIEWS = ['sign-in', 'orders', 'order', 'chart', 'anomalies'];
+const VIEWS = ['sign-in', 'orders', 'order', 'chart', 'anomalies', 'reconciliation', 'recon-day'];
 
 function show(view) {
   for (const name of VIEWS) $(`${name}-view`).hidden = name !== view;
   $('nav').hidden = view === 'sign-in';
   for (const link of document.querySelectorAll('nav a')) {
-    link.classList.toggle('active', link.dataset.view === view || (view === 'order' && link.dataset.view === 'orders'));
+    const parent = { order: 'orders', 'recon-day': 'reconciliation' }[view];
+    link.classList.toggle('active', link.dataset.view === view || link.dataset.view === parent);
   }
 }
 
@@ -444,8 +718,14 @@ function route() {
     $('finance-key').focus();
     return;
   }
-  const [view, argument] = location.hash.replace(/^#/, '').split('/');
-  if (view === 'order' && argument) {
+  const [view, argument, ...rest] = location.hash.replace(/^#/, '').split('/');
+  if (view === 'reconciliation' && argument && rest.length === 2) {
+    show('recon-day');
+    showReconDay(decodeURIComponent(argument), rest[0], rest[1]);
+  } else if (view === 'reconciliation') {
+    show('reconciliation');
+    loadRuns();
+  } else if (view === 'order' && argument) {
     show('order');
     showOrder(decodeURIComponent(argument));
   } else if (view === 'chart') {
@@ -468,6 +748,20 @@ function start() {
   const range = $('chart-range');
   range.elements.from.value = addDays(today, -13);
   range.elements.to.value = today;
+  const reconRange = $('recon-range');
+  // Four whole weeks, Monday to Sunday, ending with the week of today.
+  const lastSunday = addDays(today, 6 - weekday(today));
+  reconRange.elements.from.value = addDays(lastSunday, -27);
+  reconRange.elements.to.value = lastSunday;
+  $('recon-now').elements.day.value = addDays(today, -1);
+  reconRange.addEventListener('submit', loadRuns);
+  $('recon-now').addEventListener('submit', reconcileNow);
+  $('recon-filters').addEventListener('submit', loadDifferences);
+  for (const name of ['kind', 'resolution']) $('recon-filters').elements[name].addEventListener('change', drawDifferences);
+  $('recon-filters').elements.search.addEventListener('input', drawDifferences);
+  $('recon-filters').elements.category.addEventListener('change', loadDifferences);
+  $('recon-export').addEventListener('click', exportDifferences);
+  $('recon-bill-file').addEventListener('click', downloadBillFile);
   $('sign-in-form').addEventListener('submit', signIn);
   $('sign-out').addEventListener('click', () => signOut());
   $('filters').addEventListener('submit', restartOrders);

@@ -95,6 +95,12 @@ export function addDays(day, count) {
   return new Date(Date.UTC(y, m - 1, d + count)).toISOString().slice(0, 10);
 }
 
+/** Monday = 0 … Sunday = 6 of a "YYYY-MM-DD" day (a calendar date, no zone involved). */
+export function weekday(day) {
+  checkDay(day);
+  return (new Date(`${day}T00:00:00Z`).getUTCDay() + 6) % 7;
+}
+
 /** Every day from `first` to `last`, both included. */
 export function daysBetween(first, last) {
   const days = [];
