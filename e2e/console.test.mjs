@@ -23,6 +23,10 @@ const BIN = process.env.PAYGATE_BIN
   ?? join(process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, '.cache/paygate-target'), 'debug/paygate');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = resolve(process.env.SCREENSHOT_DIR ?? join(here, '../docs/img'));
+// The console's catalogues, read from the very files the gateway serves.
+const CATALOGUES = join(here, '../crates/gateway/src/console/assets/i18n');
+const EN = JSON.parse(readFileSync(join(CATALOGUES, 'en.json'), 'utf8'));
+const ZH = JSON.parse(readFileSync(join(CATALOGUES, 'zh-CN.json'), 'utf8'));
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
@@ -143,8 +147,217 @@ async function makeOrders(gw) {
   return made;
 }
 
+/** Opens an order with a refund from the orders list and waits until all of it has loaded. */
+async function openRefundedOrder(page, id) {
+  await page.click(`#orders-table tr[data-order-id="${id}"]`);
+  await page.waitForSelector('#order-view:not([hidden]) #refunds-table tbody tr td:nth-child(4)');
+  await page.waitForFunction(() => document.getElementById('order-message').textContent === '');
+}
+
 async function tableTexts(page, selector) {
   return page.$$eval(`${selector} tbody tr`, (rows) => rows.map((row) => [...row.cells].map((c) => c.textContent.trim())));
+}
+
+/**
+ * A page in a fresh browser context with the browser language `locale`, far from Shanghai,
+ * with the problems it runs into (script errors, CSP reports, unexpected HTTP errors) and the
+ * URLs it asks for collected.
+ */
+async function openPage(browser, locale) {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1360, height: 900 },
+    timezoneId: 'America/New_York', locale });
+  const page = await context.newPage();
+  const pageProblems = [];
+  page.on('pageerror', (error) => pageProblems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    // Failed loads are judged by the response listener below, which knows the URL.
+    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
+      pageProblems.push(`console: ${message.text()}`);
+    }
+  });
+  page.on('response', (response) => {
+    const url = new URL(response.url());
+    const expected = url.pathname === '/favicon.ico'
+      || (response.status() === 403 && url.pathname === '/v1/anomalies' && url.search === '?limit=1')
+      // The "bill not ready" answer the reconciliation checks provoke on purpose.
+      || (response.status() === 409 && url.pathname === '/v1/reconciliation/runs');
+    if (response.status() >= 400 && !expected) pageProblems.push(`HTTP ${response.status()} ${url.pathname}`);
+  });
+  const requestedUrls = [];
+  page.on('request', (request) => requestedUrls.push(request.url()));
+  return { page, pageProblems, requestedUrls };
+}
+
+/** Words that are the same in Chinese text: the product, file and time-zone abbreviations. */
+const SAME_IN_CHINESE = new Set(['paygate', 'CSV', 'UTC', 'GMT', 'HTTP']);
+
+/**
+ * English left on the page shown in Chinese: any visible text that is exactly an English
+ * catalogue text (one that differs from its Chinese), any ⟦missing key⟧, any option of a
+ * visible filter in English, and Latin words in labels, headers, buttons, hints and messages
+ * (data such as order numbers and app names is told apart: it has digits or underscores, or
+ * is the app name "sandbox").
+ */
+async function englishLeft(page) {
+  const english = Object.entries(EN).filter(([key, text]) => text !== ZH[key] && /[A-Za-z]/.test(text)).map(([, text]) => text);
+  return page.evaluate(({ english, same }) => {
+    const texts = new Set(english);
+    const allowed = new Set([...same, 'sandbox']);
+    const found = [];
+    const labelish = 'th, label, button, h1, h2, h3, nav, dt, .hint, .legend, footer, .message, .run, .category, .status, .verdict, svg text';
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const parent = node.parentElement;
+      const text = node.textContent.trim();
+      if (!text || !parent || parent.closest('#language') || !parent.checkVisibility()) continue;
+      if (texts.has(text) || text.includes('⟦')) {
+        found.push(text);
+        continue;
+      }
+      if (!parent.closest(labelish)) continue;
+      const words = text.replace(/[\w.-]*[\d_][\w.-]*/g, ' ').match(/[A-Za-z]{2,}/g) ?? [];
+      const foreign = words.filter((word) => !allowed.has(word));
+      if (foreign.length) found.push(`${text} (${foreign.join(' ')})`);
+    }
+    for (const select of document.querySelectorAll('select:not(#language)')) {
+      if (!select.checkVisibility()) continue;
+      for (const option of select.options) if (texts.has(option.textContent.trim())) found.push(`option ${option.textContent}`);
+    }
+    return found;
+  }, { english, same: [...SAME_IN_CHINESE] });
+}
+
+/** The console in Chinese, chosen by a browser set to Chinese: the key views, no English left. */
+async function chineseChecks(browser, gw, made) {
+  const { page, pageProblems } = await openPage(browser, 'zh-CN');
+  const today = expectedShanghai(new Date().toISOString()).slice(0, 10);
+  const noEnglish = async (view) => {
+    const left = await englishLeft(page);
+    equal(left.join(' | '), '', `English left on the ${view} view`);
+  };
+
+  await check('中文: a browser set to Chinese gets the Chinese console, sign-in included', async () => {
+    await page.goto(`${gw.base}/console`);
+    await page.waitForSelector('#sign-in-view:not([hidden])');
+    await page.waitForFunction(() => !document.body.classList.contains('loading'));
+    equal(await page.evaluate(() => document.documentElement.lang), 'zh-CN', 'the page language');
+    equal(await page.textContent('#sign-in-view h2'), ZH['sign_in.title']);
+    equal(await page.title(), ZH['app.title']);
+    await page.fill('#finance-key', gw.merchant);
+    await page.click('#sign-in-form button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('sign-in-error').textContent.length > 0);
+    equal(await page.textContent('#sign-in-error'), ZH['sign_in.invalid_key']);
+    await noEnglish('sign-in');
+  });
+
+  await check('中文: orders show Chinese statuses, ¥ amounts and Shanghai times', async () => {
+    await page.fill('#finance-key', gw.finance);
+    await page.click('#sign-in-form button[type=submit]');
+    await page.waitForFunction((text) => document.getElementById('orders-message').textContent === text,
+      ZH['orders.count'].replace('{count}', String(PLAN.length + BULK)));
+    const rows = await tableTexts(page, '#orders-table');
+    const box = rows.find((cells) => cells[1] === 'e2e_wx_box');
+    equal(box.slice(2).join('|'), ['微信支付', 'sandbox', '小程序支付', '部分退款', '123.45', '3.45',
+      expectedShanghai(made.e2e_wx_box.paid_at)].join('|'), 'the refunded WeChat order');
+    equal(rows.find((cells) => cells[1] === 'e2e_ali_tea')[5], '已支付', 'a paid order');
+    equal(rows.find((cells) => cells[1] === 'e2e_wx_pending')[5], '待支付', 'a pending order');
+    equal(await page.textContent('#orders-table thead th:nth-child(7)'), '金额 ¥', 'amounts in ¥');
+    equal(await page.textContent('#page-label'), '第 1 页');
+    await noEnglish('orders');
+    await page.screenshot({ path: join(SHOTS, 'console-orders.zh-CN.png') });
+  });
+
+  await check('中文: a yuan amount the API cannot take is refused in Chinese', async () => {
+    await page.fill('#filters input[name=amount_min]', '1.005');
+    await page.click('#apply-filters');
+    await page.waitForFunction(() => document.getElementById('orders-message').classList.contains('error'));
+    equal(await page.textContent('#orders-message'), ZH['error.amount'].replace('{text}', '1.005'));
+    await page.fill('#filters input[name=amount_min]', '');
+  });
+
+  await check('中文: an order shows its fields, refunds, callbacks and webhooks in Chinese', async () => {
+    await openRefundedOrder(page, made.e2e_wx_box.id);
+    equal(await page.textContent('#order-title'), '订单 e2e_wx_box');
+    equal(await page.textContent('dd[data-field=status]'), '部分退款');
+    equal(await page.textContent('dd[data-field=provider]'), '微信支付');
+    equal((await tableTexts(page, '#refunds-table'))[0][2], '退款成功', 'refund status');
+    const callbacks = await tableTexts(page, '#callbacks-table');
+    assert(callbacks.every((c) => c[1] === '微信支付') && callbacks.some((c) => c[3] === '已受理'), JSON.stringify(callbacks));
+    equal((await tableTexts(page, '#events-table')).map((e) => e[1]).sort().join(','), ['订单已支付', '退款成功'].sort().join(','));
+    await noEnglish('order detail');
+    await page.screenshot({ path: join(SHOTS, 'console-order.zh-CN.png'), fullPage: true });
+  });
+
+  await check('中文: the daily chart has Chinese panels, legend and totals', async () => {
+    await page.click('nav a[data-view=chart]');
+    await page.waitForSelector('#chart svg');
+    await page.waitForSelector('#chart-totals tbody tr[data-provider]');
+    const legend = await page.$$eval('#chart svg text.legend', (nodes) => nodes.map((n) => n.textContent));
+    equal(legend.join('|'), [ZH['chart.legend.paid'], ZH['chart.legend.refunded'], ZH['chart.legend.net']].join('|'), 'legend');
+    const titles = await page.$$eval('#chart svg text.title', (nodes) => nodes.map((n) => n.textContent));
+    equal(titles.join('|'), '微信支付|支付宝', 'panel titles');
+    const wechat = await page.$$eval('#chart-totals tr[data-provider=wechat] td', (cells) => cells.map((c) => c.textContent));
+    equal(wechat.join('|'), '微信支付|1|123.45|3.45|120.00|一致', 'WeChat totals');
+    await noEnglish('chart');
+    await page.locator('#chart-view').screenshot({ path: join(SHOTS, 'console-chart.zh-CN.png') });
+  });
+
+  await check('中文: anomalies name their kind in Chinese', async () => {
+    await page.click('nav a[data-view=anomalies]');
+    await page.waitForSelector(`#anomalies-table tr[data-kind=payment_mismatch]`);
+    equal(await page.textContent('#anomalies-table tr[data-kind=payment_mismatch] td:nth-child(2)'), '支付信息不符');
+    await noEnglish('anomalies');
+  });
+
+  await check('中文: reconciliation days, a not-ready bill by its code, and a day in Chinese', async () => {
+    await call('POST', `${gw.sandbox}/sandbox/faults`, null, { fault: 'bill_not_ready', provider: 'wechat', api: '/pay/downloadbill' });
+    await page.click('nav a[data-view=reconciliation]');
+    await page.waitForSelector(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`);
+    equal(await page.textContent(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`), 'sandbox · 支付宝：1 笔差异');
+    equal(await page.textContent('#recon-calendar .weekday'), '周一');
+    await noEnglish('reconciliation days');
+    await page.fill('#recon-now input[name=day]', today);
+    await page.selectOption('#recon-now select[name=provider]', 'wechat');
+    await page.click('#recon-now button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('recon-now-message').classList.contains('error'));
+    // The console words the API's code; the API's English message stays available on hover.
+    equal(await page.textContent('#recon-now-message'), ZH['error.bill_not_ready']);
+    assert((await page.getAttribute('#recon-now-message', 'title')).includes('try again later'), 'the API message as the tooltip');
+    await page.locator('#reconciliation-view').screenshot({ path: join(SHOTS, 'console-reconciliation-days.zh-CN.png') });
+    await page.click(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`);
+    await page.waitForSelector('#recon-day-view:not([hidden]) #recon-differences tbody tr[data-difference-id]');
+    equal(await page.textContent('#recon-day-title'), `${today} · sandbox · 支付宝`);
+    const row = (await tableTexts(page, '#recon-differences'))[0];
+    equal([row[0], row[1], row[8]].join('|'), '账单无此单|支付|已支付', 'category, kind and our status');
+    assert(row[9].startsWith('Alipay support: bill reissued on T+2 —— 密钥 key_'), row[9]);
+    equal(await page.textContent('#recon-totals tr[data-line=gross] th'), ZH['recon.line.gross']);
+    equal(await page.textContent('#recon-differences tr[data-difference-id] button.resolve'), '修改说明');
+    await noEnglish('reconciliation day');
+    await page.locator('#recon-day-view').screenshot({ path: join(SHOTS, 'console-reconciliation.zh-CN.png') });
+  });
+
+  await check('中文 → English: the switch changes the language and is remembered', async () => {
+    await page.selectOption('#language', 'en');
+    await page.waitForFunction(() => document.documentElement.lang === 'en' && !document.body.classList.contains('loading'));
+    await page.waitForSelector('#recon-differences tbody tr[data-difference-id]');
+    equal(await page.textContent('nav a[data-view=orders]'), EN['nav.orders']);
+    equal((await tableTexts(page, '#recon-differences'))[0][0], EN['category.missing_in_bill']);
+    equal(await page.evaluate(() => localStorage.getItem('paygate.language')), 'en', 'remembered');
+    // The detector of English left over sees it here, so its silence in Chinese means something.
+    assert((await englishLeft(page)).length > 10, 'englishLeft finds the English page English');
+    // A new visit in the same Chinese browser keeps the choice.
+    await page.goto(`${gw.base}/console#orders`);
+    await page.waitForFunction(() => !document.body.classList.contains('loading'));
+    equal(await page.textContent('nav a[data-view=orders]'), EN['nav.orders'], 'after a new visit');
+    await page.selectOption('#language', 'zh-CN');
+    await page.waitForFunction(() => document.documentElement.lang === 'zh-CN' && !document.body.classList.contains('loading'));
+    equal(await page.textContent('nav a[data-view=orders]'), ZH['nav.orders']);
+    equal(await page.evaluate(() => Object.keys(localStorage).join(',')), 'paygate.language', 'only the language is in localStorage');
+  });
+
+  await check('中文: the page ran without script errors or CSP violations', async () => {
+    equal(pageProblems.join('\n'), '', 'problems');
+  });
 }
 
 async function main() {
@@ -166,28 +379,9 @@ async function main() {
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
-    const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1360, height: 900 },
-      // A browser far from Shanghai with a Chinese UI: what the page shows must not depend on either.
-      timezoneId: 'America/New_York', locale: 'zh-CN' });
-    const page = await context.newPage();
-    const pageProblems = [];
-    page.on('pageerror', (error) => pageProblems.push(`page error: ${error.message}`));
-    page.on('console', (message) => {
-      // Failed loads are judged by the response listener below, which knows the URL.
-      if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
-        pageProblems.push(`console: ${message.text()}`);
-      }
-    });
-    page.on('response', (response) => {
-      const url = new URL(response.url());
-      const expected = url.pathname === '/favicon.ico'
-        || (response.status() === 403 && url.pathname === '/v1/anomalies' && url.search === '?limit=1')
-        // The "bill not ready" answer the reconciliation check provokes on purpose.
-        || (response.status() === 409 && url.pathname === '/v1/reconciliation/runs');
-      if (response.status() >= 400 && !expected) pageProblems.push(`HTTP ${response.status()} ${url.pathname}`);
-    });
-    const requestedUrls = [];
-    page.on('request', (request) => requestedUrls.push(request.url()));
+    // First in English: a browser far from Shanghai whose language is English. What the page
+    // shows must not depend on the zone; the language follows the browser.
+    const { page, pageProblems, requestedUrls } = await openPage(browser, 'en-US');
 
     await check('the console asks for a finance key and refuses a merchant key', async () => {
       const response = await page.goto(`${gw.base}/console`);
@@ -285,28 +479,30 @@ async function main() {
       await page.selectOption('#filters select[name=provider]', 'wechat');
       await page.click('#apply-filters');
       await page.waitForFunction(() => document.getElementById('orders-message').textContent === '3 order(s) on this page.');
-      await page.click(`#orders-table tr[data-order-id="${made.e2e_wx_box.id}"]`);
-      await page.waitForSelector('#order-view:not([hidden]) #refunds-table tbody tr td:nth-child(4)');
-      await page.waitForFunction(() => document.getElementById('order-message').textContent === '');
+      await openRefundedOrder(page, made.e2e_wx_box.id);
       equal(await page.textContent('#order-title'), 'Order e2e_wx_box');
-      equal(await page.textContent('dd[data-field="Amount ¥"]'), '123.45');
-      equal(await page.textContent('dd[data-field="Refunded ¥"]'), '3.45');
-      equal(await page.textContent('dd[data-field="Paid"]'), expectedShanghai(made.e2e_wx_box.paid_at));
+      equal(await page.textContent('dd[data-field=amount]'), '123.45');
+      equal(await page.textContent('dd[data-field=refunded]'), '3.45');
+      equal(await page.textContent('dd[data-field=paid]'), expectedShanghai(made.e2e_wx_box.paid_at));
+      equal(await page.textContent('dd[data-field=status]'), EN['order_status.partially_refunded']);
       const refunds = await tableTexts(page, '#refunds-table');
       equal(refunds.length, 1, 'one refund');
       equal(refunds[0][3], '3.45', 'refund amount');
       const callbacks = await tableTexts(page, '#callbacks-table');
-      assert(callbacks.length >= 1 && callbacks.every((c) => c[1] === 'wechat'), `callbacks ${JSON.stringify(callbacks)}`);
+      assert(callbacks.length >= 1 && callbacks.every((c) => c[1] === EN['provider.wechat']), `callbacks ${JSON.stringify(callbacks)}`);
       assert(callbacks.some((c) => c[5].includes('e2e_wx_box')), 'raw notify bodies are shown');
-      const events = (await tableTexts(page, '#events-table')).map((e) => e[1]).sort();
+      const events = (await page.$$eval('#events-table tbody tr', (rows) => rows.map((r) => r.dataset.event))).sort();
       equal(events.join(','), 'order.paid,refund.succeeded', 'webhook events of the order');
+      equal((await tableTexts(page, '#events-table')).map((e) => e[1]).sort().join(','),
+        [EN['event.order.paid'], EN['event.refund.succeeded']].sort().join(','), 'events in words');
     });
 
     await check('the daily chart totals each provider exactly and agree with the summary report', async () => {
       await page.goto(`${gw.base}/console#chart`);
       await page.waitForSelector('#chart svg');
       await page.waitForSelector('#chart-totals tbody tr[data-provider]');
-      const totals = Object.fromEntries((await tableTexts(page, '#chart-totals')).map((r) => [r[0], r]));
+      const totals = Object.fromEntries(await page.$$eval('#chart-totals tbody tr', (rows) => rows.map((r) => [r.dataset.provider, [...r.cells].map((c) => c.textContent.trim())])));
+      equal(totals.wechat[0], EN['provider.wechat'], 'provider in words');
       equal(totals.wechat.slice(1).join('|'), '1|123.45|3.45|120.00|matches', 'WeChat totals');
       equal(totals.alipay.slice(1).join('|'), '2|20.04|0.02|20.02|matches', 'Alipay totals');
       const today = expectedShanghai(new Date().toISOString()).slice(0, 10);
@@ -327,12 +523,12 @@ async function main() {
       equal(rows.length, listed.data.length, 'one row per anomaly');
       const row = rows.find((cells) => cells[4] === made.e2e_wx_mismatch.id);
       assert(row, 'a row linking to the mismatched order');
-      equal(row[1], 'payment_mismatch', 'kind');
+      equal(row[1], EN['anomaly.payment_mismatch'], 'kind');
       equal(row[0], expectedShanghai(mismatch.created_at), 'anomaly time');
       await page.click(`#anomalies-table a[href="#order/${made.e2e_wx_mismatch.id}"]`);
       await page.waitForFunction(() => document.getElementById('order-title').textContent === 'Order e2e_wx_mismatch');
       const verdicts = (await tableTexts(page, '#callbacks-table')).map((c) => c[3]);
-      assert(verdicts.includes('mismatch'), `callback verdicts ${verdicts}`);
+      assert(verdicts.includes(EN['verdict.mismatch']), `callback verdicts ${verdicts}`);
     });
 
     await check('the orders page screenshot is saved', async () => {
@@ -340,6 +536,8 @@ async function main() {
       await page.click('#reset-filters');
       await page.waitForFunction(() => document.getElementById('orders-message').textContent === `${22} order(s) on this page.`);
       await page.screenshot({ path: join(SHOTS, 'console-orders.png'), fullPage: false });
+      equal(await page.evaluate(() => document.documentElement.lang), 'en', 'an English browser gets English');
+      assert(!(await page.textContent('body')).includes('⟦'), 'a catalogue key is missing');
     });
 
     await check('reconciliation: the days show matched and with-differences runs, and a not-ready bill says so', async () => {
@@ -367,7 +565,7 @@ async function main() {
       await page.waitForFunction(() => /difference/.test(document.getElementById('recon-now-message').textContent));
       await page.waitForSelector(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`);
       equal(await page.getAttribute(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`, 'data-status'), 'differences', 'today');
-      equal(await page.textContent(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`), 'sandbox · alipay: 1 difference(s)');
+      equal(await page.textContent(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`), 'sandbox · Alipay: 1 difference(s)');
       equal(await page.getAttribute(`#recon-calendar .day[data-day="${yesterday}"] a.run[data-provider=alipay]`, 'data-status'), 'matched', 'yesterday');
       equal(await page.$$eval(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=wechat]`, (n) => n.length), 0, 'no WeChat run stored for a bill not ready');
       const before = new Date(Date.parse(`${yesterday}T00:00:00Z`) - 86_400_000).toISOString().slice(0, 10);
@@ -381,7 +579,7 @@ async function main() {
       const listed = await call('GET', `${gw.base}/v1/reconciliation/differences?app=sandbox&provider=alipay&day=${today}`, gw.finance);
       await page.click(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`);
       await page.waitForSelector('#recon-day-view:not([hidden]) #recon-differences tbody tr[data-difference-id]');
-      equal(await page.textContent('#recon-day-title'), `${today} · sandbox · alipay`);
+      equal(await page.textContent('#recon-day-title'), `${today} · sandbox · Alipay`);
       const totals = Object.fromEntries((await page.$$eval('#recon-totals tbody tr', (rows) => rows.map((r) => [r.dataset.line, [...r.cells].map((c) => c.textContent.trim())]))));
       const { bill, local } = listed.run;
       // Ours: the tea and the cake orders; the bill: only the cake. The difference is the tea.
@@ -394,9 +592,9 @@ async function main() {
       const rows = await tableTexts(page, '#recon-differences');
       equal(rows.length, listed.data.length, 'one row per difference');
       equal(rows.length, 1, 'only the omitted trade differs');
-      equal(rows[0].slice(0, 5).join('|'), 'missing_in_bill|payment|e2e_ali_tea||19.99', 'the omitted trade');
+      equal(rows[0].slice(0, 5).join('|'), 'Missing in the bill|Payment|e2e_ali_tea||19.99', 'the omitted trade');
       equal(rows[0][6], expectedShanghai(made.e2e_ali_tea.paid_at), 'our paid time');
-      equal(rows[0][8], 'paid', 'our status');
+      equal(rows[0][8], 'Paid', 'our status');
     });
 
     await check('reconciliation: filters narrow the list and a resolution note is saved', async () => {
@@ -419,7 +617,7 @@ async function main() {
       equal(await page.$$eval('#recon-differences tbody tr[data-difference-id]', (n) => n.length), 0, 'no open difference left');
       await page.selectOption('#recon-filters select[name=resolution]', 'resolved');
       const note = await page.textContent('#recon-differences tr[data-difference-id] td.resolution');
-      assert(note.startsWith('Alipay support: bill reissued on T+2 — key '), note);
+      assert(note.startsWith('Alipay support: bill reissued on T+2 — key key_'), note);
       const today = expectedShanghai(new Date().toISOString()).slice(0, 10);
       const stored = await call('GET', `${gw.base}/v1/reconciliation/differences?app=sandbox&provider=alipay&day=${today}`, gw.finance);
       equal(stored.data[0].resolution?.note, 'Alipay support: bill reissued on T+2', 'the note the API keeps');
@@ -456,6 +654,8 @@ async function main() {
     await check('the page ran without script errors or CSP violations', async () => {
       equal(pageProblems.join('\n'), '', 'problems');
     });
+
+    await chineseChecks(browser, gw, made);
   } finally {
     await browser?.close();
     gw.child.kill('SIGTERM');

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Browser test of the finance console: Debian Chromium + playwright-core against a freshly
-# started `paygate` (embedded sandbox, temp SQLite). Saves docs/img/console-*.png.
+# started `paygate` (embedded sandbox, temp SQLite), in English and in Chinese. Saves
+# docs/img/console-*.png.
 # Exits non-zero on failure; the last line is "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,6 +17,13 @@ if [ ! -x "$CHROMIUM" ]; then
   apt-get install -y -qq chromium >/dev/null
 fi
 "$CHROMIUM" --version
+# Chinese glyphs for the zh-CN screenshots (the checks read text, not pixels, and pass without).
+if command -v fc-list >/dev/null && [ -z "$(fc-list :lang=zh)" ]; then
+  echo "installing a Chinese font (fonts-wqy-microhei, 1.6 MB)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq fonts-wqy-microhei >/dev/null
+fi
 
 # 2. playwright-core only: it drives a browser but never downloads one.
 if [ -f package-lock.json ]; then

@@ -3,8 +3,13 @@
 //! The page holds no server-side session. Finance staff paste a finance key, the page keeps it
 //! in `sessionStorage` (gone when the tab closes, never in a URL) and calls the same JSON
 //! finance API as any other client with an `Authorization: Bearer` header. The server's only
-//! job here is to hand out four fixed files with a strict Content-Security-Policy, so nothing
+//! job here is to hand out a few fixed files with a strict Content-Security-Policy, so nothing
 //! in this module touches the database or the key.
+//!
+//! Every word the page shows comes from one catalogue per language (`assets/i18n/en.json`,
+//! `assets/i18n/zh-CN.json`, served as `/console/en.json` and `/console/zh-CN.json`); the tests
+//! below fail when a key is in one catalogue and not the other, or when the page names a key
+//! no catalogue has.
 //!
 //! Why static files and not server-rendered HTML: the console then needs no endpoint of its
 //! own, cannot show anything the API would not, and the API's authorisation stays the single
@@ -33,8 +38,14 @@ const INDEX: Asset = Asset {
     body: include_str!("assets/index.html"),
 };
 
+/// The English catalogue: every key the page uses, with its English text.
+const CATALOGUE_EN: &str = include_str!("assets/i18n/en.json");
+
+/// The Simplified Chinese catalogue: the same keys as [`CATALOGUE_EN`].
+const CATALOGUE_ZH_CN: &str = include_str!("assets/i18n/zh-CN.json");
+
 /// The files under `/console/…`; the page loads them by these exact names.
-const ASSETS: [Asset; 3] = [
+const ASSETS: [Asset; 6] = [
     Asset {
         name: "console.css",
         content_type: "text/css; charset=utf-8",
@@ -49,6 +60,21 @@ const ASSETS: [Asset; 3] = [
         name: "format.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("assets/format.js"),
+    },
+    Asset {
+        name: "i18n.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/i18n.js"),
+    },
+    Asset {
+        name: "en.json",
+        content_type: "application/json; charset=utf-8",
+        body: CATALOGUE_EN,
+    },
+    Asset {
+        name: "zh-CN.json",
+        content_type: "application/json; charset=utf-8",
+        body: CATALOGUE_ZH_CN,
     },
 ];
 
@@ -112,6 +138,7 @@ mod tests {
     use super::*;
     use actix_web::App;
     use actix_web::test as actix_test;
+    use std::collections::BTreeMap;
 
     async fn get(path: &str) -> actix_web::dev::ServiceResponse {
         let app = actix_test::init_service(App::new().configure(routes)).await;
@@ -153,9 +180,15 @@ mod tests {
             ("console.css", "text/css"),
             ("console.js", "text/javascript"),
             ("format.js", "text/javascript"),
+            ("i18n.js", "text/javascript"),
+            ("en.json", "application/json"),
+            ("zh-CN.json", "application/json"),
         ] {
+            // The catalogues are fetched by language code: `/console/${chosen}.json`.
             let referenced = html.contains(&format!("/console/{name}"))
-                || ASSETS.iter().any(|a| a.body.contains(&format!("./{name}")));
+                || ASSETS.iter().any(|a| a.body.contains(&format!("./{name}")))
+                || (name.ends_with(".json")
+                    && body_of("i18n.js").contains("/console/${chosen}.json"));
             assert!(referenced, "{name} is served but nothing loads it");
             let response = get(&format!("/console/{name}")).await;
             assert_eq!(response.status(), 200, "{name}");
@@ -170,13 +203,17 @@ mod tests {
         assert_eq!(get("/console/..%2fCargo.toml").await.status(), 404);
     }
 
+    fn body_of(name: &str) -> &'static str {
+        ASSETS
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.body)
+            .unwrap_or_default()
+    }
+
     #[test]
     fn the_script_never_puts_the_key_in_a_url_or_the_log() {
-        let script = ASSETS
-            .iter()
-            .find(|a| a.name == "console.js")
-            .map(|a| a.body)
-            .unwrap_or_default();
+        let script = body_of("console.js");
         assert!(script.contains("sessionStorage"));
         assert!(!script.contains("localStorage"));
         assert!(!script.contains("console.log"));
@@ -184,5 +221,166 @@ mod tests {
             !script.contains("innerHTML"),
             "data must go in as text, not markup"
         );
+    }
+
+    #[test]
+    fn local_storage_holds_only_the_chosen_language() {
+        let script = body_of("i18n.js");
+        assert!(!script.contains("sessionStorage") && !script.contains("innerHTML"));
+        let uses: Vec<&str> = script
+            .lines()
+            .filter(|line| line.contains("localStorage."))
+            .collect();
+        assert_eq!(uses.len(), 2, "one read and one write: {uses:?}");
+        assert!(
+            uses.iter().all(|line| line.contains("(LANGUAGE_SLOT")),
+            "{uses:?}"
+        );
+    }
+
+    /// A catalogue as key → text; panics (failing the test) when it is not a flat JSON object
+    /// of strings.
+    fn catalogue(name: &str, json: &str) -> BTreeMap<String, String> {
+        serde_json::from_str(json)
+            .unwrap_or_else(|e| panic!("{name} is not a flat object of strings: {e}"))
+    }
+
+    fn catalogues() -> [(&'static str, BTreeMap<String, String>); 2] {
+        [
+            ("en.json", catalogue("en.json", CATALOGUE_EN)),
+            ("zh-CN.json", catalogue("zh-CN.json", CATALOGUE_ZH_CN)),
+        ]
+    }
+
+    /// The `{name}` placeholders of a text, sorted.
+    fn placeholders(text: &str) -> Vec<&str> {
+        let mut found: Vec<&str> = text
+            .split('{')
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+            .filter(|name| {
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+            .collect();
+        found.sort_unstable();
+        found
+    }
+
+    /// The keys of `a` that `b` lacks.
+    fn lacking<'a>(a: &'a BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<&'a str> {
+        a.keys()
+            .filter(|k| !b.contains_key(*k))
+            .map(String::as_str)
+            .collect()
+    }
+
+    #[test]
+    fn both_languages_have_the_same_keys_and_placeholders() {
+        let [(en_name, en), (zh_name, zh)] = catalogues();
+        let only_en = lacking(&en, &zh);
+        let only_zh = lacking(&zh, &en);
+        assert!(
+            only_en.is_empty() && only_zh.is_empty(),
+            "keys only in {en_name}: {only_en:?}; keys only in {zh_name}: {only_zh:?}"
+        );
+        for (key, english) in &en {
+            let chinese = &zh[key];
+            assert!(
+                !english.trim().is_empty() && !chinese.trim().is_empty(),
+                "{key} is empty"
+            );
+            assert_eq!(
+                placeholders(english),
+                placeholders(chinese),
+                "{key}: the two texts fill different placeholders"
+            );
+        }
+    }
+
+    #[test]
+    fn the_key_check_fails_on_a_key_missing_in_one_language() {
+        // The check above compares key sets; prove it sees a one-sided key.
+        let en = catalogue("en", r#"{"a": "A", "b": "B"}"#);
+        let zh = catalogue("zh", r#"{"a": "甲"}"#);
+        assert_eq!(lacking(&en, &zh), ["b"]);
+        assert!(lacking(&zh, &en).is_empty());
+        assert_eq!(placeholders("本页 {count} 笔, {x y} {}"), ["count"]);
+    }
+
+    /// The values of `attribute="…"` everywhere in `text`.
+    fn attribute_values<'a>(text: &'a str, attribute: &str) -> Vec<&'a str> {
+        let marker = format!("{attribute}=\"");
+        text.match_indices(&marker)
+            .filter_map(|(at, _)| text[at + marker.len()..].split_once('"'))
+            .map(|(value, _)| value)
+            .collect()
+    }
+
+    /// The keys the page names literally: data-i18n attributes, `t('…')` calls, and
+    /// `group.code` of the selects of API codes.
+    fn keys_named_by_the_page() -> Vec<String> {
+        let html = INDEX.body;
+        let mut keys: Vec<String> = ["data-i18n", "data-i18n-title", "data-i18n-aria-label"]
+            .iter()
+            .flat_map(|a| attribute_values(html, a))
+            .map(str::to_owned)
+            .collect();
+        for tag in html.split("<select ").skip(1) {
+            let tag = tag.split('>').next().unwrap_or_default();
+            if let (Some(group), Some(codes)) = (
+                attribute_values(tag, "data-i18n-codes").first(),
+                attribute_values(tag, "data-values").first(),
+            ) {
+                keys.extend(codes.split_whitespace().map(|code| format!("{group}.{code}")));
+            }
+        }
+        for script in [body_of("console.js"), body_of("i18n.js")] {
+            for call in ["t('", "has('"] {
+                keys.extend(
+                    script
+                        .match_indices(call)
+                        // A call of t itself, not of set( or another name ending in t.
+                        .filter(|(at, _)| {
+                            !script[..*at]
+                                .ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '.')
+                        })
+                        .filter_map(|(at, _)| script[at + call.len()..].split_once('\''))
+                        .map(|(key, _)| key.to_owned()),
+                );
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn every_key_the_page_names_is_in_the_catalogues() {
+        let keys = keys_named_by_the_page();
+        assert!(keys.len() > 150, "the scan found only {} keys", keys.len());
+        for (name, catalogue) in catalogues() {
+            let missing: Vec<&String> = keys
+                .iter()
+                .filter(|k| !catalogue.contains_key(*k))
+                .collect();
+            assert!(missing.is_empty(), "{name} lacks {missing:?}");
+        }
+    }
+
+    #[test]
+    fn the_page_itself_holds_no_words() {
+        // Everything between tags must be empty, punctuation or one of the few words that are
+        // the same in every language: the product name and each language's own name.
+        let html = INDEX.body;
+        let body = html
+            .split_once("<body")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        let words: Vec<&str> = body
+            .split('<')
+            .filter(|part| !part.starts_with("!--"))
+            .filter_map(|part| part.split_once('>').map(|(_, text)| text.trim()))
+            .filter(|text| text.chars().any(char::is_alphabetic))
+            .filter(|text| !["paygate", "中文", "English"].contains(text))
+            .collect();
+        assert!(words.is_empty(), "text not from a catalogue: {words:?}");
     }
 }

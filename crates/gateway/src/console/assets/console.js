@@ -2,11 +2,16 @@
 // The key lives in sessionStorage only (this tab, gone on close), travels only in the
 // Authorization header, and is never written to a URL, the DOM or the browser console.
 // Everything from the API is inserted as text (textContent), never as markup: callback bodies
-// are attacker-controlled input.
+// are attacker-controlled input. Every word shown comes from the language catalogues through
+// i18n.js (t for labels and messages, label for the API's codes); the API's own English
+// messages are kept only as a tooltip of the translated error.
 import {
   addDays, dailyTotals, daysBetween, fenToYuan, formatShanghai, shanghaiDay, shanghaiMidnight,
   weekday, yuanToFen,
 } from './format.js';
+import {
+  has, label, language, preferredLanguage, rememberLanguage, t, translatePage, useLanguage,
+} from './i18n.js';
 
 const KEY_SLOT = 'paygate.financeKey';
 const PROVIDERS = ['wechat', 'alipay'];
@@ -46,7 +51,7 @@ async function api(path, key = sessionStorage.getItem(KEY_SLOT), { method = 'GET
       // not JSON: keep the status line
     }
     if (response.status === 401 && key === sessionStorage.getItem(KEY_SLOT)) {
-      signOut('The key was refused; sign in again.');
+      signOut(t('sign_in.refused'));
     }
     throw new ApiError(response.status, message, code);
   }
@@ -82,9 +87,29 @@ function fillTable(table, rows, emptyText) {
   }
 }
 
-function say(id, text, isError = false) {
+function say(id, text, isError = false, detail = '') {
   $(id).textContent = text;
   $(id).classList.toggle('error', isError);
+  // The API's English message, for whoever reports the problem to the developers.
+  if (detail) $(id).title = detail;
+  else $(id).removeAttribute('title');
+}
+
+/** What to tell people about `error`: an API error by its code, in their language. */
+function errorText(error) {
+  if (error instanceof ApiError) {
+    if (error.code && has(`error.${error.code}`)) return t(`error.${error.code}`);
+    return error.code ? t('error.generic', { code: error.code }) : t('error.http', { status: error.status });
+  }
+  // fetch rejects with a TypeError when the gateway cannot be reached at all.
+  if (error instanceof TypeError) return t('error.network');
+  return error.message;
+}
+
+/** Shows `error` in `id`, optionally inside the `key` message's `{message}`. */
+function sayError(id, error, key = '') {
+  const text = errorText(error);
+  say(id, key ? t(key, { message: text }) : text, true, error instanceof ApiError ? error.message : '');
 }
 
 // ---------- sign in / out ----------
@@ -99,8 +124,8 @@ async function signIn(event) {
     // Anomalies are finance-only, so a merchant key is refused here rather than half-working.
     await api('/v1/anomalies?limit=1', key);
   } catch (error) {
-    say('sign-in-error', error.status === 401 || error.status === 403
-      ? 'That is not a valid finance key.' : `Cannot reach the gateway: ${error.message}`, true);
+    if (error.status === 401 || error.status === 403) say('sign-in-error', t('sign_in.invalid_key'), true);
+    else sayError('sign-in-error', error, 'sign_in.unreachable');
     return;
   }
   sessionStorage.setItem(KEY_SLOT, key);
@@ -135,7 +160,12 @@ function orderQuery() {
   }
   for (const name of ['amount_min', 'amount_max']) {
     const value = String(form.get(name) ?? '').trim();
-    if (value) query.set(name, yuanToFen(value).toString());
+    if (!value) continue;
+    try {
+      query.set(name, yuanToFen(value).toString());
+    } catch {
+      throw new Error(t('error.amount', { text: value }));
+    }
   }
   return query;
 }
@@ -145,22 +175,22 @@ async function loadOrders() {
   try {
     query = orderQuery();
   } catch (error) {
-    say('orders-message', error.message, true);
+    sayError('orders-message', error);
     return;
   }
   query.set('limit', new FormData($('filters')).get('limit') ?? '50');
   const cursor = ordersPaging.cursors[ordersPaging.page];
   if (cursor) query.set('cursor', cursor);
-  say('orders-message', 'Loading…');
+  say('orders-message', t('common.loading'));
   try {
     const page = await apiJson(`/v1/orders?${query}`);
     ordersPaging.next = page.next_cursor;
-    fillTable('orders-table', page.data.map(orderRow), 'No orders match these filters.');
-    say('orders-message', `${page.data.length} order(s) on this page.`);
+    fillTable('orders-table', page.data.map(orderRow), t('orders.none'));
+    say('orders-message', t('orders.count', { count: page.data.length }));
   } catch (error) {
-    say('orders-message', error.message, true);
+    sayError('orders-message', error);
   }
-  $('page-label').textContent = `Page ${ordersPaging.page + 1}`;
+  $('page-label').textContent = t('orders.page', { page: ordersPaging.page + 1 });
   $('prev-page').disabled = ordersPaging.page === 0;
   $('next-page').disabled = !ordersPaging.next;
 }
@@ -170,10 +200,10 @@ function orderRow(order) {
   return el('tr', { class: 'link', 'data-order-id': order.id, onclick: open },
     timeCell(order.created_at),
     cell(order.out_trade_no),
-    cell(order.provider),
+    cell(label('provider', order.provider)),
     cell(order.app),
-    cell(order.channel),
-    el('td', {}, el('span', { class: `status ${order.status}`, text: order.status })),
+    cell(label('channel', order.channel)),
+    el('td', {}, el('span', { class: `status ${order.status}`, 'data-status': order.status, text: label('order_status', order.status) })),
     moneyCell(order.amount),
     moneyCell(order.refunded_amount),
     timeCell(order.paid_at));
@@ -216,23 +246,23 @@ async function exportCsv() {
   try {
     query = orderQuery();
   } catch (error) {
-    say('orders-message', error.message, true);
+    sayError('orders-message', error);
     return;
   }
-  say('orders-message', 'Exporting…');
+  say('orders-message', t('common.exporting'));
   try {
     const size = await download(`/v1/orders/export.csv?${query}`, `paygate-orders-${shanghaiDay(new Date())}.csv`);
-    say('orders-message', `Exported ${size} bytes.`);
+    say('orders-message', t('common.exported', { size }));
   } catch (error) {
-    say('orders-message', `Export failed: ${error.message}`, true);
+    sayError('orders-message', error, 'common.export_failed');
   }
 }
 
 // ---------- one order ----------
 
 async function showOrder(id) {
-  say('order-message', 'Loading…');
-  $('order-title').textContent = `Order ${id}`;
+  say('order-message', t('common.loading'));
+  $('order-title').textContent = t('order.title', { id });
   $('order-fields').replaceChildren();
   fillTable('refunds-table', [], '');
   fillTable('callbacks-table', [], '');
@@ -245,40 +275,42 @@ async function showOrder(id) {
       apiJson(`/v1/callbacks?order_id=${path}`),
       apiJson(`/v1/events?order_id=${path}`),
     ]);
-    $('order-title').textContent = `Order ${order.out_trade_no}`;
+    $('order-title').textContent = t('order.title', { id: order.out_trade_no });
     const fields = [
-      ['Id', order.id], ['Out trade no', order.out_trade_no], ['Provider', order.provider],
-      ['App', order.app], ['Channel', order.channel], ['Status', order.status],
-      ['Amount ¥', fenToYuan(order.amount)], ['Refunded ¥', fenToYuan(order.refunded_amount)],
-      ['Currency', order.currency], ['Subject', order.subject],
-      ['Provider trade no', order.provider_trade_no ?? ''], ['Payer', order.payer_id ?? ''],
-      ['Created', formatShanghai(order.created_at)], ['Paid', formatShanghai(order.paid_at)],
-      ['Closed', formatShanghai(order.closed_at)], ['Expires', formatShanghai(order.expires_at)],
+      ['id', order.id], ['out_trade_no', order.out_trade_no], ['provider', label('provider', order.provider)],
+      ['app', order.app], ['channel', label('channel', order.channel)], ['status', label('order_status', order.status)],
+      ['amount', fenToYuan(order.amount)], ['refunded', fenToYuan(order.refunded_amount)],
+      ['currency', order.currency], ['subject', order.subject],
+      ['provider_trade_no', order.provider_trade_no ?? ''], ['payer', order.payer_id ?? ''],
+      ['created', formatShanghai(order.created_at)], ['paid', formatShanghai(order.paid_at)],
+      ['closed', formatShanghai(order.closed_at)], ['expires', formatShanghai(order.expires_at)],
     ];
     $('order-fields').replaceChildren(...fields.flatMap(([name, value]) => [
-      el('dt', { text: name }), el('dd', { 'data-field': name, text: value ?? '' })]));
+      el('dt', { text: t(`field.${name}`) }), el('dd', { 'data-field': name, text: value ?? '' })]));
     fillTable('refunds-table', refunds.data.map((r) => el('tr', {},
-      timeCell(r.created_at), cell(r.out_refund_no), cell(r.status), moneyCell(r.amount),
-      cell(r.reason ?? ''), timeCell(r.succeeded_at))), 'No refunds.');
-    fillTable('callbacks-table', callbacks.data.map((c) => el('tr', {},
-      timeCell(c.received_at), cell(c.provider), cell(c.kind),
-      el('td', {}, el('span', { class: `verdict ${c.verdict}`, text: c.verdict })),
-      cell(c.reason ?? ''), cell(c.body, 'body'))), 'No callbacks received.');
-    fillTable('events-table', events.data.map((e) => el('tr', {},
-      timeCell(e.created_at), cell(e.type), cell(e.status), cell(String(e.attempts.length), 'num'),
-      cell(lastAttempt(e.attempts)), timeCell(e.delivered_at))), 'No webhook events.');
+      timeCell(r.created_at), cell(r.out_refund_no), cell(label('refund_status', r.status)), moneyCell(r.amount),
+      cell(r.reason ?? ''), timeCell(r.succeeded_at))), t('order.no_refunds'));
+    fillTable('callbacks-table', callbacks.data.map((c) => el('tr', { 'data-provider': c.provider, 'data-verdict': c.verdict },
+      timeCell(c.received_at), cell(label('provider', c.provider)), cell(label('callback_kind', c.kind)),
+      el('td', {}, el('span', { class: `verdict ${c.verdict}`, text: label('verdict', c.verdict) })),
+      cell(c.reason ?? ''), cell(c.body, 'body'))), t('order.no_callbacks'));
+    fillTable('events-table', events.data.map((e) => el('tr', { 'data-event': e.type },
+      timeCell(e.created_at), cell(label('event', e.type)), cell(label('delivery', e.status)),
+      cell(String(e.attempts.length), 'num'), cell(lastAttempt(e.attempts)), timeCell(e.delivered_at))),
+    t('order.no_events'));
     say('order-message', '');
   } catch (error) {
-    say('order-message', error.message, true);
+    sayError('order-message', error);
   }
 }
 
 /** "HTTP 200 · 2026-11-23 09:35:58 GMT+8" for the newest attempt, or its error. */
 function lastAttempt(attempts) {
   const last = attempts.at(-1);
-  if (!last) return 'none yet';
-  const outcome = last.response_status ? `HTTP ${last.response_status}` : (last.error ?? 'no answer');
-  return `${outcome} · ${formatShanghai(last.attempted_at)}`;
+  if (!last) return t('common.none_yet');
+  const outcome = last.response_status
+    ? t('order.http_status', { status: last.response_status }) : (last.error ?? t('order.no_answer'));
+  return t('order.attempt', { outcome, time: formatShanghai(last.attempted_at) });
 }
 
 // ---------- daily chart ----------
@@ -306,16 +338,18 @@ async function paidOrders(provider, first, last) {
  * The first and last day of a from/to form, or null after saying in `messageId` why not: both
  * needed, in order, at most 92 days (what one screen and the API's paging can carry).
  */
+const MAX_DAYS = 92;
+
 function dayRange(formId, messageId) {
   const form = new FormData($(formId));
   const first = String(form.get('from'));
   const last = String(form.get('to'));
   if (!first || !last || last < first) {
-    say(messageId, 'Pick a first and a last day.', true);
+    say(messageId, t('common.pick_days'), true);
     return null;
   }
-  if (daysBetween(first, last).length > 92) {
-    say(messageId, 'At most 92 days at a time.', true);
+  if (daysBetween(first, last).length > MAX_DAYS) {
+    say(messageId, t('common.too_many_days', { max: MAX_DAYS }), true);
     return null;
   }
   return { first, last };
@@ -326,7 +360,7 @@ async function drawChart(event) {
   const range = dayRange('chart-range', 'chart-message');
   if (!range) return;
   const { first, last } = range;
-  say('chart-message', 'Loading…');
+  say('chart-message', t('common.loading'));
   try {
     const perProvider = await Promise.all(PROVIDERS.map(async (provider) =>
       [provider, dailyTotals(await paidOrders(provider, first, last), first, last)]));
@@ -338,7 +372,7 @@ async function drawChart(event) {
       totalsRow(provider, days, summary.data.find((row) => row.key === provider))), '');
     say('chart-message', '');
   } catch (error) {
-    say('chart-message', error.message, true);
+    sayError('chart-message', error);
   }
 }
 
@@ -355,9 +389,9 @@ function totalsRow(provider, days, reported) {
       && BigInt(reported.net_amount) === sum.net
     : sum.count === 0;
   return el('tr', { 'data-provider': provider },
-    cell(provider), cell(String(sum.count), 'num'), moneyCell(sum.paid), moneyCell(sum.refunded),
-    moneyCell(sum.net),
-    cell(agrees ? 'matches' : `differs: report says net ${fenToYuan(reported?.net_amount ?? 0)}`,
+    cell(label('provider', provider)), cell(String(sum.count), 'num'), moneyCell(sum.paid),
+    moneyCell(sum.refunded), moneyCell(sum.net),
+    cell(agrees ? t('chart.matches') : t('chart.differs', { net: fenToYuan(reported?.net_amount ?? 0) }),
       agrees ? 'check ok' : 'check error'));
 }
 
@@ -383,7 +417,7 @@ function chartSvg(perProvider, days) {
   const height = perProvider.length * panelHeight + 34;
   const root = svg('svg', {
     viewBox: `0 0 ${width} ${height}`, width, height, role: 'img',
-    'aria-label': 'Daily paid, refunded and net amounts by provider',
+    'aria-label': t('chart.aria'),
   });
   perProvider.forEach(([provider, totals], index) => {
     const top = index * panelHeight + 24;
@@ -392,7 +426,8 @@ function chartSvg(perProvider, days) {
     for (const v of values) for (const n of [v.paid, v.refunded, v.net]) if (n > max) max = n;
     if (max === 0n) max = 100n;
     const y = (fen) => top + plotHeight - (Number(fen) / Number(max)) * plotHeight;
-    root.append(svg('text', { x: 8, y: top - 8, class: 'title' }, provider));
+    const name = label('provider', provider);
+    root.append(svg('text', { x: 8, y: top - 8, class: 'title' }, name));
     root.append(svg('line', { x1: left, x2: width - 10, y1: y(0n), y2: y(0n), class: 'axis' }));
     root.append(svg('line', { x1: left, x2: width - 10, y1: y(max), y2: y(max), class: 'axis' }));
     root.append(svg('text', { x: left - 6, y: y(max) + 4, 'text-anchor': 'end' }, `¥${fenToYuan(max)}`));
@@ -402,7 +437,9 @@ function chartSvg(perProvider, days) {
       const v = totals.get(day);
       const x = left + i * step;
       const bar = Math.max(3, step / 2 - 3);
-      const tip = `${provider} ${day}: paid ¥${fenToYuan(v.paid)}, refunded ¥${fenToYuan(v.refunded)}, net ¥${fenToYuan(v.net)}`;
+      const tip = t('chart.tip', {
+        provider: name, day, paid: fenToYuan(v.paid), refunded: fenToYuan(v.refunded), net: fenToYuan(v.net),
+      });
       const paidBar = svg('rect', { x: x + 2, y: y(v.paid), width: bar, height: y(0n) - y(v.paid), class: 'paid', 'data-day': day, 'data-paid': fenToYuan(v.paid) });
       paidBar.append(svg('title', {}, tip));
       const refundBar = svg('rect', { x: x + 2 + bar, y: y(v.refunded), width: bar, height: y(0n) - y(v.refunded), class: 'refunded' });
@@ -417,9 +454,9 @@ function chartSvg(perProvider, days) {
     for (const [px, py] of points) root.append(svg('circle', { cx: px, cy: py, r: 2.5, class: 'net-dot' }));
   });
   const legendY = height - 10;
-  [['paid', 'paid'], ['refunded', 'refunded'], ['net-dot', 'net (paid − refunded)']].forEach(([cls, label], i) => {
+  [['paid', 'paid'], ['refunded', 'refunded'], ['net-dot', 'net']].forEach(([cls, key], i) => {
     root.append(svg('rect', { x: left + i * 170, y: legendY - 9, width: 10, height: 10, class: cls }));
-    root.append(svg('text', { x: left + i * 170 + 14, y: legendY }, label));
+    root.append(svg('text', { x: left + i * 170 + 14, y: legendY, class: 'legend' }, t(`chart.legend.${key}`)));
   });
   return root;
 }
@@ -431,28 +468,30 @@ const anomaliesPaging = { next: null };
 async function loadAnomalies(more = false) {
   const query = new URLSearchParams({ limit: '50' });
   if (more && anomaliesPaging.next) query.set('cursor', anomaliesPaging.next);
-  say('anomalies-message', 'Loading…');
+  say('anomalies-message', t('common.loading'));
   try {
     const page = await apiJson(`/v1/anomalies?${query}`);
     anomaliesPaging.next = page.next_cursor;
-    const rows = page.data.map((a) => el('tr', {},
-      timeCell(a.created_at), cell(a.kind), cell(a.provider ?? ''), cell(a.app ?? ''),
+    const rows = page.data.map((a) => el('tr', { 'data-kind': a.kind },
+      timeCell(a.created_at), cell(label('anomaly', a.kind)), cell(label('provider', a.provider)), cell(a.app ?? ''),
       a.order_id
         ? el('td', {}, el('a', { href: `#order/${encodeURIComponent(a.order_id)}`, text: a.order_id }))
         : cell(''),
       cell(typeof a.detail === 'string' ? a.detail : JSON.stringify(a.detail), 'body')));
     if (more) $('anomalies-table').tBodies[0].append(...rows);
-    else fillTable('anomalies-table', rows, 'No anomalies. Nothing needs a person.');
+    else fillTable('anomalies-table', rows, t('anomalies.none'));
     say('anomalies-message', '');
   } catch (error) {
-    say('anomalies-message', error.message, true);
+    sayError('anomalies-message', error);
   }
   $('anomalies-more').disabled = !anomaliesPaging.next;
 }
 
 // ---------- statement reconciliation ----------
 
-const RUN_WORDS = { matched: 'matched', differences: 'differences', failed: 'failed' };
+/** "matched", "3 difference(s)" or "failed", in the page's language. */
+const runOutcome = (run) => (run.status === 'differences'
+  ? t('recon.differences_count', { count: run.differences_count }) : label('run_status', run.status));
 
 async function loadRuns(event) {
   event?.preventDefault();
@@ -460,15 +499,15 @@ async function loadRuns(event) {
   if (!range) return;
   const { first, last } = range;
   const app = String(new FormData($('recon-range')).get('app') ?? '').trim();
-  say('recon-message', 'Loading…');
+  say('recon-message', t('common.loading'));
   try {
     const query = new URLSearchParams({ from: first, to: last });
     if (app) query.set('app', app);
     const runs = (await apiJson(`/v1/reconciliation/runs?${query}`)).data;
     $('recon-calendar').replaceChildren(calendar(runs, first, last));
-    say('recon-message', runs.length ? '' : 'No reconciliation runs in these days.');
+    say('recon-message', runs.length ? '' : t('recon.no_runs'));
   } catch (error) {
-    say('recon-message', error.message, true);
+    sayError('recon-message', error);
   }
 }
 
@@ -478,9 +517,7 @@ function calendar(runs, first, last) {
   for (const run of runs) byDay.set(run.day, [...(byDay.get(run.day) ?? []), run]);
   const today = shanghaiDay(new Date());
   const grid = el('div', { class: 'weeks' });
-  for (const name of ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun']) {
-    grid.append(el('div', { class: 'weekday', text: name }));
-  }
+  for (let day = 0; day < 7; day += 1) grid.append(el('div', { class: 'weekday', text: t(`weekday.${day}`) }));
   for (let i = 0; i < weekday(first); i += 1) grid.append(el('div', { class: 'pad' }));
   for (const day of daysBetween(first, last)) {
     const dayRuns = byDay.get(day) ?? [];
@@ -488,7 +525,7 @@ function calendar(runs, first, last) {
       el('div', { class: 'date', text: day }));
     for (const run of dayRuns) cellNode.append(runChip(run));
     if (dayRuns.length === 0 && day <= today) {
-      cellNode.append(el('span', { class: 'run none', text: 'not reconciled' }));
+      cellNode.append(el('span', { class: 'run none', text: t('recon.not_reconciled') }));
     }
     grid.append(cellNode);
   }
@@ -496,16 +533,15 @@ function calendar(runs, first, last) {
 }
 
 function runChip(run) {
-  const outcome = run.status === 'differences'
-    ? `${run.differences_count} difference(s)` : RUN_WORDS[run.status] ?? run.status;
   return el('a', {
     class: `run ${run.status}`,
     href: `#reconciliation/${encodeURIComponent(run.app)}/${run.provider}/${run.day}`,
     'data-app': run.app,
     'data-provider': run.provider,
     'data-status': run.status,
+    // The failure reason is the store's English text: shown on hover, as the API's messages are.
     title: run.failure_reason ?? '',
-    text: `${run.app} · ${run.provider}: ${outcome}`,
+    text: t('recon.chip', { app: run.app, provider: label('provider', run.provider), outcome: runOutcome(run) }),
   });
 }
 
@@ -517,16 +553,18 @@ async function reconcileNow(event) {
     provider: String(form.get('provider')),
     day: String(form.get('day')),
   };
-  say('recon-now-message', 'Fetching the bill and reconciling…');
+  say('recon-now-message', t('recon.now.busy'));
   try {
     const answer = await (await api('/v1/reconciliation/runs', undefined, { method: 'POST', body: request })).json();
-    const run = answer.run;
-    const paid = answer.paid.length ? ` Marked paid after the provider's query: ${answer.paid.join(', ')}.` : '';
-    say('recon-now-message', `${run.day} ${run.app} · ${run.provider}: ${run.status === 'differences'
-      ? `${run.differences_count} difference(s)` : RUN_WORDS[run.status] ?? run.status}.${paid}`);
+    const { run } = answer;
+    const done = t('recon.now.done', {
+      day: run.day, app: run.app, provider: label('provider', run.provider), outcome: runOutcome(run),
+    });
+    const paid = answer.paid.length ? t('recon.now.paid', { orders: answer.paid.join(', ') }) : '';
+    say('recon-now-message', paid ? `${done} ${paid}` : done);
     loadRuns();
   } catch (error) {
-    say('recon-now-message', error.message, true);
+    sayError('recon-now-message', error);
   }
 }
 
@@ -542,7 +580,7 @@ function differencesQuery() {
 
 async function showReconDay(app, provider, day) {
   Object.assign(reconDay, { app, provider, day, run: null, differences: [] });
-  $('recon-day-title').textContent = `${day} · ${app} · ${provider}`;
+  $('recon-day-title').textContent = t('recon.day_title', { day, app, provider: label('provider', provider) });
   $('recon-day-status').replaceChildren();
   $('recon-totals').tBodies[0].replaceChildren();
   fillTable('recon-differences', [], '');
@@ -551,7 +589,7 @@ async function showReconDay(app, provider, day) {
 
 async function loadDifferences(event) {
   event?.preventDefault();
-  say('recon-day-message', 'Loading…');
+  say('recon-day-message', t('common.loading'));
   try {
     const answer = await apiJson(`/v1/reconciliation/differences?${differencesQuery()}`);
     reconDay.run = answer.run;
@@ -560,7 +598,7 @@ async function loadDifferences(event) {
     drawDifferences();
     say('recon-day-message', '');
   } catch (error) {
-    say('recon-day-message', error.message, true);
+    sayError('recon-day-message', error);
   }
   $('recon-bill-file').disabled = !reconDay.run?.bill_file_id;
   $('recon-export').disabled = !reconDay.run;
@@ -568,34 +606,35 @@ async function loadDifferences(event) {
 
 function showRun(run) {
   const outcome = run.status === 'differences'
-    ? `${run.differences_count} difference(s), ${run.held_count} held near midnight`
-    : RUN_WORDS[run.status] ?? run.status;
+    ? t('recon.outcome_differences', { count: run.differences_count, held: run.held_count })
+    : label('run_status', run.status);
   $('recon-day-status').replaceChildren(
     el('span', { class: `run ${run.status}`, 'data-status': run.status, text: outcome }),
-    ` reconciled ${formatShanghai(run.finished_at)}`,
-    ...(run.failure_reason ? [el('span', { class: 'error failure', text: ` ${run.failure_reason}` })] : []));
+    ' ',
+    el('span', { class: 'hint', text: t('recon.reconciled_at', { time: formatShanghai(run.finished_at) }) }),
+    ...(run.failure_reason ? [' ', el('span', { class: 'error failure', text: run.failure_reason })] : []));
   const { bill, local } = run;
   const ourNet = local.gross - local.refunds;
   const billNetBeforeFees = bill.settlement_gross - bill.refunds;
   const count = (n) => cell(String(n), 'num');
-  const line = (label, key, billCell, ourCell, diffCell) => el('tr', { 'data-line': key },
-    el('th', { text: label }), billCell, ourCell, diffCell);
+  const line = (key, billCell, ourCell, diffCell) => el('tr', { 'data-line': key },
+    el('th', { text: t(`recon.line.${key}`) }), billCell, ourCell, diffCell);
   const differenceCell = (billFen, ourFen) => {
     const delta = billFen - ourFen;
     return cell(fenToYuan(delta), delta === 0 ? 'num' : 'num differs');
   };
   const countDifference = (a, b) => cell(String(a - b), a === b ? 'num' : 'num differs');
   $('recon-totals').tBodies[0].replaceChildren(
-    line('Payments', 'payments_count', count(bill.payments_count), count(local.payments_count),
+    line('payments_count', count(bill.payments_count), count(local.payments_count),
       countDifference(bill.payments_count, local.payments_count)),
-    line('Gross ¥', 'gross', moneyCell(bill.gross), moneyCell(local.gross), differenceCell(bill.gross, local.gross)),
-    line('Refunds', 'refunds_count', count(bill.refunds_count), count(local.refunds_count),
+    line('gross', moneyCell(bill.gross), moneyCell(local.gross), differenceCell(bill.gross, local.gross)),
+    line('refunds_count', count(bill.refunds_count), count(local.refunds_count),
       countDifference(bill.refunds_count, local.refunds_count)),
-    line('Refunded ¥', 'refunds', moneyCell(bill.refunds), moneyCell(local.refunds), differenceCell(bill.refunds, local.refunds)),
-    line('Net before fees ¥ (settled gross − refunds)', 'net_before_fees', moneyCell(billNetBeforeFees),
-      moneyCell(ourNet), differenceCell(billNetBeforeFees, ourNet)),
-    line('Fees ¥ (provider only)', 'fees', moneyCell(bill.fees), cell('—', 'num'), cell('', 'num')),
-    line('Net settlement ¥ (after fees)', 'net', moneyCell(bill.net), cell('—', 'num'), cell('', 'num')));
+    line('refunds', moneyCell(bill.refunds), moneyCell(local.refunds), differenceCell(bill.refunds, local.refunds)),
+    line('net_before_fees', moneyCell(billNetBeforeFees), moneyCell(ourNet),
+      differenceCell(billNetBeforeFees, ourNet)),
+    line('fees', moneyCell(bill.fees), cell('—', 'num'), cell('', 'num')),
+    line('net', moneyCell(bill.net), cell('—', 'num'), cell('', 'num')));
 }
 
 /** The differences that pass the page's own filters (kind, resolution, number). */
@@ -612,29 +651,40 @@ function filteredDifferences() {
 function drawDifferences() {
   const rows = filteredDifferences().map(differenceRow);
   // The category filter is the API's, so the run's own count says whether the day had any.
-  fillTable('recon-differences', rows, reconDay.run?.differences_count
-    ? 'No differences match these filters.' : 'No differences: every line matched.');
+  fillTable('recon-differences', rows, t(reconDay.run?.differences_count ? 'recon.no_match' : 'recon.none'));
+}
+
+/** Who wrote a resolution: the API says "key <id>" for a finance key. */
+function resolvedBy(by) {
+  return by.startsWith('key ') ? t('recon.by_key', { id: by.slice(4) }) : by;
+}
+
+/** Our side's status, in the words of its kind (an order's or a refund's). */
+function localStatus(d) {
+  return label(d.kind === 'refund' ? 'refund_status' : 'order_status', d.local_status);
 }
 
 function differenceRow(d) {
   const numbers = d.out_refund_no ? `${d.out_trade_no} / ${d.out_refund_no}` : d.out_trade_no;
-  const notes = [d.held ? 'held' : '', d.near_midnight ? 'near midnight' : ''].filter(Boolean).join(', ');
-  const resolution = d.resolution
-    ? `${d.resolution.note} — ${d.resolution.by}, ${formatShanghai(d.resolution.at)}` : '';
-  const row = el('tr', { 'data-difference-id': d.id, 'data-category': d.category },
-    el('td', {}, el('span', { class: `category ${d.category}`, text: d.category }),
+  const notes = [d.held ? t('recon.held') : '', d.near_midnight ? t('recon.near_midnight') : '']
+    .filter(Boolean).join(', ');
+  const resolution = d.resolution ? t('recon.resolution', {
+    note: d.resolution.note, by: resolvedBy(d.resolution.by), at: formatShanghai(d.resolution.at),
+  }) : '';
+  const row = el('tr', { 'data-difference-id': d.id, 'data-category': d.category, 'data-kind': d.kind },
+    el('td', {}, el('span', { class: `category ${d.category}`, text: label('category', d.category) }),
       ...(notes ? [el('span', { class: 'hint', text: ` (${notes})` })] : [])),
-    cell(d.kind),
+    cell(label('line_kind', d.kind)),
     cell(numbers),
     d.bill_amount === null ? cell('', 'num') : moneyCell(d.bill_amount),
     d.local_amount === null ? cell('', 'num') : moneyCell(d.local_amount),
     timeCell(d.bill_time),
     timeCell(d.local_time),
-    cell(d.bill_status ?? ''),
-    cell(d.local_status ?? ''),
+    cell(label('bill_status', d.bill_status)),
+    cell(localStatus(d)),
     cell(resolution, 'resolution'),
     el('td', {}, el('button', {
-      type: 'button', class: 'resolve', text: d.resolution ? 'Edit note' : 'Resolve',
+      type: 'button', class: 'resolve', text: t(d.resolution ? 'recon.edit_note' : 'recon.resolve'),
       onclick: () => openResolution(row, d),
     })));
   return row;
@@ -647,15 +697,15 @@ function openResolution(row, difference) {
   note.value = difference.resolution?.note ?? '';
   const message = el('span', { class: 'message', role: 'status' });
   const form = el('form', { class: 'resolution-form' },
-    el('label', { text: 'Resolution note: what was done and why' }, note),
-    el('button', { type: 'submit', text: 'Save' }),
-    el('button', { type: 'button', text: 'Cancel', onclick: () => editor.remove() }),
+    el('label', { text: t('recon.note_label') }, note),
+    el('button', { type: 'submit', text: t('recon.save') }),
+    el('button', { type: 'button', text: t('recon.cancel'), onclick: () => editor.remove() }),
     message);
   const editor = el('tr', { class: 'resolution-editor' },
     el('td', { colspan: String(row.cells.length) }, form));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
-    message.textContent = 'Saving…';
+    message.textContent = t('recon.saving');
     message.classList.remove('error');
     try {
       const saved = await (await api(`/v1/reconciliation/differences/${encodeURIComponent(difference.id)}/resolution`,
@@ -663,9 +713,9 @@ function openResolution(row, difference) {
       reconDay.differences = reconDay.differences.map((d) => (d.id === saved.id ? saved : d));
       editor.remove();
       drawDifferences();
-      say('recon-day-message', `Resolution saved for ${saved.out_trade_no}.`);
+      say('recon-day-message', t('recon.saved', { order: saved.out_trade_no }));
     } catch (error) {
-      message.textContent = error.message;
+      message.textContent = errorText(error);
       message.classList.add('error');
     }
   });
@@ -674,26 +724,26 @@ function openResolution(row, difference) {
 }
 
 async function exportDifferences() {
-  say('recon-day-message', 'Exporting…');
+  say('recon-day-message', t('common.exporting'));
   try {
     const size = await download(`/v1/reconciliation/differences.csv?${differencesQuery()}`,
       `differences-${reconDay.app}-${reconDay.provider}-${reconDay.day}.csv`);
-    say('recon-day-message', `Exported ${size} bytes.`);
+    say('recon-day-message', t('common.exported', { size }));
   } catch (error) {
-    say('recon-day-message', `Export failed: ${error.message}`, true);
+    sayError('recon-day-message', error, 'common.export_failed');
   }
 }
 
 async function downloadBillFile() {
   const id = reconDay.run?.bill_file_id;
   if (!id) return;
-  say('recon-day-message', 'Downloading…');
+  say('recon-day-message', t('common.downloading'));
   try {
     const size = await download(`/v1/reconciliation/files/${encodeURIComponent(id)}`,
       `bill-${reconDay.app}-${reconDay.provider}-${reconDay.day}${reconDay.provider === 'alipay' ? '.csv.zip' : '.csv.gz'}`);
-    say('recon-day-message', `Downloaded ${size} bytes.`);
+    say('recon-day-message', t('common.downloaded', { size }));
   } catch (error) {
-    say('recon-day-message', `Download failed: ${error.message}`, true);
+    sayError('recon-day-message', error, 'common.download_failed');
   }
 }
 
@@ -743,7 +793,23 @@ function route() {
   }
 }
 
-function start() {
+/** Switching language reloads the page: every view then draws itself in the new words. */
+function switchLanguage(event) {
+  rememberLanguage(event.target.value);
+  location.reload();
+}
+
+async function start() {
+  try {
+    await useLanguage(preferredLanguage());
+  } catch {
+    // Without any catalogue the page shows its keys (⟦…⟧) rather than nothing at all.
+    await useLanguage('en').catch(() => {});
+  }
+  translatePage();
+  $('language').value = language();
+  $('language').addEventListener('change', switchLanguage);
+  document.body.classList.remove('loading');
   const today = shanghaiDay(new Date());
   const range = $('chart-range');
   range.elements.from.value = addDays(today, -13);
