@@ -16,6 +16,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { formatChecks } from './format.test.mjs';
+import { i18nChecks } from './i18n.test.mjs';
 import { assert, check, equal, finish } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -362,6 +363,7 @@ async function chineseChecks(browser, gw, made) {
 
 async function main() {
   await formatChecks();
+  await i18nChecks();
 
   const workdir = mkdtempSync(join(tmpdir(), 'paygate-e2e-'));
   const gw = await startGateway(workdir);
