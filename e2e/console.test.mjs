@@ -315,6 +315,7 @@ async function chineseChecks(browser, gw, made) {
     await page.click('nav a[data-view=reconciliation]');
     await page.waitForSelector(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`);
     equal(await page.textContent(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`), 'sandbox · 支付宝：1 笔差异');
+    equal(await page.textContent(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=wechat]`), 'sandbox · 微信支付：对账失败');
     equal(await page.textContent('#recon-calendar .weekday'), '周一');
     await noEnglish('reconciliation days');
     await page.fill('#recon-now input[name=day]', today);
@@ -639,6 +640,30 @@ async function main() {
       const bytes = readFileSync(await billDownload.path());
       equal(bytes.subarray(0, 2).toString('latin1'), 'PK', 'the Alipay zip as the provider sent it');
       assert(/^bill-sandbox-alipay-\d{4}-\d{2}-\d{2}\.csv\.zip$/.test(billDownload.suggestedFilename()), billDownload.suggestedFilename());
+    });
+
+    await check('reconciliation: a bill that does not parse is a failed day with its reason and its raw file', async () => {
+      const today = expectedShanghai(new Date().toISOString()).slice(0, 10);
+      // Half the gzip: the run fails, keeps the file and changes no order.
+      await call('POST', `${gw.sandbox}/sandbox/faults`, null, { fault: 'truncated_body', provider: 'wechat', api: '/pay/downloadbill' });
+      await page.click('nav a[data-view=reconciliation]');
+      await page.waitForSelector('#reconciliation-view:not([hidden])');
+      await page.fill('#recon-now input[name=day]', today);
+      await page.selectOption('#recon-now select[name=provider]', 'wechat');
+      await page.click('#recon-now button[type=submit]');
+      const chip = `#recon-calendar .day[data-day="${today}"] a.run[data-provider=wechat]`;
+      await page.waitForSelector(chip);
+      equal(await page.textContent('#recon-now-message'), `${today} sandbox · WeChat Pay: failed.`);
+      equal(await page.getAttribute(chip, 'data-status'), 'failed');
+      assert((await page.getAttribute(chip, 'title')).includes('gzip'), 'the reason on hover');
+      await page.click(chip);
+      await page.waitForSelector('#recon-day-view:not([hidden]) #recon-day-status .failure');
+      assert((await page.textContent('#recon-day-status .failure')).includes('gzip'), 'the reason on the day');
+      equal(await page.textContent('#recon-totals tbody'), EN['recon.failed_totals'], 'no totals for a bill that did not parse');
+      equal(await page.textContent('#recon-differences tbody'), EN['recon.failed_none']);
+      const [billDownload] = await Promise.all([page.waitForEvent('download'), page.click('#recon-bill-file')]);
+      equal(readFileSync(await billDownload.path()).subarray(0, 2).toString('hex'), '1f8b', 'the half gzip, as received');
+      equal((await call('GET', `${gw.base}/v1/orders/${made.e2e_wx_pending.id}`, gw.merchant)).status, 'pending', 'no order changed');
     });
 
     await check('the key never appears in a URL and sign-out forgets it', async () => {

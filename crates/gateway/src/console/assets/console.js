@@ -624,6 +624,11 @@ function showRun(run) {
     return cell(fenToYuan(delta), delta === 0 ? 'num' : 'num differs');
   };
   const countDifference = (a, b) => cell(String(a - b), a === b ? 'num' : 'num differs');
+  if (run.status === 'failed') {
+    // A bill that did not parse has no totals; zeros beside ours would read as a difference.
+    fillTable('recon-totals', [], t('recon.failed_totals'));
+    return;
+  }
   $('recon-totals').tBodies[0].replaceChildren(
     line('payments_count', count(bill.payments_count), count(local.payments_count),
       countDifference(bill.payments_count, local.payments_count)),
@@ -651,7 +656,10 @@ function filteredDifferences() {
 function drawDifferences() {
   const rows = filteredDifferences().map(differenceRow);
   // The category filter is the API's, so the run's own count says whether the day had any.
-  fillTable('recon-differences', rows, t(reconDay.run?.differences_count ? 'recon.no_match' : 'recon.none'));
+  let empty = 'recon.none';
+  if (reconDay.run?.status === 'failed') empty = 'recon.failed_none';
+  else if (reconDay.run?.differences_count) empty = 'recon.no_match';
+  fillTable('recon-differences', rows, t(empty));
 }
 
 /** Who wrote a resolution: the API says "key <id>" for a finance key. */
