@@ -148,6 +148,16 @@ async function makeOrders(gw) {
   return made;
 }
 
+/** Arms a sandbox fault for the next WeChat bill, then asks the page to reconcile `day`. */
+async function reconcileWechatThroughThePage(gw, page, fault, day) {
+  await call('POST', `${gw.sandbox}/sandbox/faults`, null, { fault, provider: 'wechat', api: '/pay/downloadbill' });
+  await page.click('nav a[data-view=reconciliation]');
+  await page.waitForSelector('#reconciliation-view:not([hidden])');
+  await page.fill('#recon-now input[name=day]', day);
+  await page.selectOption('#recon-now select[name=provider]', 'wechat');
+  await page.click('#recon-now button[type=submit]');
+}
+
 /** Opens an order with a refund from the orders list and waits until all of it has loaded. */
 async function openRefundedOrder(page, id) {
   await page.click(`#orders-table tr[data-order-id="${id}"]`);
@@ -311,16 +321,13 @@ async function chineseChecks(browser, gw, made) {
   });
 
   await check('中文: reconciliation days, a not-ready bill by its code, and a day in Chinese', async () => {
-    await call('POST', `${gw.sandbox}/sandbox/faults`, null, { fault: 'bill_not_ready', provider: 'wechat', api: '/pay/downloadbill' });
     await page.click('nav a[data-view=reconciliation]');
     await page.waitForSelector(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`);
     equal(await page.textContent(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`), 'sandbox · 支付宝：1 笔差异');
     equal(await page.textContent(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=wechat]`), 'sandbox · 微信支付：对账失败');
     equal(await page.textContent('#recon-calendar .weekday'), '周一');
     await noEnglish('reconciliation days');
-    await page.fill('#recon-now input[name=day]', today);
-    await page.selectOption('#recon-now select[name=provider]', 'wechat');
-    await page.click('#recon-now button[type=submit]');
+    await reconcileWechatThroughThePage(gw, page, 'bill_not_ready', today);
     await page.waitForFunction(() => document.getElementById('recon-now-message').classList.contains('error'));
     // The console words the API's code; the API's English message stays available on hover.
     equal(await page.textContent('#recon-now-message'), ZH['error.bill_not_ready']);
@@ -553,13 +560,8 @@ async function main() {
       await call('POST', `${gw.sandbox}/sandbox/faults`, null, {
         fault: 'bill_omit_trade', provider: 'alipay', api: 'alipay.data.dataservice.bill.downloadurl.query', out_trade_no: 'e2e_ali_tea',
       });
-      await call('POST', `${gw.sandbox}/sandbox/faults`, null, { fault: 'bill_not_ready', provider: 'wechat', api: '/pay/downloadbill' });
-      await page.click('nav a[data-view=reconciliation]');
-      await page.waitForSelector('#reconciliation-view:not([hidden])');
       // The WeChat bill is "still being made": nothing is stored and the page says why.
-      await page.fill('#recon-now input[name=day]', today);
-      await page.selectOption('#recon-now select[name=provider]', 'wechat');
-      await page.click('#recon-now button[type=submit]');
+      await reconcileWechatThroughThePage(gw, page, 'bill_not_ready', today);
       await page.waitForFunction(() => document.getElementById('recon-now-message').classList.contains('error'));
       assert((await page.textContent('#recon-now-message')).includes('still making this bill'), await page.textContent('#recon-now-message'));
       // The Alipay day through the same form: reconciled with one difference.
@@ -645,12 +647,7 @@ async function main() {
     await check('reconciliation: a bill that does not parse is a failed day with its reason and its raw file', async () => {
       const today = expectedShanghai(new Date().toISOString()).slice(0, 10);
       // Half the gzip: the run fails, keeps the file and changes no order.
-      await call('POST', `${gw.sandbox}/sandbox/faults`, null, { fault: 'truncated_body', provider: 'wechat', api: '/pay/downloadbill' });
-      await page.click('nav a[data-view=reconciliation]');
-      await page.waitForSelector('#reconciliation-view:not([hidden])');
-      await page.fill('#recon-now input[name=day]', today);
-      await page.selectOption('#recon-now select[name=provider]', 'wechat');
-      await page.click('#recon-now button[type=submit]');
+      await reconcileWechatThroughThePage(gw, page, 'truncated_body', today);
       const chip = `#recon-calendar .day[data-day="${today}"] a.run[data-provider=wechat]`;
       await page.waitForSelector(chip);
       equal(await page.textContent('#recon-now-message'), `${today} sandbox · WeChat Pay: failed.`);
