@@ -327,6 +327,18 @@ async function chineseChecks(browser, gw, made) {
     equal(await page.textContent(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=wechat]`), 'sandbox · 微信支付：对账失败');
     equal(await page.textContent('#recon-calendar .weekday'), '周一');
     await noEnglish('reconciliation days');
+    // An app without runs: today is open, yesterday waits for its bill, older days were missed.
+    await page.fill('#recon-range input[name=app]', 'no-such-app');
+    await page.click('#recon-range button[type=submit]');
+    await page.waitForFunction((text) => document.getElementById('recon-message').textContent === text, ZH['recon.no_runs']);
+    const yesterday = new Date(Date.parse(`${today}T00:00:00Z`) - 86_400_000).toISOString().slice(0, 10);
+    const before = new Date(Date.parse(`${today}T00:00:00Z`) - 2 * 86_400_000).toISOString().slice(0, 10);
+    const states = await Promise.all([today, yesterday, before].map((day) => page.textContent(`#recon-calendar .day[data-day="${day}"] .run.none`)));
+    equal(states.join('|'), '当日未结束|等待账单|未对账', 'days without a run, by why');
+    await noEnglish('reconciliation days without runs');
+    await page.fill('#recon-range input[name=app]', '');
+    await page.click('#recon-range button[type=submit]');
+    await page.waitForSelector(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=alipay]`);
     await reconcileWechatThroughThePage(gw, page, 'bill_not_ready', today);
     await page.waitForFunction(() => document.getElementById('recon-now-message').classList.contains('error'));
     // The console words the API's code; the API's English message stays available on hover.
@@ -574,7 +586,7 @@ async function main() {
       equal(await page.getAttribute(`#recon-calendar .day[data-day="${yesterday}"] a.run[data-provider=alipay]`, 'data-status'), 'matched', 'yesterday');
       equal(await page.$$eval(`#recon-calendar .day[data-day="${today}"] a.run[data-provider=wechat]`, (n) => n.length), 0, 'no WeChat run stored for a bill not ready');
       const before = new Date(Date.parse(`${yesterday}T00:00:00Z`) - 86_400_000).toISOString().slice(0, 10);
-      equal(await page.textContent(`#recon-calendar .day[data-day="${before}"] .run.none`), 'not reconciled', 'a day without a run');
+      equal(await page.textContent(`#recon-calendar .day[data-day="${before}"] .run.none[data-state=missed]`), 'not reconciled', 'an older day without a run');
       mkdirSync(SHOTS, { recursive: true });
       await page.locator('#reconciliation-view').screenshot({ path: join(SHOTS, 'console-reconciliation-days.png') });
     });

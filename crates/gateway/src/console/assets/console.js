@@ -525,11 +525,23 @@ function calendar(runs, first, last) {
       el('div', { class: 'date', text: day }));
     for (const run of dayRuns) cellNode.append(runChip(run));
     if (dayRuns.length === 0 && day <= today) {
-      cellNode.append(el('span', { class: 'run none', text: t('recon.not_reconciled') }));
+      const state = unreconciledState(day, today);
+      cellNode.append(el('span', { class: `run none ${state}`, 'data-state': state, text: t(`recon.state.${state}`) }));
     }
     grid.append(cellNode);
   }
   return grid;
+}
+
+/**
+ * Why a past day has no run, as far as the page can tell: the bill of day T comes on T+1, so
+ * today is still open; yesterday's bill may not be ready yet (the daily job retries, and a
+ * "not ready" answer stores nothing); an older day without a run was missed and needs a hand.
+ */
+function unreconciledState(day, today) {
+  if (day === today) return 'open';
+  if (day === addDays(today, -1)) return 'waiting';
+  return 'missed';
 }
 
 function runChip(run) {
