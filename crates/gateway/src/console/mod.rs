@@ -320,18 +320,27 @@ mod tests {
     /// `group.code` of the selects of API codes.
     fn keys_named_by_the_page() -> Vec<String> {
         let html = INDEX.body;
-        let mut keys: Vec<String> = ["data-i18n", "data-i18n-title", "data-i18n-aria-label"]
-            .iter()
-            .flat_map(|a| attribute_values(html, a))
-            .map(str::to_owned)
-            .collect();
+        let mut keys: Vec<String> = [
+            "data-i18n",
+            "data-i18n-placeholder",
+            "data-i18n-title",
+            "data-i18n-aria-label",
+        ]
+        .iter()
+        .flat_map(|a| attribute_values(html, a))
+        .map(str::to_owned)
+        .collect();
         for tag in html.split("<select ").skip(1) {
             let tag = tag.split('>').next().unwrap_or_default();
             if let (Some(group), Some(codes)) = (
                 attribute_values(tag, "data-i18n-codes").first(),
                 attribute_values(tag, "data-values").first(),
             ) {
-                keys.extend(codes.split_whitespace().map(|code| format!("{group}.{code}")));
+                keys.extend(
+                    codes
+                        .split_whitespace()
+                        .map(|code| format!("{group}.{code}")),
+                );
             }
         }
         for script in [body_of("console.js"), body_of("i18n.js")] {

@@ -89,9 +89,10 @@ export function label(group, code) {
  */
 export function translatePage(root = document) {
   for (const node of root.querySelectorAll('[data-i18n]')) node.textContent = t(node.dataset.i18n);
-  for (const [data, attribute] of [['i18nPlaceholder', 'placeholder'], ['i18nTitle', 'title'], ['i18nAriaLabel', 'aria-label']]) {
-    const selector = `[data-${attribute === 'aria-label' ? 'i18n-aria-label' : `i18n-${attribute}`}]`;
-    for (const node of root.querySelectorAll(selector)) node.setAttribute(attribute, t(node.dataset[data]));
+  for (const attribute of ['placeholder', 'title', 'aria-label']) {
+    for (const node of root.querySelectorAll(`[data-i18n-${attribute}]`)) {
+      node.setAttribute(attribute, t(node.getAttribute(`data-i18n-${attribute}`)));
+    }
   }
   for (const select of root.querySelectorAll('select[data-i18n-codes]')) {
     const chosen = select.value;
