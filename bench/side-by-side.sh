@@ -183,6 +183,7 @@ runs="$work/runs.tsv"
 echo -e "rep\tscenario\tsystem\tok_s\tp50_ms\tp99_ms\tcpu_us_per_op\tidle_pct\tfailed\trepeats" >"$runs"
 failed_total=0
 repeated_total=0
+declare -A acknowledged=([paygate]=1 [peer]=1) # the check notify
 run() { # rep, scenario, system
   local rep="$1" scenario="$2" sys="$3" out="$work/wrk-$1-$2-$3.txt" cpu0 cpu1 idle0 all0 idle1 all1
   local -a env_args script_args
@@ -217,6 +218,7 @@ run() { # rep, scenario, system
   ((failed == 0)) || { echo "side-by-side: $sys $scenario rep $rep: $failed failed requests" >&2; grep -i unexpected "$out" | head -3 >&2 || true; }
   if [[ "$scenario" == notify ]]; then
     offset[$sys]=$((offset[$sys] + $(jq .sent <<<"$result")))
+    acknowledged[$sys]=$((acknowledged[$sys] + ok))
     local rate=$((ok / seconds))
     ((rate <= guess[$sys])) || guess[$sys]=$rate
   fi
@@ -238,6 +240,20 @@ for ((rep = 1; rep <= reps; rep++)); do
   for scenario in create notify; do
     for sys in "${order[@]}"; do run "$rep" "$scenario" "$sys"; done
   done
+done
+
+# --- every acknowledged notify paid its order: a "success" that stored nothing would be a cheap lie
+paid_count() { # database file: orders paid through this script's notifies
+  (cd "$work/peer" && node -e '
+    const db = new (require("better-sqlite3"))(process.argv[1], { readonly: true });
+    console.log(db.prepare("SELECT count(*) AS n FROM orders WHERE status = ? AND substr(out_trade_no, 1, 7) = ?").get("paid", "notify_").n);
+  ' "$1")
+}
+declare -A db_file=([paygate]="$work/paygate/paygate.db" [peer]="$work/peer/peer.db")
+for sys in paygate peer; do
+  paid="$(paid_count "${db_file[$sys]}")" || die "$sys: cannot count paid orders in ${db_file[$sys]}"
+  echo "# $sys: ${acknowledged[$sys]} notifies acknowledged, $paid orders paid (the difference is notifies still in flight when wrk stopped)"
+  ((paid >= acknowledged[$sys] && paid <= offset[$sys])) || die "$sys: $paid paid orders for ${acknowledged[$sys]} acknowledged notifies"
 done
 
 # --- openssl: the RSA-bound create limit (one sign per create, every core signing) ---------
