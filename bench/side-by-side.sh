@@ -109,13 +109,15 @@ wait_ready "http://127.0.0.1:$pg_port/readyz" "$pg_pid" "$work/paygate.log"
 # The sandbox's keys (PKCS#8, base64 DER) as the PEM files the peer reads.
 keys="$work/keys"
 mkdir -p "$keys"
-pem() { echo "-----BEGIN PRIVATE KEY-----"; jq -r ".$1" "$PAYGATE__SANDBOX__KEYS_FILE" | fold -w 64; echo "-----END PRIVATE KEY-----"; }
+sandbox_field() { jq -er ".$1" "$PAYGATE__SANDBOX__KEYS_FILE" || die "no $1 in the sandbox's keys file"; }
+pem() { local der; der="$(sandbox_field "$1")"; printf -- '-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----\n' "$(fold -w 64 <<<"$der")"; }
 pem alipay_platform_private_key >"$keys/alipay_private_pkcs8.pem"
 pem alipay_app_private_key >"$keys/app_private_pkcs8.pem"
-openssl rsa -in "$keys/app_private_pkcs8.pem" -traditional -out "$keys/app_private_pkcs1.pem" 2>/dev/null
-openssl rsa -in "$keys/alipay_private_pkcs8.pem" -pubout -out "$keys/alipay_public.pem" 2>/dev/null
-app_id="$(jq -r .alipay_app_id "$PAYGATE__SANDBOX__KEYS_FILE")"
-seller_id="$(jq -r .alipay_seller_id "$PAYGATE__SANDBOX__KEYS_FILE")"
+openssl rsa -in "$keys/app_private_pkcs8.pem" -traditional -out "$keys/app_private_pkcs1.pem" 2>/dev/null \
+  && openssl rsa -in "$keys/alipay_private_pkcs8.pem" -pubout -out "$keys/alipay_public.pem" 2>/dev/null \
+  || die "the sandbox's Alipay keys are not PKCS#8 RSA keys"
+app_id="$(sandbox_field alipay_app_id)"
+seller_id="$(sandbox_field alipay_seller_id)"
 
 # --- the peer ------------------------------------------------------------------------------
 peer_port="$(free_port)"
