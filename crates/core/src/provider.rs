@@ -482,15 +482,6 @@ impl BuyerField {
             BuyerField::ClientIp => "client_ip",
         }
     }
-
-    /// The API error code when it is missing.
-    pub const fn missing_code(self) -> &'static str {
-        match self {
-            BuyerField::OpenId => "openid_required",
-            BuyerField::BuyerId => "buyer_id_required",
-            BuyerField::ClientIp => "client_ip_required",
-        }
-    }
 }
 
 /// The create-request field that names the buyer at the provider (stored as the order's payer).

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use actix_web::HttpMessage;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
@@ -17,7 +18,6 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{ConnectionType, Method};
 use actix_web::middleware::Next;
 use actix_web::web::{self, Bytes};
-use actix_web::{HttpMessage, HttpResponse};
 use futures_util::Stream;
 use tokio::time::Sleep;
 
@@ -115,9 +115,11 @@ pub async fn limit_body_time(
     let mut response = next.call(request).await?;
     if progress.expired.get() {
         let (request, _) = response.into_parts();
-        let mut timeout = HttpResponse::RequestTimeout().json(serde_json::json!({
-            "error": { "code": "request_timeout", "message": "the request body did not arrive in time" }
-        }));
+        let mut timeout = crate::error::ErrorResponse::new(
+            crate::error::ErrorCode::RequestTimeout,
+            "the request body did not arrive in time",
+        )
+        .into_response();
         timeout
             .head_mut()
             .set_connection_type(ConnectionType::Close);

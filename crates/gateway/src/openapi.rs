@@ -3,8 +3,10 @@
 
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use crate::error::{ErrorCode, ErrorDetail, ErrorResponse};
 use crate::routes;
 
 /// The document's root.
@@ -55,8 +57,11 @@ use crate::routes;
         routes::wechat::OAuthOpenidRequest,
         routes::statements::RunRequest,
         routes::statements::ResolutionRequest,
+        ErrorResponse,
+        ErrorDetail,
+        ErrorCode,
     )),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ErrorBodies)
 )]
 pub struct ApiDoc;
 
@@ -69,6 +74,53 @@ impl Modify for BearerAuth {
                 "bearer",
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
+        }
+    }
+}
+
+/// Gives every error response of the `/v1` API the one error body, and every `/v1` operation a
+/// `default` response with it, so a client generator learns the `ErrorCode` enum.
+struct ErrorBodies;
+
+impl Modify for ErrorBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let body = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorResponse")))
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                for (status, response) in responses.iter_mut() {
+                    if let RefOr::T(response) = response
+                        && (status.starts_with('4') || status.starts_with('5'))
+                        && response.content.is_empty()
+                    {
+                        response
+                            .content
+                            .insert("application/json".to_owned(), body());
+                    }
+                }
+                responses.entry("default".to_owned()).or_insert_with(|| {
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description("Any error: `{\"error\":{\"code\",\"message\"}}`; the code decides the status (see ErrorCode)")
+                            .content("application/json", body())
+                            .build(),
+                    )
+                });
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use paygate_core::{
 };
 use paygate_store::{AnomalyKind, EventKind, NewRefund, Refund, RefundCompletion, StoreError};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::registry::ProviderApp;
 use crate::state::AppState;
 
@@ -177,19 +177,19 @@ pub async fn start_refund(
                 return Ok((*existing, false));
             }
             return Err(ApiError::conflict(
-                "out_refund_no_reused",
+                ErrorCode::OutRefundNoReused,
                 "out_refund_no was already used for a different refund",
             ));
         }
         Err(StoreError::RefundExceedsPaid { refundable }) => {
             return Err(ApiError::conflict(
-                "refund_exceeds_paid",
+                ErrorCode::RefundExceedsPaid,
                 format!("at most {} fen can still be refunded", refundable.get()),
             ));
         }
         Err(StoreError::NotRefundable { .. }) => {
             return Err(ApiError::conflict(
-                "not_refundable",
+                ErrorCode::NotRefundable,
                 "only paid orders can be refunded",
             ));
         }

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::Server;
 use actix_web::http::KeepAlive;
-use actix_web::{App, HttpResponse, web};
+use actix_web::{App, web};
 use paygate_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 use paygate_store::{ServeLock, Store};
 
 use crate::config::{ConfigError, HttpSettings, Settings};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
 use crate::middleware::BodyTimeout;
 use crate::registry::ProviderApp;
@@ -268,12 +268,15 @@ fn json_error(
     let api = match &error {
         E::OverflowKnownLength { limit, .. } => ApiError::PayloadTooLarge { limit: *limit },
         E::Overflow { limit } => ApiError::PayloadTooLarge { limit: *limit },
-        E::ContentType => {
-            ApiError::invalid("invalid_content_type", "send the body as application/json")
+        E::ContentType => ApiError::invalid(
+            ErrorCode::InvalidContentType,
+            "send the body as application/json",
+        ),
+        E::Deserialize(e) if e.is_data() => {
+            ApiError::invalid(ErrorCode::InvalidField, e.to_string())
         }
-        E::Deserialize(e) if e.is_data() => ApiError::invalid("invalid_field", e.to_string()),
         other => ApiError::BadRequest {
-            code: "invalid_json",
+            code: ErrorCode::InvalidJson,
             message: other.to_string(),
         },
     };
@@ -284,7 +287,7 @@ fn query_error(
     error: actix_web::error::QueryPayloadError,
     _: &actix_web::HttpRequest,
 ) -> actix_web::Error {
-    ApiError::invalid("invalid_query", error.to_string()).into()
+    ApiError::invalid(ErrorCode::InvalidQuery, error.to_string()).into()
 }
 
 fn path_error(error: actix_web::error::PathError, _: &actix_web::HttpRequest) -> actix_web::Error {
@@ -415,9 +418,8 @@ fn serve(
             )
             .configure(crate::console::routes)
             .default_service(web::to(|| async {
-                HttpResponse::NotFound().json(serde_json::json!({
-                    "error": { "code": "not_found", "message": "no such endpoint" }
-                }))
+                crate::error::ErrorResponse::new(ErrorCode::NotFound, "no such endpoint")
+                    .into_response()
             }))
     })
     .client_request_timeout(Duration::from_millis(http.request_head_timeout_ms))

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Principal, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 /// `GET /v1/events` query.
@@ -36,7 +36,7 @@ pub async fn list_events(
         Some("delivered") => Some(true),
         Some(other) => {
             return Err(ApiError::invalid(
-                "invalid_status",
+                ErrorCode::InvalidStatus,
                 format!("status must be pending or delivered, not {other:?}"),
             ));
         }
@@ -46,7 +46,7 @@ pub async fn list_events(
         .as_deref()
         .map(OrderId::parse)
         .transpose()
-        .map_err(|e| ApiError::invalid("invalid_order_id", e.to_string()))?;
+        .map_err(|e| ApiError::invalid(ErrorCode::InvalidOrderId, e.to_string()))?;
     let apps = match principal.role {
         Role::Merchant if !principal.apps.is_empty() => Some(principal.apps.clone()),
         _ => None,

@@ -8,7 +8,7 @@ use paygate_store::{Cursor, GroupBy, OrderFilter, ReportZone};
 use serde::Deserialize;
 
 use crate::auth::{Principal, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::routes::orders::OrderView;
 use crate::state::AppState;
 
@@ -66,7 +66,7 @@ fn parse_instant_in(
         .map(|d| d.and_utc() - chrono::Duration::seconds(i64::from(zone.offset_seconds())))
         .ok_or_else(|| {
             ApiError::invalid(
-                "invalid_filter",
+                ErrorCode::InvalidFilter,
                 format!("{field} must be RFC 3339 or YYYY-MM-DD"),
             )
         })
@@ -82,7 +82,8 @@ fn opt_instant(
 fn opt_fen(field: &'static str, value: Option<i64>) -> Result<Option<Fen>, ApiError> {
     value
         .map(|v| {
-            Fen::new(v).map_err(|e| ApiError::invalid("invalid_filter", format!("{field}: {e}")))
+            Fen::new(v)
+                .map_err(|e| ApiError::invalid(ErrorCode::InvalidFilter, format!("{field}: {e}")))
         })
         .transpose()
 }
@@ -91,7 +92,7 @@ impl OrderListQuery {
     /// The store filter, restricted to what `principal` may see.
     pub fn to_filter(&self, principal: &Principal) -> Result<OrderFilter, ApiError> {
         let bad = |field: &str, e: paygate_core::DomainError| {
-            ApiError::invalid("invalid_filter", format!("{field}: {e}"))
+            ApiError::invalid(ErrorCode::InvalidFilter, format!("{field}: {e}"))
         };
         let statuses = match &self.status {
             None => Vec::new(),
@@ -143,7 +144,10 @@ impl OrderListQuery {
         match self.limit {
             None => Ok(50),
             Some(n @ 1..=500) => Ok(n),
-            Some(_) => Err(ApiError::invalid("invalid_filter", "limit must be 1–500")),
+            Some(_) => Err(ApiError::invalid(
+                ErrorCode::InvalidFilter,
+                "limit must be 1–500",
+            )),
         }
     }
 }
@@ -302,7 +306,7 @@ pub async fn summary(
         None => ReportZone::default(),
         Some(text) => ReportZone::parse(text).ok_or_else(|| {
             ApiError::invalid(
-                "invalid_filter",
+                ErrorCode::InvalidFilter,
                 "tz must be Asia/Shanghai, UTC or a fixed offset like +08:00",
             )
         })?,
@@ -311,7 +315,7 @@ pub async fn summary(
     let to = parse_instant_in("to", &query.to, zone)?;
     if to <= from {
         return Err(ApiError::invalid(
-            "invalid_filter",
+            ErrorCode::InvalidFilter,
             "`to` must be after `from`",
         ));
     }
@@ -321,7 +325,7 @@ pub async fn summary(
         "app" => GroupBy::App,
         other => {
             return Err(ApiError::invalid(
-                "invalid_filter",
+                ErrorCode::InvalidFilter,
                 format!("group_by {other:?} is not day, provider or app"),
             ));
         }

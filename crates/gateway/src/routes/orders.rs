@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{Principal, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::payments::{PaymentOutcome, apply_trade_facts};
 use crate::reconciler::CloseOutcome;
 use crate::registry::ProviderApp;
@@ -179,13 +179,13 @@ fn validated_app<'a>(
     let found = match app {
         Some(name) => state.registry.get(provider, name).ok_or_else(|| {
             ApiError::invalid(
-                "unknown_app",
+                ErrorCode::UnknownApp,
                 format!("no {provider} app named {name} is configured"),
             )
         })?,
         None => state.registry.sole(provider).ok_or_else(|| {
             ApiError::invalid(
-                "app_required",
+                ErrorCode::AppRequired,
                 format!("name the {provider} app: more or fewer than one is configured"),
             )
         })?,
@@ -214,7 +214,7 @@ pub async fn create_order(
         .capabilities()
         .out_trade_no
         .check(&out_trade_no)
-        .map_err(|reason| ApiError::invalid("invalid_out_trade_no", reason))?;
+        .map_err(|reason| ApiError::invalid(ErrorCode::InvalidOutTradeNo, reason))?;
     let request_hash = fingerprint(&app, &out_trade_no, &request, &checked)?;
     let now = Utc::now();
     let mut new_order = NewOrder {
@@ -260,7 +260,7 @@ pub async fn create_order(
         }) => {
             if stored_hash != request_hash {
                 return Err(ApiError::conflict(
-                    "out_trade_no_reused",
+                    ErrorCode::OutTradeNoReused,
                     "out_trade_no already names an order with different parameters",
                 ));
             }
@@ -368,7 +368,7 @@ fn check_request(
         .cloned()
         .ok_or_else(|| {
             ApiError::invalid(
-                "unsupported_channel",
+                ErrorCode::UnsupportedChannel,
                 format!(
                     "{} app {} does not offer {}",
                     app.kind(),
@@ -379,22 +379,22 @@ fn check_request(
         })?;
     if request.amount < 1 {
         return Err(ApiError::invalid(
-            "invalid_amount",
+            ErrorCode::InvalidAmount,
             "amount is in fen and must be at least 1",
         ));
     }
     let max_amount = capabilities.max_order_amount;
     if request.amount > max_amount.get() {
         return Err(ApiError::invalid(
-            "amount_too_large",
+            ErrorCode::AmountTooLarge,
             format!("{} takes at most {max_amount} per order", app.kind()),
         ));
     }
-    let amount =
-        Fen::new(request.amount).map_err(|e| ApiError::invalid("invalid_amount", e.to_string()))?;
+    let amount = Fen::new(request.amount)
+        .map_err(|e| ApiError::invalid(ErrorCode::InvalidAmount, e.to_string()))?;
     if let Some(currency) = &request.currency {
         Currency::parse(currency)
-            .map_err(|e| ApiError::invalid("unsupported_currency", e.to_string()))?;
+            .map_err(|e| ApiError::invalid(ErrorCode::UnsupportedCurrency, e.to_string()))?;
     }
     let subject = Subject::parse(request.subject.as_str())?;
     let description = request
@@ -416,7 +416,7 @@ fn check_request(
         .transpose()?;
     let missing = |field: BuyerField| {
         ApiError::invalid(
-            field.missing_code(),
+            ErrorCode::missing(field),
             format!(
                 "{} {} orders need the buyer's {}",
                 app.kind(),
@@ -444,7 +444,7 @@ fn check_request(
     let expires_in = request.expires_in_seconds.unwrap_or(DEFAULT_EXPIRY_SECONDS);
     if !(MIN_EXPIRY_SECONDS..=MAX_EXPIRY_SECONDS).contains(&expires_in) {
         return Err(ApiError::invalid(
-            "invalid_expiry",
+            ErrorCode::InvalidExpiry,
             format!("expires_in_seconds must be {MIN_EXPIRY_SECONDS}–{MAX_EXPIRY_SECONDS}"),
         ));
     }
@@ -458,13 +458,13 @@ fn check_request(
         None => None,
         Some(text) if !text.starts_with('{') => {
             return Err(ApiError::invalid(
-                "invalid_metadata",
+                ErrorCode::InvalidMetadata,
                 "metadata must be a JSON object",
             ));
         }
         Some(text) if text.len() > 4096 => {
             return Err(ApiError::invalid(
-                "invalid_metadata",
+                ErrorCode::InvalidMetadata,
                 "metadata must be at most 4096 bytes of JSON",
             ));
         }
@@ -576,7 +576,7 @@ fn app_of<'a>(state: &'a AppState, order: &Order) -> Result<&'a ProviderApp, Api
         .get(order.provider, &order.app)
         .ok_or_else(|| {
             ApiError::conflict(
-                "app_not_configured",
+                ErrorCode::AppNotConfigured,
                 format!("app {} is no longer configured", order.app),
             )
         })
@@ -613,7 +613,7 @@ pub async fn sync_order(
         apply_trade_facts(&state.store, app.provider.as_ref(), order, &facts, None).await?;
     if let PaymentOutcome::Mismatch(mismatch) = outcome {
         return Err(ApiError::conflict(
-            "provider_mismatch",
+            ErrorCode::ProviderMismatch,
             mismatch.to_string(),
         ));
     }
@@ -633,7 +633,7 @@ pub async fn close_order(
     let order = visible_order(&state, &principal, &id).await?;
     if order.status != OrderStatus::Pending {
         return Err(ApiError::conflict(
-            "not_closable",
+            ErrorCode::NotClosable,
             format!("order is {}", order.status),
         ));
     }
@@ -642,7 +642,7 @@ pub async fn close_order(
         CloseOutcome::Closed | CloseOutcome::Lost => {}
         CloseOutcome::Paid => {
             return Err(ApiError::conflict(
-                "already_paid",
+                ErrorCode::AlreadyPaid,
                 "the buyer has paid; the order is now paid",
             ));
         }
@@ -678,12 +678,12 @@ pub async fn create_refund(
     let order = visible_order(&state, &principal, &id).await?;
     if request.amount < 1 {
         return Err(ApiError::invalid(
-            "invalid_amount",
+            ErrorCode::InvalidAmount,
             "refund amount is in fen and must be at least 1",
         ));
     }
-    let amount =
-        Fen::new(request.amount).map_err(|e| ApiError::invalid("invalid_amount", e.to_string()))?;
+    let amount = Fen::new(request.amount)
+        .map_err(|e| ApiError::invalid(ErrorCode::InvalidAmount, e.to_string()))?;
     let reason = request.reason.map(RefundReason::parse).transpose()?;
     let app = app_of(&state, &order)?.clone();
     let out_refund_no = request.out_refund_no.unwrap_or_else(OutRefundNo::generate);

@@ -14,19 +14,24 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Principal, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::registry::ProviderApp;
 use crate::routes::finance::csv_cell;
 use crate::state::AppState;
 use crate::statements::{AppLookupError, BillSource, DayOutcome, find_app, reconcile_day};
 
 fn day(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| ApiError::invalid("invalid_filter", format!("{field} must be YYYY-MM-DD")))
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        ApiError::invalid(
+            ErrorCode::InvalidFilter,
+            format!("{field} must be YYYY-MM-DD"),
+        )
+    })
 }
 
 fn app_name(text: &str) -> Result<AppName, ApiError> {
-    AppName::parse(text).map_err(|e| ApiError::invalid("invalid_filter", format!("app: {e}")))
+    AppName::parse(text)
+        .map_err(|e| ApiError::invalid(ErrorCode::InvalidFilter, format!("app: {e}")))
 }
 
 /// The configured app called `name` (of `provider`, required when two providers use it).
@@ -38,10 +43,10 @@ fn configured<'a>(
     let provider = provider
         .map(ProviderKind::parse)
         .transpose()
-        .map_err(|e| ApiError::invalid("invalid_filter", format!("provider: {e}")))?;
+        .map_err(|e| ApiError::invalid(ErrorCode::InvalidFilter, format!("provider: {e}")))?;
     find_app(state, name, provider).map_err(|e| match e {
         AppLookupError::NotFound(_) => ApiError::NotFound(e.to_string()),
-        AppLookupError::Ambiguous(_) => ApiError::invalid("invalid_filter", e.to_string()),
+        AppLookupError::Ambiguous(_) => ApiError::invalid(ErrorCode::InvalidFilter, e.to_string()),
     })
 }
 
@@ -166,15 +171,15 @@ pub async fn reconcile_now(
             Ok(HttpResponse::Ok().json(json!({ "run": run_view(&run), "paid": paid })))
         }
         Ok(DayOutcome::NotReady) => Err(conflict(
-            "bill_not_ready",
+            ErrorCode::BillNotReady,
             "the provider is still making this bill; try again later",
         )),
         Ok(DayOutcome::BillMissing) => Err(conflict(
-            "bill_missing",
+            ErrorCode::BillMissing,
             "the provider has no bill for a day with payments or refunds in our books",
         )),
         Ok(DayOutcome::Unsupported) => Err(conflict(
-            "bill_unsupported",
+            ErrorCode::BillUnsupported,
             "this app's provider offers no bill download",
         )),
         Err(crate::statements::StatementError::Store(error)) => Err(error.into()),
@@ -276,7 +281,7 @@ async fn run_differences(
         .as_deref()
         .map(|c| {
             Category::parse(c).ok_or_else(|| {
-                ApiError::invalid("invalid_filter", format!("unknown category {c:?}"))
+                ApiError::invalid(ErrorCode::InvalidFilter, format!("unknown category {c:?}"))
             })
         })
         .transpose()?;

@@ -18,7 +18,7 @@ use paygate_wechat::login::{
 use serde::Deserialize;
 
 use crate::auth::{Principal, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::registry::ProviderApp;
 use crate::state::AppState;
 
@@ -79,18 +79,19 @@ fn wechat_app<'a>(
 
 fn login_error(error: LoginError) -> ApiError {
     match error {
-        LoginError::InvalidCode => {
-            ApiError::invalid("invalid_code", "the code is invalid or already used")
-        }
+        LoginError::InvalidCode => ApiError::invalid(
+            ErrorCode::InvalidCode,
+            "the code is invalid or already used",
+        ),
         LoginError::RateLimited => ApiError::conflict(
-            "rate_limited",
+            ErrorCode::RateLimited,
             "WeChat's login rate limit was reached; retry later",
         ),
         LoginError::HighRiskUser => {
             ApiError::Forbidden("WeChat blocked this user as high-risk".to_owned())
         }
         LoginError::MissingAppSecret => ApiError::conflict(
-            "app_secret_missing",
+            ErrorCode::AppSecretMissing,
             "this app has no app_secret configured",
         ),
         LoginError::Timeout | LoginError::Busy => ApiError::ProviderTimeout,
@@ -119,7 +120,7 @@ pub async fn login(
 fn check_code(code: &str) -> Result<(), ApiError> {
     if code.is_empty() || code.len() > 128 {
         return Err(ApiError::invalid(
-            "invalid_code",
+            ErrorCode::InvalidCode,
             "code must be 1–128 characters",
         ));
     }
@@ -136,7 +137,7 @@ fn oauth_app<'a>(
     let (wechat, login) = wechat_app(state, principal, app)?;
     if !wechat.offers(Channel::Jsapi) {
         return Err(ApiError::conflict(
-            "channel_not_enabled",
+            ErrorCode::ChannelNotEnabled,
             format!("app {app} does not serve the jsapi channel the OAuth openid is for"),
         ));
     }
@@ -163,9 +164,9 @@ pub async fn oauth_authorize_url(
     )
     .map_err(|e| {
         let code = match e {
-            AuthorizeRequestError::RedirectUri(_) => "invalid_redirect_uri",
-            AuthorizeRequestError::Scope => "invalid_scope",
-            AuthorizeRequestError::State => "invalid_state",
+            AuthorizeRequestError::RedirectUri(_) => ErrorCode::InvalidRedirectUri,
+            AuthorizeRequestError::Scope => ErrorCode::InvalidScope,
+            AuthorizeRequestError::State => ErrorCode::InvalidState,
         };
         ApiError::invalid(code, e.to_string())
     })?;
@@ -204,7 +205,7 @@ pub async fn jsapi_config(
     let (_, login) = wechat_app(&state, &principal, &app)?;
     if !(body.url.starts_with("http://") || body.url.starts_with("https://")) {
         return Err(ApiError::invalid(
-            "invalid_url",
+            ErrorCode::InvalidUrl,
             "url must be the page's http(s) URL",
         ));
     }
