@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every ```sh block of docs/operations.md, docs/security.md and docs/deploy.md, in order, in
+# Runs every ```sh block of README.md, docs/sandbox.md, docs/operations.md, docs/security.md and
+# docs/deploy.md, in order, in
 # one shell per document, against a freshly started sandbox gateway on a temp SQLite database and,
 # for the PostgreSQL backup commands, two scratch databases on the local PostgreSQL (dropped
 # afterwards). Blocks fenced as ```text are shown to readers but not run (kubectl, systemctl…).
@@ -39,6 +40,7 @@ for _ in $(seq 1 100); do
 done
 BASE="$(grep -o 'listening on http://[0-9.:]*' "$work/serve.out" | cut -d' ' -f3)"
 SANDBOX="$(grep -o 'embedded sandbox[^:]*: http://[0-9.:]*' "$work/serve.out" | grep -o 'http://.*')"
+export SANDBOX
 M="$(grep -o 'pgm_[A-Za-z0-9]*' "$work/serve.out" | head -1)"
 F="$(grep -o 'pgf_[A-Za-z0-9]*' "$work/serve.out" | head -1)"
 export BASE M F
@@ -68,7 +70,7 @@ PAYGATE__DATABASE_URL="$PG_URL" paygate migrate >/dev/null
 
 passed=0
 failed=0
-for doc in docs/operations.md docs/security.md docs/deploy.md; do
+for doc in README.md docs/sandbox.md docs/operations.md docs/security.md docs/deploy.md; do
   [ -f "$doc" ] || { echo "FAIL $doc is missing"; failed=$((failed + 1)); continue; }
   script="$work/$(basename "$doc" .md).sh"
   awk '/^```sh$/ { inside = 1; next } /^```/ { inside = 0 } inside' "$doc" >"$script"
@@ -85,5 +87,21 @@ for doc in docs/operations.md docs/security.md docs/deploy.md; do
     tail -30 "$work/out.txt" | sed 's/^/     /'
   fi
 done
+# The start banner's walkthrough, as printed (real keys and URLs): it must run as shown. It reuses
+# the README's order numbers, so it runs after README.md; its APIv3 order must end up paid.
+banner="$work/banner.sh"
+sed -n '/^Try it/,/^The sandbox/p' "$work/serve.out" | grep '^  ' | sed 's/^  //' >"$banner"
+if (cd "$work" && bash -euo pipefail -x "$banner") >"$work/out.txt" 2>&1 &&
+  for _ in $(seq 1 50); do
+    curl -fsS -H "Authorization: Bearer $M" "$BASE/v1/orders?out_trade_no=demo_v3_1" | grep -q '"status":"paid"' && break
+    sleep 0.2
+  done && curl -fsS -H "Authorization: Bearer $M" "$BASE/v1/orders?out_trade_no=demo_v3_1" | grep -q '"status":"paid"'; then
+  passed=$((passed + 1))
+  echo "ok   the start banner's walkthrough"
+else
+  failed=$((failed + 1))
+  echo "FAIL the start banner's walkthrough"
+  tail -30 "$work/out.txt" | sed 's/^/     /'
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

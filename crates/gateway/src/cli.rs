@@ -226,65 +226,74 @@ fn print_banner(base: &str, app: &Application, keys: Option<&InitialKeys>) {
     println!("  merchant key: {}", keys.merchant);
     println!("  finance key:  {}\n", keys.finance);
     if let Some(sandbox) = app.sandbox() {
-        println!("Try it (copy and paste):\n");
-        println!("  export M={} F={}", keys.merchant, keys.finance);
-        println!("  # an Alipay app order: returns pay_params.order_string for the Alipay SDK");
-        println!(
-            "  curl -s -H \"Authorization: Bearer $M\" -H 'Content-Type: application/json' \\"
-        );
-        println!(
-            "    -d '{{\"provider\":\"alipay\",\"channel\":\"app\",\"out_trade_no\":\"demo_alipay_1\",\"amount\":1999,\"subject\":\"Tea\"}}' {base}/v1/orders"
-        );
-        println!("  # a WeChat mini-program order: returns the six wx.requestPayment fields");
-        println!(
-            "  curl -s -H \"Authorization: Bearer $M\" -H 'Content-Type: application/json' \\"
-        );
-        println!(
-            "    -d '{{\"provider\":\"wechat\",\"channel\":\"mini_program\",\"out_trade_no\":\"demo_wechat_1\",\"amount\":1,\"subject\":\"Tea\",\"openid\":\"o_demo_buyer\",\"client_ip\":\"203.0.113.7\"}}' {base}/v1/orders"
-        );
-        println!("  # play the buyer: the sandbox pays and sends the signed notify to paygate");
-        println!(
-            "  curl -s -H 'Content-Type: application/json' -d '{{\"provider\":\"wechat\",\"out_trade_no\":\"demo_wechat_1\"}}' {}/sandbox/pay",
-            sandbox.base_url()
-        );
-        println!("  # see it paid");
-        println!(
-            "  curl -s -H \"Authorization: Bearer $M\" '{base}/v1/orders?out_trade_no=demo_wechat_1'"
-        );
-        println!("  # refund 1 fen of it (use the id from the previous answer)");
-        println!(
-            "  curl -s -H \"Authorization: Bearer $M\" -H 'Content-Type: application/json' -d '{{\"amount\":1,\"reason\":\"demo\"}}' {base}/v1/orders/ORDER_ID/refunds"
-        );
-        println!(
-            "  # the same merchant through WeChat Pay APIv3 (app sandbox-v3): a native order returns a code_url"
-        );
-        println!(
-            "  curl -s -H \"Authorization: Bearer $M\" -H 'Content-Type: application/json' \\"
-        );
-        println!(
-            "    -d '{{\"provider\":\"wechat\",\"app\":\"sandbox-v3\",\"channel\":\"native\",\"out_trade_no\":\"demo_v3_1\",\"amount\":1,\"subject\":\"Tea\",\"client_ip\":\"203.0.113.7\"}}' {base}/v1/orders"
-        );
-        println!(
-            "  # pay it: the sandbox sends a signed TRANSACTION.SUCCESS notify with an AES-256-GCM resource"
-        );
-        println!(
-            "  curl -s -H 'Content-Type: application/json' -d '{{\"provider\":\"wechat\",\"out_trade_no\":\"demo_v3_1\"}}' {}/sandbox/pay",
-            sandbox.base_url()
-        );
-        println!(
-            "  curl -s -H \"Authorization: Bearer $M\" '{base}/v1/orders?out_trade_no=demo_v3_1'"
-        );
-        println!(
-            "  # refund it (ORDER_ID from the previous answer); the REFUND.SUCCESS notify follows"
-        );
-        println!(
-            "  curl -s -H \"Authorization: Bearer $M\" -H 'Content-Type: application/json' -d '{{\"amount\":1,\"reason\":\"demo\"}}' {base}/v1/orders/ORDER_ID/refunds"
-        );
-        println!("  # finance: today's totals");
-        println!(
-            "  curl -s -H \"Authorization: Bearer $F\" '{base}/v1/reports/summary?from=2000-01-01&to=2100-01-01&group_by=provider'\n"
-        );
+        print_walkthrough(base, sandbox.base_url(), keys);
     }
+}
+
+/// The banner's copy-and-paste walkthrough: both orders created, paid as the sandbox's buyer
+/// (the Alipay app order by its `order_string`, as the Alipay SDK would present it; the WeChat
+/// order by its number), refunded, and today's totals. README.md shows the same steps and CI
+/// runs them (deploy/check-docs.sh), so they stay payable.
+#[allow(clippy::print_stdout)]
+fn print_walkthrough(base: &str, sandbox: &str, keys: &InitialKeys) {
+    // Finance days are Beijing calendar days; "today" is [today, tomorrow) there.
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    let tomorrow = today.succ_opt().unwrap_or(today);
+    let json = "-H 'Content-Type: application/json'";
+    println!("Try it (copy and paste into bash or zsh):\n");
+    println!("  export M={} F={}", keys.merchant, keys.finance);
+    println!("  export BASE={base} SANDBOX={sandbox}");
+    println!(
+        "  # an Alipay app order: pay_params.order_string is what the app hands to the Alipay SDK"
+    );
+    println!(
+        "  ORDER_STRING=$(curl -s -H \"Authorization: Bearer $M\" {json} \\\n    -d '{{\"provider\":\"alipay\",\"channel\":\"app\",\"out_trade_no\":\"demo_alipay_1\",\"amount\":1999,\"subject\":\"Tea\"}}' \\\n    $BASE/v1/orders | sed -n 's/.*\"order_string\":\"\\([^\"]*\\)\".*/\\1/p')"
+    );
+    println!(
+        "  # play the buyer's Alipay app: the sandbox checks the order_string's signature, pays, and notifies paygate"
+    );
+    println!(
+        "  curl -s {json} -d \"{{\\\"order_string\\\":\\\"$ORDER_STRING\\\"}}\" $SANDBOX/sandbox/pay"
+    );
+    println!("  # a WeChat mini-program order: returns the six wx.requestPayment fields");
+    println!(
+        "  curl -s -H \"Authorization: Bearer $M\" {json} \\\n    -d '{{\"provider\":\"wechat\",\"channel\":\"mini_program\",\"out_trade_no\":\"demo_wechat_1\",\"amount\":1,\"subject\":\"Tea\",\"openid\":\"o_demo_buyer\",\"client_ip\":\"203.0.113.7\"}}' \\\n    $BASE/v1/orders"
+    );
+    println!("  # play the WeChat buyer: pay by out_trade_no; the signed notify goes to paygate");
+    println!(
+        "  curl -s {json} -d '{{\"provider\":\"wechat\",\"out_trade_no\":\"demo_wechat_1\"}}' $SANDBOX/sandbox/pay"
+    );
+    println!("  # both are paid (the notify arrives within a second)");
+    println!("  sleep 2");
+    println!(
+        "  curl -s -H \"Authorization: Bearer $M\" \"$BASE/v1/orders?out_trade_no=demo_alipay_1\""
+    );
+    println!(
+        "  ORDER_ID=$(curl -s -H \"Authorization: Bearer $M\" \"$BASE/v1/orders?out_trade_no=demo_wechat_1\" | grep -o '\"id\":\"ord_[^\"]*\"' | head -1 | cut -d'\"' -f4)"
+    );
+    println!("  # refund the WeChat order's 1 fen");
+    println!(
+        "  curl -s -H \"Authorization: Bearer $M\" {json} -d '{{\"amount\":1,\"reason\":\"demo\"}}' $BASE/v1/orders/$ORDER_ID/refunds"
+    );
+    println!(
+        "  # the same merchant through WeChat Pay APIv3 (app sandbox-v3): a native order returns a code_url"
+    );
+    println!(
+        "  curl -s -H \"Authorization: Bearer $M\" {json} \\\n    -d '{{\"provider\":\"wechat\",\"app\":\"sandbox-v3\",\"channel\":\"native\",\"out_trade_no\":\"demo_v3_1\",\"amount\":1,\"subject\":\"Tea\",\"client_ip\":\"203.0.113.7\"}}' \\\n    $BASE/v1/orders"
+    );
+    println!(
+        "  # pay it: a signed TRANSACTION.SUCCESS notify with an AES-256-GCM resource follows"
+    );
+    println!(
+        "  curl -s {json} -d '{{\"provider\":\"wechat\",\"out_trade_no\":\"demo_v3_1\"}}' $SANDBOX/sandbox/pay"
+    );
+    println!("  # finance: today's totals (a Beijing calendar day, [from, to))");
+    println!(
+        "  curl -s -H \"Authorization: Bearer $F\" \"$BASE/v1/reports/summary?from={today}&to={tomorrow}&group_by=provider\"\n"
+    );
+    println!(
+        "The sandbox's whole buyer and test API: docs/sandbox.md. Integrating a client: docs/integrate.md."
+    );
 }
 
 /// `paygate migrate`.
