@@ -79,7 +79,7 @@ else
 fi
 if "$PAYGATE" --config deploy/config/production.toml serve --listen 127.0.0.1:0 >"$work/refused.out" 2>"$work/refused.err"; then
   fail "production.toml: serve started without its key files"
-elif grep -q 'wechat.shop.api_key_file' "$work/refused.err"; then
+elif grep -q 'wechat\.[a-z]*\.api_key_file' "$work/refused.err"; then
   pass "production.toml: refused without key files, naming the key: $(cat "$work/refused.err")"
 else
   fail "production.toml: refused for another reason: $(cat "$work/refused.err")"
@@ -94,6 +94,7 @@ openssl genrsa -out "$secrets/alipay-app-private-key.pem" 2048 2>/dev/null
 openssl rsa -in "$secrets/alipay-app-private-key.pem" -pubout -out "$secrets/alipay-public-key.pem" 2>/dev/null
 openssl rand -hex 16 >"$secrets/wechat-api-key" # 32 characters, like a v2 API key
 openssl rand -hex 16 >"$secrets/wechat-app-secret"
+openssl rand -hex 16 >"$secrets/wechat-miniapp-secret"
 openssl rand -hex 32 >"$secrets/webhook-secret"
 sed "s|/run/secrets/paygate/|$secrets/|" deploy/config/production.toml >"$work/production.toml"
 serve_until_ready "$work/production.toml" production

@@ -20,7 +20,7 @@ use crate::{AlipayConfig, AlipayTrust, CHANNELS, CertSource, DEFAULT_GATEWAY_URL
 const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 
 /// One Alipay app under `[alipay.NAME]`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlipayAppSettings {
     /// The APPID.
@@ -29,6 +29,7 @@ pub struct AlipayAppSettings {
     pub seller_id: String,
     /// The app private key (PKCS#1 or PKCS#8, PEM or bare base64), inline.
     #[serde(default, skip_serializing)]
+    #[schemars(with = "Option<String>")]
     pub app_private_key: Option<SecretString>,
     /// File holding the app private key.
     pub app_private_key_file: Option<PathBuf>,

@@ -107,7 +107,7 @@ impl<'de> Deserialize<'de> for ProviderKind {
 }
 
 /// A payment product: how the buyer is taken to pay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// WeChat mini-program (`wx.requestPayment`) or Alipay mini program (`my.tradePay`).

@@ -296,6 +296,13 @@ fn print_walkthrough(base: &str, sandbox: &str, keys: &InitialKeys) {
     );
 }
 
+/// `paygate config-reference`: the generated part of docs/config.md.
+#[allow(clippy::print_stdout)]
+pub fn config_reference() -> anyhow::Result<()> {
+    print!("{}", crate::config_reference::markdown());
+    Ok(())
+}
+
 /// `paygate migrate`.
 #[allow(clippy::print_stdout)]
 pub async fn migrate(config: Option<&Path>) -> anyhow::Result<()> {

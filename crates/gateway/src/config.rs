@@ -57,7 +57,9 @@ impl ConfigError {
 }
 
 /// Whether the configured providers move real money.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Environment {
     /// Providers are simulators (the embedded sandbox, or a provider's own sandbox).
@@ -68,7 +70,7 @@ pub enum Environment {
 }
 
 /// Every setting of a paygate process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Address the HTTP server binds.
@@ -109,7 +111,7 @@ pub struct Settings {
 
 /// Deadlines for clients: a connection that sends its request too slowly is answered 408 (or
 /// simply closed) so that slow or stalled clients cannot hold connections and memory.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// Time to receive a request's head (request line and headers), in milliseconds.
@@ -135,7 +137,7 @@ impl Default for HttpSettings {
 }
 
 /// Logging. `RUST_LOG` still filters, and `PAYGATE_LOG_FORMAT` overrides `format`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// `text` (default; plain unless stderr is a terminal) or `json`.
@@ -144,7 +146,7 @@ pub struct LogSettings {
 
 /// The reconciler: queries pending orders, closes expired ones at the provider first, and
 /// settles refunds still processing. One replica runs it at a time (a database lease).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcilerSettings {
     /// Run it in `serve` (off only for tests or a replica that must never touch providers).
@@ -183,7 +185,7 @@ impl Default for ReconcilerSettings {
 }
 
 /// Merchant webhooks.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSettings {
     /// Run the dispatcher in `serve`.
@@ -215,20 +217,21 @@ impl Default for WebhookSettings {
 }
 
 /// One merchant endpoint receiving signed events.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookEndpointSettings {
     /// Where events are POSTed.
     pub url: String,
     /// The signing secret shared with the receiver, inline.
     #[serde(default, skip_serializing)]
+    #[schemars(with = "Option<String>")]
     pub secret: Option<SecretString>,
     /// File holding the signing secret.
     pub secret_file: Option<PathBuf>,
 }
 
 /// The embedded sandbox.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxSettings {
     /// Run the simulators in this process and, when no provider app is configured, configure
@@ -247,7 +250,7 @@ pub struct SandboxSettings {
 }
 
 /// Size limits that protect the server.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Largest accepted provider callback body, in bytes; larger ones get 413.
@@ -284,6 +287,23 @@ impl<'de> Deserialize<'de> for WechatApp {
             }
             Some(_) => Err(D::Error::custom("api must be \"v2\" or \"v3\"")),
         }
+    }
+}
+
+impl schemars::JsonSchema for WechatApp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("WechatApp")
+    }
+
+    /// Either version's table: `api` picks one, as [`WechatApp`]'s `Deserialize` does.
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "One WeChat Pay merchant app: API v2 unless `api = \"v3\"`.",
+            "anyOf": [
+                generator.subschema_for::<WechatAppSettings>(),
+                generator.subschema_for::<WechatV3Settings>(),
+            ]
+        })
     }
 }
 

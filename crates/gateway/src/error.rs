@@ -551,9 +551,6 @@ mod tests {
 
     use super::*;
 
-    const BEGIN: &str = "<!-- error-codes:begin (generated from ErrorCode; PAYGATE_BLESS=1 cargo test -p paygate-gateway --lib error rewrites it) -->\n";
-    const END: &str = "<!-- error-codes:end -->";
-
     #[test]
     fn codes_are_unique_snake_case_and_errors() {
         let mut seen = HashSet::new();
@@ -604,25 +601,10 @@ mod tests {
     /// or advice) fails here until the document is regenerated.
     #[test]
     fn api_md_lists_every_code_with_its_status_and_advice() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md");
-        let document = std::fs::read_to_string(path).expect("docs/api.md");
-        let expected = ErrorCode::markdown_table();
-        let (Some(begin), Some(end)) = (document.find(BEGIN), document.find(END)) else {
-            panic!("docs/api.md lacks the error-code markers {BEGIN:?} … {END:?}");
-        };
-        let current = &document[begin + BEGIN.len()..end];
-        if current != expected && std::env::var_os("PAYGATE_BLESS").is_some() {
-            let updated = format!(
-                "{}{expected}{}",
-                &document[..begin + BEGIN.len()],
-                &document[end..]
-            );
-            std::fs::write(path, updated).expect("write docs/api.md");
-            return;
-        }
-        assert_eq!(
-            current, expected,
-            "docs/api.md's error-code table is stale; rerun with PAYGATE_BLESS=1"
+        crate::generated_docs::assert_block_fresh(
+            "api.md",
+            "error-codes",
+            &ErrorCode::markdown_table(),
         );
     }
 }

@@ -8,9 +8,12 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod config_reference;
 pub mod console;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+mod generated_docs;
 pub mod metrics;
 mod middleware;
 pub mod observed;

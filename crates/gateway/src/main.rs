@@ -37,6 +37,9 @@ enum Command {
     Orders(cli::OrdersCommand),
     /// Reconcile one app's provider bill of one Beijing day now (finance).
     Reconcile(cli::ReconcileCommand),
+    /// Print the configuration reference (every key, its type, default and meaning) as
+    /// Markdown: the generated part of docs/config.md.
+    ConfigReference,
     /// Run only the provider simulators, printing their credentials.
     Sandbox {
         /// Address to listen on.
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
             Command::Keys(command) => cli::keys(config, command).await,
             Command::Orders(command) => cli::orders(config, command).await,
             Command::Reconcile(command) => cli::reconcile(config, command).await,
+            Command::ConfigReference => cli::config_reference(),
             Command::Sandbox { listen } => cli::sandbox(listen).await,
         }
     });

@@ -48,7 +48,7 @@ impl ConfigError {
 }
 
 /// The H5 site WeChat requires in `scene_info.h5_info` of H5 orders.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct H5Info {
     /// `Wap`, `iOS` or `Android`.
@@ -65,7 +65,7 @@ fn default_h5_type() -> String {
 }
 
 /// One APIv3 app under `[wechat.NAME]` with `api = "v3"`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WechatV3Settings {
     /// The API version marker the gateway dispatches on; must be `v3` when present.
@@ -87,12 +87,14 @@ pub struct WechatV3Settings {
     pub merchant_certificate_file: Option<PathBuf>,
     /// The merchant API private key (`apiclient_key.pem`, PKCS#8), inline.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub private_key: Option<SecretString>,
     /// File holding the merchant API private key.
     #[serde(default)]
     pub private_key_file: Option<PathBuf>,
     /// The 32-character APIv3 key, inline.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub apiv3_key: Option<SecretString>,
     /// File holding the APIv3 key.
     #[serde(default)]
@@ -125,6 +127,7 @@ pub struct WechatV3Settings {
     /// The appid's AppSecret, inline, for mini-program login and official-account OAuth: the
     /// same WeChat login API as a v2 app's (it is not part of WeChat Pay).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub app_secret: Option<SecretString>,
     /// File holding the AppSecret.
     #[serde(default)]

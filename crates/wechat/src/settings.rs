@@ -21,7 +21,7 @@ use crate::config::{H5Scene, MerchantCertificate, WechatConfig};
 use crate::sign::SignType;
 
 /// One WeChat Pay v2 merchant app under `[wechat.NAME]`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WechatAppSettings {
     /// The appid (mini-program, official account or open-platform app).
@@ -30,6 +30,7 @@ pub struct WechatAppSettings {
     pub mch_id: String,
     /// The v2 API key (32 characters), inline.
     #[serde(default, skip_serializing)]
+    #[schemars(with = "Option<String>")]
     pub api_key: Option<SecretString>,
     /// File holding the v2 API key.
     pub api_key_file: Option<PathBuf>,
@@ -45,6 +46,7 @@ pub struct WechatAppSettings {
     pub oauth_base: Option<String>,
     /// AppSecret for `jscode2session` / OAuth, inline.
     #[serde(default, skip_serializing)]
+    #[schemars(with = "Option<String>")]
     pub app_secret: Option<SecretString>,
     /// File holding the AppSecret.
     pub app_secret_file: Option<PathBuf>,
@@ -52,6 +54,7 @@ pub struct WechatAppSettings {
     pub cert_pem: Option<String>,
     /// Merchant API private key (PEM), inline.
     #[serde(default, skip_serializing)]
+    #[schemars(with = "Option<String>")]
     pub key_pem: Option<SecretString>,
     /// Merchant API certificate (PEM) for refunds over mutual TLS.
     pub cert_pem_file: Option<PathBuf>,
@@ -61,6 +64,7 @@ pub struct WechatAppSettings {
     pub p12_file: Option<PathBuf>,
     /// Password of the `.p12` (WeChat sets it to the mch_id).
     #[serde(default, skip_serializing)]
+    #[schemars(with = "Option<String>")]
     pub p12_password: Option<SecretString>,
     /// The server's public IP, sent as `spbill_create_ip` for NATIVE orders.
     pub server_ip: Option<IpAddr>,
@@ -76,7 +80,7 @@ pub struct WechatAppSettings {
 }
 
 /// The H5 (MWEB) site a WeChat app's `h5` orders name in `scene_info`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct H5SceneSettings {
     /// The site's URL, as registered with WeChat Pay.

@@ -27,7 +27,7 @@ use crate::state::AppState;
 pub const LEASE: &str = "statements";
 
 /// `[statements]`: the daily reconciliation job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatementSettings {
     /// Run the job in `serve`.
