@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Runs every ```sh block of README.md, docs/sandbox.md, docs/operations.md, docs/security.md and
-# docs/deploy.md, in order, in
-# one shell per document, against a freshly started sandbox gateway on a temp SQLite database and,
+# Runs every ```sh block of README.md, docs/sandbox.md, docs/integrate.md, docs/operations.md,
+# docs/security.md and docs/deploy.md, in order, in one shell per document, against a freshly started sandbox gateway on a temp SQLite database and,
 # for the PostgreSQL backup commands, two scratch databases on the local PostgreSQL (dropped
 # afterwards). Blocks fenced as ```text are shown to readers but not run (kubectl, systemctl…).
 set -euo pipefail
@@ -70,7 +69,7 @@ PAYGATE__DATABASE_URL="$PG_URL" paygate migrate >/dev/null
 
 passed=0
 failed=0
-for doc in README.md docs/sandbox.md docs/operations.md docs/security.md docs/deploy.md; do
+for doc in README.md docs/sandbox.md docs/integrate.md docs/operations.md docs/security.md docs/deploy.md; do
   [ -f "$doc" ] || { echo "FAIL $doc is missing"; failed=$((failed + 1)); continue; }
   script="$work/$(basename "$doc" .md).sh"
   awk '/^```sh$/ { inside = 1; next } /^```/ { inside = 0 } inside' "$doc" >"$script"
