@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every ```sh block of README.md, docs/sandbox.md, docs/integrate.md, docs/operations.md,
-# docs/security.md and docs/deploy.md, in order, in one shell per document, against a freshly started sandbox gateway on a temp SQLite database and,
-# for the PostgreSQL backup commands, two scratch databases on the local PostgreSQL (dropped
-# afterwards). Blocks fenced as ```text are shown to readers but not run (kubectl, systemctl…).
+# docs/security.md and docs/deploy.md, in order, in one shell per document, against a freshly
+# started sandbox gateway on a temp SQLite database and, for the PostgreSQL backup commands,
+# two scratch databases on the local PostgreSQL (dropped afterwards). Blocks fenced as ```text are shown to readers but not run (kubectl, systemctl…).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
