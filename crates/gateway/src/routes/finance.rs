@@ -153,7 +153,7 @@ impl OrderListQuery {
 }
 
 /// `GET /v1/orders`.
-#[utoipa::path(get, path = "/v1/orders", tag = "finance", params(OrderListQuery), responses((status = 200, description = "`{data: [Order], next_cursor}`")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/orders", tag = "finance", params(OrderListQuery), responses((status = 200, body = super::orders::OrderList, description = "One page of orders, newest first")), security(("bearer" = [])))]
 pub async fn list_orders(
     state: web::Data<AppState>,
     principal: Principal,
@@ -165,11 +165,10 @@ pub async fn list_orders(
         .store
         .list_orders(&filter, query.limit()?, cursor.as_ref())
         .await?;
-    let data: Vec<OrderView> = page.items.into_iter().map(OrderView::from).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "data": data,
-        "next_cursor": page.next_cursor.map(|c| c.as_str().to_owned()),
-    })))
+    Ok(HttpResponse::Ok().json(super::orders::OrderList {
+        data: page.items.into_iter().map(OrderView::from).collect(),
+        next_cursor: page.next_cursor.map(|c| c.as_str().to_owned()),
+    }))
 }
 
 /// `GET /v1/orders/export.csv`: the same filters, streamed page by page so a large export

@@ -704,8 +704,24 @@ pub async fn create_refund(
     })
 }
 
+/// `GET /v1/orders/{id}/refunds` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RefundList {
+    /// The order's refunds, oldest first.
+    pub data: Vec<RefundView>,
+}
+
+/// `GET /v1/orders` answer: one page of orders.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OrderList {
+    /// The orders, newest first.
+    pub data: Vec<OrderView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
 /// `GET /v1/orders/{id}/refunds`.
-#[utoipa::path(get, path = "/v1/orders/{id}/refunds", tag = "refunds", params(("id" = String, Path)), responses((status = 200, description = "`{data: [Refund]}`")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/orders/{id}/refunds", tag = "refunds", params(("id" = String, Path)), responses((status = 200, body = RefundList, description = "The order's refunds")), security(("bearer" = [])))]
 pub async fn list_refunds(
     state: web::Data<AppState>,
     principal: Principal,
@@ -713,6 +729,6 @@ pub async fn list_refunds(
 ) -> Result<HttpResponse, ApiError> {
     let order = visible_order(&state, &principal, &id).await?;
     let refunds = state.store.refunds_for_order(&order.id).await?;
-    let views: Vec<RefundView> = refunds.into_iter().map(RefundView::from).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": views })))
+    let data = refunds.into_iter().map(RefundView::from).collect();
+    Ok(HttpResponse::Ok().json(RefundList { data }))
 }

@@ -15,7 +15,7 @@ use paygate_core::{AppName, Channel, ProviderKind};
 use paygate_wechat::login::{
     AuthorizeRequest, AuthorizeRequestError, LoginClient, LoginError, SessionKeyUse,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorCode};
@@ -28,6 +28,51 @@ use crate::state::AppState;
 pub struct LoginRequest {
     /// The code from `wx.login`.
     pub code: String,
+}
+
+/// `POST /v1/wechat/{app}/login` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LoginResponse {
+    /// The buyer's openid under this app's appid: send it with `mini_program` orders.
+    pub openid: String,
+    /// The buyer's unionid, when the appid is bound to an Open Platform account.
+    pub unionid: Option<String>,
+}
+
+/// `POST /v1/wechat/{app}/oauth/authorize-url` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OAuthAuthorizeUrlResponse {
+    /// Open it in the buyer's WeChat browser; WeChat redirects to `redirect_uri?code=…&state=…`.
+    pub url: String,
+    /// The scope asked for: `snsapi_base` or `snsapi_userinfo`.
+    pub scope: &'static str,
+}
+
+/// `POST /v1/wechat/{app}/oauth/openid` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OAuthOpenidResponse {
+    /// The buyer's openid under the official account's appid: send it with `jsapi` orders.
+    pub openid: String,
+    /// The buyer's unionid, when WeChat gives it.
+    pub unionid: Option<String>,
+    /// The scope the buyer granted.
+    pub scope: Option<String>,
+}
+
+/// `POST /v1/wechat/{app}/jsapi-config` answer: the `wx.config` fields (with `jsApiList`
+/// added by the page).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JsapiConfigResponse {
+    /// The official account's appid.
+    #[serde(rename = "appId")]
+    pub app_id: String,
+    /// Unix seconds the signature was made at.
+    pub timestamp: i64,
+    /// The random string signed.
+    #[serde(rename = "nonceStr")]
+    pub nonce_str: String,
+    /// SHA-1 over the jsapi_ticket, nonce, timestamp and URL.
+    pub signature: String,
 }
 
 /// `POST /v1/wechat/{app}/jsapi-config` body.
@@ -100,7 +145,7 @@ fn login_error(error: LoginError) -> ApiError {
 }
 
 /// `POST /v1/wechat/{app}/login`: `code` → `openid` (and `unionid`), for a v2 or v3 app.
-#[utoipa::path(post, path = "/v1/wechat/{app}/login", tag = "wechat", params(("app" = String, Path)), request_body = LoginRequest, responses((status = 200, description = "`{openid, unionid}`; session_key is never returned"), (status = 422, description = "Invalid code")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/wechat/{app}/login", tag = "wechat", params(("app" = String, Path)), request_body = LoginRequest, responses((status = 200, body = LoginResponse, description = "The openid; session_key is never returned"), (status = 422, description = "Invalid code")), security(("bearer" = [])))]
 pub async fn login(
     state: web::Data<AppState>,
     principal: Principal,
@@ -113,8 +158,10 @@ pub async fn login(
         .jscode2session(&body.code, SessionKeyUse::Discard)
         .await
         .map_err(login_error)?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "openid": login.openid, "unionid": login.unionid })))
+    Ok(HttpResponse::Ok().json(LoginResponse {
+        openid: login.openid,
+        unionid: login.unionid,
+    }))
 }
 
 fn check_code(code: &str) -> Result<(), ApiError> {
@@ -149,7 +196,7 @@ fn oauth_app<'a>(
 
 /// `POST /v1/wechat/{app}/oauth/authorize-url`: the official-account authorize URL for the
 /// buyer's WeChat browser.
-#[utoipa::path(post, path = "/v1/wechat/{app}/oauth/authorize-url", tag = "wechat", params(("app" = String, Path)), request_body = OAuthAuthorizeUrlRequest, responses((status = 200, description = "`{url, scope}`: open `url` in the buyer's WeChat browser"), (status = 409, description = "The app does not serve jsapi or has no app_secret"), (status = 422, description = "redirect_uri, scope or state out of bounds (the code names the field)")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/wechat/{app}/oauth/authorize-url", tag = "wechat", params(("app" = String, Path)), request_body = OAuthAuthorizeUrlRequest, responses((status = 200, body = OAuthAuthorizeUrlResponse, description = "Open `url` in the buyer's WeChat browser"), (status = 409, description = "The app does not serve jsapi or has no app_secret"), (status = 422, description = "redirect_uri, scope or state out of bounds (the code names the field)")), security(("bearer" = [])))]
 pub async fn oauth_authorize_url(
     state: web::Data<AppState>,
     principal: Principal,
@@ -170,14 +217,14 @@ pub async fn oauth_authorize_url(
         };
         ApiError::invalid(code, e.to_string())
     })?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "url": login.oauth_authorize_url(&request),
-        "scope": request.scope().as_str(),
-    })))
+    Ok(HttpResponse::Ok().json(OAuthAuthorizeUrlResponse {
+        url: login.oauth_authorize_url(&request),
+        scope: request.scope().as_str(),
+    }))
 }
 
 /// `POST /v1/wechat/{app}/oauth/openid`: the official-account OAuth `code` → `openid`.
-#[utoipa::path(post, path = "/v1/wechat/{app}/oauth/openid", tag = "wechat", params(("app" = String, Path)), request_body = OAuthOpenidRequest, responses((status = 200, description = "`{openid, unionid, scope}`; WeChat's user access token is never returned"), (status = 422, description = "Invalid or already used code (40029/40163)"), (status = 502, description = "WeChat's answer was unusable"), (status = 504, description = "WeChat did not answer in time or was busy")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/wechat/{app}/oauth/openid", tag = "wechat", params(("app" = String, Path)), request_body = OAuthOpenidRequest, responses((status = 200, body = OAuthOpenidResponse, description = "The openid; WeChat's user access token is never returned"), (status = 422, description = "Invalid or already used code (40029/40163)"), (status = 502, description = "WeChat's answer was unusable"), (status = 504, description = "WeChat did not answer in time or was busy")), security(("bearer" = [])))]
 pub async fn oauth_openid(
     state: web::Data<AppState>,
     principal: Principal,
@@ -187,15 +234,15 @@ pub async fn oauth_openid(
     let login = oauth_app(&state, &principal, &app)?;
     check_code(&body.code)?;
     let identity = login.oauth_openid(&body.code).await.map_err(login_error)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "openid": identity.openid,
-        "unionid": identity.unionid,
-        "scope": identity.scope,
-    })))
+    Ok(HttpResponse::Ok().json(OAuthOpenidResponse {
+        openid: identity.openid,
+        unionid: identity.unionid,
+        scope: identity.scope,
+    }))
 }
 
 /// `POST /v1/wechat/{app}/jsapi-config`: the `wx.config` fields for a page URL.
-#[utoipa::path(post, path = "/v1/wechat/{app}/jsapi-config", tag = "wechat", params(("app" = String, Path)), request_body = JsapiConfigRequest, responses((status = 200, description = "`{appId, timestamp, nonceStr, signature}` for wx.config")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/wechat/{app}/jsapi-config", tag = "wechat", params(("app" = String, Path)), request_body = JsapiConfigRequest, responses((status = 200, body = JsapiConfigResponse, description = "The fields for wx.config")), security(("bearer" = [])))]
 pub async fn jsapi_config(
     state: web::Data<AppState>,
     principal: Principal,
@@ -210,10 +257,10 @@ pub async fn jsapi_config(
         ));
     }
     let config = login.js_sdk_config(&body.url).await.map_err(login_error)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "appId": config.app_id,
-        "timestamp": config.timestamp,
-        "nonceStr": config.nonce_str,
-        "signature": config.signature,
-    })))
+    Ok(HttpResponse::Ok().json(JsapiConfigResponse {
+        app_id: config.app_id,
+        timestamp: config.timestamp,
+        nonce_str: config.nonce_str,
+        signature: config.signature,
+    }))
 }
