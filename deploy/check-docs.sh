@@ -2,7 +2,9 @@
 # Runs every ```sh block of README.md, docs/sandbox.md, docs/integrate.md, docs/operations.md,
 # docs/security.md and docs/deploy.md, in order, in one shell per document, against a freshly
 # started sandbox gateway on a temp SQLite database and, for the PostgreSQL backup commands,
-# two scratch databases on the local PostgreSQL (dropped afterwards). Blocks fenced as ```text are shown to readers but not run (kubectl, systemctl…).
+# two scratch databases on the local PostgreSQL (dropped afterwards). Blocks fenced as ```text
+# are shown to readers but not run (kubectl, systemctl…). Then it runs the start banner's
+# walkthrough exactly as `paygate serve` printed it.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
