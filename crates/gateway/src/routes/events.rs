@@ -2,10 +2,12 @@
 //! delivered, and a way to send one again.
 
 use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
 use paygate_core::OrderId;
+use paygate_core::RefundId;
 use paygate_store::{EventFilter, EventId, OutboxEvent, StoreError, WebhookAttempt};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorCode};
@@ -24,7 +26,7 @@ pub struct EventsQuery {
 }
 
 /// `GET /v1/events`: finance sees every event; a merchant key sees those of its apps.
-#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery), responses((status = 200, description = "`{data: [Event]}`, each with its delivery attempts"), (status = 422, description = "Unknown status or malformed order id")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery), responses((status = 200, body = EventList, description = "Events, each with its delivery attempts"), (status = 422, description = "Unknown status or malformed order id")), security(("bearer" = [])))]
 pub async fn list_events(
     state: web::Data<AppState>,
     principal: Principal,
@@ -65,12 +67,12 @@ pub async fn list_events(
         let attempts = state.store.webhook_attempts(&event.id).await?;
         data.push(event_view(event, &attempts));
     }
-    Ok(HttpResponse::Ok().json(json!({ "data": data })))
+    Ok(HttpResponse::Ok().json(EventList { data }))
 }
 
 /// `POST /v1/events/{id}/redeliver`: sends the event again to every endpoint of its app, as a
 /// new delivery round (merchant keys, for their apps).
-#[utoipa::path(post, path = "/v1/events/{id}/redeliver", tag = "events", params(("id" = String, Path, description = "Event id")), responses((status = 202, description = "Queued for delivery"), (status = 404, description = "No such event for this key")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/events/{id}/redeliver", tag = "events", params(("id" = String, Path, description = "Event id")), responses((status = 202, body = EventView, description = "Queued for delivery"), (status = 404, description = "No such event for this key")), security(("bearer" = [])))]
 pub async fn redeliver_event(
     state: web::Data<AppState>,
     principal: Principal,
@@ -92,32 +94,90 @@ pub async fn redeliver_event(
     Ok(HttpResponse::Accepted().json(event_view(event, &attempts)))
 }
 
-fn event_view(event: OutboxEvent, attempts: &[WebhookAttempt]) -> Value {
-    let attempts: Vec<Value> = attempts
-        .iter()
-        .map(|a| {
-            json!({
-                "endpoint": a.endpoint,
-                "round": a.delivery_round,
-                "attempted_at": a.attempted_at,
-                "response_status": a.response_status,
-                "error": a.error,
+/// `GET /v1/events` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventList {
+    /// Newest first.
+    pub data: Vec<EventView>,
+}
+
+/// A webhook event with its delivery state and attempts.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    /// The event id, also sent as `Paygate-Event-Id`.
+    pub id: String,
+    /// `order.paid`, `order.closed`, `refund.succeeded`, `refund.failed`, `anomaly.detected`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The order it is about.
+    #[schema(value_type = String)]
+    pub order_id: OrderId,
+    /// The refund it is about, for refund events.
+    #[schema(value_type = Option<String>)]
+    pub refund_id: Option<RefundId>,
+    /// When it was written (with the change it reports).
+    pub created_at: DateTime<Utc>,
+    /// `pending` or `delivered`.
+    pub status: &'static str,
+    /// When every endpoint had acknowledged it.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// Delivery rounds that failed so far.
+    pub failed_rounds: i64,
+    /// When the next round is due.
+    pub next_attempt_at: DateTime<Utc>,
+    /// The last failure, for people.
+    pub last_error: Option<String>,
+    /// The current delivery round (redelivery starts a new one).
+    pub round: i64,
+    /// The webhook body's `data`.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// Every delivery attempt, oldest first.
+    pub attempts: Vec<AttemptView>,
+}
+
+/// One delivery attempt to one endpoint.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttemptView {
+    /// The endpoint URL.
+    pub endpoint: String,
+    /// The delivery round it belonged to.
+    pub round: i64,
+    /// When it was made.
+    pub attempted_at: DateTime<Utc>,
+    /// The endpoint's HTTP status, when it answered.
+    pub response_status: Option<u16>,
+    /// The transport error or refusal, when it failed.
+    pub error: Option<String>,
+}
+
+fn event_view(event: OutboxEvent, attempts: &[WebhookAttempt]) -> EventView {
+    EventView {
+        id: event.id.to_string(),
+        kind: event.kind.as_str(),
+        order_id: event.order_id,
+        refund_id: event.refund_id,
+        created_at: event.created_at,
+        status: if event.delivered_at.is_some() {
+            "delivered"
+        } else {
+            "pending"
+        },
+        delivered_at: event.delivered_at,
+        failed_rounds: event.attempts,
+        next_attempt_at: event.next_attempt_at,
+        last_error: event.last_error,
+        round: event.delivery_round,
+        data: event.payload,
+        attempts: attempts
+            .iter()
+            .map(|a| AttemptView {
+                endpoint: a.endpoint.clone(),
+                round: a.delivery_round,
+                attempted_at: a.attempted_at,
+                response_status: a.response_status,
+                error: a.error.clone(),
             })
-        })
-        .collect();
-    json!({
-        "id": event.id.to_string(),
-        "type": event.kind.as_str(),
-        "order_id": event.order_id,
-        "refund_id": event.refund_id,
-        "created_at": event.created_at,
-        "status": if event.delivered_at.is_some() { "delivered" } else { "pending" },
-        "delivered_at": event.delivered_at,
-        "failed_rounds": event.attempts,
-        "next_attempt_at": event.next_attempt_at,
-        "last_error": event.last_error,
-        "round": event.delivery_round,
-        "data": event.payload,
-        "attempts": attempts,
-    })
+            .collect(),
+    }
 }

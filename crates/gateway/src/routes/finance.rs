@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, NaiveDate, Utc};
 use paygate_core::{AppName, Channel, Fen, OrderId, OrderStatus, ProviderKind};
 use paygate_store::{Cursor, GroupBy, OrderFilter, ReportZone};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorCode};
@@ -293,8 +293,41 @@ pub struct SummaryQuery {
     pub tz: Option<String>,
 }
 
+/// `GET /v1/reports/summary` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SummaryReport {
+    /// Start of the range (inclusive), as an instant.
+    pub from: DateTime<Utc>,
+    /// End of the range (exclusive), as an instant.
+    pub to: DateTime<Utc>,
+    /// The zone days were counted in.
+    pub tz: String,
+    /// One row per group.
+    pub data: Vec<SummaryRowView>,
+}
+
+/// One group of the summary.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SummaryRowView {
+    /// The day (`YYYY-MM-DD` in `tz`), provider or app.
+    pub key: String,
+    /// Orders in the group.
+    pub order_count: u64,
+    /// Orders paid in the range.
+    pub paid_count: u64,
+    /// Paid, in fen.
+    #[schema(value_type = i64)]
+    pub paid_amount: Fen,
+    /// Refunded, in fen.
+    #[schema(value_type = i64)]
+    pub refunded_amount: Fen,
+    /// Paid minus refunded, in fen.
+    #[schema(value_type = i64)]
+    pub net_amount: Fen,
+}
+
 /// `GET /v1/reports/summary`.
-#[utoipa::path(get, path = "/v1/reports/summary", tag = "finance", params(SummaryQuery), responses((status = 200, description = "`{from, to, tz, data: [{key, order_count, paid_count, paid_amount, refunded_amount, net_amount}]}`; day keys are dates in `tz` (default Asia/Shanghai)"), (status = 422, description = "Bad from, to, group_by or tz")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/reports/summary", tag = "finance", params(SummaryQuery), responses((status = 200, body = SummaryReport, description = "Counts and fen sums per group; day keys are dates in `tz` (default Asia/Shanghai)"), (status = 422, description = "Bad from, to, group_by or tz")), security(("bearer" = [])))]
 pub async fn summary(
     state: web::Data<AppState>,
     principal: Principal,
@@ -329,24 +362,26 @@ pub async fn summary(
             ));
         }
     };
-    let rows: Vec<serde_json::Value> = state
+    let data = state
         .store
         .summary_in(from, to, group_by, zone)
         .await?
         .into_iter()
-        .map(|r| {
-            serde_json::json!({
-                "key": r.key,
-                "order_count": r.order_count,
-                "paid_count": r.paid_count,
-                "paid_amount": r.paid_amount,
-                "refunded_amount": r.refunded_amount,
-                "net_amount": r.net_amount,
-            })
+        .map(|r| SummaryRowView {
+            key: r.key,
+            order_count: r.order_count,
+            paid_count: r.paid_count,
+            paid_amount: r.paid_amount,
+            refunded_amount: r.refunded_amount,
+            net_amount: r.net_amount,
         })
         .collect();
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "from": from, "to": to, "tz": zone.name(), "data": rows })))
+    Ok(HttpResponse::Ok().json(SummaryReport {
+        from,
+        to,
+        tz: zone.name(),
+        data,
+    }))
 }
 
 /// Query of the anomaly list.
@@ -360,8 +395,40 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
+/// `GET /v1/anomalies` answer: one page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AnomalyList {
+    /// Newest first.
+    pub data: Vec<AnomalyView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A genuine callback that did not match its order, or a late payment honoured.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AnomalyView {
+    /// The anomaly's id.
+    pub id: String,
+    /// The order it concerns, when one was found.
+    #[schema(value_type = Option<String>)]
+    pub order_id: Option<OrderId>,
+    /// `wechat` or `alipay`.
+    #[schema(value_type = String)]
+    pub provider: ProviderKind,
+    /// The app the callback came for.
+    pub app: String,
+    /// What kind of mismatch (`amount_mismatch`, `late_payment_confirmed`, …).
+    pub kind: &'static str,
+    /// What differed, for people.
+    pub detail: String,
+    /// The raw callback (see `GET /v1/callbacks`).
+    pub callback_id: Option<String>,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+}
+
 /// `GET /v1/anomalies`.
-#[utoipa::path(get, path = "/v1/anomalies", tag = "finance", params(PageQuery), responses((status = 200, description = "`{data: [Anomaly], next_cursor}`")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/anomalies", tag = "finance", params(PageQuery), responses((status = 200, body = AnomalyList, description = "One page of anomalies, newest first")), security(("bearer" = [])))]
 pub async fn anomalies(
     state: web::Data<AppState>,
     principal: Principal,
@@ -371,26 +438,24 @@ pub async fn anomalies(
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
     let cursor = query.cursor.clone().map(Cursor::new);
     let page = state.store.list_anomalies(limit, cursor.as_ref()).await?;
-    let data: Vec<serde_json::Value> = page
+    let data = page
         .items
         .into_iter()
-        .map(|a| {
-            serde_json::json!({
-                "id": a.id.as_str(),
-                "order_id": a.order_id,
-                "provider": a.provider,
-                "app": a.app,
-                "kind": a.kind.as_str(),
-                "detail": a.detail,
-                "callback_id": a.callback_id.map(|c| c.as_str().to_owned()),
-                "created_at": a.created_at,
-            })
+        .map(|a| AnomalyView {
+            id: a.id.as_str().to_owned(),
+            order_id: a.order_id,
+            provider: a.provider,
+            app: a.app,
+            kind: a.kind.as_str(),
+            detail: a.detail,
+            callback_id: a.callback_id.map(|c| c.as_str().to_owned()),
+            created_at: a.created_at,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "data": data,
-        "next_cursor": page.next_cursor.map(|c| c.as_str().to_owned()),
-    })))
+    Ok(HttpResponse::Ok().json(AnomalyList {
+        data,
+        next_cursor: page.next_cursor.map(|c| c.as_str().to_owned()),
+    }))
 }
 
 /// Query of the callback audit trail.
@@ -402,8 +467,42 @@ pub struct CallbackQuery {
     pub order_id: String,
 }
 
+/// `GET /v1/callbacks` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CallbackList {
+    /// The order's callbacks, oldest first.
+    pub data: Vec<CallbackView>,
+}
+
+/// One provider callback as received, with paygate's verdict.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CallbackView {
+    /// The callback's id.
+    pub id: String,
+    /// `wechat` or `alipay`.
+    #[schema(value_type = String)]
+    pub provider: ProviderKind,
+    /// The app it was posted for.
+    pub app: String,
+    /// Payment or refund notify.
+    pub kind: &'static str,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// Its `Content-Type`.
+    pub content_type: Option<String>,
+    /// The body as received, shown as text (lossily, for people).
+    pub body: String,
+    /// `accepted`, `duplicate`, `bad_signature`, `mismatch`, …
+    pub verdict: &'static str,
+    /// Why, when not accepted.
+    pub reason: Option<String>,
+    /// The order it was matched to.
+    #[schema(value_type = Option<String>)]
+    pub order_id: Option<OrderId>,
+}
+
 /// `GET /v1/callbacks?order_id=`.
-#[utoipa::path(get, path = "/v1/callbacks", tag = "finance", params(CallbackQuery), responses((status = 200, description = "`{data: [Callback]}`: every raw callback with its verdict")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/callbacks", tag = "finance", params(CallbackQuery), responses((status = 200, body = CallbackList, description = "Every raw callback of the order with its verdict")), security(("bearer" = [])))]
 pub async fn callbacks(
     state: web::Data<AppState>,
     principal: Principal,
@@ -411,28 +510,26 @@ pub async fn callbacks(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Role::Finance)?;
     let id = OrderId::parse(query.order_id.as_str()).map_err(ApiError::from)?;
-    let rows: Vec<serde_json::Value> = state
+    let data = state
         .store
         .callbacks_for_order(&id)
         .await?
         .into_iter()
-        .map(|c| {
-            serde_json::json!({
-                "id": c.id.as_str(),
-                "provider": c.provider,
-                "app": c.app,
-                "kind": c.kind.as_str(),
-                "received_at": c.received_at,
-                "content_type": c.content_type,
-                // Bodies are kept as received; shown lossily as text for people.
-                "body": String::from_utf8_lossy(&c.body),
-                "verdict": c.verdict.as_str(),
-                "reason": c.reason,
-                "order_id": c.order_id,
-            })
+        .map(|c| CallbackView {
+            id: c.id.as_str().to_owned(),
+            provider: c.provider,
+            app: c.app,
+            kind: c.kind.as_str(),
+            received_at: c.received_at,
+            content_type: c.content_type,
+            // Bodies are kept as received; shown lossily as text for people.
+            body: String::from_utf8_lossy(&c.body).into_owned(),
+            verdict: c.verdict.as_str(),
+            reason: c.reason,
+            order_id: c.order_id,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": rows })))
+    Ok(HttpResponse::Ok().json(CallbackList { data }))
 }
 
 #[cfg(test)]

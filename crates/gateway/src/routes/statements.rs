@@ -5,13 +5,14 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::NaiveDate;
+use chrono::{DateTime, Utc};
+use paygate_core::Fen;
 use paygate_core::{AppName, BillLineKind, ProviderKind};
 use paygate_reconciliation::Category;
 use paygate_store::{
     BillDayKey, BillFileId, Difference, DifferenceId, ReconciliationRun, Resolution,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorCode};
@@ -50,58 +51,210 @@ fn configured<'a>(
     })
 }
 
-/// One run as the API shows it.
-pub fn run_view(run: &ReconciliationRun) -> Value {
-    let t = &run.totals;
-    json!({
-        "id": run.id.to_string(),
-        "app": run.app,
-        "provider": run.provider,
-        "day": run.bill_day.format("%Y-%m-%d").to_string(),
-        "status": run.status.as_str(),
-        "failure_reason": run.failure_reason,
-        "bill_file_id": run.bill_file_id.as_ref().map(ToString::to_string),
-        "bill": {
-            "payments_count": t.bill_payments_count,
-            "gross": t.bill_gross,
-            "settlement_gross": t.bill_settlement_gross,
-            "refunds_count": t.bill_refunds_count,
-            "refunds": t.bill_refunds,
-            "fees": t.bill_fees_fen,
-            "net": t.bill_net_fen(),
-        },
-        "local": {
-            "payments_count": t.local_payments_count,
-            "gross": t.local_gross,
-            "refunds_count": t.local_refunds_count,
-            "refunds": t.local_refunds,
-        },
-        "differences_count": run.differences_count,
-        "held_count": run.held_count,
-        "finished_at": run.finished_at,
-    })
+/// One day's reconciliation run of one app, as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    /// The run's id.
+    pub id: String,
+    /// The app reconciled.
+    #[schema(value_type = String)]
+    pub app: AppName,
+    /// `wechat` or `alipay`.
+    #[schema(value_type = String)]
+    pub provider: ProviderKind,
+    /// The Beijing day, `YYYY-MM-DD`.
+    pub day: String,
+    /// How the run ended.
+    pub status: &'static str,
+    /// Why it failed, when it did.
+    pub failure_reason: Option<String>,
+    /// The bill file kept as evidence (`GET /v1/reconciliation/files/{id}`).
+    pub bill_file_id: Option<String>,
+    /// The provider's bill totals.
+    pub bill: BillTotalsView,
+    /// Our books' totals for the same day.
+    pub local: LocalTotalsView,
+    /// Lines that differ.
+    pub differences_count: u64,
+    /// Differences held for another day (near midnight).
+    pub held_count: u64,
+    /// When the run finished.
+    pub finished_at: DateTime<Utc>,
 }
 
-fn difference_view(d: &Difference) -> Value {
-    json!({
-        "id": d.id.to_string(),
-        "kind": match d.kind { BillLineKind::Payment => "payment", BillLineKind::Refund => "refund" },
-        "category": d.category.as_str(),
-        "out_trade_no": d.out_trade_no,
-        "out_refund_no": d.out_refund_no,
-        "provider_trade_no": d.provider_trade_no,
-        "provider_refund_no": d.provider_refund_no,
-        "bill_amount": d.bill_amount,
-        "bill_time": d.bill_time,
-        "bill_status": d.bill_status,
-        "local_amount": d.local_amount,
-        "local_time": d.local_time,
-        "local_status": d.local_status,
-        "near_midnight": d.near_midnight,
-        "held": d.held,
-        "refund_status_differs": d.refund_status_differs,
-        "resolution": d.resolution.as_ref().map(|r| json!({"note": r.note, "by": r.by, "at": r.at})),
-    })
+/// The bill's side of a run, in fen.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BillTotalsView {
+    /// Payment lines.
+    pub payments_count: u64,
+    /// Paid, in fen.
+    #[schema(value_type = i64)]
+    pub gross: Fen,
+    /// Settled, in fen (without coupons the provider funds).
+    #[schema(value_type = i64)]
+    pub settlement_gross: Fen,
+    /// Refund lines.
+    pub refunds_count: u64,
+    /// Refunded, in fen.
+    #[schema(value_type = i64)]
+    pub refunds: Fen,
+    /// The provider's fees, in fen.
+    pub fees: i64,
+    /// Gross minus refunds minus fees, in fen.
+    pub net: i64,
+}
+
+/// Our books' side of a run, in fen.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LocalTotalsView {
+    /// Payments.
+    pub payments_count: u64,
+    /// Paid, in fen.
+    #[schema(value_type = i64)]
+    pub gross: Fen,
+    /// Refunds.
+    pub refunds_count: u64,
+    /// Refunded, in fen.
+    #[schema(value_type = i64)]
+    pub refunds: Fen,
+}
+
+/// One run as the API shows it.
+pub fn run_view(run: &ReconciliationRun) -> RunView {
+    let t = &run.totals;
+    RunView {
+        id: run.id.to_string(),
+        app: run.app.clone(),
+        provider: run.provider,
+        day: run.bill_day.format("%Y-%m-%d").to_string(),
+        status: run.status.as_str(),
+        failure_reason: run.failure_reason.clone(),
+        bill_file_id: run.bill_file_id.as_ref().map(ToString::to_string),
+        bill: BillTotalsView {
+            payments_count: t.bill_payments_count,
+            gross: t.bill_gross,
+            settlement_gross: t.bill_settlement_gross,
+            refunds_count: t.bill_refunds_count,
+            refunds: t.bill_refunds,
+            fees: t.bill_fees_fen,
+            net: t.bill_net_fen(),
+        },
+        local: LocalTotalsView {
+            payments_count: t.local_payments_count,
+            gross: t.local_gross,
+            refunds_count: t.local_refunds_count,
+            refunds: t.local_refunds,
+        },
+        differences_count: run.differences_count,
+        held_count: run.held_count,
+        finished_at: run.finished_at,
+    }
+}
+
+/// One line where the bill and our books disagree, both sides shown.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DifferenceView {
+    /// The difference's id.
+    pub id: String,
+    /// `payment` or `refund`.
+    pub kind: &'static str,
+    /// The category (see reconciliation.md).
+    pub category: &'static str,
+    /// The order number.
+    pub out_trade_no: String,
+    /// The refund number, for refund lines.
+    pub out_refund_no: Option<String>,
+    /// The provider's trade number.
+    pub provider_trade_no: Option<String>,
+    /// The provider's refund number.
+    pub provider_refund_no: Option<String>,
+    /// The bill's amount, in fen.
+    #[schema(value_type = Option<i64>)]
+    pub bill_amount: Option<Fen>,
+    /// The bill's time.
+    pub bill_time: Option<DateTime<Utc>>,
+    /// The bill's status.
+    pub bill_status: Option<String>,
+    /// Our amount, in fen.
+    #[schema(value_type = Option<i64>)]
+    pub local_amount: Option<Fen>,
+    /// Our time.
+    pub local_time: Option<DateTime<Utc>>,
+    /// Our status.
+    pub local_status: Option<String>,
+    /// Within minutes of midnight (may be on the next day's bill).
+    pub near_midnight: bool,
+    /// Held for the next day's bill.
+    pub held: bool,
+    /// The refund's status differs between the two sides.
+    pub refund_status_differs: bool,
+    /// How finance resolved it, once they have.
+    pub resolution: Option<ResolutionView>,
+}
+
+/// A difference's resolution.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ResolutionView {
+    /// What was done.
+    pub note: String,
+    /// Who resolved it (the key's name).
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+fn difference_view(d: &Difference) -> DifferenceView {
+    DifferenceView {
+        id: d.id.to_string(),
+        kind: match d.kind {
+            BillLineKind::Payment => "payment",
+            BillLineKind::Refund => "refund",
+        },
+        category: d.category.as_str(),
+        out_trade_no: d.out_trade_no.clone(),
+        out_refund_no: d.out_refund_no.clone(),
+        provider_trade_no: d.provider_trade_no.clone(),
+        provider_refund_no: d.provider_refund_no.clone(),
+        bill_amount: d.bill_amount,
+        bill_time: d.bill_time,
+        bill_status: d.bill_status.clone(),
+        local_amount: d.local_amount,
+        local_time: d.local_time,
+        local_status: d.local_status.clone(),
+        near_midnight: d.near_midnight,
+        held: d.held,
+        refund_status_differs: d.refund_status_differs,
+        resolution: d.resolution.as_ref().map(|r| ResolutionView {
+            note: r.note.clone(),
+            by: r.by.clone(),
+            at: r.at,
+        }),
+    }
+}
+
+/// `GET /v1/reconciliation/runs` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunList {
+    /// The runs.
+    pub data: Vec<RunView>,
+}
+
+/// `POST /v1/reconciliation/runs` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunOutcome {
+    /// The stored run.
+    pub run: RunView,
+    /// Orders marked paid by the act step after a provider query (their out_trade_no).
+    pub paid: Vec<String>,
+}
+
+/// `GET /v1/reconciliation/differences` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DifferenceList {
+    /// The day's run.
+    pub run: RunView,
+    /// Its differences.
+    pub data: Vec<DifferenceView>,
 }
 
 /// Query of `GET /v1/reconciliation/runs`.
@@ -118,7 +271,7 @@ pub struct RunsQuery {
 }
 
 /// `GET /v1/reconciliation/runs`: each day's run per app, bill totals beside ours.
-#[utoipa::path(get, path = "/v1/reconciliation/runs", tag = "finance", params(RunsQuery), responses((status = 200, description = "`{data: [Run]}`")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/reconciliation/runs", tag = "finance", params(RunsQuery), responses((status = 200, body = RunList, description = "Each day's run per app")), security(("bearer" = [])))]
 pub async fn list_runs(
     state: web::Data<AppState>,
     principal: Principal,
@@ -134,8 +287,8 @@ pub async fn list_runs(
             day("to", &query.to)?,
         )
         .await?;
-    let data: Vec<Value> = runs.iter().map(run_view).collect();
-    Ok(HttpResponse::Ok().json(json!({ "data": data })))
+    let data = runs.iter().map(run_view).collect();
+    Ok(HttpResponse::Ok().json(RunList { data }))
 }
 
 /// Body of `POST /v1/reconciliation/runs`.
@@ -153,7 +306,7 @@ pub struct RunRequest {
 /// `POST /v1/reconciliation/runs`: fetch the day's bill now and reconcile it, replacing the
 /// day's earlier run. 200 with the run; 409 `bill_not_ready` / `bill_missing` when the
 /// provider has none yet.
-#[utoipa::path(post, path = "/v1/reconciliation/runs", tag = "finance", request_body = RunRequest, responses((status = 200, description = "`{run, paid: [out_trade_no]}`"), (status = 409, description = "The bill is not ready or missing")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/reconciliation/runs", tag = "finance", request_body = RunRequest, responses((status = 200, body = RunOutcome, description = "The run, and the orders it found paid"), (status = 409, description = "The bill is not ready or missing")), security(("bearer" = [])))]
 pub async fn reconcile_now(
     state: web::Data<AppState>,
     principal: Principal,
@@ -167,9 +320,10 @@ pub async fn reconcile_now(
         message: message.to_owned(),
     };
     match reconcile_day(&state, app, day, BillSource::Download).await {
-        Ok(DayOutcome::Reconciled { run, paid }) => {
-            Ok(HttpResponse::Ok().json(json!({ "run": run_view(&run), "paid": paid })))
-        }
+        Ok(DayOutcome::Reconciled { run, paid }) => Ok(HttpResponse::Ok().json(RunOutcome {
+            run: run_view(&run),
+            paid,
+        })),
         Ok(DayOutcome::NotReady) => Err(conflict(
             ErrorCode::BillNotReady,
             "the provider is still making this bill; try again later",
@@ -303,7 +457,7 @@ async fn run_differences(
 }
 
 /// `GET /v1/reconciliation/differences`: the day's run and its differences, both sides.
-#[utoipa::path(get, path = "/v1/reconciliation/differences", tag = "finance", params(DifferencesQuery), responses((status = 200, description = "`{run, data: [Difference]}`"), (status = 404, description = "No run for that day")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/reconciliation/differences", tag = "finance", params(DifferencesQuery), responses((status = 200, body = DifferenceList, description = "The day's run and its differences"), (status = 404, description = "No run for that day")), security(("bearer" = [])))]
 pub async fn list_differences(
     state: web::Data<AppState>,
     principal: Principal,
@@ -311,8 +465,11 @@ pub async fn list_differences(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Role::Finance)?;
     let (run, differences) = run_differences(&state, &query).await?;
-    let data: Vec<Value> = differences.iter().map(difference_view).collect();
-    Ok(HttpResponse::Ok().json(json!({ "run": run_view(&run), "data": data })))
+    let data = differences.iter().map(difference_view).collect();
+    Ok(HttpResponse::Ok().json(DifferenceList {
+        run: run_view(&run),
+        data,
+    }))
 }
 
 /// `GET /v1/reconciliation/files/{id}`: the bill file exactly as the provider sent it.
@@ -350,7 +507,7 @@ pub struct ResolutionRequest {
 
 /// `PUT /v1/reconciliation/differences/{id}/resolution`: finance's note on a difference,
 /// signed with the calling key's id.
-#[utoipa::path(put, path = "/v1/reconciliation/differences/{id}/resolution", tag = "finance", params(("id" = String, Path, description = "The difference's id")), request_body = ResolutionRequest, responses((status = 200, description = "The difference")), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/reconciliation/differences/{id}/resolution", tag = "finance", params(("id" = String, Path, description = "The difference's id")), request_body = ResolutionRequest, responses((status = 200, body = DifferenceView, description = "The difference, resolved")), security(("bearer" = [])))]
 pub async fn resolve(
     state: web::Data<AppState>,
     principal: Principal,
