@@ -1,5 +1,5 @@
 //! The randomized fault simulation (crates/simulation) against this build's `paygate`: the
-//! regression seeds (crates/simulation/seeds.txt), on SQLite, or on
+//! regression seeds (crates/simulation/seeds.txt), each with the generator version it names, on SQLite, or on
 //! PostgreSQL when `PAYGATE_TEST_DATABASE_URL` is set. Its own test binary, so it runs alone
 //! rather than beside the API tests. The long run is `paygate-sim --minutes 30`.
 
@@ -21,6 +21,7 @@ async fn the_fault_simulation_finds_every_trade_converged_on_the_regression_seed
     let mut failures = Vec::new();
     for run in runs {
         config.ops = run.ops;
+        config.generator = run.version;
         let report = paygate_simulation::run_seed(&config, run.seed)
             .await
             .expect("the simulation runs");

@@ -1,0 +1,549 @@
+//! Statement reconciliation runs as simulation operations ([`Op::Statement`]): today's bill of
+//! one provider, fetched from the sandbox and reconciled through the finance API while the
+//! rest of the simulation keeps going, with bill faults injected; then what must hold:
+//!
+//! * every injected difference is reported once, in its category (an omitted payment
+//!   `missing_in_bill`, a misprinted one `amount_mismatch` by the injected fen, a trade paygate
+//!   never saw `missing_local`), and a trade whose books agreed before and after the run is not
+//!   reported at all;
+//! * a bad bill changes nothing: a bill not ready or missing stores no run and leaves the
+//!   day's earlier one, a truncated file is a `failed` run that marks no order paid;
+//! * what the act step marks paid is paid at the provider and paid here (its one `order.paid`
+//!   event is checked with the others at the end);
+//! * a rerun replaces the day's run: one run per day, and the edits of the first are gone.
+//!
+//! The sandbox serves WeChat v2 and Alipay bills on this branch, not APIv3 ones; the WeChat v2
+//! bill is the merchant account's, so it covers the APIv3 app's trades too. Only the `sim`
+//! apps' bills are fetched.
+//!
+//! [`Op::Statement`]: crate::ops::Op::Statement
+
+use std::collections::BTreeMap;
+
+use chrono::{TimeDelta, Utc};
+use paygate_core::bill::{BEIJING, BillDay};
+use paygate_core::{OrderStatus, ProviderKind};
+use paygate_sandbox::{Fault, FaultKind, FaultTimes, Trade, TradeStatus};
+
+use crate::invariants::Violation;
+use crate::merchant::{Answer, DifferenceView, Merchant, OrderView, RunView, StatementAnswer};
+use crate::ops::{BillDownloadFault, BillEdit, StatementRun};
+use crate::topology::Topology;
+
+/// The WeChat bill API as the sandbox's faults name it.
+const WECHAT_BILL_API: &str = "/pay/downloadbill";
+/// The Alipay bill method as the sandbox's faults name it.
+const ALIPAY_BILL_API: &str = "alipay.data.dataservice.bill.downloadurl.query";
+
+/// How close to a Beijing midnight a run is not checked: a trade paid just before it is in
+/// the other day's bill.
+const MIDNIGHT_MARGIN: TimeDelta = TimeDelta::minutes(2);
+
+/// Statement runs across one simulation: whether an earlier run may have left bill faults
+/// armed (its request never reached the download), which would shape the next bill.
+#[derive(Debug, Default)]
+pub struct StatementBook {
+    faults_may_linger: bool,
+}
+
+/// What a statement operation came to: its log line and the broken expectations.
+#[derive(Debug, Default)]
+pub struct StatementOutcome {
+    /// For the operation log.
+    pub outcome: String,
+    /// Broken expectations.
+    pub violations: Vec<Violation>,
+}
+
+fn bill_api(provider: ProviderKind) -> &'static str {
+    if provider == ProviderKind::WECHAT {
+        WECHAT_BILL_API
+    } else {
+        ALIPAY_BILL_API
+    }
+}
+
+fn paid_or_later(status: OrderStatus) -> bool {
+    matches!(
+        status,
+        OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded
+    )
+}
+
+/// Both sides' view of the trades of one provider at one moment.
+struct Books {
+    trades: BTreeMap<String, Trade>,
+    orders: BTreeMap<String, OrderView>,
+}
+
+impl Books {
+    async fn read(
+        topology: &Topology,
+        merchant: &Merchant,
+        provider: ProviderKind,
+    ) -> Option<Books> {
+        let orders = merchant.orders().await.ok()?;
+        let trades = topology
+            .sandbox
+            .trades()
+            .into_iter()
+            .filter(|t| t.provider == provider)
+            .map(|t| (t.out_trade_no.clone(), t))
+            .collect();
+        let orders = orders
+            .into_iter()
+            .filter(|o| o.provider == provider)
+            .map(|o| (o.out_trade_no.clone(), o))
+            .collect();
+        Some(Books { trades, orders })
+    }
+
+    /// Whether both sides agree on the trade and the bill would print it as paid today: paid
+    /// there within `day`, paid here, same amount, same refunded total.
+    fn settled_paid(&self, no: &str, day: &BillDay) -> bool {
+        let (Some(trade), Some(order)) = (self.trades.get(no), self.orders.get(no)) else {
+            return false;
+        };
+        trade.status == TradeStatus::Paid
+            && trade.paid_at.is_some_and(|at| day.contains(at))
+            && paid_or_later(order.status)
+            && trade.amount == order.amount
+            && trade.refunded() == order.refunded_amount
+    }
+
+    /// What identifies a trade's state on both sides (to tell a trade that moved).
+    fn state_of(&self, no: &str) -> String {
+        let trade = self
+            .trades
+            .get(no)
+            .map(|t| format!("{:?} {} {}", t.status, t.amount, t.refunded()));
+        let order = self
+            .orders
+            .get(no)
+            .map(|o| format!("{} {}", o.status.as_str(), o.refunded_amount));
+        format!("{trade:?}/{order:?}")
+    }
+}
+
+/// Collects violations about one statement operation.
+struct Checks {
+    subject: String,
+    violations: Vec<Violation>,
+}
+
+impl Checks {
+    fn fail(&mut self, about: Option<&str>, problem: String) {
+        self.violations.push(Violation::Statement {
+            out_trade_no: about.unwrap_or(&self.subject).to_owned(),
+            problem,
+        });
+    }
+
+    /// Records a failed expectation about the run as a whole.
+    fn outcome(&mut self, result: Result<(), String>) {
+        if let Err(problem) = result {
+            self.fail(None, problem);
+        }
+    }
+}
+
+fn edit_fault(provider: ProviderKind, edit: &BillEdit) -> Fault {
+    let (kind, no) = match edit {
+        BillEdit::Omit(trade) => (FaultKind::BillOmitTrade, trade.out_trade_no()),
+        BillEdit::AmountDelta(trade, fen) => (
+            FaultKind::BillAmountDelta { fen: *fen },
+            trade.out_trade_no(),
+        ),
+        BillEdit::Foreign { out_trade_no, fen } => (
+            FaultKind::BillForeignTrade { fen: *fen },
+            out_trade_no.clone(),
+        ),
+    };
+    Fault::once(kind)
+        .for_provider(provider)
+        .for_api(bill_api(provider))
+        .for_trade(no)
+}
+
+fn download_fault(provider: ProviderKind, fault: BillDownloadFault) -> Fault {
+    let kind = match fault {
+        BillDownloadFault::NotReady => FaultKind::BillNotReady,
+        BillDownloadFault::NoBill => FaultKind::NoBill,
+        BillDownloadFault::Truncated => FaultKind::TruncatedBody,
+    };
+    Fault::once(kind)
+        .for_provider(provider)
+        .for_api(bill_api(provider))
+}
+
+/// The trade an edit names and the category it must be reported in.
+fn expected(edit: &BillEdit) -> (String, &'static str) {
+    match edit {
+        BillEdit::Omit(trade) => (trade.out_trade_no(), "missing_in_bill"),
+        BillEdit::AmountDelta(trade, _) => (trade.out_trade_no(), "amount_mismatch"),
+        BillEdit::Foreign { out_trade_no, .. } => (out_trade_no.clone(), "missing_local"),
+    }
+}
+
+fn answer_status(answer: &StatementAnswer) -> Option<u16> {
+    match answer.answer {
+        Answer::Status(status, _) => Some(status),
+        Answer::Transport(_) => None,
+    }
+}
+
+fn answer_code(answer: &StatementAnswer) -> Option<&str> {
+    match &answer.answer {
+        Answer::Status(_, code) => code.as_deref(),
+        Answer::Transport(_) => None,
+    }
+}
+
+impl StatementBook {
+    /// Runs `run` (paying its lost trade first, through `lost_order`), checks it and says what
+    /// it came to.
+    pub async fn execute(
+        &mut self,
+        topology: &Topology,
+        merchant: &Merchant,
+        run: &StatementRun,
+        lost_order: Option<&OrderView>,
+    ) -> StatementOutcome {
+        let now = Utc::now();
+        let today = now.with_timezone(&BEIJING).date_naive();
+        let window = BillDay::new(today);
+        let day = today.format("%Y-%m-%d").to_string();
+        let provider = run.provider;
+        let mut checks = Checks {
+            subject: format!("statement {provider} {day}"),
+            violations: Vec::new(),
+        };
+        let mut log = Vec::new();
+        // A lost payment: every notify of the trade dropped, then paid.
+        if let Some(trade) = run.lost {
+            topology.sandbox.add_fault(
+                Fault::once(FaultKind::DropNotify)
+                    .for_provider(provider)
+                    .for_trade(trade.out_trade_no())
+                    .times(FaultTimes::ALWAYS),
+            );
+            let paid = merchant.pay(trade, lost_order).await;
+            log.push(format!("lost {trade} paid: {paid}"));
+        }
+        // Checked only when this run's bill is shaped by this run's faults alone, and the
+        // day's trades cannot straddle a Beijing midnight.
+        let near_midnight =
+            now - window.start() < MIDNIGHT_MARGIN || window.end() - now < MIDNIGHT_MARGIN;
+        let checked = !near_midnight && !self.faults_may_linger;
+        if !checked {
+            log.push("not checked (near midnight or earlier bill faults)".to_owned());
+        }
+        let runs_before = merchant.reconciliation_runs(provider, &day).await.ok();
+        let before = Books::read(topology, merchant, provider).await;
+        // An edit of a trade whose books do not agree yet would be reported otherwise (or not
+        // at all): only settled trades are edited.
+        let edits: Vec<&BillEdit> = run
+            .edits
+            .iter()
+            .filter(|edit| match edit {
+                BillEdit::Omit(trade) | BillEdit::AmountDelta(trade, _) => before
+                    .as_ref()
+                    .is_some_and(|b| b.settled_paid(&trade.out_trade_no(), &window)),
+                BillEdit::Foreign { .. } => true,
+            })
+            .collect();
+        if edits.len() < run.edits.len() {
+            log.push(format!(
+                "{} edits skipped (trades not settled)",
+                run.edits.len() - edits.len()
+            ));
+        }
+        for edit in &edits {
+            topology.sandbox.add_fault(edit_fault(provider, edit));
+        }
+        if let Some(fault) = run.download {
+            topology.sandbox.add_fault(download_fault(provider, fault));
+        }
+        let first = merchant.reconcile(provider, &day).await;
+        log.push(describe(&first));
+        // A request that failed before the download leaves its faults for a later bill.
+        let reached_provider = matches!(answer_status(&first), Some(200 | 409));
+        self.faults_may_linger = !reached_provider && (!edits.is_empty() || run.download.is_some());
+        if checked && reached_provider {
+            let after = Books::read(topology, merchant, provider).await;
+            let runs_after = merchant.reconciliation_runs(provider, &day).await.ok();
+            match run.download {
+                Some(fault) => check_bad_bill(
+                    &mut checks,
+                    provider,
+                    fault,
+                    &first,
+                    runs_before.as_deref(),
+                    runs_after.as_deref(),
+                ),
+                None => {
+                    check_good_bill(&mut checks, &first, runs_after.as_deref());
+                    if let Ok(differences) = merchant.differences(provider, &day).await {
+                        check_differences(
+                            &mut checks,
+                            &edits,
+                            &differences,
+                            before.as_ref(),
+                            after.as_ref(),
+                            &window,
+                        );
+                    }
+                }
+            }
+            check_act_step(&mut checks, &first, after.as_ref());
+        }
+        let first_good = run.download.is_none() && answer_status(&first) == Some(200);
+        if run.rerun && first_good {
+            let second = merchant.reconcile(provider, &day).await;
+            log.push(format!("rerun: {}", describe(&second)));
+            if checked && answer_status(&second) == Some(200) {
+                let runs_after = merchant.reconciliation_runs(provider, &day).await.ok();
+                check_good_bill(&mut checks, &second, runs_after.as_deref());
+                let after = Books::read(topology, merchant, provider).await;
+                check_act_step(&mut checks, &second, after.as_ref());
+                if let Ok(differences) = merchant.differences(provider, &day).await {
+                    check_rerun(&mut checks, &edits, &first, &second, &differences);
+                }
+            }
+        }
+        StatementOutcome {
+            outcome: log.join("; "),
+            violations: checks.violations,
+        }
+    }
+}
+
+fn describe(answer: &StatementAnswer) -> String {
+    match &answer.run {
+        Some(run) => format!(
+            "{} {} ({} differences, bill {}/{} local {}/{}, paid [{}])",
+            answer.answer,
+            run.status,
+            run.differences_count,
+            run.bill.payments_count,
+            run.bill.refunds_count,
+            run.local.payments_count,
+            run.local.refunds_count,
+            answer.paid.join(", ")
+        ),
+        None => answer.answer.to_string(),
+    }
+}
+
+/// A bill the provider would not give, or a file that does not parse: no order marked paid,
+/// and no run stored in place of the day's earlier one (a corrupt file stores a `failed` run,
+/// which is the one exception: finance sees that the day failed).
+fn check_bad_bill(
+    checks: &mut Checks,
+    provider: ProviderKind,
+    fault: BillDownloadFault,
+    answer: &StatementAnswer,
+    runs_before: Option<&[RunView]>,
+    runs_after: Option<&[RunView]>,
+) {
+    let status = answer_status(answer);
+    let unchanged = || {
+        if let (Some(before), Some(after)) = (runs_before, runs_after)
+            && before != after
+        {
+            return Err(format!(
+                "a bill that never came replaced the day's runs {before:?} with {after:?}"
+            ));
+        }
+        Ok(())
+    };
+    if !answer.paid.is_empty() {
+        checks.fail(
+            None,
+            format!("a bad bill ({fault:?}) marked {:?} paid", answer.paid),
+        );
+    }
+    let result = match (fault, provider) {
+        (BillDownloadFault::Truncated, _) => match &answer.run {
+            Some(run) if status == Some(200) && run.status == "failed" => {
+                if run.differences_count == 0 {
+                    check_replaced(runs_after, run)
+                } else {
+                    Err(format!(
+                        "a failed run lists {} differences",
+                        run.differences_count
+                    ))
+                }
+            }
+            _ => Err(format!(
+                "a truncated bill answered {} {:?}, not a failed run",
+                answer.answer,
+                answer.run.as_ref().map(|r| &r.status)
+            )),
+        },
+        (BillDownloadFault::NotReady, ProviderKind::WECHAT) => {
+            if status == Some(409) && answer_code(answer) == Some("bill_not_ready") {
+                unchanged()
+            } else {
+                Err(format!(
+                    "a bill still being made answered {}",
+                    answer.answer
+                ))
+            }
+        }
+        // Alipay says "no bill" for one not made yet too.
+        _ => match &answer.run {
+            None if status == Some(409) && answer_code(answer) == Some("bill_missing") => {
+                unchanged()
+            }
+            // "No bill" is a verified empty day when our books are empty too.
+            Some(run)
+                if status == Some(200)
+                    && run.local.payments_count == 0
+                    && run.local.refunds_count == 0
+                    && run.bill.payments_count == 0
+                    && run.bill.refunds_count == 0 =>
+            {
+                check_replaced(runs_after, run)
+            }
+            _ => Err(format!(
+                "a missing bill answered {} {:?}",
+                answer.answer, answer.run
+            )),
+        },
+    };
+    checks.outcome(result);
+}
+
+/// The day has exactly one run, this one: a rerun replaces.
+fn check_replaced(runs_after: Option<&[RunView]>, run: &RunView) -> Result<(), String> {
+    match runs_after {
+        Some([only]) if only.id == run.id => Ok(()),
+        Some(runs) => Err(format!(
+            "the day's runs are {:?}, not just the run {} answered",
+            runs.iter().map(|r| &r.id).collect::<Vec<_>>(),
+            run.id
+        )),
+        None => Ok(()),
+    }
+}
+
+fn check_good_bill(checks: &mut Checks, answer: &StatementAnswer, runs_after: Option<&[RunView]>) {
+    let result = match &answer.run {
+        Some(run) if run.status == "matched" || run.status == "differences" => {
+            check_replaced(runs_after, run)
+        }
+        _ => Err(format!(
+            "a good bill answered {} {:?}",
+            answer.answer, answer.run
+        )),
+    };
+    checks.outcome(result);
+}
+
+/// Each applied edit reported exactly once in its category, and nothing reported about a
+/// payment both sides agreed on before and after the run.
+fn check_differences(
+    checks: &mut Checks,
+    edits: &[&BillEdit],
+    differences: &[DifferenceView],
+    before: Option<&Books>,
+    after: Option<&Books>,
+    window: &BillDay,
+) {
+    let about = |no: &str| -> Vec<&DifferenceView> {
+        differences
+            .iter()
+            .filter(|d| d.out_trade_no == no && d.kind == "payment")
+            .collect()
+    };
+    for edit in edits {
+        let (no, category) = expected(edit);
+        let reported = about(&no);
+        let right = match reported.as_slice() {
+            [one] if one.category == category => match edit {
+                BillEdit::AmountDelta(_, fen) => {
+                    one.bill_amount.zip(one.local_amount).map(|(b, l)| b - l) == Some(*fen)
+                }
+                _ => true,
+            },
+            _ => false,
+        };
+        if !right {
+            let seen: Vec<String> = reported
+                .iter()
+                .map(|d| format!("{} {:?}/{:?}", d.category, d.bill_amount, d.local_amount))
+                .collect();
+            checks.fail(
+                Some(&no),
+                format!("injected {edit:?} must be reported once as {category}, found {seen:?}"),
+            );
+        }
+    }
+    let (Some(before), Some(after)) = (before, after) else {
+        return;
+    };
+    let edited: Vec<String> = edits.iter().map(|e| expected(e).0).collect();
+    for no in before.orders.keys() {
+        if edited.contains(no)
+            || !before.settled_paid(no, window)
+            || before.state_of(no) != after.state_of(no)
+        {
+            continue;
+        }
+        let reported = about(no);
+        if !reported.is_empty() {
+            let seen: Vec<&str> = reported.iter().map(|d| d.category.as_str()).collect();
+            checks.fail(
+                Some(no),
+                format!("settled on both sides and not edited, yet reported as {seen:?}"),
+            );
+        }
+    }
+}
+
+/// What the act step marked paid is paid at the provider and here.
+fn check_act_step(checks: &mut Checks, answer: &StatementAnswer, after: Option<&Books>) {
+    let Some(after) = after else { return };
+    for no in &answer.paid {
+        let there = after.trades.get(no).map(|t| t.status);
+        let here = after.orders.get(no).map(|o| o.status);
+        if there != Some(TradeStatus::Paid) || !here.is_some_and(paid_or_later) {
+            checks.fail(
+                Some(no),
+                format!("the act step marked it paid: {there:?} at the provider, {here:?} here"),
+            );
+        }
+    }
+}
+
+/// The rerun replaced the first run: the first run's edits (consumed with its bill) are no
+/// longer reported, and nothing is marked paid twice.
+fn check_rerun(
+    checks: &mut Checks,
+    edits: &[&BillEdit],
+    first: &StatementAnswer,
+    second: &StatementAnswer,
+    differences: &[DifferenceView],
+) {
+    for edit in edits {
+        let (no, category) = expected(edit);
+        if differences
+            .iter()
+            .any(|d| d.out_trade_no == no && d.category == category && d.kind == "payment")
+        {
+            checks.fail(
+                Some(&no),
+                format!("the rerun still lists the first run's {category} (not replaced)"),
+            );
+        }
+    }
+    for no in &second.paid {
+        if first.paid.contains(no) {
+            checks.fail(
+                Some(no),
+                "marked paid by the run and again by its rerun".into(),
+            );
+        }
+    }
+}
