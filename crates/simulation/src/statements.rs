@@ -111,6 +111,17 @@ impl Books {
             && trade.refunded() == order.refunded_amount
     }
 
+    /// Whether the provider's bill of `day` has a line at all: a payment or a refund that day.
+    /// (The sandbox's Alipay answers "no bill" for a day of foreign trades only, without
+    /// taking the edit, where its WeChat makes the bill; an edit that is not taken would
+    /// shape a later bill, so a foreign trade is only added to a day that has a bill anyway.)
+    fn bill_has_lines(&self, day: &BillDay) -> bool {
+        self.trades.values().any(|t| {
+            t.paid_at.is_some_and(|at| day.contains(at))
+                || t.refunds.iter().any(|r| day.contains(r.refunded_at))
+        })
+    }
+
     /// What identifies a trade's state on both sides (to tell a trade that moved).
     fn state_of(&self, no: &str) -> String {
         let trade = self
@@ -241,7 +252,8 @@ impl StatementBook {
         let runs_before = merchant.reconciliation_runs(provider, &day).await.ok();
         let before = Books::read(topology, merchant, provider).await;
         // An edit of a trade whose books do not agree yet would be reported otherwise (or not
-        // at all): only settled trades are edited.
+        // at all): only settled trades are edited, and foreign trades added to days that have
+        // a bill.
         let edits: Vec<&BillEdit> = run
             .edits
             .iter()
@@ -249,12 +261,14 @@ impl StatementBook {
                 BillEdit::Omit(trade) | BillEdit::AmountDelta(trade, _) => before
                     .as_ref()
                     .is_some_and(|b| b.settled_paid(&trade.out_trade_no(), &window)),
-                BillEdit::Foreign { .. } => true,
+                BillEdit::Foreign { .. } => {
+                    before.as_ref().is_some_and(|b| b.bill_has_lines(&window))
+                }
             })
             .collect();
         if edits.len() < run.edits.len() {
             log.push(format!(
-                "{} edits skipped (trades not settled)",
+                "{} edits skipped (trades not settled, or no bill)",
                 run.edits.len() - edits.len()
             ));
         }
