@@ -294,6 +294,7 @@ impl StatementBook {
                     &first,
                     runs_before.as_deref(),
                     runs_after.as_deref(),
+                    before.as_ref().is_some_and(|b| b.bill_has_lines(&window)),
                 ),
                 None => {
                     check_good_bill(&mut checks, &first, runs_after.as_deref());
@@ -349,9 +350,52 @@ fn describe(answer: &StatementAnswer) -> String {
     }
 }
 
+/// The answer to a day without a bill: 409 `bill_missing` with the day's runs as they were,
+/// or, when our books have nothing that day either, a stored empty run.
+fn no_bill(
+    answer: &StatementAnswer,
+    runs_before: Option<&[RunView]>,
+    runs_after: Option<&[RunView]>,
+) -> Result<(), String> {
+    let status = answer_status(answer);
+    match &answer.run {
+        None if status == Some(409) && answer_code(answer) == Some("bill_missing") => {
+            unchanged(runs_before, runs_after)
+        }
+        Some(run)
+            if status == Some(200)
+                && run.local.payments_count == 0
+                && run.local.refunds_count == 0
+                && run.bill.payments_count == 0
+                && run.bill.refunds_count == 0 =>
+        {
+            check_replaced(runs_after, run)
+        }
+        _ => Err(format!(
+            "a missing bill answered {} {:?}",
+            answer.answer, answer.run
+        )),
+    }
+}
+
+/// The day's runs are as they were: nothing was stored.
+fn unchanged(
+    runs_before: Option<&[RunView]>,
+    runs_after: Option<&[RunView]>,
+) -> Result<(), String> {
+    match (runs_before, runs_after) {
+        (Some(before), Some(after)) if before != after => Err(format!(
+            "a bill that never came replaced the day's runs {before:?} with {after:?}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A bill the provider would not give, or a file that does not parse: no order marked paid,
 /// and no run stored in place of the day's earlier one (a corrupt file stores a `failed` run,
-/// which is the one exception: finance sees that the day failed).
+/// which is the one exception: finance sees that the day failed). `bill_expected`: the
+/// provider had lines for the day before the run (without any, the sandbox answers "no bill"
+/// whatever the fault).
 fn check_bad_bill(
     checks: &mut Checks,
     provider: ProviderKind,
@@ -359,18 +403,9 @@ fn check_bad_bill(
     answer: &StatementAnswer,
     runs_before: Option<&[RunView]>,
     runs_after: Option<&[RunView]>,
+    bill_expected: bool,
 ) {
     let status = answer_status(answer);
-    let unchanged = || {
-        if let (Some(before), Some(after)) = (runs_before, runs_after)
-            && before != after
-        {
-            return Err(format!(
-                "a bill that never came replaced the day's runs {before:?} with {after:?}"
-            ));
-        }
-        Ok(())
-    };
     if !answer.paid.is_empty() {
         checks.fail(
             None,
@@ -389,6 +424,7 @@ fn check_bad_bill(
                     ))
                 }
             }
+            _ if !bill_expected => no_bill(answer, runs_before, runs_after),
             _ => Err(format!(
                 "a truncated bill answered {} {:?}, not a failed run",
                 answer.answer,
@@ -397,7 +433,7 @@ fn check_bad_bill(
         },
         (BillDownloadFault::NotReady, ProviderKind::WECHAT) => {
             if status == Some(409) && answer_code(answer) == Some("bill_not_ready") {
-                unchanged()
+                unchanged(runs_before, runs_after)
             } else {
                 Err(format!(
                     "a bill still being made answered {}",
@@ -406,25 +442,7 @@ fn check_bad_bill(
             }
         }
         // Alipay says "no bill" for one not made yet too.
-        _ => match &answer.run {
-            None if status == Some(409) && answer_code(answer) == Some("bill_missing") => {
-                unchanged()
-            }
-            // "No bill" is a verified empty day when our books are empty too.
-            Some(run)
-                if status == Some(200)
-                    && run.local.payments_count == 0
-                    && run.local.refunds_count == 0
-                    && run.bill.payments_count == 0
-                    && run.bill.refunds_count == 0 =>
-            {
-                check_replaced(runs_after, run)
-            }
-            _ => Err(format!(
-                "a missing bill answered {} {:?}",
-                answer.answer, answer.run
-            )),
-        },
+        _ => no_bill(answer, runs_before, runs_after),
     };
     checks.outcome(result);
 }
