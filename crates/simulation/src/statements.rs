@@ -579,3 +579,170 @@ fn check_rerun(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::TradeNo;
+
+    fn checks() -> Checks {
+        Checks {
+            subject: "statement wechat 2026-12-02".into(),
+            violations: Vec::new(),
+        }
+    }
+
+    fn difference(no: &str, category: &str, bill: i64, local: i64) -> DifferenceView {
+        serde_json::from_value(serde_json::json!({
+            "kind": "payment", "category": category, "out_trade_no": no,
+            "bill_amount": bill, "local_amount": local, "local_status": "paid",
+        }))
+        .unwrap()
+    }
+
+    fn run(id: &str, status: &str, payments: i64) -> RunView {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "status": status, "bill_file_id": null, "differences_count": 0,
+            "local": {"payments_count": payments, "refunds_count": 0},
+            "bill": {"payments_count": payments, "refunds_count": 0},
+            "finished_at": "2026-12-02T09:00:00Z",
+        }))
+        .unwrap()
+    }
+
+    fn answer(
+        status: u16,
+        code: Option<&str>,
+        run: Option<RunView>,
+        paid: &[&str],
+    ) -> StatementAnswer {
+        StatementAnswer {
+            answer: Answer::Status(status, code.map(str::to_owned)),
+            run,
+            paid: paid.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    fn violations_for(differences: &[DifferenceView]) -> usize {
+        let edits = [
+            BillEdit::Omit(TradeNo(1)),
+            BillEdit::AmountDelta(TradeNo(2), -5),
+            BillEdit::Foreign {
+                out_trade_no: "simx00009f2".into(),
+                fen: 700,
+            },
+        ];
+        let edits: Vec<&BillEdit> = edits.iter().collect();
+        let window = BillDay::new(Utc::now().with_timezone(&BEIJING).date_naive());
+        let mut checks = checks();
+        check_differences(&mut checks, &edits, differences, None, None, &window);
+        checks.violations.len()
+    }
+
+    #[test]
+    fn each_injected_edit_must_be_reported_exactly_once_in_its_category() {
+        let right = vec![
+            difference("sim00001", "missing_in_bill", 0, 100),
+            difference("sim00002", "amount_mismatch", 95, 100),
+            difference("simx00009f2", "missing_local", 700, 0),
+        ];
+        assert_eq!(violations_for(&right), 0);
+        let mut twice = right.clone();
+        twice.push(difference("simx00009f2", "missing_local", 700, 0));
+        assert_eq!(violations_for(&twice), 1);
+        let mut wrong_category = right.clone();
+        wrong_category[0] = difference("sim00001", "missing_local", 0, 100);
+        assert_eq!(violations_for(&wrong_category), 1);
+        let mut wrong_delta = right.clone();
+        wrong_delta[1] = difference("sim00002", "amount_mismatch", 105, 100);
+        assert_eq!(violations_for(&wrong_delta), 1);
+        assert_eq!(
+            violations_for(&right[1..]),
+            1,
+            "the omitted trade unreported"
+        );
+    }
+
+    #[test]
+    fn a_bad_bill_must_store_nothing_pay_nothing_or_store_a_failed_run() {
+        let earlier = [run("rcn_1", "matched", 2)];
+        let check = |fault, answer: &StatementAnswer, after: &[RunView], expected: bool| {
+            let mut checks = checks();
+            check_bad_bill(
+                &mut checks,
+                ProviderKind::WECHAT,
+                fault,
+                answer,
+                Some(&earlier),
+                Some(after),
+                expected,
+            );
+            checks.violations.len()
+        };
+        let not_ready = answer(409, Some("bill_not_ready"), None, &[]);
+        assert_eq!(
+            check(BillDownloadFault::NotReady, &not_ready, &earlier, true),
+            0
+        );
+        let replaced = [run("rcn_2", "matched", 2)];
+        assert_eq!(
+            check(BillDownloadFault::NotReady, &not_ready, &replaced, true),
+            1
+        );
+        let stored = answer(200, None, Some(run("rcn_2", "matched", 2)), &[]);
+        assert_eq!(
+            check(BillDownloadFault::NotReady, &stored, &replaced, true),
+            1
+        );
+        let missing = answer(409, Some("bill_missing"), None, &[]);
+        assert_eq!(
+            check(BillDownloadFault::NoBill, &missing, &earlier, true),
+            0
+        );
+        let failed = answer(200, None, Some(run("rcn_3", "failed", 0)), &[]);
+        let now_failed = [run("rcn_3", "failed", 0)];
+        assert_eq!(
+            check(BillDownloadFault::Truncated, &failed, &now_failed, true),
+            0
+        );
+        let matched = answer(200, None, Some(run("rcn_3", "matched", 2)), &[]);
+        assert_eq!(
+            check(BillDownloadFault::Truncated, &matched, &now_failed, true),
+            1
+        );
+        // Without lines for the day the sandbox has no bill to cut: an empty day is right.
+        let empty = answer(200, None, Some(run("rcn_3", "matched", 0)), &[]);
+        let now_empty = [run("rcn_3", "matched", 0)];
+        assert_eq!(
+            check(BillDownloadFault::Truncated, &empty, &now_empty, false),
+            0
+        );
+        let paying = answer(200, None, Some(run("rcn_3", "failed", 0)), &["sim00001"]);
+        assert_eq!(
+            check(BillDownloadFault::Truncated, &paying, &now_failed, true),
+            1
+        );
+    }
+
+    #[test]
+    fn a_rerun_that_keeps_the_first_runs_edits_or_pays_again_is_a_violation() {
+        let edit = BillEdit::Omit(TradeNo(1));
+        let first = answer(
+            200,
+            None,
+            Some(run("rcn_1", "differences", 2)),
+            &["sim00004"],
+        );
+        let check = |second: &StatementAnswer, differences: &[DifferenceView]| {
+            let mut checks = checks();
+            check_rerun(&mut checks, &[&edit], &first, second, differences);
+            checks.violations.len()
+        };
+        let clean = answer(200, None, Some(run("rcn_2", "matched", 3)), &[]);
+        assert_eq!(check(&clean, &[]), 0);
+        let kept = [difference("sim00001", "missing_in_bill", 0, 100)];
+        assert_eq!(check(&clean, &kept), 1);
+        let again = answer(200, None, Some(run("rcn_2", "matched", 3)), &["sim00004"]);
+        assert_eq!(check(&again, &[]), 1);
+    }
+}
