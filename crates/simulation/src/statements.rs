@@ -280,9 +280,15 @@ impl StatementBook {
         }
         let first = merchant.reconcile(provider, &day).await;
         log.push(describe(&first));
-        // A request that failed before the download leaves its faults for a later bill.
+        // A request that failed before the download leaves its faults for a later bill; a
+        // bill that was built took every edit armed so far; a download refused took its fault
+        // and left earlier edits where they were.
         let reached_provider = matches!(answer_status(&first), Some(200 | 409));
-        self.faults_may_linger = !reached_provider && (!edits.is_empty() || run.download.is_some());
+        let armed = !edits.is_empty() || run.download.is_some();
+        self.faults_may_linger = match answer_status(&first) {
+            Some(200) => false,
+            _ => self.faults_may_linger || (armed && !reached_provider),
+        };
         if checked && reached_provider {
             let after = Books::read(topology, merchant, provider).await;
             let runs_after = merchant.reconciliation_runs(provider, &day).await.ok();
