@@ -74,11 +74,12 @@ pub struct SeedRun {
 /// A seed of the newest generator that CI runs beside the regression seeds, so that every
 /// operation kind (APIv3 orders, notifies and API faults; statement runs on both providers'
 /// bills with edits, download faults, lost payments and reruns) runs on every CI run, not
-/// only once a seed of that generator has failed. 200 operations keep CI's time near what it
+/// only once a seed of that generator has failed. Chosen among those that do for a short run
+/// (150 operations, no provider timeout faults: about 12 s), to keep CI's time near what it
 /// was before.
 pub const COVERAGE_SEED: SeedRun = SeedRun {
-    seed: 193,
-    ops: 200,
+    seed: 2438,
+    ops: 150,
     version: GeneratorVersion::V2,
 };
 
