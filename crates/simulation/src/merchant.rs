@@ -135,6 +135,16 @@ pub struct DifferenceView {
     /// Our status (`pending`, `paid`, …).
     #[serde(default)]
     pub local_status: Option<String>,
+    /// What was done about it (the act step writes one when it queried the provider).
+    #[serde(default)]
+    pub resolution: Option<ResolutionView>,
+}
+
+/// A difference's resolution.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResolutionView {
+    /// What was done and why.
+    pub note: String,
 }
 
 /// What `POST /v1/reconciliation/runs` answered.

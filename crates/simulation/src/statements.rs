@@ -305,6 +305,9 @@ impl StatementBook {
                 None => {
                     check_good_bill(&mut checks, &first, runs_after.as_deref());
                     if let Ok(differences) = merchant.differences(provider, &day).await {
+                        if let Some(lost) = run.lost {
+                            log.push(what_became_of(&lost.out_trade_no(), &differences));
+                        }
                         check_differences(
                             &mut checks,
                             &edits,
@@ -336,6 +339,22 @@ impl StatementBook {
             outcome: log.join("; "),
             violations: checks.violations,
         }
+    }
+}
+
+/// What the run said about the lost payment, for the log: whether the bill showed it before
+/// paygate knew, and what the act step did.
+fn what_became_of(no: &str, differences: &[DifferenceView]) -> String {
+    match differences.iter().find(|d| d.out_trade_no == no) {
+        Some(d) => format!(
+            "lost {no}: {} while {}, {}",
+            d.category,
+            d.local_status.as_deref().unwrap_or("absent"),
+            d.resolution
+                .as_ref()
+                .map_or("left for finance", |r| r.note.as_str())
+        ),
+        None => format!("lost {no}: not a difference (not paid, or settled before the run)"),
     }
 }
 
@@ -601,7 +620,7 @@ mod tests {
     fn difference(no: &str, category: &str, bill: i64, local: i64) -> DifferenceView {
         serde_json::from_value(serde_json::json!({
             "kind": "payment", "category": category, "out_trade_no": no,
-            "bill_amount": bill, "local_amount": local, "local_status": "paid",
+            "bill_amount": bill, "local_amount": local, "local_status": "paid", "resolution": null,
         }))
         .unwrap()
     }
