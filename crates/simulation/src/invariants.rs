@@ -172,6 +172,13 @@ pub enum Violation {
         /// Every status seen, in order.
         seen: Vec<RefundStatus>,
     },
+    /// A statement run broke one of its expectations ([`crate::statements`]).
+    Statement {
+        /// The trade it concerns, or `statement PROVIDER DAY` for the run as a whole.
+        out_trade_no: String,
+        /// What went wrong.
+        problem: String,
+    },
     /// An event is missing or repeated for a transition.
     EventCount {
         /// The trade.
@@ -201,16 +208,20 @@ impl Violation {
             | Violation::StatusContradictsRefunds { out_trade_no, .. }
             | Violation::OrderMovedBackwards { out_trade_no, .. }
             | Violation::RefundMovedBackwards { out_trade_no, .. }
+            | Violation::Statement { out_trade_no, .. }
             | Violation::EventCount { out_trade_no, .. } => out_trade_no,
         }
     }
 
     /// Whether the violation can never be repaired by waiting longer (things seen moving
-    /// backwards stay seen); the others may still converge.
+    /// backwards stay seen, a statement run's answer stays given); the others may still
+    /// converge.
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            Violation::OrderMovedBackwards { .. } | Violation::RefundMovedBackwards { .. }
+            Violation::OrderMovedBackwards { .. }
+                | Violation::RefundMovedBackwards { .. }
+                | Violation::Statement { .. }
         )
     }
 }
@@ -324,6 +335,10 @@ impl fmt::Display for Violation {
                     seen.join(" → ")
                 )
             }
+            Violation::Statement {
+                out_trade_no,
+                problem,
+            } => write!(f, "{out_trade_no}: statement run: {problem}"),
             Violation::EventCount {
                 out_trade_no,
                 kind,

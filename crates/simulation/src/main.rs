@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use paygate_simulation::ops::generate;
 use paygate_simulation::{
-    DatabaseTarget, REGRESSION_SEEDS, SeedReport, SeedRun, SimConfig, SimError, parse_seeds,
-    run_steps, shrink,
+    DatabaseTarget, GeneratorVersion, REGRESSION_SEEDS, SeedReport, SeedRun, SimConfig, SimError,
+    parse_seeds, run_steps, shrink,
 };
 
 /// Shrinks a failure and prints the operations that still reproduce it.
@@ -24,11 +24,12 @@ async fn print_shrunk(
         Some(shrunk) => {
             let indices: Vec<String> = shrunk.steps.iter().map(|s| s.index.to_string()).collect();
             println!(
-                "shrunk to {} operations:\n{}  reproduce: paygate-sim --seed {} --ops {} --only {}",
+                "shrunk to {} operations:\n{}  reproduce: paygate-sim --seed {} --ops {} --generator {} --only {}",
                 shrunk.steps.len(),
                 shrunk.report.failure_text(run.ops),
                 run.seed,
                 run.ops,
+                run.version,
                 indices.join(",")
             );
         }
@@ -53,6 +54,10 @@ struct Options {
     /// Operations per seed.
     #[arg(long, default_value_t = 300)]
     ops: usize,
+    /// The operation mix (`v1`, `v2`): a seed replays its scenario only with the version it
+    /// was drawn with (the regression seeds name theirs).
+    #[arg(long, default_value_t = GeneratorVersion::NEWEST)]
+    generator: GeneratorVersion,
     /// `sqlite`, or a PostgreSQL admin URL under which each seed gets a fresh database.
     #[arg(long, default_value = "sqlite")]
     database: String,
@@ -103,6 +108,7 @@ async fn run(options: Options) -> Result<bool, SimError> {
         .map(|&seed| SeedRun {
             seed,
             ops: options.ops,
+            version: options.generator,
         })
         .collect();
     if options.regression {
@@ -122,10 +128,12 @@ async fn run(options: Options) -> Result<bool, SimError> {
             (true, _) => SeedRun {
                 seed: rand::random(),
                 ops: options.ops,
+                version: options.generator,
             },
         };
         config.ops = run.ops;
-        let mut steps = generate(run.seed, run.ops);
+        config.generator = run.version;
+        let mut steps = generate(run.version, run.seed, run.ops);
         if !options.only.is_empty() {
             steps.retain(|s| options.only.contains(&s.index));
         }

@@ -88,6 +88,76 @@ pub struct EventView {
     pub refund_id: Option<String>,
 }
 
+/// A statement run as the finance API shows it (the fields the statement checks read).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RunView {
+    /// `rcn_…`.
+    pub id: String,
+    /// `matched`, `differences` or `failed`.
+    pub status: String,
+    /// The provider's bill file, when one was kept.
+    #[serde(default)]
+    pub bill_file_id: Option<String>,
+    /// How many differences it lists.
+    pub differences_count: i64,
+    /// Our side's totals.
+    pub local: RunTotalsView,
+    /// The bill's totals.
+    pub bill: RunTotalsView,
+    /// When it finished (tells a replaced run from its replacement).
+    pub finished_at: String,
+}
+
+/// One side's counts of a [`RunView`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RunTotalsView {
+    /// Payments.
+    pub payments_count: i64,
+    /// Refunds.
+    pub refunds_count: i64,
+}
+
+/// A difference of a statement run.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DifferenceView {
+    /// `payment` or `refund`.
+    pub kind: String,
+    /// `missing_local`, `missing_in_bill`, `amount_mismatch`, `status_mismatch`, …
+    pub category: String,
+    /// The trade.
+    pub out_trade_no: String,
+    /// The bill's amount.
+    #[serde(default)]
+    pub bill_amount: Option<i64>,
+    /// Ours.
+    #[serde(default)]
+    pub local_amount: Option<i64>,
+    /// Our status (`pending`, `paid`, …).
+    #[serde(default)]
+    pub local_status: Option<String>,
+    /// What was done about it (the act step writes one when it queried the provider).
+    #[serde(default)]
+    pub resolution: Option<ResolutionView>,
+}
+
+/// A difference's resolution.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResolutionView {
+    /// What was done and why.
+    pub note: String,
+}
+
+/// What `POST /v1/reconciliation/runs` answered.
+#[derive(Debug, Clone)]
+pub struct StatementAnswer {
+    /// The HTTP answer.
+    pub answer: Answer,
+    /// The stored run, on a 200.
+    pub run: Option<RunView>,
+    /// The orders the act step marked paid, on a 200.
+    pub paid: Vec<String>,
+}
+
 /// An anomaly as `GET /v1/anomalies` shows it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AnomalyView {
@@ -185,6 +255,12 @@ impl Merchant {
             "expires_in_seconds": order.expires_in_seconds,
         });
         if order.provider == ProviderKind::WECHAT {
+            // Two WeChat apps are configured, so an order names its own.
+            body["app"] = json!(if order.api_v3 {
+                crate::topology::V3_APP
+            } else {
+                crate::topology::APP
+            });
             body["client_ip"] = json!("203.0.113.7");
             if matches!(order.channel, Channel::Jsapi | Channel::MiniProgram) {
                 body["openid"] = json!("o_sim_buyer");
@@ -364,6 +440,67 @@ impl Merchant {
                 "/v1/events",
                 &[("order_id", order_id), ("limit", "500")],
             )
+            .await?;
+        Ok(page.data)
+    }
+
+    /// Reconciles the `sim` app of `provider` for Beijing day `day` now (finance), once: a
+    /// statement run is not retried, its answer is what is checked.
+    pub async fn reconcile(&self, provider: ProviderKind, day: &str) -> StatementAnswer {
+        let request = self
+            .http
+            .post(format!("{}/v1/reconciliation/runs", self.base))
+            .bearer_auth(&self.keys.finance)
+            .json(&json!({"app": crate::topology::APP, "provider": provider, "day": day}));
+        let (answer, body) = self.send(request).await;
+        let run = body
+            .as_ref()
+            .and_then(|b| serde_json::from_value(b["run"].clone()).ok());
+        let paid = body
+            .as_ref()
+            .and_then(|b| serde_json::from_value(b["paid"].clone()).ok())
+            .unwrap_or_default();
+        StatementAnswer { answer, run, paid }
+    }
+
+    /// The runs of `provider`'s `sim` app stored for `day` (finance).
+    pub async fn reconciliation_runs(
+        &self,
+        provider: ProviderKind,
+        day: &str,
+    ) -> Result<Vec<RunView>, SimError> {
+        #[derive(Deserialize)]
+        struct Listed {
+            provider: ProviderKind,
+            #[serde(flatten)]
+            run: RunView,
+        }
+        let query = [("from", day), ("to", day), ("app", crate::topology::APP)];
+        let page: Page<Listed> = self
+            .get(&self.keys.finance, "/v1/reconciliation/runs", &query)
+            .await?;
+        Ok(page
+            .data
+            .into_iter()
+            .filter(|l| l.provider == provider)
+            .map(|l| l.run)
+            .collect())
+    }
+
+    /// The differences of the stored run of `provider`'s `sim` app for `day` (finance).
+    pub async fn differences(
+        &self,
+        provider: ProviderKind,
+        day: &str,
+    ) -> Result<Vec<DifferenceView>, SimError> {
+        let provider = provider.to_string();
+        let query = [
+            ("app", crate::topology::APP),
+            ("provider", provider.as_str()),
+            ("day", day),
+        ];
+        let page: Page<DifferenceView> = self
+            .get(&self.keys.finance, "/v1/reconciliation/differences", &query)
             .await?;
         Ok(page.data)
     }

@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 use crate::SimError;
 use crate::invariants::{self, History, PaygateOrder, Snapshot, Violation};
 use crate::merchant::{Answer, Merchant, OrderView};
-use crate::ops::{Op, Step, StopSignal, TradeNo, generate};
+use crate::ops::{GeneratorVersion, Op, Step, StopSignal, TradeNo, generate};
+use crate::statements::StatementBook;
 use crate::topology::{DatabaseTarget, Outage, Topology};
 
 /// How a run is set up.
@@ -26,6 +27,8 @@ pub struct SimConfig {
     pub database: DatabaseTarget,
     /// Operations per seed.
     pub ops: usize,
+    /// The operation mix seeds are drawn with.
+    pub generator: GeneratorVersion,
     /// How long the system gets, after the last operation and with every fault healed, to
     /// make both sides' books agree.
     pub converge_within: Duration,
@@ -36,12 +39,14 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// Defaults for `paygate_bin` on `database`: 300 operations, 45 s to converge.
+    /// Defaults for `paygate_bin` on `database`: 300 operations of the newest generator, 45 s
+    /// to converge.
     pub fn new(paygate_bin: PathBuf, database: DatabaseTarget) -> SimConfig {
         SimConfig {
             paygate_bin,
             database,
             ops: 300,
+            generator: GeneratorVersion::NEWEST,
             converge_within: Duration::from_secs(45),
             echo: false,
             reconciler_batch: crate::topology::RECONCILER_BATCH,
@@ -63,6 +68,8 @@ pub struct LogLine {
 pub struct SeedReport {
     /// The seed.
     pub seed: u64,
+    /// The generator its operations were drawn with.
+    pub generator: GeneratorVersion,
     /// The backend.
     pub backend: &'static str,
     /// The operation log, in issue order.
@@ -105,8 +112,9 @@ impl SeedReport {
             format!("FAILED: {} violations", self.violations.len())
         };
         format!(
-            "seed {} ({}): {} ops, {} orders, {:.1} s: {verdict}",
+            "seed {} {} ({}): {} ops, {} orders, {:.1} s: {verdict}",
             self.seed,
+            self.generator,
             self.backend,
             self.log.len(),
             self.orders_checked,
@@ -146,8 +154,8 @@ impl SeedReport {
         };
         let _ = writeln!(
             text,
-            "  reproduce: paygate-sim --seed {} --ops {ops} --database {database}",
-            self.seed
+            "  reproduce: paygate-sim --seed {} --ops {ops} --generator {} --database {database}",
+            self.seed, self.generator
         );
         text
     }
@@ -210,12 +218,13 @@ pub async fn shrink(
 /// The trades' paygate orders as the simulated merchant learnt them.
 type KnownOrders = Arc<Mutex<HashMap<TradeNo, OrderView>>>;
 
-/// Runs the operations `seed` generates.
+/// Runs the operations `seed` generates with `config.generator`.
 pub async fn run_seed(config: &SimConfig, seed: u64) -> Result<SeedReport, SimError> {
-    run_steps(config, seed, generate(seed, config.ops)).await
+    run_steps(config, seed, generate(config.generator, seed, config.ops)).await
 }
 
-/// Runs `steps` (a seed's operations, possibly with some removed).
+/// Runs `steps` (a seed's operations drawn with `config.generator`, possibly with some
+/// removed).
 pub async fn run_steps(
     config: &SimConfig,
     seed: u64,
@@ -241,7 +250,7 @@ pub async fn run_steps(
         stop_watching.clone(),
     ));
 
-    let log = issue(config, &mut topology, &merchant, steps).await?;
+    let (log, statement_violations) = issue(config, &mut topology, &merchant, steps).await?;
 
     // Heal: no more faults; the gateway must be up.
     topology.sandbox.clear_faults();
@@ -279,6 +288,7 @@ pub async fn run_steps(
         .map(invariants::check_converged)
         .unwrap_or_default();
     violations.extend(invariants::check_history(&lock(&history)));
+    violations.extend(statement_violations);
     let orders_checked = last.as_ref().map_or(0, |s| s.orders.len());
     let flagged = last
         .as_ref()
@@ -292,6 +302,7 @@ pub async fn run_steps(
     topology.stop_gateway(false).await?;
     Ok(SeedReport {
         seed,
+        generator: config.generator,
         backend: config.database.backend(),
         log,
         violations,
@@ -367,15 +378,18 @@ async fn snapshot(topology: &Topology, merchant: &Merchant) -> Result<Option<Sna
 }
 
 /// Issues every step: trade operations run as one chain per trade (each waits for the
-/// trade's previous one), trades concurrently; restarts happen in line, outages in the
-/// background (one at a time).
+/// trade's previous one), trades concurrently; restarts and statement runs happen in line,
+/// outages in the background (one at a time). Returns the log and what the statement runs
+/// found wrong.
 async fn issue(
     config: &SimConfig,
     topology: &mut Topology,
     merchant: &Merchant,
     steps: Vec<Step>,
-) -> Result<Vec<LogLine>, SimError> {
+) -> Result<(Vec<LogLine>, Vec<Violation>), SimError> {
     let known: KnownOrders = Arc::new(Mutex::new(HashMap::new()));
+    let mut statements = StatementBook::default();
+    let mut statement_violations = Vec::new();
     let lines: Arc<Mutex<Vec<LogLine>>> = Arc::new(Mutex::new(Vec::new()));
     let mut chains: HashMap<TradeNo, JoinHandle<()>> = HashMap::new();
     let mut outage: Option<JoinHandle<Result<(), SimError>>> = None;
@@ -417,6 +431,21 @@ async fn issue(
                 tokio::time::sleep(Duration::from_millis(*millis)).await;
                 record(&lines, step, "done".to_owned());
             }
+            Op::Statement(run) => {
+                // The lost trade's own operations first, so its payment does not race them.
+                let mut lost_order = None;
+                if let Some(trade) = run.lost {
+                    if let Some(chain) = chains.remove(&trade) {
+                        let _ = chain.await;
+                    }
+                    lost_order = order_of(merchant, &known, trade).await;
+                }
+                let outcome = statements
+                    .execute(topology, merchant, run, lost_order.as_ref())
+                    .await;
+                statement_violations.extend(outcome.violations);
+                record(&lines, step, outcome.outcome);
+            }
             op => {
                 let Some(trade) = op.trade() else { continue };
                 let previous = chains.remove(&trade);
@@ -442,7 +471,7 @@ async fn issue(
     }
     let mut log = std::mem::take(&mut *lock(&lines));
     log.sort_by_key(|line| line.step.index);
-    Ok(log)
+    Ok((log, statement_violations))
 }
 
 /// Prints a finished operation (the CLI's `--verbose`).
@@ -515,7 +544,9 @@ async fn execute(merchant: &Merchant, known: &KnownOrders, op: &Op) -> String {
             Ok(()) => "armed".to_owned(),
             Err(error) => format!("not armed: {error}"),
         },
-        Op::Restart { .. } | Op::DatabaseOutage { .. } | Op::Pause { .. } => String::new(),
+        Op::Restart { .. } | Op::DatabaseOutage { .. } | Op::Pause { .. } | Op::Statement(_) => {
+            String::new()
+        }
     }
 }
 

@@ -192,7 +192,9 @@ pub const RECONCILER_BATCH: u32 = 2;
 
 /// The gateway's background settings in a simulation: reconciler passes every 100 ms of
 /// `batch_size` orders each, with a back-off capped at 400 ms; orders closed 50 s before
-/// their nominal expiry, so a 60 s order expires in 10 s; webhook polls every 50 ms.
+/// their nominal expiry, so a 60 s order expires in 10 s; webhook polls every 50 ms. The daily
+/// statement job is off: statement runs are operations, and the job would take their bill
+/// faults.
 fn background_toml(batch_size: u32) -> String {
     format!(
         "[reconciler]
@@ -207,6 +209,9 @@ batch_size = {batch_size}
 poll_interval_ms = 50
 initial_backoff_ms = 50
 max_backoff_ms = 200
+
+[statements]
+enabled = false
 "
     )
 }
@@ -214,11 +219,16 @@ max_backoff_ms = 200
 /// The app name the sandbox's merchant is configured under.
 pub const APP: &str = "sim";
 
+/// The app name of the sandbox's merchant through WeChat Pay APIv3 (the same `mch_id` as the
+/// v2 app, so one WeChat bill covers both).
+pub const V3_APP: &str = "sim-v3";
+
 /// Keys of the sandbox's exported config that the simulation does not use and that a gateway
 /// built before them (run with `--paygate-bin`) would refuse as unknown.
 const UNUSED_KEYS: [&str; 1] = ["oauth_base"];
 
-/// A gateway config naming the sandbox's merchant as ordinary (external) provider apps.
+/// A gateway config naming the sandbox's merchant as ordinary (external) provider apps: WeChat
+/// v2 and Alipay as [`APP`], WeChat APIv3 as [`V3_APP`] (WeChat orders name their app).
 pub(crate) fn gateway_config(
     port: u16,
     database_url: &str,
@@ -226,7 +236,7 @@ pub(crate) fn gateway_config(
     batch_size: u32,
 ) -> String {
     format!(
-        "listen = {}\ndatabase_url = {}\n\n[sandbox]\nenabled = false\n\n{}\n{}",
+        "listen = {}\ndatabase_url = {}\n\n[sandbox]\nenabled = false\n\n{}\n{}\n\n{}",
         toml_string(&format!("127.0.0.1:{port}")),
         toml_string(database_url),
         background_toml(batch_size),
@@ -239,6 +249,7 @@ pub(crate) fn gateway_config(
                 .any(|key| line.starts_with(&format!("{key} ="))))
             .collect::<Vec<_>>()
             .join("\n"),
+        sandbox.credentials().export_v3_toml(V3_APP),
     )
 }
 
