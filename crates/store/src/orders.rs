@@ -613,35 +613,130 @@ pub(crate) fn cas_status(
 /// caused it, as one PostgreSQL statement: the two inserts read the updated row, so they
 /// happen exactly when the update won, and the winning path of a notify is one round trip
 /// instead of three. Data-modifying `WITH` is PostgreSQL's; SQLite runs the three statements
-/// in process. The `$n IS TRUE` guards keep one statement text (prepared once) whether or not
-/// an event or a callback comes along.
-const TRANSITION_IN_ONE_STATEMENT: &str = "\
-WITH moved AS (
-    UPDATE orders SET
-        status = $1,
-        updated_at = $2,
-        version = version + 1,
-        provider_trade_no = COALESCE($3, provider_trade_no),
-        payer_id = COALESCE($4, payer_id),
-        paid_at = COALESCE($5, paid_at),
-        closed_at = COALESCE($6, closed_at),
-        next_query_at = CASE WHEN $7 THEN $8 ELSE next_query_at END
-    WHERE id = $9 AND status = $10
-    RETURNING *
-), event AS (
-    INSERT INTO outbox_events
-        (id, kind, order_id, refund_id, payload, created_at, delivered_at, attempts,
-         next_attempt_at, last_error, delivery_round)
-    SELECT $12, $13, $14, $15, $16, $17, NULL, 0, $17, NULL, 0 FROM moved WHERE $11 IS TRUE
-), callback AS (
-    INSERT INTO callbacks
-        (id, provider, app, kind, received_at, body, content_type, verdict, reason, order_id)
-    SELECT $19, $20, $21, $22, $23, $24, $25, $26, $27, $28 FROM moved WHERE $18 IS TRUE
-)
-SELECT * FROM moved";
+/// in process.
+///
+/// A query type of its own rather than `sql_query`, which diesel never caches: with a static
+/// query id, each connection prepares it once and PostgreSQL plans it once, instead of parsing
+/// and planning the statement on every notify. The `… IS TRUE` guards keep one statement text
+/// whether or not an event or a callback comes along.
+struct TransitionInOneStatement<'a> {
+    id: &'a str,
+    expected: &'a str,
+    next: &'a str,
+    now: NaiveDateTime,
+    changes: &'a OrderChangesRow,
+    /// Whether `next_query_at` is written, and its new value.
+    next_query_set: bool,
+    next_query_at: Option<NaiveDateTime>,
+    has_event: bool,
+    event: Option<&'a crate::outbox::OutboxRow>,
+    has_callback: bool,
+    callback: Option<&'a CallbackRow>,
+}
 
-/// Runs [`TRANSITION_IN_ONE_STATEMENT`]: the updated order when the compare-and-set won,
-/// `None` when the status had moved on (then nothing was inserted).
+/// What the absent event's or callback's text binds carry (the `IS TRUE` guard drops them).
+static NO_TEXT: String = String::new();
+/// What the absent event's or callback's nullable text binds carry.
+static NO_NULLABLE_TEXT: Option<String> = None;
+/// What the absent callback's body bind carries.
+static NO_BYTES: Vec<u8> = Vec::new();
+
+impl diesel::query_builder::QueryId for TransitionInOneStatement<'_> {
+    type QueryId = TransitionInOneStatement<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for TransitionInOneStatement<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<diesel::PgConnection> for TransitionInOneStatement<'_> {}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for TransitionInOneStatement<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Binary, Bool, Nullable, Text, Timestamp};
+        let changes = self.changes;
+        let event = self.event;
+        let callback = self.callback;
+        out.push_sql("WITH moved AS (UPDATE orders SET status = ");
+        out.push_bind_param::<Text, _>(self.next)?;
+        out.push_sql(", updated_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(", version = version + 1, provider_trade_no = COALESCE(");
+        out.push_bind_param::<Nullable<Text>, _>(&changes.provider_trade_no)?;
+        out.push_sql(", provider_trade_no), payer_id = COALESCE(");
+        out.push_bind_param::<Nullable<Text>, _>(&changes.payer_id)?;
+        out.push_sql(", payer_id), paid_at = COALESCE(");
+        out.push_bind_param::<Nullable<Timestamp>, _>(&changes.paid_at)?;
+        out.push_sql(", paid_at), closed_at = COALESCE(");
+        out.push_bind_param::<Nullable<Timestamp>, _>(&changes.closed_at)?;
+        out.push_sql(", closed_at), next_query_at = CASE WHEN ");
+        out.push_bind_param::<Bool, _>(&self.next_query_set)?;
+        out.push_sql(" THEN ");
+        out.push_bind_param::<Nullable<Timestamp>, _>(&self.next_query_at)?;
+        out.push_sql(" ELSE next_query_at END WHERE id = ");
+        out.push_bind_param::<Text, _>(self.id)?;
+        out.push_sql(" AND status = ");
+        out.push_bind_param::<Text, _>(self.expected)?;
+        out.push_sql(" RETURNING *), event AS (INSERT INTO outbox_events (id, kind, order_id, ");
+        out.push_sql("refund_id, payload, created_at, delivered_at, attempts, next_attempt_at, ");
+        out.push_sql("last_error, delivery_round) SELECT ");
+        out.push_bind_param::<Text, _>(event.map_or(&NO_TEXT, |e| &e.id))?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(event.map_or(&NO_TEXT, |e| &e.kind))?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(event.map_or(&NO_TEXT, |e| &e.order_id))?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(
+            event.map_or(&NO_NULLABLE_TEXT, |e| &e.refund_id),
+        )?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(event.map_or(&NO_TEXT, |e| &e.payload))?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(event.map_or(&self.now, |e| &e.created_at))?;
+        out.push_sql(", NULL, 0, ");
+        out.push_bind_param::<Timestamp, _>(event.map_or(&self.now, |e| &e.next_attempt_at))?;
+        out.push_sql(", NULL, 0 FROM moved WHERE ");
+        out.push_bind_param::<Bool, _>(&self.has_event)?;
+        out.push_sql(" IS TRUE), callback AS (INSERT INTO callbacks (id, provider, app, kind, ");
+        out.push_sql("received_at, body, content_type, verdict, reason, order_id) SELECT ");
+        out.push_bind_param::<Text, _>(callback.map_or(&NO_TEXT, |c| &c.id))?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(callback.map_or(&NO_TEXT, |c| &c.provider))?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(callback.map_or(&NO_TEXT, |c| &c.app))?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(callback.map_or(&NO_TEXT, |c| &c.kind))?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(callback.map_or(&self.now, |c| &c.received_at))?;
+        out.push_sql(", ");
+        out.push_bind_param::<Binary, _>(callback.map_or(&NO_BYTES, |c| &c.body))?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(
+            callback.map_or(&NO_NULLABLE_TEXT, |c| &c.content_type),
+        )?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(callback.map_or(&NO_TEXT, |c| &c.verdict))?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(
+            callback.map_or(&NO_NULLABLE_TEXT, |c| &c.reason),
+        )?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(
+            callback.map_or(&NO_NULLABLE_TEXT, |c| &c.order_id),
+        )?;
+        out.push_sql(" FROM moved WHERE ");
+        out.push_bind_param::<Bool, _>(&self.has_callback)?;
+        out.push_sql(" IS TRUE) SELECT * FROM moved");
+        Ok(())
+    }
+}
+
+/// Runs [`TransitionInOneStatement`]: the updated order when the compare-and-set won, `None`
+/// when the status had moved on (then nothing was inserted).
 fn transition_in_one_statement(
     conn: &mut diesel::PgConnection,
     id: &str,
@@ -650,39 +745,21 @@ fn transition_in_one_statement(
     outbox: Option<&NewOutboxEvent>,
     callback: Option<&CallbackRow>,
 ) -> Result<Option<Order>, StoreError> {
-    use diesel::sql_types::{Binary, Bool, Nullable, Text, Timestamp};
     let event = outbox.map(|event| crate::outbox::new_outbox_row(event).1);
-    let now = db_now();
-    let query = diesel::sql_query(TRANSITION_IN_ONE_STATEMENT)
-        .bind::<Text, _>(next.as_str())
-        .bind::<Timestamp, _>(now)
-        .bind::<Nullable<Text>, _>(changes.provider_trade_no.as_deref())
-        .bind::<Nullable<Text>, _>(changes.payer_id.as_deref())
-        .bind::<Nullable<Timestamp>, _>(changes.paid_at)
-        .bind::<Nullable<Timestamp>, _>(changes.closed_at)
-        .bind::<Bool, _>(changes.next_query_at.is_some())
-        .bind::<Nullable<Timestamp>, _>(changes.next_query_at.flatten())
-        .bind::<Text, _>(id)
-        .bind::<Text, _>(expected.as_str())
-        .bind::<Bool, _>(event.is_some())
-        .bind::<Text, _>(event.as_ref().map_or("", |e| e.id.as_str()))
-        .bind::<Text, _>(event.as_ref().map_or("", |e| e.kind.as_str()))
-        .bind::<Text, _>(event.as_ref().map_or("", |e| e.order_id.as_str()))
-        .bind::<Nullable<Text>, _>(event.as_ref().and_then(|e| e.refund_id.as_deref()))
-        .bind::<Text, _>(event.as_ref().map_or("", |e| e.payload.as_str()))
-        .bind::<Timestamp, _>(event.as_ref().map_or(now, |e| e.created_at))
-        .bind::<Bool, _>(callback.is_some())
-        .bind::<Text, _>(callback.map_or("", |c| c.id.as_str()))
-        .bind::<Text, _>(callback.map_or("", |c| c.provider.as_str()))
-        .bind::<Text, _>(callback.map_or("", |c| c.app.as_str()))
-        .bind::<Text, _>(callback.map_or("", |c| c.kind.as_str()))
-        .bind::<Timestamp, _>(callback.map_or(now, |c| c.received_at))
-        .bind::<Binary, _>(callback.map_or(&[][..], |c| c.body.as_slice()))
-        .bind::<Nullable<Text>, _>(callback.and_then(|c| c.content_type.as_deref()))
-        .bind::<Text, _>(callback.map_or("", |c| c.verdict.as_str()))
-        .bind::<Nullable<Text>, _>(callback.and_then(|c| c.reason.as_deref()))
-        .bind::<Nullable<Text>, _>(callback.and_then(|c| c.order_id.as_deref()));
-    query
+    let statement = TransitionInOneStatement {
+        id,
+        expected: expected.as_str(),
+        next: next.as_str(),
+        now: db_now(),
+        changes,
+        next_query_set: changes.next_query_at.is_some(),
+        next_query_at: changes.next_query_at.flatten(),
+        has_event: event.is_some(),
+        event: event.as_ref(),
+        has_callback: callback.is_some(),
+        callback,
+    };
+    statement
         .get_result::<OrderRow>(conn)
         .optional()?
         .map(OrderRow::into_order)
