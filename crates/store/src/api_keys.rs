@@ -152,9 +152,9 @@ impl Store {
     /// returned, so an authentication check cannot forget to test `revoked_at`.
     pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
         let key_hash = key_hash.to_owned();
-        self.run(move |conn| {
+        self.read(move |conn| {
             api_keys::table
-                .filter(api_keys::key_hash.eq(key_hash))
+                .filter(api_keys::key_hash.eq(&key_hash))
                 .filter(api_keys::revoked_at.is_null())
                 .select(ApiKeyRow::as_select())
                 .first(conn)

@@ -185,16 +185,16 @@ pub struct Anomaly {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = callbacks)]
 pub(crate) struct CallbackRow {
-    id: String,
-    provider: String,
-    app: String,
-    kind: String,
-    received_at: NaiveDateTime,
-    body: Vec<u8>,
-    content_type: Option<String>,
-    verdict: String,
-    reason: Option<String>,
-    order_id: Option<String>,
+    pub(crate) id: String,
+    pub(crate) provider: String,
+    pub(crate) app: String,
+    pub(crate) kind: String,
+    pub(crate) received_at: NaiveDateTime,
+    pub(crate) body: Vec<u8>,
+    pub(crate) content_type: Option<String>,
+    pub(crate) verdict: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) order_id: Option<String>,
 }
 
 impl CallbackRow {
@@ -325,8 +325,8 @@ impl Store {
     ) -> Result<CallbackId, StoreError> {
         let id = judged.id.clone();
         let row = CallbackRow::from(judged);
-        self.write(LockKey::NewRows, move |conn| {
-            insert_callback(conn, &row).map(|()| id)
+        self.write_rerunnable(LockKey::NewRows, move |conn| {
+            insert_callback(conn, &row).map(|()| id.clone())
         })
         .await
     }

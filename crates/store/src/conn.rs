@@ -2,9 +2,10 @@
 //! the r2d2 manager that builds the right variant, SQLite's pragmas, and start-up migrations.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::r2d2::R2D2Connection;
 use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -73,6 +74,38 @@ pub(crate) struct Target {
     pub(crate) redacted: String,
     /// The password, kept only to scrub it from driver messages.
     password: Option<String>,
+    /// The statements every connection opened for this target runs, once asked to keep them.
+    pub(crate) statements: StatementLog,
+}
+
+/// The SQL every connection of one store sends, kept only after [`StatementLog::start`]:
+/// how a test shows the round trips an operation costs (a round trip per statement on
+/// PostgreSQL), not only a benchmark.
+#[derive(Clone, Default)]
+pub(crate) struct StatementLog(Arc<OnceLock<Mutex<Vec<String>>>>);
+
+impl StatementLog {
+    /// Starts keeping statements (idempotent).
+    pub(crate) fn start(&self) {
+        let _ = self.0.set(Mutex::new(Vec::new()));
+    }
+
+    /// The statements since the last call, in the order they started.
+    pub(crate) fn take(&self) -> Vec<String> {
+        self.0
+            .get()
+            .map(|log| std::mem::take(&mut *log.lock().unwrap_or_else(PoisonError::into_inner)))
+            .unwrap_or_default()
+    }
+}
+
+impl Instrumentation for StatementLog {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let (Some(log), InstrumentationEvent::StartQuery { query, .. }) = (self.0.get(), event) {
+            let sql = query.to_string();
+            log.lock().unwrap_or_else(PoisonError::into_inner).push(sql);
+        }
+    }
 }
 
 impl fmt::Debug for Target {
@@ -97,6 +130,7 @@ impl Target {
                 driver_url: url.to_owned(),
                 redacted,
                 password,
+                statements: StatementLog::default(),
             });
         }
         let sqlite_path = if let Some(rest) = url.strip_prefix("sqlite://") {
@@ -122,6 +156,7 @@ impl Target {
             driver_url: sqlite_path.to_owned(),
             redacted: url.to_owned(),
             password: None,
+            statements: StatementLog::default(),
         })
     }
 
@@ -142,6 +177,7 @@ impl Target {
             }
         };
         let mut conn = connected.map_err(|e| self.connect_error(e.to_string()))?;
+        conn.set_instrumentation(self.statements.clone());
         apply_sqlite_pragmas(&mut conn).map_err(|e| self.connect_error(e.to_string()))?;
         Ok(conn)
     }
@@ -303,20 +339,44 @@ pub(crate) struct Manager {
     pub(crate) target: Target,
 }
 
+/// A pooled connection, and whether a reader found it dead: diesel's own `is_broken` only
+/// knows about its transaction state, not a socket the server closed, and a dead connection
+/// taken back would fail the next reader too.
+pub(crate) struct PooledDb {
+    conn: DbConnection,
+    /// Set by a reader that saw it fail as a connection; the pool then discards it.
+    pub(crate) dead: bool,
+}
+
+impl std::ops::Deref for PooledDb {
+    type Target = DbConnection;
+    fn deref(&self) -> &DbConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for PooledDb {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        &mut self.conn
+    }
+}
+
 impl r2d2::ManageConnection for Manager {
-    type Connection = DbConnection;
+    type Connection = PooledDb;
     type Error = StoreError;
 
-    fn connect(&self) -> Result<DbConnection, StoreError> {
-        self.target.establish()
+    fn connect(&self) -> Result<PooledDb, StoreError> {
+        self.target
+            .establish()
+            .map(|conn| PooledDb { conn, dead: false })
     }
 
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
-        conn.ping().map_err(StoreError::from)
+    fn is_valid(&self, pooled: &mut PooledDb) -> Result<(), StoreError> {
+        pooled.conn.ping().map_err(StoreError::from)
     }
 
-    fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        std::thread::panicking() || conn.is_broken()
+    fn has_broken(&self, pooled: &mut PooledDb) -> bool {
+        std::thread::panicking() || pooled.dead || pooled.conn.is_broken()
     }
 }
 
@@ -331,7 +391,11 @@ pub(crate) fn build_pool(
     acquire_timeout: Duration,
 ) -> Result<r2d2::Pool<Manager>, StoreError> {
     let private_memory = target.is_private_memory();
-    let mut builder = r2d2::Pool::builder().connection_timeout(acquire_timeout);
+    // No test query on every checkout: `Store::run` tests the connection itself, and the hot
+    // reads (`Store::read`) retry on a broken one instead of paying a round trip each time.
+    let mut builder = r2d2::Pool::builder()
+        .connection_timeout(acquire_timeout)
+        .test_on_check_out(false);
     builder = if private_memory {
         builder
             .max_size(1)

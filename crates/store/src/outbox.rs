@@ -71,17 +71,17 @@ pub struct OutboxEvent {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = outbox_events)]
 pub(crate) struct OutboxRow {
-    id: String,
-    kind: String,
-    order_id: String,
-    refund_id: Option<String>,
-    payload: String,
-    created_at: NaiveDateTime,
-    delivered_at: Option<NaiveDateTime>,
-    attempts: i64,
-    next_attempt_at: NaiveDateTime,
-    last_error: Option<String>,
-    delivery_round: i64,
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) order_id: String,
+    pub(crate) refund_id: Option<String>,
+    pub(crate) payload: String,
+    pub(crate) created_at: NaiveDateTime,
+    pub(crate) delivered_at: Option<NaiveDateTime>,
+    pub(crate) attempts: i64,
+    pub(crate) next_attempt_at: NaiveDateTime,
+    pub(crate) last_error: Option<String>,
+    pub(crate) delivery_round: i64,
 }
 
 impl OutboxRow {
@@ -115,6 +115,15 @@ pub(crate) fn insert_event(
     conn: &mut DbConnection,
     event: &NewOutboxEvent,
 ) -> Result<EventId, StoreError> {
+    let (id, row) = new_outbox_row(event);
+    diesel::insert_into(outbox_events::table)
+        .values(&row)
+        .execute(conn)?;
+    Ok(id)
+}
+
+/// The row a new event is stored as, under a fresh id, due for delivery now.
+pub(crate) fn new_outbox_row(event: &NewOutboxEvent) -> (EventId, OutboxRow) {
     let id = EventId::generate();
     let now = db_now();
     let row = OutboxRow {
@@ -130,10 +139,7 @@ pub(crate) fn insert_event(
         last_error: None,
         delivery_round: 0,
     };
-    diesel::insert_into(outbox_events::table)
-        .values(&row)
-        .execute(conn)?;
-    Ok(id)
+    (id, row)
 }
 
 /// How a claimed event's delivery ended, for [`Store::finish_event_claim`].
@@ -171,7 +177,7 @@ impl Store {
     /// Enqueues an event on its own (events tied to a status change go through
     /// [`Store::transition_order`] or [`Store::complete_refund`] instead).
     pub async fn insert_outbox_event(&self, event: NewOutboxEvent) -> Result<EventId, StoreError> {
-        self.write(LockKey::NewRows, move |conn| insert_event(conn, &event))
+        self.write_rerunnable(LockKey::NewRows, move |conn| insert_event(conn, &event))
             .await
     }
 

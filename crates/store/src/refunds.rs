@@ -324,7 +324,7 @@ impl Store {
     /// One refund by paygate's id.
     pub async fn refund(&self, id: &RefundId) -> Result<Refund, StoreError> {
         let id = id.to_string();
-        self.run(move |conn| load_refund(conn, &id)).await
+        self.read(move |conn| load_refund(conn, &id)).await
     }
 
     /// One refund by the merchant's refund number.
@@ -333,10 +333,10 @@ impl Store {
         out_refund_no: &OutRefundNo,
     ) -> Result<Refund, StoreError> {
         let out_refund_no = out_refund_no.to_string();
-        self.run(move |conn| {
+        self.read(move |conn| {
             find_by_out_refund_no(conn, &out_refund_no)?.ok_or(StoreError::NotFound {
                 entity: "refund",
-                key: out_refund_no,
+                key: out_refund_no.clone(),
             })
         })
         .await

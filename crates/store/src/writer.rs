@@ -67,10 +67,85 @@ type Work = Box<dyn FnOnce(Result<&mut DbConnection, StoreError>) -> Ran + Send>
 
 /// One caller's work, run by the writer thread on its connection.
 struct Job {
-    work: Work,
+    work: JobWork,
     /// Where the job's row lock falls in the order every batch takes its locks in
     /// ([`LockKey::lock_order`]).
     lock_order: u64,
+}
+
+/// How a job runs: once in a savepoint of its own, or without one and again if need be.
+enum JobWork {
+    /// Runs once, in its own savepoint (one more round trip per write on PostgreSQL).
+    Once(Work),
+    /// Runs without a savepoint of its own; a later failure in the batch rolls it back to the
+    /// batch's checkpoint and runs it again (see [`commit_batch`]).
+    Rerunnable(Box<dyn RerunnableJob>),
+}
+
+/// A write the writer may run more than once: its work is a plain function of the database
+/// state it runs on, and only the last run's result, committed, reaches the caller.
+trait RerunnableJob: Send {
+    /// Runs the work (in its own savepoint when `own_savepoint`), keeping its result.
+    fn run(&mut self, conn: &mut DbConnection, own_savepoint: bool) -> RunOutcome;
+    /// Answers the caller with the kept result once the batch's commit is known.
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+/// What one run of a rerunnable job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunOutcome {
+    /// It succeeded.
+    Done,
+    /// It failed; without a savepoint of its own, the transaction must go back to the
+    /// checkpoint (a failed statement aborts a PostgreSQL transaction, and the work may have
+    /// written part of what it meant to).
+    Failed,
+    /// It panicked: the connection's state is unknown.
+    Panicked,
+}
+
+/// A rerunnable job's work, its last result and its caller.
+struct Rerun<T, F> {
+    work: F,
+    result: Option<Result<T, StoreError>>,
+    answer: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> RerunnableJob for Rerun<T, F>
+where
+    T: Send + 'static,
+    F: FnMut(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(&mut self, conn: &mut DbConnection, own_savepoint: bool) -> RunOutcome {
+        let work = &mut self.work;
+        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if own_savepoint {
+                in_savepoint(conn, work)
+            } else {
+                work(conn)
+            }
+        }));
+        let (result, outcome) = match ran {
+            Ok(Ok(value)) => (Ok(value), RunOutcome::Done),
+            Ok(Err(error)) => (Err(error), RunOutcome::Failed),
+            Err(payload) => (
+                Err(StoreError::TaskPanicked(crate::panic_message(
+                    payload.as_ref(),
+                ))),
+                RunOutcome::Panicked,
+            ),
+        };
+        self.result = Some(result);
+        outcome
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>) {
+        let result = self
+            .result
+            .unwrap_or_else(|| Err(StoreError::Unavailable("the write never ran".into())));
+        // A caller that gave up (dropped its future) needs no answer.
+        let _ = self.answer.send(committed.and(result));
+    }
 }
 
 /// A job after running: its reply, and whether it panicked (which leaves the connection's
@@ -273,6 +348,31 @@ impl Writer {
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
         let (job, answered) = job(lock_order, work);
+        self.submit(job, answered).await
+    }
+
+    /// Like [`Writer::write`] for work that may run more than once (it only reads and writes
+    /// the database, and its result follows from the state it runs on): it takes no savepoint
+    /// of its own, one round trip less per write on PostgreSQL.
+    pub(crate) async fn write_rerunnable<T, F>(
+        &self,
+        lock_order: u64,
+        work: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (job, answered) = rerunnable_job(lock_order, work);
+        self.submit(job, answered).await
+    }
+
+    /// Queues a job and waits for its answer.
+    async fn submit<T>(
+        &self,
+        job: Job,
+        answered: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         tokio::time::timeout(ACQUIRE_TIMEOUT, self.jobs.send(job))
             .await
             .map_err(|_| StoreError::Unavailable("timed out waiting for the writer".into()))?
@@ -292,7 +392,7 @@ where
     let (answer, answered) = oneshot::channel::<Result<T, StoreError>>();
     let job = Job {
         lock_order,
-        work: Box::new(move |connection| {
+        work: JobWork::Once(Box::new(move |connection| {
             let conn = match connection {
                 Ok(conn) => conn,
                 Err(error) => {
@@ -322,7 +422,25 @@ where
                     }
                 }
             }
-        }),
+        })),
+    };
+    (job, answered)
+}
+
+/// Wraps work the writer may run more than once as a job, and the receiver of its answer.
+fn rerunnable_job<T, F>(lock_order: u64, work: F) -> (Job, oneshot::Receiver<Result<T, StoreError>>)
+where
+    T: Send + 'static,
+    F: FnMut(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+{
+    let (answer, answered) = oneshot::channel::<Result<T, StoreError>>();
+    let job = Job {
+        lock_order,
+        work: JobWork::Rerunnable(Box::new(Rerun {
+            work,
+            result: None,
+            answer,
+        })),
     };
     (job, answered)
 }
@@ -391,7 +509,10 @@ fn open_transaction(
         }
     }
     let mut conn = target.establish().map_err(|e| e.to_string())?;
-    conn.set_instrumentation(nested.clone());
+    conn.set_instrumentation(WriterInstrumentation {
+        nested: nested.clone(),
+        statements: target.statements.clone(),
+    });
     begin(&mut conn).map_err(|e| StoreError::from(e).to_string())?;
     Ok(conn)
 }
@@ -409,6 +530,23 @@ impl NestedSavepoints {
     }
 }
 
+/// A writer connection's instrumentation: the nested-savepoint count, and the store's
+/// statement log.
+struct WriterInstrumentation {
+    nested: NestedSavepoints,
+    statements: crate::conn::StatementLog,
+}
+
+impl Instrumentation for WriterInstrumentation {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+            self.statements.on_connection_event(event);
+        } else {
+            self.nested.on_connection_event(event);
+        }
+    }
+}
+
 impl Instrumentation for NestedSavepoints {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         // Depth 1 is the batch's own `BEGIN`; each job's savepoint is raw SQL diesel does not
@@ -421,9 +559,35 @@ impl Instrumentation for NestedSavepoints {
     }
 }
 
+/// The savepoint rerunnable jobs go back to when one of them fails (see [`commit_batch`]).
+const CHECKPOINT_SAVEPOINT: &str = "paygate_checkpoint";
+
+/// A job that has run in the batch and waits for the commit to be answered.
+enum Finished {
+    /// A job that ran once in its own savepoint.
+    Once(Reply),
+    /// A rerunnable job, with its last run's result.
+    Rerunnable(Box<dyn RerunnableJob>),
+}
+
+impl Finished {
+    fn answer(self, committed: Result<(), StoreError>) {
+        match self {
+            Finished::Once(reply) => reply(committed),
+            Finished::Rerunnable(job) => job.answer(committed),
+        }
+    }
+}
+
 /// Runs one batch in the transaction `conn` has open. On PostgreSQL it stops taking jobs once
 /// they have opened [`SAVEPOINT_BUDGET`] savepoints, and the jobs left over go first into the
 /// next batch. Returns whether the connection is still fit to use.
+///
+/// Rerunnable jobs take no savepoint each. A run of them shares one checkpoint savepoint,
+/// taken before the first of them (and again after any job that ran in its own savepoint).
+/// When one fails, the transaction goes back to the checkpoint, the ones that had succeeded
+/// since run again, each in a savepoint of its own, and so does every rerunnable job after it
+/// in this batch: a failure costs one re-run at most, however many jobs fail.
 fn commit_batch(
     conn: &mut DbConnection,
     batch: Vec<Job>,
@@ -435,55 +599,161 @@ fn commit_batch(
         DbConnection::Sqlite(_) => usize::MAX,
     };
     let mut savepoints = 0;
-    let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+    let mut finished: Vec<Finished> = Vec::with_capacity(batch.len());
+    // Indices in `finished` of the rerunnable jobs that ran since the checkpoint.
+    let mut since_checkpoint: Vec<usize> = Vec::new();
+    // No checkpoint yet, or a job ran in its own savepoint after it.
+    let mut checkpoint_stale = true;
+    // After a failure, rerunnable jobs run in their own savepoints for the rest of the batch.
+    let mut own_savepoints = false;
     let mut batch = batch;
     // Stable: the jobs of one key keep the order they queued in.
     batch.sort_by_key(|job| job.lock_order);
     let mut jobs = batch.into_iter();
     nested.take();
-    for job in jobs.by_ref() {
-        let ran = (job.work)(Ok(conn));
-        savepoints += 1 + nested.take();
-        if ran.panicked {
-            // The panicking job's savepoint was never closed; throw the whole batch away and
-            // the connection with it. The jobs after it have not run and go into the next batch.
-            let _ = conn.batch_execute("ROLLBACK");
-            (ran.reply)(Ok(()));
-            for reply in replies {
-                reply(Err(StoreError::Unavailable(
-                    "rolled back: another write in the same transaction panicked".into(),
-                )));
+    while let Some(job) = jobs.next() {
+        match job.work {
+            JobWork::Once(work) => {
+                let ran = work(Ok(conn));
+                savepoints += 1 + nested.take();
+                if ran.panicked {
+                    abort_batch(conn, finished, Some(ran.reply), jobs, carried);
+                    return false;
+                }
+                finished.push(Finished::Once(ran.reply));
+                checkpoint_stale = true;
             }
-            carry_first(carried, jobs);
-            return false;
+            JobWork::Rerunnable(mut rerunnable) => {
+                if own_savepoints {
+                    let outcome = rerunnable.run(conn, true);
+                    savepoints += 1 + nested.take();
+                    if outcome == RunOutcome::Panicked {
+                        rerunnable.answer(Ok(()));
+                        abort_batch(conn, finished, None, jobs, carried);
+                        return false;
+                    }
+                    finished.push(Finished::Rerunnable(rerunnable));
+                } else {
+                    if checkpoint_stale {
+                        if conn
+                            .batch_execute(&format!("SAVEPOINT {CHECKPOINT_SAVEPOINT}"))
+                            .is_err()
+                        {
+                            finished.push(Finished::Rerunnable(rerunnable));
+                            abort_batch(conn, finished, None, jobs, carried);
+                            return false;
+                        }
+                        savepoints += 1;
+                        checkpoint_stale = false;
+                        since_checkpoint.clear();
+                    }
+                    let outcome = rerunnable.run(conn, false);
+                    savepoints += nested.take();
+                    if outcome == RunOutcome::Panicked {
+                        // Its answer is its panic; everyone else hears of the rollback.
+                        rerunnable.answer(Ok(()));
+                        abort_batch(conn, finished, None, jobs, carried);
+                        return false;
+                    }
+                    let index = finished.len();
+                    finished.push(Finished::Rerunnable(rerunnable));
+                    match outcome {
+                        RunOutcome::Done => since_checkpoint.push(index),
+                        RunOutcome::Panicked => {}
+                        RunOutcome::Failed => {
+                            own_savepoints = true;
+                            let rerun = rerun_since_checkpoint(
+                                conn,
+                                &mut finished,
+                                &since_checkpoint,
+                                nested,
+                            );
+                            match rerun {
+                                Some(opened) => savepoints += opened,
+                                None => {
+                                    abort_batch(conn, finished, None, jobs, carried);
+                                    return false;
+                                }
+                            }
+                            since_checkpoint.clear();
+                        }
+                    }
+                }
+            }
         }
-        replies.push(ran.reply);
         if savepoints >= budget {
             break;
         }
     }
     carry_first(carried, jobs);
     #[cfg(test)]
-    tests::observe_batch(conn, replies.len(), savepoints);
+    tests::observe_batch(conn, finished.len(), savepoints);
     let committed = <DbConnection as Connection>::TransactionManager::commit_transaction(conn);
     match committed {
         Ok(()) => {
-            for reply in replies {
-                reply(Ok(()));
+            for job in finished {
+                job.answer(Ok(()));
             }
             true
         }
         Err(error) => {
             let reason = StoreError::from(error).to_string();
             let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
-            for reply in replies {
-                reply(Err(StoreError::Unavailable(format!(
+            for job in finished {
+                job.answer(Err(StoreError::Unavailable(format!(
                     "the write was not committed: {reason}"
                 ))));
             }
             false
         }
     }
+}
+
+/// After a rerunnable job failed: takes the transaction back to the checkpoint and runs the
+/// rerunnable jobs that had succeeded since it again, each in its own savepoint. The savepoints
+/// opened, or `None` when the connection cannot go on (the rollback failed or a job panicked).
+fn rerun_since_checkpoint(
+    conn: &mut DbConnection,
+    finished: &mut [Finished],
+    since_checkpoint: &[usize],
+    nested: &NestedSavepoints,
+) -> Option<usize> {
+    conn.batch_execute(&format!("ROLLBACK TO SAVEPOINT {CHECKPOINT_SAVEPOINT}"))
+        .ok()?;
+    let mut opened = 0;
+    for &index in since_checkpoint {
+        if let Some(Finished::Rerunnable(job)) = finished.get_mut(index) {
+            let outcome = job.run(conn, true);
+            opened += 1 + nested.take();
+            if outcome == RunOutcome::Panicked {
+                return None;
+            }
+        }
+    }
+    Some(opened)
+}
+
+/// Throws the batch away after a job panicked or the connection failed mid-batch: rolls back,
+/// answers the panicking job (whose own reply carries why), tells every other job that ran
+/// that it was rolled back, and carries the jobs that have not run into the next batch.
+fn abort_batch(
+    conn: &mut DbConnection,
+    finished: Vec<Finished>,
+    panicked: Option<Reply>,
+    jobs: std::vec::IntoIter<Job>,
+    carried: &mut VecDeque<Job>,
+) {
+    let _ = conn.batch_execute("ROLLBACK");
+    if let Some(reply) = panicked {
+        reply(Ok(()));
+    }
+    for job in finished {
+        job.answer(Err(StoreError::Unavailable(
+            "rolled back: another write in the same transaction panicked or lost its connection"
+                .into(),
+        )));
+    }
+    carry_first(carried, jobs);
 }
 
 /// Puts jobs a batch did not run back in front of the carried ones, in their order: they were
@@ -510,7 +780,13 @@ fn begin(conn: &mut DbConnection) -> diesel::QueryResult<()> {
 
 /// Answers a job that could not run at all with why.
 fn refuse(job: Job, reason: &str) {
-    (job.work)(Err(StoreError::Unavailable(reason.to_owned())));
+    let error = StoreError::Unavailable(reason.to_owned());
+    match job.work {
+        JobWork::Once(work) => {
+            work(Err(error));
+        }
+        JobWork::Rerunnable(job) => job.answer(Err(error)),
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod deliveries;
 mod orders;
 mod reconcile;
 mod refunds;
+mod round_trips;
 mod summary;
 mod transitions;
 mod writer;

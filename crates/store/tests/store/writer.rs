@@ -242,9 +242,13 @@ async fn a_callback_rides_with_its_transition_only_when_it_wins(db: TestDb) {
 
 async fn the_first_writes_after_the_server_dropped_the_writers_connections_succeed(db: TestDb) {
     use diesel::{Connection, PgConnection, RunQueryDsl};
-    // Every lane writes once, so each holds a connection.
+    // Every lane writes once, so each holds a connection; reads leave pooled connections.
+    let mut before = Vec::new();
     for n in 0..8 {
-        pending_order(&db.store, &format!("before_{n}"), 1).await;
+        before.push(pending_order(&db.store, &format!("before_{n}"), 1).await);
+    }
+    for read in read_all_at_once(&db.store, &before).await {
+        read.unwrap();
     }
     if db.store.backend() == paygate_store::Backend::Postgres {
         // A server restart or an administrator ends every idle connection of the database.
@@ -266,4 +270,26 @@ async fn the_first_writes_after_the_server_dropped_the_writers_connections_succe
             .await;
         assert!(inserted.is_ok(), "write {n} after the outage: {inserted:?}");
     }
+    // The pooled readers are dead too; the hot reads are not tested on checkout, so they
+    // must notice and read again on a fresh connection.
+    for (n, read) in read_all_at_once(&db.store, &before)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert!(read.is_ok(), "read {n} after the outage: {read:?}");
+    }
+}
+
+/// Reads every order concurrently, so the reads take several pooled connections.
+async fn read_all_at_once(
+    store: &paygate_store::Store,
+    orders: &[paygate_core::Order],
+) -> Vec<Result<paygate_core::Order, paygate_store::StoreError>> {
+    let mut reads = tokio::task::JoinSet::new();
+    for order in orders {
+        let (store, id) = (store.clone(), order.id.clone());
+        reads.spawn(async move { store.order(&id).await });
+    }
+    reads.join_all().await
 }
