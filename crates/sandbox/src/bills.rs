@@ -25,6 +25,62 @@ use crate::faults::{Fault, FaultKind};
 use crate::state::china_time;
 use crate::trades::{AlipayTrade, Trade, TradeDetail, TradeStatus, WechatTrade};
 
+/// How long an APIv3 `download_url` works (the 2024 doc's five minutes).
+pub(crate) const DOWNLOAD_URL_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// The most download URLs alive at once: the files are kept in memory until they expire.
+const MAX_ISSUED_BILLS: usize = 64;
+
+/// Issued files by token: when each expires, and its bytes.
+type IssuedFiles = std::collections::HashMap<String, (DateTime<Utc>, Vec<u8>)>;
+
+/// The APIv3 bill files behind the download URLs handed out, by token, until they expire.
+#[derive(Debug, Default)]
+pub(crate) struct IssuedBills {
+    files: std::sync::Mutex<IssuedFiles>,
+}
+
+impl IssuedBills {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IssuedFiles> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `body` under `token` until `now` + [`DOWNLOAD_URL_LIFETIME`]; the expired ones
+    /// go, and the oldest when too many are alive.
+    pub(crate) fn issue(&self, token: String, body: Vec<u8>, now: DateTime<Utc>) {
+        let mut files = self.lock();
+        files.retain(|_, (expires, _)| *expires > now);
+        while files.len() >= MAX_ISSUED_BILLS {
+            let oldest = files
+                .iter()
+                .min_by_key(|(_, (expires, _))| *expires)
+                .map(|(token, _)| token.clone());
+            match oldest {
+                Some(token) => files.remove(&token),
+                None => break,
+            };
+        }
+        files.insert(token, (now + DOWNLOAD_URL_LIFETIME, body));
+    }
+
+    /// The file behind `token`, unless it expired.
+    pub(crate) fn get(&self, token: &str, now: DateTime<Utc>) -> Option<Vec<u8>> {
+        self.lock()
+            .get(token)
+            .filter(|(expires, _)| *expires > now)
+            .map(|(_, body)| body.clone())
+    }
+}
+
+/// Lower-case hex SHA1 of `text`: the `hash_value` of an APIv3 bill, which covers the file
+/// before compression.
+pub(crate) fn sha1_hex(text: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        text,
+    ))
+}
+
 /// Bill-content faults, applied to the trades a bill is built from.
 #[derive(Debug, Default)]
 pub(crate) struct BillEdits {
@@ -641,6 +697,28 @@ mod tests {
         );
         assert!(text.starts_with("交易时间,"));
         assert!(text.contains("`茶   好 ,"), "free text cleaned: {text}");
+    }
+
+    #[test]
+    fn a_v3_download_url_works_for_five_minutes_and_the_oldest_go_first() {
+        let issued = IssuedBills::default();
+        let now = at(10, 0);
+        issued.issue("t1".into(), b"bill".to_vec(), now);
+        assert_eq!(
+            issued.get("t1", now + chrono::Duration::minutes(4)),
+            Some(b"bill".to_vec())
+        );
+        assert_eq!(issued.get("t1", now + DOWNLOAD_URL_LIFETIME), None);
+        assert_eq!(issued.get("nope", now), None);
+        for n in 0..MAX_ISSUED_BILLS {
+            issued.issue(
+                format!("n{n}"),
+                Vec::new(),
+                now + chrono::Duration::seconds(n as i64 + 1),
+            );
+        }
+        assert_eq!(issued.get("t1", now), None, "the oldest made room");
+        assert!(issued.get("n0", now).is_some());
     }
 
     #[test]

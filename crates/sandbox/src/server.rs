@@ -69,6 +69,7 @@ impl Sandbox {
             }),
             base_url: base_url.clone(),
             login: Mutex::new(LoginState::default()),
+            issued_bills: crate::bills::IssuedBills::default(),
         });
         let data = web::Data::from(Arc::clone(&state));
         let server = HttpServer::new(move || {

@@ -35,6 +35,8 @@ pub(crate) struct SandboxState {
     pub(crate) context: Arc<DispatchContext>,
     pub(crate) base_url: String,
     pub(crate) login: Mutex<LoginState>,
+    /// APIv3 bill files behind the download URLs handed out, until they expire.
+    pub(crate) issued_bills: crate::bills::IssuedBills,
 }
 
 /// `count` random decimal digits.

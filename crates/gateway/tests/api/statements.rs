@@ -23,11 +23,15 @@ fn beijing_today() -> String {
 }
 
 async fn reconcile(app: &TestApp, provider: &str, day: &str) -> (u16, Value) {
+    reconcile_app(app, "sandbox", provider, day).await
+}
+
+async fn reconcile_app(app: &TestApp, name: &str, provider: &str, day: &str) -> (u16, Value) {
     let response = app
         .http
         .post(format!("{}/v1/reconciliation/runs", app.address))
         .bearer_auth(&app.finance_key)
-        .json(&json!({"app": "sandbox", "provider": provider, "day": day}))
+        .json(&json!({"app": name, "provider": provider, "day": day}))
         .send()
         .await
         .unwrap();
@@ -293,6 +297,161 @@ async fn a_wechat_day_is_reconciled_the_lost_payment_is_paid_after_a_query_and_a
     assert_eq!(wechat_runs[0]["id"], second["run"]["id"]);
 }
 
+/// Pays `no` through the sandbox's APIv3 merchant (the `sandbox-v3` app); with `drop_notify`
+/// the notify never reaches the gateway.
+async fn paid_v3_order(app: &TestApp, no: &str, fen: i64, drop_notify: bool) -> Value {
+    if drop_notify {
+        app.fault(json!({"fault": "drop_notify", "out_trade_no": no, "times": "always"}))
+            .await;
+    }
+    let mut body = TestApp::order_body("wechat", "native", no, fen);
+    body["app"] = json!("sandbox-v3");
+    let order = app.create_order(body).await;
+    app.pay(&order).await;
+    if !drop_notify {
+        app.wait_for_status(order["id"].as_str().unwrap(), "paid")
+            .await;
+    }
+    order
+}
+
+/// The sorted (out_trade_no or out_refund_no, category) pairs of a day's differences.
+async fn difference_keys(app: &TestApp, name: &str, day: &str) -> Vec<(String, String)> {
+    let listed = finance_json(
+        app,
+        &format!("/v1/reconciliation/differences?app={name}&provider=wechat&day={day}"),
+    )
+    .await;
+    let mut found: Vec<(String, String)> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let key = d["out_refund_no"]
+                .as_str()
+                .unwrap_or_else(|| d["out_trade_no"].as_str().unwrap());
+            (key.to_owned(), d["category"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+#[tokio::test]
+async fn a_v3_day_with_every_bill_fault_reports_each_difference_once_and_pays_the_lost_payment() {
+    let app = quiet_app().await;
+    let day = beijing_today();
+    let api = "/v3/bill/tradebill";
+    // Untouched trades: three v3 payments (one partly refunded) and a v2 payment of the same
+    // merchant, which the same bill carries.
+    let refunded = paid_v3_order(&app, "st3_refunded", 3000, false).await;
+    for (no, fen) in [("st3_plain_a", 1100), ("st3_plain_b", 2200)] {
+        paid_v3_order(&app, no, fen, false).await;
+    }
+    paid_order(&app, "wechat", "native", "st3_v2_same_mch", 990, false).await;
+    let refund = app
+        .post(
+            &format!("/v1/orders/{}/refunds", refunded["id"].as_str().unwrap()),
+            &json!({"amount": 700, "out_refund_no": "st3_refunded_r1", "reason": "test"}),
+        )
+        .await;
+    assert!(
+        refund.status().is_success(),
+        "{}",
+        refund.text().await.unwrap()
+    );
+    // The faulted ones.
+    let lost = paid_v3_order(&app, "st3_lost", 2500, true).await;
+    let lost_id = lost["id"].as_str().unwrap();
+    paid_v3_order(&app, "st3_omit", 1000, false).await;
+    paid_v3_order(&app, "st3_shift", 1500, false).await;
+    // Never paid: in no bill, and not a difference.
+    let mut unpaid = TestApp::order_body("wechat", "native", "st3_unpaid", 700);
+    unpaid["app"] = json!("sandbox-v3");
+    app.create_order(unpaid).await;
+
+    // Not ready, then "no bill" while our books have business (a missing bill), then a file
+    // cut mid-download, whose SHA1 cannot match the signed answer's: nothing stored for any.
+    app.fault(json!({"fault": "bill_not_ready", "api": api}))
+        .await;
+    let (status, body) = reconcile_app(&app, "sandbox-v3", "wechat", &day).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("bill_not_ready")),
+        "{body}"
+    );
+    app.fault(json!({"fault": "no_bill", "api": api})).await;
+    let (status, body) = reconcile_app(&app, "sandbox-v3", "wechat", &day).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("bill_missing")),
+        "{body}"
+    );
+    app.fault(json!({"fault": "truncated_body", "api": api}))
+        .await;
+    let (status, body) = reconcile_app(&app, "sandbox-v3", "wechat", &day).await;
+    assert_eq!(status, 502, "a file that fails its SHA1 is refused: {body}");
+    let runs = finance_json(
+        &app,
+        &format!("/v1/reconciliation/runs?from={day}&to={day}&app=sandbox-v3"),
+    )
+    .await;
+    assert_eq!(runs["data"], json!([]), "nothing stored yet: {runs}");
+    assert_eq!(status_of(&app, lost_id).await, "pending");
+
+    // The bill itself: one payment left out, one misprinted, one from another system.
+    for rule in [
+        json!({"fault": "bill_omit_trade", "api": api, "out_trade_no": "st3_omit"}),
+        json!({"fault": "bill_amount_delta", "fen": -100, "api": api, "out_trade_no": "st3_shift"}),
+        json!({"fault": "bill_foreign_trade", "fen": 4321, "api": api, "out_trade_no": "st3_other_sys"}),
+    ] {
+        app.fault(rule).await;
+    }
+    let (status, first) = reconcile_app(&app, "sandbox-v3", "wechat", &day).await;
+    assert_eq!(status, 200, "{first}");
+    let run = &first["run"];
+    assert_eq!(run["status"], "differences", "{first}");
+    // refunded, plain a/b, v2, lost, shift (−1.00), other system; omit left out.
+    assert_eq!(run["bill"]["payments_count"], 7, "{first}");
+    assert_eq!(
+        run["bill"]["gross"],
+        3000 + 1100 + 2200 + 990 + 2500 + 1400 + 4321
+    );
+    assert_eq!(run["bill"]["refunds_count"], 1);
+    assert_eq!(run["bill"]["refunds"], 700);
+    assert_eq!(
+        run["local"]["payments_count"], 6,
+        "the lost one was pending"
+    );
+    assert_eq!(run["differences_count"], 4, "{first}");
+    assert_eq!(first["paid"], json!(["st3_lost"]));
+    // Each injected difference exactly once, in its category; none about untouched trades.
+    assert_eq!(
+        difference_keys(&app, "sandbox-v3", &day).await,
+        [
+            ("st3_lost".to_owned(), "status_mismatch".to_owned()),
+            ("st3_omit".to_owned(), "missing_in_bill".to_owned()),
+            ("st3_other_sys".to_owned(), "missing_local".to_owned()),
+            ("st3_shift".to_owned(), "amount_mismatch".to_owned()),
+        ]
+    );
+    // The pending-but-paid order ends paid, with exactly one webhook event.
+    assert_eq!(status_of(&app, lost_id).await, "paid");
+    assert_eq!(paid_events(&app, lost_id).await, 1);
+    // The file as downloaded from the URL (gzip), kept byte for byte.
+    assert_eq!(&raw_file(&app, run).await[..2], &[0x1f, 0x8b]);
+
+    // A rerun: the faults are spent, the lost payment is paid, everything agrees.
+    let (status, second) = reconcile_app(&app, "sandbox-v3", "wechat", &day).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["run"]["status"], "matched", "{second}");
+    assert_eq!(second["run"]["bill"]["payments_count"], 7);
+    assert_eq!(second["run"]["local"]["payments_count"], 7);
+    assert_eq!(second["paid"], json!([]));
+    assert_eq!(paid_events(&app, lost_id).await, 1);
+    assert!(difference_keys(&app, "sandbox-v3", &day).await.is_empty());
+}
+
 #[tokio::test]
 async fn an_alipay_day_is_reconciled_from_the_gbk_zip_and_the_lost_payment_is_paid() {
     let app = quiet_app().await;
@@ -410,26 +569,33 @@ async fn the_daily_job_reconciles_yesterday_for_every_app_under_its_lease() {
         - chrono::Duration::days(1))
     .format("%Y-%m-%d")
     .to_string();
-    // The v2 WeChat and the Alipay app are both called `sandbox` (the APIv3 one, `sandbox-v3`,
-    // has no bill in the sandbox yet).
-    let path = format!("/v1/reconciliation/runs?from={yesterday}&to={yesterday}&app=sandbox");
+    // The v2 WeChat and the Alipay app are both called `sandbox`; the APIv3 one is
+    // `sandbox-v3`, and its bill comes through `GET /v3/bill/tradebill`.
+    let path = format!("/v1/reconciliation/runs?from={yesterday}&to={yesterday}");
     let mut runs = Value::Null;
     for _ in 0..100 {
         runs = finance_json(&app, &path).await;
-        if runs["data"].as_array().unwrap().len() == 2 {
+        if runs["data"].as_array().unwrap().len() == 3 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    // The sandbox had no trade yesterday and neither had we: two verified empty days.
+    // The sandbox had no trade yesterday and neither had we: three verified empty days.
     let data = runs["data"].as_array().unwrap();
-    assert_eq!(data.len(), 2, "{runs}");
-    let mut providers: Vec<&str> = data
+    assert_eq!(data.len(), 3, "{runs}");
+    let mut apps: Vec<(&str, &str)> = data
         .iter()
-        .map(|r| r["provider"].as_str().unwrap())
+        .map(|r| (r["app"].as_str().unwrap(), r["provider"].as_str().unwrap()))
         .collect();
-    providers.sort_unstable();
-    assert_eq!(providers, ["alipay", "wechat"]);
+    apps.sort_unstable();
+    assert_eq!(
+        apps,
+        [
+            ("sandbox", "alipay"),
+            ("sandbox", "wechat"),
+            ("sandbox-v3", "wechat")
+        ]
+    );
     assert!(data.iter().all(|r| r["status"] == "matched"), "{runs}");
     // Done days are not fetched again: the runs stay the same ones.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

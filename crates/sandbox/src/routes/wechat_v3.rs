@@ -50,7 +50,7 @@ pub(crate) enum V3Reply {
     },
 }
 
-fn error(status: u16, code: &str, message: impl Into<String>) -> V3Reply {
+pub(crate) fn error(status: u16, code: &str, message: impl Into<String>) -> V3Reply {
     V3Reply::Error {
         status,
         code: code.to_owned(),
@@ -108,14 +108,14 @@ fn reply_parts(reply: &V3Reply) -> (StatusCode, Vec<u8>) {
 
 /// How an answer is bent on its way out (API faults).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Bend {
+pub(crate) enum Bend {
     None,
     BadSignature,
     Truncated,
 }
 
 /// Signs `reply` with the key the request selects and builds the response.
-fn respond(
+pub(crate) fn respond(
     state: &SandboxState,
     request: &HttpRequest,
     reply: &V3Reply,
@@ -159,6 +159,47 @@ fn respond(
     response.content_type("application/json").body(body)
 }
 
+/// The raw request-target (path and query) a request's `Authorization` signs.
+pub(crate) fn request_target(request: &HttpRequest) -> String {
+    request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.path().to_owned(), |pq| pq.as_str().to_owned())
+}
+
+/// The header rules and the `Authorization` check every APIv3 call passes first: the signed
+/// refusal to send, if the call fails them.
+pub(crate) fn refuse_caller(
+    state: &SandboxState,
+    request: &HttpRequest,
+    body: &[u8],
+) -> Option<HttpResponse> {
+    let headers = request.headers();
+    let has = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| !v.trim().is_empty())
+    };
+    if !has("accept") || !has("user-agent") {
+        let reply = error(400, "INVALID_REQUEST", "Http头缺少Accept或User-Agent");
+        return Some(respond(state, request, &reply, Bend::None));
+    }
+    let target = request_target(request);
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if let Err(e) =
+        state
+            .keys
+            .v3
+            .check_request(authorization, request.method().as_str(), &target, body)
+    {
+        let reply = error(401, "SIGN_ERROR", "签名错误");
+        tracing::debug!(reason = %e, body = %peer::sign_error_body(&e), "APIv3 request refused");
+        return Some(respond(state, request, &reply, Bend::None));
+    }
+    None
+}
+
 /// The common part of every APIv3 call: header rules, `Authorization`, API faults, then the
 /// operation, then the signed answer.
 async fn run(
@@ -169,31 +210,8 @@ async fn run(
     out_trade_no: Option<String>,
     operation: impl FnOnce(&SandboxState, &[u8]) -> V3Reply,
 ) -> HttpResponse {
-    let headers = request.headers();
-    let has = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| !v.trim().is_empty())
-    };
-    if !has("accept") || !has("user-agent") {
-        let reply = error(400, "INVALID_REQUEST", "Http头缺少Accept或User-Agent");
-        return respond(&state, &request, &reply, Bend::None);
-    }
-    let target = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| request.path().to_owned(), |pq| pq.as_str().to_owned());
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if let Err(e) =
-        state
-            .keys
-            .v3
-            .check_request(authorization, request.method().as_str(), &target, &body)
-    {
-        let reply = error(401, "SIGN_ERROR", "签名错误");
-        tracing::debug!(reason = %e, body = %peer::sign_error_body(&e), "APIv3 request refused");
-        return respond(&state, &request, &reply, Bend::None);
+    if let Some(refusal) = refuse_caller(&state, &request, &body) {
+        return refusal;
     }
     let fault = state
         .faults
@@ -207,7 +225,7 @@ async fn run(
 
 /// Answers under an API fault; with `processed` the operation runs first and only the answer
 /// goes wrong.
-async fn apply_fault(
+pub(crate) async fn apply_fault(
     state: &SandboxState,
     request: &HttpRequest,
     body: &[u8],
