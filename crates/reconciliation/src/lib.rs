@@ -298,15 +298,11 @@ impl Report {
                 BillLineKind::Payment => Some(item.out_trade_no.as_str()),
                 BillLineKind::Refund => item.out_refund_no.as_deref(),
             };
-            let found = key.and_then(|key| {
-                neighbour
-                    .lines
-                    .get(&(item.kind == BillLineKind::Refund, key.to_owned()))
-            });
-            let local_amount = item.local.as_ref().map(|local| local.amount);
-            if let (Some(amount), Some(local)) = (found, local_amount)
-                && *amount == local
-            {
+            let found = match (key, item.local.as_ref()) {
+                (Some(key), Some(local)) => neighbour.has(item.kind, key, local.amount),
+                _ => false,
+            };
+            if found {
                 decrement(&mut self.counts, item.category);
                 item.category = Category::MatchedInNeighbourBill;
                 *self.counts.entry(item.category).or_default() += 1;
@@ -354,6 +350,61 @@ impl NeighbourBill {
                 line.amount,
             );
         }
+    }
+}
+
+impl NeighbourBill {
+    /// Whether the neighbouring bill has the item keyed `key` (the order number of a payment,
+    /// the refund number of a refund) with `amount`.
+    pub fn has(&self, kind: BillLineKind, key: &str, amount: Fen) -> bool {
+        self.lines
+            .get(&(kind == BillLineKind::Refund, key.to_owned()))
+            .is_some_and(|found| *found == amount)
+    }
+}
+
+/// The neighbouring day whose bill a held item of `day` dated `at` waits for: the day before
+/// when `at` is within `margin` of the day's first midnight, the day after when within
+/// `margin` of its last; `None` when it is near neither.
+pub fn waits_for(day: NaiveDate, at: DateTime<Utc>, margin: TimeDelta) -> Option<NaiveDate> {
+    let bill_day = BillDay::new(day);
+    if (at - bill_day.start()).abs() <= margin {
+        day.pred_opt()
+    } else if (at - bill_day.end()).abs() <= margin {
+        day.succ_opt()
+    } else {
+        None
+    }
+}
+
+/// A held near-midnight item of a stored run, as settling it needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldItem {
+    /// Payment or refund.
+    pub kind: BillLineKind,
+    /// The order number (payments) or refund number (refunds).
+    pub key: String,
+    /// Our amount.
+    pub amount: Fen,
+}
+
+/// What the neighbouring day's bill says about a held item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// The neighbouring bill has it with our amount: the provider dated it across midnight
+    /// from our clock, nothing is missing ([`Category::MatchedInNeighbourBill`]).
+    FoundInNeighbour,
+    /// The neighbouring bill does not have it either: it stays a difference, no longer held.
+    Escalated,
+}
+
+/// Settles a held item against the near-midnight lines of the neighbouring day's bill
+/// (`None` when that day was verified empty: no bill, no business).
+pub fn settle(item: &HeldItem, neighbour: Option<&NeighbourBill>) -> Settlement {
+    if neighbour.is_some_and(|bill| bill.has(item.kind, &item.key, item.amount)) {
+        Settlement::FoundInNeighbour
+    } else {
+        Settlement::Escalated
     }
 }
 
@@ -787,5 +838,124 @@ fn local_refund(refund: &LedgerRefund) -> LocalSide {
         amount: refund.amount,
         status: LocalStatus::Refund(refund.status),
         at: Some(refund.requested_at),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 1, 15).unwrap()
+    }
+
+    /// Beijing wall time on `d` of January 2024.
+    fn beijing(d: u32, h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, d, h, m, s).unwrap() - TimeDelta::hours(8)
+    }
+
+    fn line<'a>(
+        kind: BillLineKind,
+        no: &'a str,
+        refund: Option<&'a str>,
+        fen: i64,
+        at: DateTime<Utc>,
+    ) -> BillLine<'a> {
+        BillLine {
+            kind,
+            occurred_at: at,
+            out_trade_no: no,
+            provider_trade_no: "4200",
+            out_refund_no: refund,
+            provider_refund_no: None,
+            amount: Fen::new(fen).unwrap(),
+            settlement: Fen::new(fen).unwrap(),
+            fee_fen: 0,
+            status: "SUCCESS",
+        }
+    }
+
+    #[test]
+    fn a_held_item_waits_for_the_day_across_its_nearest_midnight() {
+        let margin = TimeDelta::minutes(5);
+        assert_eq!(
+            waits_for(day(), beijing(15, 23, 58, 0), margin),
+            day().succ_opt()
+        );
+        assert_eq!(
+            waits_for(day(), beijing(16, 0, 1, 0), margin),
+            day().succ_opt()
+        );
+        assert_eq!(
+            waits_for(day(), beijing(15, 0, 3, 0), margin),
+            day().pred_opt()
+        );
+        assert_eq!(waits_for(day(), beijing(15, 12, 0, 0), margin), None);
+        assert_eq!(waits_for(day(), beijing(15, 23, 54, 0), margin), None);
+    }
+
+    #[test]
+    fn a_held_item_is_settled_only_by_the_same_key_and_amount_in_the_neighbouring_bill() {
+        let margin = TimeDelta::minutes(5);
+        // The 16th's bill, offered line by line as its run reads it.
+        let mut next = NeighbourBill::new();
+        for offered in [
+            line(
+                BillLineKind::Payment,
+                "T1",
+                None,
+                1000,
+                beijing(16, 0, 0, 2),
+            ),
+            line(
+                BillLineKind::Refund,
+                "T2",
+                Some("R2"),
+                300,
+                beijing(16, 0, 1, 0),
+            ),
+            // Far from the shared midnight: not kept, so it settles nothing.
+            line(BillLineKind::Payment, "T3", None, 500, beijing(16, 9, 0, 0)),
+        ] {
+            next.offer(BillDay::new(day()), &offered, margin);
+        }
+        let held = |kind, key: &str, fen| HeldItem {
+            kind,
+            key: key.to_owned(),
+            amount: Fen::new(fen).unwrap(),
+        };
+        let found = Settlement::FoundInNeighbour;
+        let escalated = Settlement::Escalated;
+        assert_eq!(
+            settle(&held(BillLineKind::Payment, "T1", 1000), Some(&next)),
+            found
+        );
+        assert_eq!(
+            settle(&held(BillLineKind::Refund, "R2", 300), Some(&next)),
+            found
+        );
+        // Another amount, another key, a refund number looked up as a payment, a line far
+        // from midnight, or no neighbouring bill at all: still a difference.
+        assert_eq!(
+            settle(&held(BillLineKind::Payment, "T1", 999), Some(&next)),
+            escalated
+        );
+        assert_eq!(
+            settle(&held(BillLineKind::Payment, "T9", 1000), Some(&next)),
+            escalated
+        );
+        assert_eq!(
+            settle(&held(BillLineKind::Payment, "R2", 300), Some(&next)),
+            escalated
+        );
+        assert_eq!(
+            settle(&held(BillLineKind::Payment, "T3", 500), Some(&next)),
+            escalated
+        );
+        assert_eq!(
+            settle(&held(BillLineKind::Payment, "T1", 1000), None),
+            escalated
+        );
     }
 }

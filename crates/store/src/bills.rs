@@ -119,6 +119,12 @@ struct BillFileHead {
     fetched_at: NaiveDateTime,
 }
 
+/// The lock that serialises the writes of one app's bill day (a rerun replacing its run, the
+/// settling of its held items).
+fn bill_day_lock(app: &AppName, provider: ProviderKind, day: NaiveDate) -> LockKey {
+    LockKey::BillDay(format!("{app}/{provider}/{}", day_text(day)))
+}
+
 fn day_text(day: NaiveDate) -> String {
     day.format("%Y-%m-%d").to_string()
 }
@@ -733,12 +739,7 @@ impl Store {
             held_count: count(differences.iter().filter(|d| d.held).count() as u64),
             finished_at: db_time(new.finished_at),
         };
-        let lock = LockKey::BillDay(format!(
-            "{}/{}/{}",
-            new.app,
-            new.provider,
-            day_text(new.bill_day)
-        ));
+        let lock = bill_day_lock(&new.app, new.provider, new.bill_day);
         self.write(lock, move |conn| {
             // Write first (see the crate doc): the delete takes the lock that serialises two
             // reruns of one day.
@@ -843,6 +844,97 @@ impl Store {
                 .into_iter()
                 .map(DifferenceRow::into_difference)
                 .collect()
+        })
+        .await
+    }
+
+    /// Settles held near-midnight differences of run `run_id` once the neighbouring day's
+    /// bill has been checked: each is no longer held; one the neighbouring bill has becomes
+    /// `matched_in_neighbour_bill` with `found_note` as its resolution (it stays listed, as
+    /// the trace of why it was held), the others stay differences. The run's counts and status
+    /// follow in the same transaction. Differences no longer held are left alone, so settling
+    /// twice changes nothing.
+    pub async fn settle_held_differences(
+        &self,
+        run: &ReconciliationRun,
+        found: Vec<DifferenceId>,
+        escalated: Vec<DifferenceId>,
+        found_note: Resolution,
+    ) -> Result<ReconciliationRun, StoreError> {
+        let run_id = run.id.to_string();
+        let found: Vec<String> = found.iter().map(ToString::to_string).collect();
+        let escalated: Vec<String> = escalated.iter().map(ToString::to_string).collect();
+        // The lock of the day's reruns: a rerun replacing this run waits, or goes first and
+        // leaves nothing here to update.
+        let lock = bill_day_lock(&run.app, run.provider, run.bill_day);
+        self.write(lock, move |conn| {
+            let held_of_run = || {
+                reconciliation_differences::table
+                    .filter(reconciliation_differences::run_id.eq(run_id.clone()))
+                    .filter(reconciliation_differences::held.eq(true))
+            };
+            for chunk in found.chunks(KEYS_PER_QUERY) {
+                diesel::update(held_of_run().filter(reconciliation_differences::id.eq_any(chunk)))
+                    .set((
+                        reconciliation_differences::held.eq(false),
+                        reconciliation_differences::category
+                            .eq(Category::MatchedInNeighbourBill.as_str()),
+                        reconciliation_differences::resolution_note.eq(&found_note.note),
+                        reconciliation_differences::resolved_by.eq(&found_note.by),
+                        reconciliation_differences::resolved_at.eq(db_time(found_note.at)),
+                    ))
+                    .execute(conn)?;
+            }
+            for chunk in escalated.chunks(KEYS_PER_QUERY) {
+                diesel::update(held_of_run().filter(reconciliation_differences::id.eq_any(chunk)))
+                    .set(reconciliation_differences::held.eq(false))
+                    .execute(conn)?;
+            }
+            let listed: Vec<(String, bool)> = reconciliation_differences::table
+                .filter(reconciliation_differences::run_id.eq(&run_id))
+                .select((
+                    reconciliation_differences::category,
+                    reconciliation_differences::held,
+                ))
+                .load(conn)?;
+            let differences = listed
+                .iter()
+                .filter(|(category, _)| {
+                    Category::parse(category).is_none_or(Category::is_difference)
+                })
+                .count() as u64;
+            let held = listed.iter().filter(|(_, held)| *held).count() as u64;
+            let Some(run) = reconciliation_runs::table
+                .find(&run_id)
+                .select(RunRow::as_select())
+                .first(conn)
+                .optional()?
+            else {
+                return Err(StoreError::NotFound {
+                    entity: "reconciliation run",
+                    key: run_id,
+                });
+            };
+            // A failed run has no differences to settle; its status stays.
+            let status = if run.status == RunStatus::Failed.as_str() {
+                run.status.clone()
+            } else if differences == 0 {
+                RunStatus::Matched.as_str().to_owned()
+            } else {
+                RunStatus::Differences.as_str().to_owned()
+            };
+            diesel::update(reconciliation_runs::table.find(&run_id))
+                .set((
+                    reconciliation_runs::differences_count.eq(count(differences)),
+                    reconciliation_runs::held_count.eq(count(held)),
+                    reconciliation_runs::status.eq(&status),
+                ))
+                .execute(conn)?;
+            reconciliation_runs::table
+                .find(&run_id)
+                .select(RunRow::as_select())
+                .first(conn)?
+                .into_run()
         })
         .await
     }

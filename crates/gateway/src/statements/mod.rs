@@ -25,15 +25,18 @@ pub mod job;
 
 use std::collections::BTreeSet;
 
-use chrono::{NaiveDate, Utc};
+use chrono::{NaiveDate, TimeDelta, Utc};
 use paygate_core::{
     BillDownload, BillFormat, BillLine, BillLineKind, MerchantIdentity, OrderStatus, OutTradeNo,
     ProviderError, ProviderKind,
 };
-use paygate_reconciliation::{Category, Item, MatchOptions, Matcher, Report};
+use paygate_reconciliation::{
+    Category, HeldItem, Item, MatchOptions, Matcher, NeighbourBill, Report, Settlement, settle,
+    waits_for,
+};
 use paygate_store::{
-    BillDayKey, BillFileId, NewBillFile, NewReconciliationRun, ReconciliationRun, Resolution,
-    RunOutcome, StoreError,
+    BillDayKey, BillFileId, Difference, NewBillFile, NewReconciliationRun, ReconciliationRun,
+    Resolution, RunOutcome, RunStatus, Store, StoreError,
 };
 
 use crate::payments::{ApplyError, PaymentOutcome, apply_trade_facts};
@@ -255,6 +258,7 @@ pub async fn reconcile_day(
         .map(|item| item.out_trade_no.clone())
         .collect();
     let run = store_report(state, &key, Some(file.id), report).await?;
+    settle_neighbours(&state.store, merchant, &key, Some(body.as_slice())).await?;
     let paid = act(state, app, &run, &to_act).await?;
     Ok(DayOutcome::Reconciled {
         run: Box::new(run),
@@ -331,10 +335,134 @@ async fn no_bill(
         return Ok(DayOutcome::BillMissing);
     }
     let run = store_report(state, key, None, report).await?;
+    settle_neighbours(&state.store, app.provider.merchant(), key, None).await?;
     Ok(DayOutcome::Reconciled {
         run: Box::new(run),
         paid: Vec::new(),
     })
+}
+
+/// How close to midnight a local-only item must be to be held.
+fn near_midnight_margin() -> TimeDelta {
+    MatchOptions::default().near_midnight
+}
+
+/// Settles what the day `key` just checked can decide about held near-midnight items (bills.md
+/// §5.2): the items of either neighbouring day held for this day's bill, and this day's items
+/// held for a neighbouring day whose bill has already been checked (a rerun, or days
+/// reconciled out of order). `bill` is this day's file, `None` for a verified empty day (no
+/// bill, no business), which has none of them.
+pub async fn settle_neighbours(
+    store: &Store,
+    merchant: &MerchantIdentity,
+    key: &BillDayKey,
+    bill: Option<&[u8]>,
+) -> Result<(), StatementError> {
+    let neighbours = [key.bill_day.pred_opt(), key.bill_day.succ_opt()];
+    for neighbour in neighbours.into_iter().flatten() {
+        let neighbour_key = BillDayKey {
+            bill_day: neighbour,
+            ..key.clone()
+        };
+        settle_held(store, merchant, &neighbour_key, key.bill_day, bill).await?;
+        let Some(run) = store.reconciliation_run(&neighbour_key).await? else {
+            continue;
+        };
+        if run.status == RunStatus::Failed {
+            // Its bill could not be read: this day's items stay held until it can.
+            continue;
+        }
+        let body = match &run.bill_file_id {
+            Some(id) => Some(store.bill_file_body(id).await?),
+            None => None,
+        };
+        settle_held(store, merchant, key, neighbour, body.as_deref()).await?;
+    }
+    Ok(())
+}
+
+/// Settles the items of `held_key`'s run held for `bill_day`'s bill (`bill`, `None` when that
+/// day was verified empty).
+async fn settle_held(
+    store: &Store,
+    merchant: &MerchantIdentity,
+    held_key: &BillDayKey,
+    bill_day: NaiveDate,
+    bill: Option<&[u8]>,
+) -> Result<(), StatementError> {
+    let Some(run) = store.reconciliation_run(held_key).await? else {
+        return Ok(());
+    };
+    if run.held_count == 0 {
+        return Ok(());
+    }
+    let margin = near_midnight_margin();
+    let waiting: Vec<Difference> = store
+        .reconciliation_differences(&run.id, None)
+        .await?
+        .into_iter()
+        .filter(|d| {
+            d.held
+                && d.local_time
+                    .is_some_and(|at| waits_for(held_key.bill_day, at, margin) == Some(bill_day))
+        })
+        .collect();
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    let neighbour = match bill {
+        None => None,
+        Some(body) => {
+            let mut lines = NeighbourBill::new();
+            let read = expected_format(held_key.provider, body).and_then(|format| {
+                read_bill(format, body, merchant, bill_day, |line| {
+                    lines.offer(paygate_core::BillDay::new(held_key.bill_day), line, margin);
+                })
+            });
+            if let Err(reason) = read {
+                tracing::warn!(app = %held_key.app, day = %held_key.bill_day, neighbour = %bill_day, %reason,
+                    "the neighbouring bill does not read; the near-midnight items stay held");
+                return Ok(());
+            }
+            Some(lines)
+        }
+    };
+    let (mut found, mut escalated) = (Vec::new(), Vec::new());
+    for difference in waiting {
+        let key = match difference.kind {
+            BillLineKind::Payment => Some(difference.out_trade_no.clone()),
+            BillLineKind::Refund => difference.out_refund_no.clone(),
+        };
+        let settlement = match (key, difference.local_amount) {
+            (Some(key), Some(amount)) => settle(
+                &HeldItem {
+                    kind: difference.kind,
+                    key,
+                    amount,
+                },
+                neighbour.as_ref(),
+            ),
+            _ => Settlement::Escalated,
+        };
+        match settlement {
+            Settlement::FoundInNeighbour => found.push(difference.id),
+            Settlement::Escalated => escalated.push(difference.id),
+        }
+    }
+    tracing::info!(app = %held_key.app, provider = %held_key.provider, day = %held_key.bill_day,
+        neighbour = %bill_day, found = found.len(), escalated = escalated.len(),
+        "held near-midnight items settled against the neighbouring bill");
+    let note = Resolution {
+        note: format!(
+            "found in the {bill_day} bill with the same amount: dated across midnight from our clock"
+        ),
+        by: ACTOR.to_owned(),
+        at: Utc::now(),
+    };
+    store
+        .settle_held_differences(&run, found, escalated, note)
+        .await?;
+    Ok(())
 }
 
 async fn store_report(
@@ -494,6 +622,220 @@ mod tests {
             seen.push(line.out_refund_no.unwrap_or(line.out_trade_no).to_owned());
         })?;
         Ok(seen)
+    }
+
+    /// A WeChat `ALL` bill of merchant 10000100 with one payment per `(out_trade_no, fen,
+    /// Beijing time)`, its summary consistent with the rows.
+    fn wechat_bill(payments: &[(&str, i64, &str)]) -> Vec<u8> {
+        const HEADER: &str = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注";
+        let yuan = |fen: i64| format!("{}.{:02}", fen / 100, fen % 100);
+        let mut text = format!("{HEADER}\r\n");
+        let mut gross = 0;
+        for (n, (no, fen, at)) in payments.iter().enumerate() {
+            gross += fen;
+            text.push_str(&format!(
+                "`{at},`wx2421b1c4370ec43b,`10000100,`0,`,`42000000002024{n:014},`{no},`o1,`NATIVE,`SUCCESS,`OTHERS,`CNY,`{},`0.00,`0,`0,`0.00,`0.00,`,`,`tea,`,`0.00000,`0.60%,`{},`0.00,`\r\n",
+                yuan(*fen),
+                yuan(*fen)
+            ));
+        }
+        text.push_str("总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\r\n");
+        text.push_str(&format!(
+            "`{},`{},`0.00,`0.00,`0.00000,`{},`0.00\r\n",
+            payments.len(),
+            yuan(gross),
+            yuan(gross)
+        ));
+        text.into_bytes()
+    }
+
+    fn paid(no: &str, fen: i64, beijing: &str) -> paygate_reconciliation::LedgerPayment {
+        paygate_reconciliation::LedgerPayment {
+            out_trade_no: no.to_owned(),
+            provider_trade_no: None,
+            amount: paygate_core::Fen::new(fen).unwrap(),
+            status: OrderStatus::Paid,
+            paid_at: Some(paygate_core::bill::parse_beijing_time(beijing).unwrap()),
+        }
+    }
+
+    /// Matches `bill` of `day` against `payments`, keeps the file and stores the run, as a
+    /// day's reconciliation does, then settles the neighbours.
+    async fn run_day(
+        store: &Store,
+        day: NaiveDate,
+        bill: Option<Vec<u8>>,
+        payments: Vec<paygate_reconciliation::LedgerPayment>,
+    ) -> ReconciliationRun {
+        let key = BillDayKey {
+            app: paygate_core::AppName::parse("shop").unwrap(),
+            provider: ProviderKind::WECHAT,
+            bill_day: day,
+        };
+        let ledger = paygate_reconciliation::Ledger {
+            payments,
+            refunds: Vec::new(),
+        };
+        let mut matcher = Matcher::new(day, ledger, MatchOptions::default());
+        let file = match &bill {
+            Some(body) => {
+                read_bill(
+                    BillFormat::WechatText,
+                    body,
+                    &merchant("10000100"),
+                    day,
+                    |l| matcher.push(l),
+                )
+                .unwrap();
+                let file = store
+                    .insert_bill_file(NewBillFile {
+                        app: key.app.clone(),
+                        provider: key.provider,
+                        bill_day: day,
+                        body: body.clone(),
+                        fetched_at: Utc::now(),
+                    })
+                    .await
+                    .unwrap();
+                Some(file.id)
+            }
+            None => None,
+        };
+        store
+            .replace_reconciliation_run(NewReconciliationRun {
+                app: key.app.clone(),
+                provider: key.provider,
+                bill_day: day,
+                bill_file_id: file,
+                outcome: RunOutcome::Reconciled(Box::new(matcher.finish().unwrap())),
+                finished_at: Utc::now(),
+            })
+            .await
+            .unwrap();
+        settle_neighbours(store, &merchant("10000100"), &key, bill.as_deref())
+            .await
+            .unwrap();
+        store.reconciliation_run(&key).await.unwrap().unwrap()
+    }
+
+    async fn categories(
+        store: &Store,
+        run: &ReconciliationRun,
+    ) -> Vec<(String, &'static str, bool)> {
+        let mut found: Vec<_> = store
+            .reconciliation_differences(&run.id, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.out_trade_no, d.category.as_str(), d.held))
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[tokio::test]
+    async fn held_near_midnight_items_are_settled_by_the_neighbouring_days_bill() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("paygate.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        let d15 = day();
+        let (d14, d16) = (d15.pred_opt().unwrap(), d15.succ_opt().unwrap());
+
+        // The 15th: two payments our clock put just before midnight are not in its bill, and one
+        // our clock put just after the 14th/15th midnight is not either. All three are held.
+        let noon = ("T_NOON", 500, "2024-01-15 12:00:00");
+        let late_found = paid("T_LATE_FOUND", 1000, "2024-01-15 23:59:58");
+        let late_lost = paid("T_LATE_LOST", 2000, "2024-01-15 23:58:00");
+        let early = paid("T_EARLY", 700, "2024-01-15 00:00:30");
+        // The 16th's bill as first fetched: the provider dated T_LATE_FOUND 00:00:03.
+        let bill16_first = || wechat_bill(&[("T_LATE_FOUND", 1000, "2024-01-16 00:00:03")]);
+        let run15 = run_day(
+            &store,
+            d15,
+            Some(wechat_bill(&[noon])),
+            vec![
+                paid(noon.0, noon.1, noon.2),
+                late_found.clone(),
+                late_lost.clone(),
+                early.clone(),
+            ],
+        )
+        .await;
+        assert_eq!((run15.differences_count, run15.held_count), (3, 3));
+
+        // The 16th's bill has the first (the provider dated it 00:00:03), not the second: the
+        // first is settled as found, the second becomes a plain difference. The item waiting
+        // for the 14th stays held.
+        let run16 = run_day(&store, d16, Some(bill16_first()), vec![late_found.clone()]).await;
+        assert_eq!(run16.status, RunStatus::Matched, "the 16th itself agrees");
+        let run15 = day_run(&store, &run16, d15).await;
+        assert_eq!(
+            categories(&store, &run15).await,
+            [
+                ("T_EARLY".to_owned(), "missing_in_bill", true),
+                (
+                    "T_LATE_FOUND".to_owned(),
+                    "matched_in_neighbour_bill",
+                    false
+                ),
+                ("T_LATE_LOST".to_owned(), "missing_in_bill", false),
+            ]
+        );
+        assert_eq!((run15.differences_count, run15.held_count), (2, 1));
+        let found = store
+            .reconciliation_differences(&run15.id, Some(Category::MatchedInNeighbourBill))
+            .await
+            .unwrap();
+        assert_eq!(found[0].resolution.as_ref().unwrap().by, ACTOR);
+
+        // The 14th had no bill and no business (a verified empty day): it does not have the
+        // early item either, so it is escalated. Its run comes after the 15th's: order of
+        // checking does not matter.
+        run_day(&store, d14, None, Vec::new()).await;
+        let run15 = day_run(&store, &run16, d15).await;
+        assert_eq!(
+            categories(&store, &run15).await[0],
+            ("T_EARLY".to_owned(), "missing_in_bill", false)
+        );
+        assert_eq!((run15.differences_count, run15.held_count), (2, 0));
+
+        // A rerun of the 16th settles nothing twice.
+        run_day(&store, d16, Some(bill16_first()), vec![late_found.clone()]).await;
+        let again = day_run(&store, &run16, d15).await;
+        assert_eq!((again.differences_count, again.held_count), (2, 0));
+
+        // The other way round: the 17th holds an item our clock put at 00:00:10 on the 17th,
+        // which the 16th's bill (already checked, and stored) has at 23:59:59 on the 16th.
+        let d17 = d16.succ_opt().unwrap();
+        let crossing = paid("T_CROSS", 300, "2024-01-17 00:00:10");
+        let bill16 = wechat_bill(&[
+            ("T_LATE_FOUND", 1000, "2024-01-16 00:00:03"),
+            ("T_CROSS", 300, "2024-01-16 23:59:59"),
+        ]);
+        let ledger16 = vec![
+            paid("T_LATE_FOUND", 1000, "2024-01-15 23:59:58"),
+            crossing.clone(),
+        ];
+        run_day(&store, d16, Some(bill16), ledger16).await;
+        let other = ("T_OTHER", 100, "2024-01-17 09:00:00");
+        let ledger17 = vec![paid(other.0, other.1, other.2), crossing];
+        let run17 = run_day(&store, d17, Some(wechat_bill(&[other])), ledger17).await;
+        assert_eq!(
+            categories(&store, &run17).await,
+            [("T_CROSS".to_owned(), "matched_in_neighbour_bill", false)]
+        );
+        assert_eq!(run17.status, RunStatus::Matched);
+        store.close().await.unwrap();
+    }
+
+    /// The stored run of `day` for the app and provider of `run`.
+    async fn day_run(store: &Store, run: &ReconciliationRun, day: NaiveDate) -> ReconciliationRun {
+        let key = BillDayKey {
+            app: run.app.clone(),
+            provider: run.provider,
+            bill_day: day,
+        };
+        store.reconciliation_run(&key).await.unwrap().unwrap()
     }
 
     #[test]

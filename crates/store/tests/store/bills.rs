@@ -20,6 +20,7 @@ on_both_backends!(
     a_rerun_replaces_the_days_run_and_its_differences,
     a_failed_run_is_stored_with_its_reason_and_no_differences,
     the_ledger_holds_the_days_payments_and_refunds_and_what_the_bill_names,
+    settling_held_differences_changes_them_once_with_the_runs_counts_and_status,
 );
 
 fn day() -> NaiveDate {
@@ -395,5 +396,83 @@ async fn the_ledger_holds_the_days_payments_and_refunds_and_what_the_bill_names(
             ("RF_day_1", "L_early", RefundStatus::Processing),
             ("RF_named_1", "L_early", RefundStatus::Processing),
         ]
+    );
+}
+
+async fn settling_held_differences_changes_them_once_with_the_runs_counts_and_status(db: TestDb) {
+    let s = &db.store;
+    let near = |no: &str, at: &str| LedgerPayment {
+        out_trade_no: no.to_owned(),
+        provider_trade_no: None,
+        amount: fen(1000),
+        status: OrderStatus::Paid,
+        paid_at: Some(parse_beijing_time(at).unwrap()),
+    };
+    // An empty bill: both near-midnight payments are held as missing in it.
+    let ledger = Ledger {
+        payments: vec![
+            near("T_FOUND", "2024-01-15 23:59:58"),
+            near("T_LOST", "2024-01-15 23:58:00"),
+        ],
+        refunds: Vec::new(),
+    };
+    let report = Matcher::new(day(), ledger, MatchOptions::default())
+        .finish()
+        .unwrap();
+    let run = s
+        .replace_reconciliation_run(NewReconciliationRun {
+            app: app("shop"),
+            provider: ProviderKind::WECHAT,
+            bill_day: day(),
+            bill_file_id: None,
+            outcome: RunOutcome::Reconciled(Box::new(report)),
+            finished_at: at(16, 2),
+        })
+        .await
+        .unwrap();
+    assert_eq!((run.differences_count, run.held_count), (2, 2));
+    let differences = s.reconciliation_differences(&run.id, None).await.unwrap();
+    let id_of = |no: &str| {
+        differences
+            .iter()
+            .find(|d| d.out_trade_no == no)
+            .unwrap()
+            .id
+            .clone()
+    };
+    let note = Resolution {
+        note: "found in the 2024-01-16 bill".into(),
+        by: "paygate reconciliation".into(),
+        at: at(17, 2),
+    };
+    let settled = s
+        .settle_held_differences(
+            &run,
+            vec![id_of("T_FOUND")],
+            vec![id_of("T_LOST")],
+            note.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((settled.differences_count, settled.held_count), (1, 0));
+    assert_eq!(settled.status, RunStatus::Differences);
+    let after = s.reconciliation_differences(&run.id, None).await.unwrap();
+    let found = after.iter().find(|d| d.out_trade_no == "T_FOUND").unwrap();
+    assert_eq!(found.category, Category::MatchedInNeighbourBill);
+    assert!(!found.held);
+    assert_eq!(found.resolution.as_ref(), Some(&note));
+    let lost = after.iter().find(|d| d.out_trade_no == "T_LOST").unwrap();
+    assert_eq!((lost.category, lost.held), (Category::MissingInBill, false));
+    assert_eq!(lost.resolution, None);
+
+    // No longer held: settling it again (say a rerun of the neighbouring day) changes nothing.
+    let again = s
+        .settle_held_differences(&run, vec![id_of("T_LOST")], Vec::new(), note)
+        .await
+        .unwrap();
+    assert_eq!(again, settled);
+    assert_eq!(
+        s.reconciliation_differences(&run.id, None).await.unwrap(),
+        after
     );
 }
