@@ -93,10 +93,55 @@ impl StatementSettings {
     }
 }
 
+/// One app's bill day, as the job tracks it.
+type Slot = (ProviderKind, AppName, NaiveDate);
+
 /// What the job remembers between passes: when each app may be tried again.
 #[derive(Debug, Default)]
 pub struct JobState {
-    next_attempt: HashMap<(ProviderKind, AppName, NaiveDate), DateTime<Utc>>,
+    next_attempt: HashMap<Slot, DateTime<Utc>>,
+}
+
+/// What an attempt at a day's bill came to, as the schedule sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Reconciled (by this job or anyone else), or never possible: not tried again that day.
+    Settled,
+    /// Not ready, missing, or failed: tried again `retry_minutes` later.
+    TryAgain,
+}
+
+impl JobState {
+    /// Whether `slot` may be tried at `now`.
+    fn due(&self, slot: &Slot, now: DateTime<Utc>) -> bool {
+        self.next_attempt.get(slot).is_none_or(|at| *at <= now)
+    }
+
+    /// Records an attempt at `now`; `true` when the day is still not reconciled past the alert
+    /// deadline, which is when the alert is raised.
+    fn record(
+        &mut self,
+        slot: Slot,
+        attempt: Attempt,
+        schedule: &Schedule,
+        now: DateTime<Utc>,
+    ) -> bool {
+        match attempt {
+            Attempt::Settled => {
+                self.next_attempt.insert(slot, DateTime::<Utc>::MAX_UTC);
+                false
+            }
+            Attempt::TryAgain => {
+                self.next_attempt.insert(slot, now + schedule.retry);
+                past_deadline(schedule, now)
+            }
+        }
+    }
+
+    /// Forgets the days before `day`: only yesterday is looked at.
+    fn keep_day(&mut self, day: NaiveDate) {
+        self.next_attempt.retain(|(_, _, d), _| *d == day);
+    }
 }
 
 /// The day the job reconciles at `now`, if it is time: yesterday in Beijing, from `run_at`.
@@ -105,32 +150,40 @@ pub fn due_day(schedule: &Schedule, now: DateTime<Utc>) -> Option<NaiveDate> {
     (local.time() >= schedule.run_at).then(|| local.date_naive() - TimeDelta::days(1))
 }
 
-/// One pass: every app without a stored run for the due day whose retry time has come.
-pub async fn pass(state: &AppState, schedule: &Schedule, job: &mut JobState, lease: &mut Lease) {
-    let now = Utc::now();
+/// Whether `now` is past the Beijing alert deadline of the due day.
+fn past_deadline(schedule: &Schedule, now: DateTime<Utc>) -> bool {
+    now.with_timezone(&BEIJING).time() >= schedule.alert_after
+}
+
+/// One pass at `now` (the clock is the caller's, so tests can move it): every app without a
+/// stored run for the due day whose retry time has come.
+pub async fn pass(
+    state: &AppState,
+    schedule: &Schedule,
+    job: &mut JobState,
+    lease: &mut Lease,
+    now: DateTime<Utc>,
+) {
     let Some(day) = due_day(schedule, now) else {
         return;
     };
-    job.next_attempt.retain(|(_, _, d), _| *d == day);
-    let overdue = now.with_timezone(&BEIJING).time() >= schedule.alert_after;
+    job.keep_day(day);
     for app in state.registry.iter() {
         if !lease.hold().await {
             return;
         }
         let slot = (app.kind(), app.name.clone(), day);
-        if job.next_attempt.get(&slot).is_some_and(|at| *at > now) {
-            continue;
-        }
         let key = BillDayKey {
             app: app.name.clone(),
             provider: app.kind(),
             bill_day: day,
         };
+        // Looked up before the retry time: a day finance reconciled by hand between two
+        // attempts clears its alert at once, not at the next attempt.
         match state.store.reconciliation_run(&key).await {
             Ok(Some(_)) => {
-                // Done (by this job, the CLI or finance): nothing to alert.
                 set_overdue(state, &key, false);
-                job.next_attempt.insert(slot, DateTime::<Utc>::MAX_UTC);
+                job.record(slot, Attempt::Settled, schedule, now);
                 continue;
             }
             Ok(None) => {}
@@ -139,33 +192,29 @@ pub async fn pass(state: &AppState, schedule: &Schedule, job: &mut JobState, lea
                 return;
             }
         }
+        if !job.due(&slot, now) {
+            continue;
+        }
         let outcome = reconcile_day(state, app, day, BillSource::Download).await;
-        let retry = match &outcome {
+        let attempt = match &outcome {
             Ok(DayOutcome::Reconciled { run, paid }) => {
                 tracing::info!(app = %key.app, provider = %key.provider, %day, status = %run.status.as_str(),
                     differences = run.differences_count, paid = paid.len(), "bill reconciled");
-                set_overdue(state, &key, false);
-                false
+                Attempt::Settled
             }
-            Ok(DayOutcome::Unsupported) => {
-                job.next_attempt
-                    .insert(slot.clone(), DateTime::<Utc>::MAX_UTC);
-                false
-            }
-            Ok(DayOutcome::NotReady | DayOutcome::BillMissing) => true,
+            Ok(DayOutcome::Unsupported) => Attempt::Settled,
+            Ok(DayOutcome::NotReady | DayOutcome::BillMissing) => Attempt::TryAgain,
             Err(error) => {
                 tracing::warn!(%error, app = %key.app, %day, "bill reconciliation failed; retrying later");
-                true
+                Attempt::TryAgain
             }
         };
-        if retry {
-            job.next_attempt.insert(slot, now + schedule.retry);
-            if overdue {
-                tracing::warn!(app = %key.app, provider = %key.provider, %day, outcome = ?outcome.as_ref().ok(),
-                    "yesterday's bill is still not reconciled after the alert deadline");
-                set_overdue(state, &key, true);
-            }
+        let overdue = job.record(slot, attempt, schedule, now);
+        if overdue {
+            tracing::warn!(app = %key.app, provider = %key.provider, %day, outcome = ?outcome.as_ref().ok(),
+                "yesterday's bill is still not reconciled after the alert deadline");
         }
+        set_overdue(state, &key, overdue);
     }
 }
 
@@ -190,7 +239,7 @@ pub async fn run(
         let (state, job) = (state.clone(), job.clone());
         Box::pin(async move {
             let mut job = job.lock().await;
-            pass(&state, &schedule, &mut job, lease).await;
+            pass(&state, &schedule, &mut job, lease, Utc::now()).await;
         })
     })
     .await;
@@ -217,6 +266,74 @@ mod tests {
         // 15th is today): still too early for the 15th's bill.
         let night = Utc.with_ymd_and_hms(2024, 1, 15, 20, 0, 0).unwrap();
         assert_eq!(due_day(&schedule, night), None);
+    }
+
+    /// Beijing wall time on the 16th of January 2024.
+    fn beijing(hour: u32, minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, 16, hour, minute, 0).unwrap() - TimeDelta::hours(8)
+    }
+
+    #[test]
+    fn a_bill_not_ready_is_tried_every_30_minutes_and_alerted_from_the_deadline_on() {
+        let schedule = StatementSettings::default().schedule().unwrap();
+        let mut job = JobState::default();
+        let day = NaiveDate::from_ymd_opt(2024, 1, 15).unwrap();
+        let slot: Slot = (ProviderKind::WECHAT, AppName::parse("shop").unwrap(), day);
+        // A clock stepped minute by minute from 09:00 to 15:59; the bill is ready at 14:45.
+        let (mut attempts, mut alerts) = (Vec::new(), Vec::new());
+        for minute in 9 * 60..16 * 60 {
+            let now = beijing(minute / 60, minute % 60);
+            if due_day(&schedule, now) != Some(day) || !job.due(&slot, now) {
+                continue;
+            }
+            attempts.push(format!("{:02}:{:02}", minute / 60, minute % 60));
+            let attempt = if minute >= 14 * 60 + 45 {
+                Attempt::Settled
+            } else {
+                Attempt::TryAgain
+            };
+            if job.record(slot.clone(), attempt, &schedule, now) {
+                alerts.push(format!("{:02}:{:02}", minute / 60, minute % 60));
+            }
+        }
+        assert_eq!(
+            attempts,
+            [
+                "10:00", "10:30", "11:00", "11:30", "12:00", "12:30", "13:00", "13:30", "14:00",
+                "14:30", "15:00"
+            ],
+            "from run_at, every retry_minutes, and not again once reconciled"
+        );
+        assert_eq!(
+            alerts,
+            ["14:00", "14:30"],
+            "only past alert_after, and not once reconciled"
+        );
+    }
+
+    #[test]
+    fn the_retry_interval_and_deadline_are_the_configured_ones() {
+        let schedule = StatementSettings {
+            run_at: "08:00".into(),
+            retry_minutes: 5,
+            alert_after: "08:10".into(),
+            ..StatementSettings::default()
+        }
+        .schedule()
+        .unwrap();
+        let mut job = JobState::default();
+        let slot: Slot = (
+            ProviderKind::ALIPAY,
+            AppName::parse("shop").unwrap(),
+            NaiveDate::from_ymd_opt(2024, 1, 15).unwrap(),
+        );
+        assert!(!job.record(slot.clone(), Attempt::TryAgain, &schedule, beijing(8, 0)));
+        assert!(!job.due(&slot, beijing(8, 4)));
+        assert!(job.due(&slot, beijing(8, 5)));
+        assert!(job.record(slot.clone(), Attempt::TryAgain, &schedule, beijing(8, 10)));
+        // Another app's slot is its own.
+        let other = (ProviderKind::WECHAT, slot.1.clone(), slot.2);
+        assert!(job.due(&other, beijing(8, 11)));
     }
 
     #[test]

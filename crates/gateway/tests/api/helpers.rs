@@ -95,6 +95,26 @@ pub async fn spawn_app_with_providers(
     extra_apps: Vec<paygate_gateway::registry::ProviderApp>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> (TestApp, tokio::task::JoinHandle<std::io::Result<()>>) {
+    spawn_app_full(configure, extra_apps, Vec::new(), stop).await
+}
+
+/// Starts a gateway like [`spawn_app_with`] whose embedded sandbox has the fault rules
+/// `faults` before the gateway's background jobs make their first call.
+pub async fn spawn_app_with_faults(
+    configure: impl FnOnce(&mut Settings),
+    faults: Vec<Value>,
+) -> TestApp {
+    spawn_app_full(configure, Vec::new(), faults, std::future::pending())
+        .await
+        .0
+}
+
+async fn spawn_app_full(
+    configure: impl FnOnce(&mut Settings),
+    extra_apps: Vec<paygate_gateway::registry::ProviderApp>,
+    faults: Vec<Value>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (TestApp, tokio::task::JoinHandle<std::io::Result<()>>) {
     let (database_url, database, keys_dir) = test_database();
     let mut settings = Settings {
         listen: "127.0.0.1:0".parse().expect("address"),
@@ -122,6 +142,20 @@ pub async fn spawn_app_with_providers(
         .expect("embedded sandbox")
         .base_url()
         .to_owned();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    // The sandbox already listens; the gateway's jobs start with `run_until`.
+    for rule in faults {
+        let response = http
+            .post(format!("{sandbox}/sandbox/faults"))
+            .json(&rule)
+            .send()
+            .await
+            .expect("fault");
+        assert!(response.status().is_success(), "fault {rule}");
+    }
     let running = tokio::spawn(async move {
         let _keys_dir = keys_dir;
         app.run_until(stop).await
@@ -131,10 +165,7 @@ pub async fn spawn_app_with_providers(
         sandbox,
         merchant_key: keys.merchant,
         finance_key: keys.finance,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client"),
+        http,
         database_url,
         _database: database,
     };

@@ -250,7 +250,7 @@ fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == kind).collect()
 }
 
-async fn sandbox_json<T: serde::de::DeserializeOwned>(app: &TestApp, path: &str) -> T {
+pub(crate) async fn sandbox_json<T: serde::de::DeserializeOwned>(app: &TestApp, path: &str) -> T {
     let response = app
         .http
         .get(format!("{}{path}", app.sandbox))

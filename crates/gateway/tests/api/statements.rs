@@ -6,7 +6,8 @@
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app_with, spawn_app_with_faults};
+use crate::reliability::sandbox_json;
 
 /// A gateway whose reconciler stays out of the way (the daily job is off in tests): only the
 /// finance API acts.
@@ -600,6 +601,97 @@ async fn the_daily_job_reconciles_yesterday_for_every_app_under_its_lease() {
     // Done days are not fetched again: the runs stay the same ones.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(finance_json(&app, &path).await, runs);
+}
+
+/// The `paygate_statement_overdue` value of one app, if the series exists.
+fn overdue_gauge(metrics: &str, app: &str, provider: &str) -> Option<i64> {
+    let (app, provider) = (format!("app=\"{app}\""), format!("provider=\"{provider}\""));
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("paygate_statement_overdue{") && l.contains(&app) && l.contains(&provider)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn the_daily_job_alerts_past_the_deadline_while_a_bill_is_not_ready_and_waits_its_retry_interval()
+ {
+    let api = "/pay/downloadbill";
+    // WeChat answers "Bill Creating" twice; the rules are in place before the job's first pass.
+    let app = spawn_app_with_faults(
+        |s| {
+            s.reconciler.enabled = false;
+            s.statements.enabled = true;
+            // Always past both the run time and the alert deadline.
+            s.statements.run_at = "00:00".into();
+            s.statements.alert_after = "00:00".into();
+            s.statements.interval_ms = 100;
+        },
+        vec![json!({"fault": "bill_not_ready", "api": api, "times": 2})],
+    )
+    .await;
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = app.metrics_text().await;
+        if overdue_gauge(&metrics, "sandbox", "wechat") == Some(1)
+            && overdue_gauge(&metrics, "sandbox", "alipay") == Some(0)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        overdue_gauge(&metrics, "sandbox", "wechat"),
+        Some(1),
+        "{metrics}"
+    );
+    // The apps whose bills were there are reconciled and not alerted.
+    assert_eq!(
+        overdue_gauge(&metrics, "sandbox", "alipay"),
+        Some(0),
+        "{metrics}"
+    );
+    assert_eq!(
+        overdue_gauge(&metrics, "sandbox-v3", "wechat"),
+        Some(0),
+        "{metrics}"
+    );
+
+    // Many passes later the second "not ready" is still unused: the job waits retry_minutes
+    // (30) between attempts rather than asking at every pass.
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    let faults: Vec<Value> = sandbox_json(&app, "/sandbox/faults").await;
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(
+        overdue_gauge(&app.metrics_text().await, "sandbox", "wechat"),
+        Some(1)
+    );
+
+    // Finance reconciles the day by hand (the first try still gets "not ready"): the alert
+    // clears at the next pass, without waiting for the job's own retry.
+    let yesterday = (Utc::now().with_timezone(&paygate_core::bill::BEIJING)
+        - chrono::Duration::days(1))
+    .format("%Y-%m-%d")
+    .to_string();
+    let (status, body) = reconcile(&app, "wechat", &yesterday).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("bill_not_ready")),
+        "{body}"
+    );
+    let (status, body) = reconcile(&app, "wechat", &yesterday).await;
+    assert_eq!(status, 200, "{body}");
+    let mut cleared = None;
+    for _ in 0..100 {
+        cleared = overdue_gauge(&app.metrics_text().await, "sandbox", "wechat");
+        if cleared == Some(0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(cleared, Some(0));
 }
 
 #[tokio::test]
