@@ -317,10 +317,15 @@ async fn paid_v3_order(app: &TestApp, no: &str, fen: i64, drop_notify: bool) -> 
 }
 
 /// The sorted (out_trade_no or out_refund_no, category) pairs of a day's differences.
-async fn difference_keys(app: &TestApp, name: &str, day: &str) -> Vec<(String, String)> {
+async fn difference_keys(
+    app: &TestApp,
+    name: &str,
+    provider: &str,
+    day: &str,
+) -> Vec<(String, String)> {
     let listed = finance_json(
         app,
-        &format!("/v1/reconciliation/differences?app={name}&provider=wechat&day={day}"),
+        &format!("/v1/reconciliation/differences?app={name}&provider={provider}&day={day}"),
     )
     .await;
     let mut found: Vec<(String, String)> = listed["data"]
@@ -428,7 +433,7 @@ async fn a_v3_day_with_every_bill_fault_reports_each_difference_once_and_pays_th
     assert_eq!(first["paid"], json!(["st3_lost"]));
     // Each injected difference exactly once, in its category; none about untouched trades.
     assert_eq!(
-        difference_keys(&app, "sandbox-v3", &day).await,
+        difference_keys(&app, "sandbox-v3", "wechat", &day).await,
         [
             ("st3_lost".to_owned(), "status_mismatch".to_owned()),
             ("st3_omit".to_owned(), "missing_in_bill".to_owned()),
@@ -450,26 +455,88 @@ async fn a_v3_day_with_every_bill_fault_reports_each_difference_once_and_pays_th
     assert_eq!(second["run"]["local"]["payments_count"], 7);
     assert_eq!(second["paid"], json!([]));
     assert_eq!(paid_events(&app, lost_id).await, 1);
-    assert!(difference_keys(&app, "sandbox-v3", &day).await.is_empty());
+    assert!(
+        difference_keys(&app, "sandbox-v3", "wechat", &day)
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
-async fn an_alipay_day_is_reconciled_from_the_gbk_zip_and_the_lost_payment_is_paid() {
+async fn an_alipay_day_with_every_bill_fault_is_reconciled_from_the_gbk_zip_and_the_lost_payment_is_paid()
+ {
     let app = quiet_app().await;
     let day = beijing_today();
-    paid_order(&app, "alipay", "precreate", "st_ali_kept", 1200, false).await;
+    let method = "alipay.data.dataservice.bill.downloadurl.query";
+    let kept = paid_order(&app, "alipay", "precreate", "st_ali_kept", 1200, false).await;
     let lost = paid_order(&app, "alipay", "precreate", "st_ali_lost", 3300, true).await;
     let lost_id = lost["id"].as_str().unwrap();
+    paid_order(&app, "alipay", "precreate", "st_ali_omit", 800, false).await;
+    paid_order(&app, "alipay", "precreate", "st_ali_shift", 900, false).await;
+    let refund = app
+        .post(
+            &format!("/v1/orders/{}/refunds", kept["id"].as_str().unwrap()),
+            &json!({"amount": 200, "out_refund_no": "st_ali_kept_r1", "reason": "test"}),
+        )
+        .await;
+    assert!(
+        refund.status().is_success(),
+        "{}",
+        refund.text().await.unwrap()
+    );
 
+    // Not ready three times (Alipay answers a missing bill for it): three 409s, nothing stored.
+    app.fault(json!({"fault": "bill_not_ready", "api": method, "times": 3}))
+        .await;
+    for _ in 0..3 {
+        let (status, body) = reconcile(&app, "alipay", &day).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (409, &json!("bill_missing")),
+            "{body}"
+        );
+    }
+    for rule in [
+        json!({"fault": "bill_omit_trade", "api": method, "out_trade_no": "st_ali_omit"}),
+        json!({"fault": "bill_amount_delta", "fen": 50, "api": method, "out_trade_no": "st_ali_shift"}),
+        json!({"fault": "bill_foreign_trade", "fen": 777, "api": method, "out_trade_no": "st_ali_other_sys"}),
+    ] {
+        app.fault(rule).await;
+    }
     let (status, body) = reconcile(&app, "alipay", &day).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["run"]["status"], "differences", "{body}");
-    assert_eq!(body["run"]["bill"]["payments_count"], 2);
-    assert_eq!(body["run"]["bill"]["gross"], 1200 + 3300);
+    // kept, lost, shift (+0.50) and the other system's; omit left out.
+    assert_eq!(body["run"]["bill"]["payments_count"], 4);
+    assert_eq!(body["run"]["bill"]["gross"], 1200 + 3300 + 950 + 777);
+    assert_eq!(body["run"]["bill"]["refunds_count"], 1);
+    assert_eq!(body["run"]["bill"]["refunds"], 200);
+    assert_eq!(body["run"]["differences_count"], 4, "{body}");
+    let found = difference_keys(&app, "sandbox", "alipay", &day).await;
+    let found: Vec<(&str, &str)> = found
+        .iter()
+        .map(|(k, c)| (k.as_str(), c.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("st_ali_lost", "status_mismatch"),
+            ("st_ali_omit", "missing_in_bill"),
+            ("st_ali_other_sys", "missing_local"),
+            ("st_ali_shift", "amount_mismatch"),
+        ]
+    );
     assert_eq!(body["paid"], json!(["st_ali_lost"]));
     assert_eq!(status_of(&app, lost_id).await, "paid");
     assert_eq!(paid_events(&app, lost_id).await, 1);
     assert_eq!(&raw_file(&app, &body["run"]).await[..4], b"PK\x03\x04");
+
+    // A rerun agrees on everything and pays nothing twice.
+    let (status, again) = reconcile(&app, "alipay", &day).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["run"]["status"], "matched", "{again}");
+    assert_eq!(again["paid"], json!([]));
+    assert_eq!(paid_events(&app, lost_id).await, 1);
 }
 
 #[tokio::test]
@@ -637,6 +704,7 @@ async fn the_daily_job_alerts_past_the_deadline_while_a_bill_is_not_ready_and_wa
         metrics = app.metrics_text().await;
         if overdue_gauge(&metrics, "sandbox", "wechat") == Some(1)
             && overdue_gauge(&metrics, "sandbox", "alipay") == Some(0)
+            && overdue_gauge(&metrics, "sandbox-v3", "wechat") == Some(0)
         {
             break;
         }
