@@ -7,13 +7,12 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
-use paygate_core::{AppName, BillLineKind, Fen, ProviderKind};
+use paygate_core::{AppName, BillLineKind, Fen, OrderStatus, ProviderKind};
 use paygate_core::{BillDay, RefundStatus};
 use paygate_reconciliation::{Category, Ledger, LedgerPayment, LedgerRefund, Report};
 use sha2::{Digest, Sha256};
 
 use crate::conn::Db;
-use crate::orders::OrderRow;
 use crate::schema::{bill_files, orders, reconciliation_differences, reconciliation_runs, refunds};
 use crate::text::text_enum;
 use crate::writer::LockKey;
@@ -489,6 +488,21 @@ const KEYS_PER_QUERY: usize = 500;
 /// A refund as the ledger reads it, with its order's number.
 type RefundColumns = (String, String, i64, String, NaiveDateTime);
 
+/// The columns of [`RefundColumns`], from `refunds` joined with `orders`.
+const REFUND_COLUMNS: (
+    refunds::out_refund_no,
+    orders::out_trade_no,
+    refunds::amount,
+    refunds::status,
+    refunds::created_at,
+) = (
+    refunds::out_refund_no,
+    orders::out_trade_no,
+    refunds::amount,
+    refunds::status,
+    refunds::created_at,
+);
+
 fn ledger_refund(row: RefundColumns) -> Result<LedgerRefund, StoreError> {
     let (out_refund_no, out_trade_no, amount, status, created_at) = row;
     const T: &str = "refunds";
@@ -500,6 +514,71 @@ fn ledger_refund(row: RefundColumns) -> Result<LedgerRefund, StoreError> {
         out_trade_no,
     })
 }
+
+/// An order as the ledger reads it: only the columns matching needs, so a million-order day
+/// is not a million whole orders in memory.
+type PaymentColumns = (
+    String,
+    String,
+    Option<String>,
+    i64,
+    String,
+    Option<NaiveDateTime>,
+);
+
+/// The columns of [`PaymentColumns`].
+const PAYMENT_COLUMNS: (
+    orders::id,
+    orders::out_trade_no,
+    orders::provider_trade_no,
+    orders::amount,
+    orders::status,
+    orders::paid_at,
+) = (
+    orders::id,
+    orders::out_trade_no,
+    orders::provider_trade_no,
+    orders::amount,
+    orders::status,
+    orders::paid_at,
+);
+
+fn ledger_payment(row: PaymentColumns) -> Result<LedgerPayment, StoreError> {
+    let (id, out_trade_no, provider_trade_no, amount, status, paid_at) = row;
+    const T: &str = "orders";
+    Ok(LedgerPayment {
+        amount: crate::fen_column(T, &id, amount)?,
+        status: OrderStatus::parse(&status).map_err(|e| corrupt(T, &id, e))?,
+        paid_at: paid_at.map(utc),
+        out_trade_no,
+        provider_trade_no,
+    })
+}
+
+/// What a day's ledger queries filter on: the provider, the merchant's apps, the day's
+/// bounds as stored.
+struct LedgerScope {
+    provider: String,
+    apps: Vec<String>,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+}
+
+impl LedgerScope {
+    fn new(key: &BillDayKey, apps: &[AppName]) -> LedgerScope {
+        let day = BillDay::new(key.bill_day);
+        LedgerScope {
+            provider: key.provider.as_str().to_owned(),
+            apps: apps.iter().map(|a| a.as_str().to_owned()).collect(),
+            start: db_time(day.start()),
+            end: db_time(day.end()),
+        }
+    }
+}
+
+/// Orders per page of a day's ledger: the day is read in pages in `(paid_at, id)` order, so
+/// neither libpq nor the driver holds a million rows at once beside the ledger being built.
+const LEDGER_PAGE: i64 = 20_000;
 
 impl Store {
     /// Our books' side of one bill day (what [`paygate_reconciliation::Matcher`] matches
@@ -515,81 +594,123 @@ impl Store {
         named_orders: Vec<String>,
         named_refunds: Vec<String>,
     ) -> Result<Ledger, StoreError> {
-        let (_, provider, _) = key.columns();
-        let apps: Vec<String> = apps.iter().map(|a| a.as_str().to_owned()).collect();
-        let day = BillDay::new(key.bill_day);
-        let (start, end) = (db_time(day.start()), db_time(day.end()));
-        self.run(move |conn| {
-            let mine = || {
-                orders::table
-                    .filter(orders::app.eq_any(apps.clone()))
-                    .filter(orders::provider.eq(provider.clone()))
-                    .into_boxed::<Db>()
-            };
-            let mut found = std::collections::BTreeMap::new();
-            let of_day = mine()
-                .filter(orders::paid_at.ge(start))
-                .filter(orders::paid_at.lt(end))
-                .select(OrderRow::as_select())
-                .load(conn)?;
-            let mut rows = of_day;
-            for chunk in named_orders.chunks(KEYS_PER_QUERY) {
-                rows.extend(
-                    mine()
-                        .filter(orders::out_trade_no.eq_any(chunk.to_vec()))
-                        .select(OrderRow::as_select())
-                        .load(conn)?,
-                );
-            }
-            for row in rows {
-                let order = row.into_order()?;
-                found.entry(order.id.to_string()).or_insert(order);
-            }
-            let payments = found
-                .into_values()
-                .map(|order| LedgerPayment {
-                    out_trade_no: order.out_trade_no.to_string(),
-                    provider_trade_no: order.provider_trade_no,
-                    amount: order.amount,
-                    status: order.status,
-                    paid_at: order.paid_at,
-                })
-                .collect();
+        let mut ledger = self.bill_day_own_ledger(key, apps).await?;
+        let named = self
+            .bill_named_ledger(key, apps, named_orders, named_refunds)
+            .await?;
+        ledger.payments.extend(named.payments);
+        ledger.refunds.extend(named.refunds);
+        Ok(ledger)
+    }
 
-            let refunds_of_app = || {
-                refunds::table
-                    .inner_join(orders::table)
-                    .filter(orders::app.eq_any(apps.clone()))
-                    .filter(orders::provider.eq(provider.clone()))
-                    .select((
-                        refunds::out_refund_no,
-                        orders::out_trade_no,
-                        refunds::amount,
-                        refunds::status,
-                        refunds::created_at,
-                    ))
-                    .into_boxed::<Db>()
-            };
-            let mut refund_rows: Vec<RefundColumns> = refunds_of_app()
-                .filter(refunds::created_at.ge(start))
-                .filter(refunds::created_at.lt(end))
-                .load(conn)?;
-            for chunk in named_refunds.chunks(KEYS_PER_QUERY) {
-                refund_rows.extend(
-                    refunds_of_app()
-                        .filter(refunds::out_refund_no.eq_any(chunk.to_vec()))
-                        .filter(
-                            refunds::created_at
-                                .lt(start)
-                                .or(refunds::created_at.ge(end)),
-                        )
-                        .load::<RefundColumns>(conn)?,
-                );
+    /// The day's own part of [`Store::bill_day_ledger`]: the orders of `apps` paid on the day
+    /// (read page by page) and their refunds requested on it.
+    pub async fn bill_day_own_ledger(
+        &self,
+        key: &BillDayKey,
+        apps: &[AppName],
+    ) -> Result<Ledger, StoreError> {
+        let scope = LedgerScope::new(key, apps);
+        self.run(move |conn| {
+            let mut payments = Vec::new();
+            let mut after: Option<(NaiveDateTime, String)> = None;
+            loop {
+                let mut page = orders::table
+                    .filter(orders::app.eq_any(scope.apps.clone()))
+                    .filter(orders::provider.eq(scope.provider.clone()))
+                    .filter(orders::paid_at.ge(scope.start))
+                    .filter(orders::paid_at.lt(scope.end))
+                    .into_boxed::<Db>();
+                if let Some((paid_at, id)) = after.take() {
+                    page = page.filter(
+                        orders::paid_at
+                            .gt(paid_at)
+                            .or(orders::paid_at.eq(paid_at).and(orders::id.gt(id))),
+                    );
+                }
+                let rows: Vec<PaymentColumns> = page
+                    .order((orders::paid_at.asc(), orders::id.asc()))
+                    .limit(LEDGER_PAGE)
+                    .select(PAYMENT_COLUMNS)
+                    .load(conn)?;
+                let full = rows.len() as i64 == LEDGER_PAGE;
+                after = rows
+                    .last()
+                    .and_then(|row| row.5.map(|paid_at| (paid_at, row.0.clone())));
+                for row in rows {
+                    payments.push(ledger_payment(row)?);
+                }
+                if !full || after.is_none() {
+                    break;
+                }
             }
-            let refunds = refund_rows
+            let refunds = refunds::table
+                .inner_join(orders::table)
+                .filter(orders::app.eq_any(scope.apps.clone()))
+                .filter(orders::provider.eq(scope.provider.clone()))
+                .filter(refunds::created_at.ge(scope.start))
+                .filter(refunds::created_at.lt(scope.end))
+                .select(REFUND_COLUMNS)
+                .load::<RefundColumns>(conn)?
                 .into_iter()
                 .map(ledger_refund)
                 .collect::<Result<Vec<_>, _>>()?;
+            Ok(Ledger { payments, refunds })
+        })
+        .await
+    }
+
+    /// The part of [`Store::bill_day_ledger`] the bill names beyond the day's own: the orders
+    /// of `apps` numbered `named_orders` not paid on the day (paid across midnight by our
+    /// clock, or pending, or closed), and the refunds numbered `named_refunds` not requested
+    /// on it. A reconciliation passes only the numbers the day's own ledger lacks, so a
+    /// million-row bill costs no million-key lookup.
+    pub async fn bill_named_ledger(
+        &self,
+        key: &BillDayKey,
+        apps: &[AppName],
+        named_orders: Vec<String>,
+        named_refunds: Vec<String>,
+    ) -> Result<Ledger, StoreError> {
+        let scope = LedgerScope::new(key, apps);
+        self.run(move |conn| {
+            let mut payments = Vec::new();
+            for chunk in named_orders.chunks(KEYS_PER_QUERY) {
+                let rows: Vec<PaymentColumns> = orders::table
+                    .filter(orders::app.eq_any(scope.apps.clone()))
+                    .filter(orders::provider.eq(scope.provider.clone()))
+                    .filter(orders::out_trade_no.eq_any(chunk.to_vec()))
+                    .filter(
+                        orders::paid_at
+                            .is_null()
+                            .or(orders::paid_at.lt(scope.start))
+                            .or(orders::paid_at.ge(scope.end)),
+                    )
+                    .order(orders::id.asc())
+                    .select(PAYMENT_COLUMNS)
+                    .load(conn)?;
+                for row in rows {
+                    payments.push(ledger_payment(row)?);
+                }
+            }
+            let mut refunds = Vec::new();
+            for chunk in named_refunds.chunks(KEYS_PER_QUERY) {
+                let rows = refunds::table
+                    .inner_join(orders::table)
+                    .filter(orders::app.eq_any(scope.apps.clone()))
+                    .filter(orders::provider.eq(scope.provider.clone()))
+                    .filter(refunds::out_refund_no.eq_any(chunk.to_vec()))
+                    .filter(
+                        refunds::created_at
+                            .lt(scope.start)
+                            .or(refunds::created_at.ge(scope.end)),
+                    )
+                    .select(REFUND_COLUMNS)
+                    .load::<RefundColumns>(conn)?;
+                for row in rows {
+                    refunds.push(ledger_refund(row)?);
+                }
+            }
             Ok(Ledger { payments, refunds })
         })
         .await

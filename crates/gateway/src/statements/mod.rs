@@ -23,7 +23,7 @@
 
 pub mod job;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use chrono::{NaiveDate, TimeDelta, Utc};
 use paygate_core::{
@@ -31,8 +31,8 @@ use paygate_core::{
     ProviderError, ProviderKind,
 };
 use paygate_reconciliation::{
-    Category, HeldItem, Item, MatchOptions, Matcher, NeighbourBill, Report, Settlement, settle,
-    waits_for,
+    Category, HeldItem, Item, Ledger, MatchOptions, Matcher, NeighbourBill, Report, Settlement,
+    settle, waits_for,
 };
 use paygate_store::{
     BillDayKey, BillFileId, Difference, NewBillFile, NewReconciliationRun, ReconciliationRun,
@@ -213,33 +213,45 @@ pub async fn reconcile_day(
     let merchant = app.provider.merchant();
     let format = expected_format(key.provider, &body);
 
-    // First pass: check the whole file and collect the keys it names.
+    // Our books of the day first, so the check of the file can note which orders and
+    // refunds it names beyond them: a million-row bill then costs no million-key lookup.
+    let apps = merchant_apps(state, app);
+    let mut ledger = state.store.bill_day_own_ledger(&key, &apps).await?;
+    let (known_orders, known_refunds) = ledger_keys(&ledger);
+
+    // First pass: check the whole file and collect the keys it names that the day lacks.
     let mut named_orders = BTreeSet::new();
     let mut named_refunds = BTreeSet::new();
     let checked = format.and_then(|format| {
         read_bill(format, &body, merchant, day, |line| {
-            named_orders.insert(line.out_trade_no.to_owned());
+            if !known_orders.contains(line.out_trade_no) {
+                named_orders.insert(line.out_trade_no.to_owned());
+            }
             if line.kind == BillLineKind::Refund
                 && let Some(no) = line.out_refund_no
+                && !known_refunds.contains(no)
             {
                 named_refunds.insert(no.to_owned());
             }
         })
         .map(|()| format)
     });
+    drop((known_orders, known_refunds));
     let format = match checked {
         Ok(format) => format,
         Err(reason) => return store_failed(state, &key, Some(file.id), reason).await,
     };
-    let ledger = state
+    let named = state
         .store
-        .bill_day_ledger(
+        .bill_named_ledger(
             &key,
-            &merchant_apps(state, app),
+            &apps,
             named_orders.into_iter().collect(),
             named_refunds.into_iter().collect(),
         )
         .await?;
+    ledger.payments.extend(named.payments);
+    ledger.refunds.extend(named.refunds);
 
     // Second pass: match, streaming.
     let mut matcher = Matcher::new(day, ledger, MatchOptions::default());
@@ -264,6 +276,21 @@ pub async fn reconcile_day(
         run: Box::new(run),
         paid,
     })
+}
+
+/// The order and refund numbers `ledger` holds, borrowed from it.
+fn ledger_keys(ledger: &Ledger) -> (HashSet<&str>, HashSet<&str>) {
+    let orders = ledger
+        .payments
+        .iter()
+        .map(|p| p.out_trade_no.as_str())
+        .collect();
+    let refunds = ledger
+        .refunds
+        .iter()
+        .map(|r| r.out_refund_no.as_str())
+        .collect();
+    (orders, refunds)
 }
 
 /// Every configured app of `app`'s provider on the same merchant account (WeChat v2 and v3
@@ -323,7 +350,7 @@ async fn no_bill(
 ) -> Result<DayOutcome, StatementError> {
     let ledger = state
         .store
-        .bill_day_ledger(key, &merchant_apps(state, app), Vec::new(), Vec::new())
+        .bill_day_own_ledger(key, &merchant_apps(state, app))
         .await?;
     let report = Matcher::new(key.bill_day, ledger, MatchOptions::default())
         .finish()
