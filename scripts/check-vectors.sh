@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The provider crates carry byte-identical copies of the team's ground-truth vectors so that
+# The repo carries byte-identical copies of the team's ground-truth vectors so that
 # `cargo test` needs nothing outside the repo. When ../shared/vectors is present (it is in CI),
 # fail if a copy drifted from it.
 set -euo pipefail
@@ -10,13 +10,15 @@ if [ ! -d "$shared" ]; then
   exit 0
 fi
 status=0
-# Each entry is "crate folder:vector folder"; WeChat Pay APIv3 lives in its own crate, and the
-# statement (bill) vectors are read by both provider crates and matched by reconciliation.
-for pair in wechat:wechat alipay:alipay wechat-v3:wechat-v3 \
-  wechat:bills alipay:bills reconciliation:bills; do
-  crate="${pair%%:*}"
+# Each entry is "copy:vector folder". The provider vectors live in their crates (WeChat Pay
+# APIv3 in its own); the statement (bill) vectors are read by the WeChat, APIv3, Alipay,
+# reconciliation and gateway tests alike, so the workspace holds them once.
+for pair in crates/wechat/tests/data/vectors/wechat:wechat \
+  crates/alipay/tests/data/vectors/alipay:alipay \
+  crates/wechat-v3/tests/data/vectors/wechat-v3:wechat-v3 \
+  tests/data/vectors/bills:bills; do
+  copy="${pair%%:*}"
   vectors="${pair#*:}"
-  copy="crates/$crate/tests/data/vectors/$vectors"
   if [ ! -d "$copy" ]; then
     echo "missing vendored vectors: $copy" >&2
     status=1

@@ -1,4 +1,4 @@
-//! The matcher against the vendored reconciliation vector (`tests/data/vectors/bills/recon/`,
+//! The matcher against the vendored reconciliation vector (the workspace's `tests/data/vectors/bills/recon/`,
 //! copied unchanged from `shared/vectors/bills/`): `wechat-v2-ALL.csv` parsed by the WeChat
 //! parser, matched with `wechat-2024-01-15.local.json`, must give exactly
 //! `wechat-2024-01-15.expected.json`. Then the rules the vector does not exercise.
@@ -18,7 +18,7 @@ use paygate_wechat::bill::{BillExpectation, TradeBillReader};
 use serde_json::{Value, json};
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors/bills")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/vectors/bills")
 }
 
 fn load(file: &str) -> Value {

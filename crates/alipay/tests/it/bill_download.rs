@@ -24,8 +24,8 @@ fn classification(result: &Result<BillUrl, ProviderError>) -> &'static str {
 
 #[test]
 fn every_alipay_bill_url_answer_gets_the_vectors_classification() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors/bills/responses.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/vectors/bills/responses.json");
     let responses: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let mut checked = 0;
     for case in responses["cases"].as_array().unwrap() {

@@ -1,4 +1,4 @@
-//! The trade-bill zip parser against the vendored bill vector (`tests/data/vectors/bills/`,
+//! The trade-bill zip parser against the vendored bill vector (the workspace's `tests/data/vectors/bills/`,
 //! copied unchanged from `shared/vectors/bills/`): every row, the footer, the summary file and
 //! the day totals compared field by field with the expected JSON, then one typed error per kind
 //! of bad input, built by editing the real zip's decoded text and zipping it again.
@@ -18,7 +18,7 @@ const DETAIL: &str = "20881011221362410156_20240115_业务明细.csv";
 const SUMMARY: &str = "20881011221362410156_20240115_业务明细(汇总).csv";
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors/bills")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/vectors/bills")
 }
 
 fn zip_bytes() -> Vec<u8> {

@@ -627,8 +627,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn vector(name: &str) -> Vec<u8> {
-        let dir =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wechat/tests/data/vectors/bills");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/vectors/bills");
         std::fs::read(dir.join(name)).unwrap()
     }
 

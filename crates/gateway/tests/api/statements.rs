@@ -777,7 +777,7 @@ async fn the_cli_reconciles_a_file_finance_downloaded_by_hand_and_refuses_anothe
     .unwrap();
     // The vendored WeChat bill is merchant 10000100's, not the sandbox's.
     let bill = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../wechat/tests/data/vectors/bills/wechat-v2-ALL.csv");
+        .join("../../tests/data/vectors/bills/wechat-v2-ALL.csv");
     paygate_gateway::cli::reconcile(
         Some(&config),
         paygate_gateway::cli::ReconcileCommand {

@@ -190,9 +190,9 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    /// The shared bill vectors, as vendored into the v2 crate.
+    /// The shared bill vectors, vendored once for the workspace.
     fn vectors() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wechat/tests/data/vectors/bills")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/vectors/bills")
     }
 
     #[test]

@@ -9,7 +9,7 @@ use paygate_wechat::download::classify_bill_body;
 use serde_json::Value;
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors/bills")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/vectors/bills")
 }
 
 /// The vectors' classification of an answer.

@@ -1,4 +1,4 @@
-//! The trade-bill parser against the vendored bill vectors (`tests/data/vectors/bills/`,
+//! The trade-bill parser against the vendored bill vectors (the workspace's `tests/data/vectors/bills/`,
 //! copied unchanged from `shared/vectors/bills/`): every row, the summary and the day totals
 //! compared field by field with the expected JSON; the BOM/LF and doc-summary variants; and one
 //! typed error per kind of bad input.
@@ -12,7 +12,7 @@ use paygate_wechat::bill::{BillError, BillExpectation, TradeBillReader, TradeBil
 use serde_json::{Value, json};
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors/bills")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/vectors/bills")
 }
 
 fn bytes(file: &str) -> Vec<u8> {
