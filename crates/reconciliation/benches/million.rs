@@ -319,9 +319,11 @@ fn stored_run(backend: &str, url: &str, gz: &Path, rows: u64, generate: impl FnO
             .await
             .unwrap();
         let body = store.bill_file_body(&file.id).await.unwrap();
+        let kept = rss_kib().unwrap_or(0) / 1024;
         let start = Instant::now();
         let mut ledger = store.bill_day_own_ledger(&key, &apps).await.unwrap();
         let loaded = since(start);
+        let with_ledger = rss_kib().unwrap_or(0) / 1024;
         let start = Instant::now();
         let known: std::collections::HashSet<&str> = ledger
             .payments
@@ -351,6 +353,7 @@ fn stored_run(backend: &str, url: &str, gz: &Path, rows: u64, generate: impl FnO
         }
         let report = matcher.finish().unwrap();
         let matched = since(start);
+        let after_match = rss_kib().unwrap_or(0) / 1024;
         let start = Instant::now();
         store
             .replace_reconciliation_run(NewReconciliationRun {
@@ -365,7 +368,8 @@ fn stored_run(backend: &str, url: &str, gz: &Path, rows: u64, generate: impl FnO
             .unwrap();
         println!(
             "<!-- {backend}: ledger loaded {loaded:.2} s, check pass (gunzip + parse) {checked:.2} s, \
-             match pass {matched:.2} s, run stored {:.2} s -->",
+             match pass {matched:.2} s, run stored {:.2} s; RSS with the file kept and read back \
+             {kept} MiB, with the ledger {with_ledger} MiB, after the match {after_match} MiB -->",
             since(start)
         );
         report

@@ -12,7 +12,6 @@ use paygate_core::{BillDay, RefundStatus};
 use paygate_reconciliation::{Category, Ledger, LedgerPayment, LedgerRefund, Report};
 use sha2::{Digest, Sha256};
 
-use crate::conn::Db;
 use crate::schema::{bill_files, orders, reconciliation_differences, reconciliation_runs, refunds};
 use crate::text::text_enum;
 use crate::writer::LockKey;
@@ -555,6 +554,9 @@ fn ledger_payment(row: PaymentColumns) -> Result<LedgerPayment, StoreError> {
     })
 }
 
+/// How many bytes of a bill file one query reads back.
+const BILL_BODY_SLICE: i32 = 4 * 1024 * 1024;
+
 /// What a day's ledger queries filter on: the provider, the merchant's apps, the day's
 /// bounds as stored.
 struct LedgerScope {
@@ -576,9 +578,11 @@ impl LedgerScope {
     }
 }
 
-/// Orders per page of a day's ledger: the day is read in pages in `(paid_at, id)` order, so
-/// neither libpq nor the driver holds a million rows at once beside the ledger being built.
-const LEDGER_PAGE: i64 = 20_000;
+/// The slice of a day read by one query of its ledger: the day is read a quarter of an hour
+/// at a time, each query a plain range of the `paid_at` index, so neither libpq nor the driver
+/// holds a million rows at once beside the ledger being built (and no query re-reads what an
+/// earlier one read, as an `OFFSET` or a two-column cursor without a matching index would).
+const LEDGER_SLICE: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 
 impl Store {
     /// Our books' side of one bill day (what [`paygate_reconciliation::Matcher`] matches
@@ -604,7 +608,7 @@ impl Store {
     }
 
     /// The day's own part of [`Store::bill_day_ledger`]: the orders of `apps` paid on the day
-    /// (read page by page) and their refunds requested on it.
+    /// (read a slice of the day at a time) and their refunds requested on it.
     pub async fn bill_day_own_ledger(
         &self,
         key: &BillDayKey,
@@ -613,36 +617,21 @@ impl Store {
         let scope = LedgerScope::new(key, apps);
         self.run(move |conn| {
             let mut payments = Vec::new();
-            let mut after: Option<(NaiveDateTime, String)> = None;
-            loop {
-                let mut page = orders::table
+            let mut from = scope.start;
+            while from < scope.end {
+                let to = (from + LEDGER_SLICE).min(scope.end);
+                let rows: Vec<PaymentColumns> = orders::table
                     .filter(orders::app.eq_any(scope.apps.clone()))
                     .filter(orders::provider.eq(scope.provider.clone()))
-                    .filter(orders::paid_at.ge(scope.start))
-                    .filter(orders::paid_at.lt(scope.end))
-                    .into_boxed::<Db>();
-                if let Some((paid_at, id)) = after.take() {
-                    page = page.filter(
-                        orders::paid_at
-                            .gt(paid_at)
-                            .or(orders::paid_at.eq(paid_at).and(orders::id.gt(id))),
-                    );
-                }
-                let rows: Vec<PaymentColumns> = page
+                    .filter(orders::paid_at.ge(from))
+                    .filter(orders::paid_at.lt(to))
                     .order((orders::paid_at.asc(), orders::id.asc()))
-                    .limit(LEDGER_PAGE)
                     .select(PAYMENT_COLUMNS)
                     .load(conn)?;
-                let full = rows.len() as i64 == LEDGER_PAGE;
-                after = rows
-                    .last()
-                    .and_then(|row| row.5.map(|paid_at| (paid_at, row.0.clone())));
                 for row in rows {
                     payments.push(ledger_payment(row)?);
                 }
-                if !full || after.is_none() {
-                    break;
-                }
+                from = to;
             }
             let refunds = refunds::table
                 .inner_join(orders::table)
@@ -783,19 +772,50 @@ impl Store {
         .await
     }
 
-    /// A bill file's bytes exactly as fetched, for finance to download as evidence.
+    /// A bill file's bytes exactly as fetched, for finance to download as evidence. Read in
+    /// slices of [`BILL_BODY_SLICE`]: a whole 20 MB body in one answer costs libpq its input
+    /// buffer and result beside the copy returned, memory the allocator then keeps.
     pub async fn bill_file_body(&self, id: &BillFileId) -> Result<Vec<u8>, StoreError> {
+        const T: &str = "bill_files";
         let id = id.to_string();
         self.run(move |conn| {
-            bill_files::table
+            let size = bill_files::table
                 .find(&id)
-                .select(bill_files::body)
-                .first::<Vec<u8>>(conn)
+                .select(bill_files::size_bytes)
+                .first::<i64>(conn)
                 .optional()?
-                .ok_or(StoreError::NotFound {
+                .ok_or_else(|| StoreError::NotFound {
                     entity: "bill file",
-                    key: id,
-                })
+                    key: id.clone(),
+                })?;
+            let size = usize::try_from(size).map_err(|e| corrupt(T, &id, e))?;
+            let mut body = Vec::with_capacity(size);
+            while body.len() < size {
+                // substr counts from 1, on SQLite blobs and PostgreSQL bytea alike.
+                let from = i32::try_from(body.len() + 1).map_err(|e| corrupt(T, &id, e))?;
+                let slice = bill_files::table
+                    .find(&id)
+                    .select(
+                        diesel::dsl::sql::<diesel::sql_types::Binary>("substr(body, ")
+                            .bind::<diesel::sql_types::Integer, _>(from)
+                            .sql(", ")
+                            .bind::<diesel::sql_types::Integer, _>(BILL_BODY_SLICE)
+                            .sql(")"),
+                    )
+                    .first::<Vec<u8>>(conn)?;
+                if slice.is_empty() {
+                    break;
+                }
+                body.extend_from_slice(&slice);
+            }
+            if body.len() != size {
+                return Err(corrupt(
+                    T,
+                    &id,
+                    format!("body of {} bytes, size_bytes says {size}", body.len()),
+                ));
+            }
+            Ok(body)
         })
         .await
     }
