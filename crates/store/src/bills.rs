@@ -123,6 +123,11 @@ fn bill_day_lock(app: &AppName, provider: ProviderKind, day: NaiveDate) -> LockK
     LockKey::BillDay(format!("{app}/{provider}/{}", day_text(day)))
 }
 
+/// The lowercase hex SHA-256 a bill file is kept with.
+pub fn bill_file_sha256(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
 fn day_text(day: NaiveDate) -> String {
     day.format("%Y-%m-%d").to_string()
 }
@@ -554,9 +559,6 @@ fn ledger_payment(row: PaymentColumns) -> Result<LedgerPayment, StoreError> {
     })
 }
 
-/// How many bytes of a bill file one query reads back.
-const BILL_BODY_SLICE: i32 = 4 * 1024 * 1024;
-
 /// What a day's ledger queries filter on: the provider, the merchant's apps, the day's
 /// bounds as stored.
 struct LedgerScope {
@@ -719,7 +721,7 @@ impl Store {
             app: new.app.as_str().to_owned(),
             provider: new.provider.as_str().to_owned(),
             bill_day: day_text(new.bill_day),
-            sha256: hex::encode(Sha256::digest(&new.body)),
+            sha256: bill_file_sha256(&new.body),
             size_bytes: i64::try_from(new.body.len()).unwrap_or(i64::MAX),
             body: new.body,
             fetched_at: db_time(new.fetched_at),
@@ -772,50 +774,19 @@ impl Store {
         .await
     }
 
-    /// A bill file's bytes exactly as fetched, for finance to download as evidence. Read in
-    /// slices of [`BILL_BODY_SLICE`]: a whole 20 MB body in one answer costs libpq its input
-    /// buffer and result beside the copy returned, memory the allocator then keeps.
+    /// A bill file's bytes exactly as fetched, for finance to download as evidence.
     pub async fn bill_file_body(&self, id: &BillFileId) -> Result<Vec<u8>, StoreError> {
-        const T: &str = "bill_files";
         let id = id.to_string();
         self.run(move |conn| {
-            let size = bill_files::table
+            bill_files::table
                 .find(&id)
-                .select(bill_files::size_bytes)
-                .first::<i64>(conn)
+                .select(bill_files::body)
+                .first::<Vec<u8>>(conn)
                 .optional()?
-                .ok_or_else(|| StoreError::NotFound {
+                .ok_or(StoreError::NotFound {
                     entity: "bill file",
-                    key: id.clone(),
-                })?;
-            let size = usize::try_from(size).map_err(|e| corrupt(T, &id, e))?;
-            let mut body = Vec::with_capacity(size);
-            while body.len() < size {
-                // substr counts from 1, on SQLite blobs and PostgreSQL bytea alike.
-                let from = i32::try_from(body.len() + 1).map_err(|e| corrupt(T, &id, e))?;
-                let slice = bill_files::table
-                    .find(&id)
-                    .select(
-                        diesel::dsl::sql::<diesel::sql_types::Binary>("substr(body, ")
-                            .bind::<diesel::sql_types::Integer, _>(from)
-                            .sql(", ")
-                            .bind::<diesel::sql_types::Integer, _>(BILL_BODY_SLICE)
-                            .sql(")"),
-                    )
-                    .first::<Vec<u8>>(conn)?;
-                if slice.is_empty() {
-                    break;
-                }
-                body.extend_from_slice(&slice);
-            }
-            if body.len() != size {
-                return Err(corrupt(
-                    T,
-                    &id,
-                    format!("body of {} bytes, size_bytes says {size}", body.len()),
-                ));
-            }
-            Ok(body)
+                    key: id,
+                })
         })
         .await
     }

@@ -51,6 +51,7 @@ pub use api_keys::{ApiKey, ApiKeyRole, NewApiKey, hash_api_key_secret};
 pub use bills::{
     BillDayKey, BillFile, Difference, MAX_BILL_FILE_BYTES, MAX_RESOLUTION_BYTES, NewBillFile,
     NewReconciliationRun, ReconciliationRun, Resolution, RunOutcome, RunStatus, RunTotals,
+    bill_file_sha256,
 };
 pub use callbacks::{
     Anomaly, AnomalyKind, Callback, CallbackKind, CallbackVerdict, JudgedCallback, NewAnomaly,

@@ -204,12 +204,16 @@ pub async fn reconcile_day(
             app: key.app.clone(),
             provider: key.provider,
             bill_day: day,
-            body,
+            body: body.clone(),
             fetched_at: Utc::now(),
         })
         .await?;
-    // Read back what was stored: the evidence and the parsed bytes are the same bytes.
-    let body = state.store.bill_file_body(&file.id).await?;
+    // The evidence and the parsed bytes must be the same bytes: the stored SHA-256 says so
+    // without reading megabytes back through the driver (whose buffers the allocator keeps).
+    if file.sha256 != paygate_store::bill_file_sha256(&body) {
+        let reason = "the stored bill file is not the file downloaded".to_owned();
+        return store_failed(state, &key, Some(file.id), reason).await;
+    }
     let merchant = app.provider.merchant();
     let format = expected_format(key.provider, &body);
 
