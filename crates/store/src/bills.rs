@@ -655,7 +655,9 @@ impl Store {
     /// of `apps` numbered `named_orders` not paid on the day (paid across midnight by our
     /// clock, or pending, or closed), and the refunds numbered `named_refunds` not requested
     /// on it. A reconciliation passes only the numbers the day's own ledger lacks, so a
-    /// million-row bill costs no million-key lookup.
+    /// million-row bill costs no million-key lookup. (So an order of another app of the
+    /// merchant with the number of one paid on the day, itself not paid that day, is not in
+    /// the ledger: it is not reported as a local `duplicate`. One app's numbers are unique.)
     pub async fn bill_named_ledger(
         &self,
         key: &BillDayKey,
