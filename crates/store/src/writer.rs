@@ -5,9 +5,14 @@
 //! handler instead of queueing, and every commit is a WAL append; on PostgreSQL every commit is
 //! a WAL flush. Measured in docs/performance.md, per-call transactions were the bound of every
 //! write-heavy endpoint. Here callers queue in memory, the writer takes whatever has queued
-//! (up to [`MAX_BATCH`]) and runs each caller's work in its own savepoint inside one
-//! transaction, so one caller's error rolls back only its own work. Nobody hears of a result
-//! before the batch has committed, so an acknowledged write is as durable as before.
+//! (up to [`MAX_BATCH`]) and runs it in one transaction, so that one caller's error rolls back
+//! only its own work: a job either runs in its own savepoint, or (the hot writes: transitions,
+//! order inserts, pay params, callbacks, outbox events) is *rerunnable* and shares one
+//! checkpoint savepoint with the rerunnable jobs around it; when one of those fails, the batch
+//! goes back to the checkpoint and runs the others again, each in its own savepoint. A
+//! savepoint is a round trip on PostgreSQL, so the common case saves one per write. Nobody
+//! hears of a result before the batch has committed, so an acknowledged write is as durable
+//! as before.
 //!
 //! ## Write-path rules
 //!
@@ -812,6 +817,89 @@ mod tests {
             .execute(conn)
             .map_err(StoreError::from)
         })
+    }
+
+    /// A rerunnable job that inserts a lease named `name`, and then fails if `fail` is set
+    /// (having written), with the receiver of its answer and a count of its runs.
+    fn rerunnable_lease(
+        name: &'static str,
+        fail: bool,
+    ) -> (
+        Job,
+        oneshot::Receiver<Result<usize, StoreError>>,
+        Arc<AtomicUsize>,
+    ) {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        let (job, answer) = rerunnable_job(0, move |conn| {
+            use diesel::RunQueryDsl;
+            counted.fetch_add(1, Ordering::SeqCst);
+            let inserted = diesel::sql_query(
+                "INSERT INTO leases (name, holder, expires_at) VALUES (?, 'h', '2026-01-01 00:00:00')",
+            )
+            .bind::<diesel::sql_types::Text, _>(name)
+            .execute(conn)
+            .map_err(StoreError::from)?;
+            if fail {
+                return Err(StoreError::Unavailable(format!(
+                    "{name} fails after writing"
+                )));
+            }
+            Ok(inserted)
+        });
+        (job, answer, runs)
+    }
+
+    #[test]
+    fn a_failing_rerunnable_job_leaves_nothing_and_the_others_of_its_batch_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::parse(dir.path().join("w.db").to_str().unwrap()).unwrap();
+        crate::conn::run_migrations(&mut target.establish().unwrap()).unwrap();
+        let (first, first_answer, first_runs) = rerunnable_lease("first", false);
+        let (once, once_answer) = insert_lease("once");
+        let (second, second_answer, second_runs) = rerunnable_lease("second", false);
+        let (failing, failing_answer, failing_runs) = rerunnable_lease("failing", true);
+        let (after, after_answer, after_runs) = rerunnable_lease("after", false);
+
+        let mut carried = VecDeque::new();
+        let nested = NestedSavepoints::default();
+        let mut conn = open_transaction(&target, None, &nested).unwrap();
+        let keep = commit_batch(
+            &mut conn,
+            vec![first, once, second, failing, after],
+            &mut carried,
+            &nested,
+        );
+
+        assert!(keep);
+        assert!(carried.is_empty());
+        assert_eq!(first_answer.blocking_recv().unwrap().unwrap(), 1);
+        assert_eq!(once_answer.blocking_recv().unwrap().unwrap(), 1);
+        assert_eq!(second_answer.blocking_recv().unwrap().unwrap(), 1);
+        assert!(matches!(
+            failing_answer.blocking_recv().unwrap(),
+            Err(StoreError::Unavailable(reason)) if reason.contains("fails after writing")
+        ));
+        assert_eq!(after_answer.blocking_recv().unwrap().unwrap(), 1);
+        // The job before the savepointed one was behind an older checkpoint and kept its run;
+        // the one since the checkpoint ran again; the failing one and the one after ran once.
+        assert_eq!(first_runs.load(Ordering::SeqCst), 1);
+        assert_eq!(second_runs.load(Ordering::SeqCst), 2);
+        assert_eq!(failing_runs.load(Ordering::SeqCst), 1);
+        assert_eq!(after_runs.load(Ordering::SeqCst), 1);
+        let mut names: Vec<String> = {
+            use diesel::{QueryDsl, RunQueryDsl};
+            crate::schema::leases::table
+                .select(crate::schema::leases::name)
+                .load(&mut target.establish().unwrap())
+                .unwrap()
+        };
+        names.sort();
+        assert_eq!(
+            names,
+            ["after", "first", "once", "second"],
+            "nothing of the failed job"
+        );
     }
 
     #[test]
