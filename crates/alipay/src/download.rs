@@ -98,6 +98,7 @@ impl GatewayClient {
             BillUrl::NoBill => Ok(BillDownload::NoBill),
             BillUrl::Url(url) => Ok(BillDownload::File(DownloadedBill {
                 format: BillFormat::AlipayZip,
+                integrity_failure: None,
                 body: fetch_zip(self.http(), &url).await?,
             })),
         }

@@ -232,6 +232,9 @@ pub struct DownloadedBill {
     pub format: BillFormat,
     /// The bytes exactly as downloaded: kept as evidence, and what is parsed.
     pub body: Vec<u8>,
+    /// Why the file failed the provider's own integrity check (the APIv3 apply answer's SHA1),
+    /// when it did: the file is still kept as evidence, and its run fails with this reason.
+    pub integrity_failure: Option<String>,
 }
 
 /// What asking a provider for one day's trade bill found.

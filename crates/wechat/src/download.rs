@@ -31,6 +31,7 @@ pub fn classify_bill_body(body: Vec<u8>) -> Result<BillDownload, ProviderError> 
     if body.starts_with(&[0x1f, 0x8b]) {
         return Ok(BillDownload::File(DownloadedBill {
             format: BillFormat::WechatGzip,
+            integrity_failure: None,
             body,
         }));
     }
@@ -46,6 +47,7 @@ pub fn classify_bill_body(body: Vec<u8>) -> Result<BillDownload, ProviderError> 
         }
         return Ok(BillDownload::File(DownloadedBill {
             format: BillFormat::WechatText,
+            integrity_failure: None,
             body,
         }));
     }
@@ -174,6 +176,7 @@ mod tests {
             gzip,
             BillDownload::File(DownloadedBill {
                 format: BillFormat::WechatGzip,
+                integrity_failure: None,
                 ..
             })
         ));
@@ -182,6 +185,7 @@ mod tests {
             text,
             BillDownload::File(DownloadedBill {
                 format: BillFormat::WechatText,
+                integrity_failure: None,
                 ..
             })
         ));

@@ -189,10 +189,10 @@ pub async fn reconcile_day(
         provider: app.kind(),
         bill_day: day,
     };
-    let body = match source {
-        BillSource::File(body) => body,
+    let (body, integrity_failure) = match source {
+        BillSource::File(body) => (body, None),
         BillSource::Download => match app.provider.download_bill(day).await? {
-            BillDownload::File(file) => file.body,
+            BillDownload::File(file) => (file.body, file.integrity_failure),
             BillDownload::NotReady => return Ok(DayOutcome::NotReady),
             BillDownload::Unsupported => return Ok(DayOutcome::Unsupported),
             BillDownload::NoBill => return no_bill(state, app, &key).await,
@@ -212,6 +212,9 @@ pub async fn reconcile_day(
     // without reading megabytes back through the driver (whose buffers the allocator keeps).
     if file.sha256 != paygate_store::bill_file_sha256(&body) {
         let reason = "the stored bill file is not the file downloaded".to_owned();
+        return store_failed(state, &key, Some(file.id), reason).await;
+    }
+    if let Some(reason) = integrity_failure {
         return store_failed(state, &key, Some(file.id), reason).await;
     }
     let merchant = app.provider.merchant();

@@ -376,8 +376,9 @@ async fn a_v3_day_with_every_bill_fault_reports_each_difference_once_and_pays_th
     unpaid["app"] = json!("sandbox-v3");
     app.create_order(unpaid).await;
 
-    // Not ready, then "no bill" while our books have business (a missing bill), then a file
-    // cut mid-download, whose SHA1 cannot match the signed answer's: nothing stored for any.
+    // Not ready, then "no bill" while our books have business (a missing bill): nothing
+    // stored for either. Then a file cut mid-download, whose SHA1 cannot match the signed
+    // answer's: kept as evidence, its run failed, no order changed.
     app.fault(json!({"fault": "bill_not_ready", "api": api}))
         .await;
     let (status, body) = reconcile_app(&app, "sandbox-v3", "wechat", &day).await;
@@ -395,14 +396,30 @@ async fn a_v3_day_with_every_bill_fault_reports_each_difference_once_and_pays_th
     );
     app.fault(json!({"fault": "truncated_body", "api": api}))
         .await;
-    let (status, body) = reconcile_app(&app, "sandbox-v3", "wechat", &day).await;
-    assert_eq!(status, 502, "a file that fails its SHA1 is refused: {body}");
     let runs = finance_json(
         &app,
         &format!("/v1/reconciliation/runs?from={day}&to={day}&app=sandbox-v3"),
     )
     .await;
     assert_eq!(runs["data"], json!([]), "nothing stored yet: {runs}");
+    let (status, body) = reconcile_app(&app, "sandbox-v3", "wechat", &day).await;
+    assert_eq!(status, 200, "{body}");
+    let run = &body["run"];
+    assert_eq!(
+        run["status"], "failed",
+        "a file cut in half fails its run: {body}"
+    );
+    assert!(
+        run["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("corrupt gzip"),
+        "{body}"
+    );
+    assert_eq!(run["differences_count"], 0);
+    assert_eq!(body["paid"], json!([]));
+    // The half file is kept, byte for byte, for finance.
+    assert_eq!(&raw_file(&app, run).await[..2], &[0x1f, 0x8b]);
     assert_eq!(status_of(&app, lost_id).await, "pending");
 
     // The bill itself: one payment left out, one misprinted, one from another system.

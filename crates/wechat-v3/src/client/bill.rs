@@ -95,13 +95,19 @@ pub fn bill_sha1(body: &[u8]) -> Result<String, ProviderError> {
         .collect())
 }
 
+/// Refuses an apply answer naming a digest other than SHA1: nothing to check the file with.
+fn check_hash_type(answer: &TradeBillAnswer) -> Result<(), ProviderError> {
+    if answer.hash_type.eq_ignore_ascii_case("SHA1") {
+        return Ok(());
+    }
+    Err(ProviderError::UntrustedResponse(
+        format!("tradebill: unknown hash_type {:?}", answer.hash_type).into(),
+    ))
+}
+
 /// Checks the downloaded file against the digest the apply answer named.
 pub fn check_bill(body: &[u8], answer: &TradeBillAnswer) -> Result<(), ProviderError> {
-    if !answer.hash_type.eq_ignore_ascii_case("SHA1") {
-        return Err(ProviderError::UntrustedResponse(
-            format!("tradebill: unknown hash_type {:?}", answer.hash_type).into(),
-        ));
-    }
+    check_hash_type(answer)?;
     let actual = bill_sha1(body)?;
     if !actual.eq_ignore_ascii_case(&answer.hash_value) {
         return Err(ProviderError::Refused {
@@ -134,10 +140,20 @@ impl ApiClient {
             Apply::NotReady => return Ok(BillDownload::NotReady),
         };
         let body = self.fetch_bill(&ready.download_url).await?;
-        check_bill(&body, &ready)?;
+        // An unknown hash type is an answer we cannot use at all; a file that fails its SHA1
+        // or does not inflate is still what WeChat Pay sent: kept as evidence, its run fails
+        // with the reason.
+        check_hash_type(&ready)?;
+        let integrity_failure = match check_bill(&body, &ready) {
+            Ok(()) => None,
+            Err(ProviderError::Refused { message, .. }) => Some(message),
+            Err(ProviderError::UntrustedResponse(detail)) => Some(detail.to_string()),
+            Err(other) => return Err(other),
+        };
         Ok(BillDownload::File(DownloadedBill {
             format: BillFormat::sniff(&body),
             body,
+            integrity_failure,
         }))
     }
 
