@@ -5,9 +5,28 @@
 # two scratch databases on the local PostgreSQL (dropped afterwards). Blocks fenced as ```text
 # are shown to readers but not run (kubectl, systemctl…). Then it runs the start banner's
 # walkthrough exactly as `paygate serve` printed it.
+# Translated pages (X.zh-CN.md) must show X.md's commands (deploy/check-doc-translations.py), and
+# those of the documents above then run too, with `--lang zh-CN`: a second run of this script on a
+# gateway of their own, since they create the same order numbers as the English pages.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
+
+# The documents whose commands run, in order; with `--lang L`, their translations X.L.md instead.
+docs=(README.md docs/sandbox.md docs/integrate.md docs/operations.md docs/security.md docs/deploy.md)
+translations=(zh-CN)
+lang=""
+if [ "${1:-}" = "--lang" ]; then lang="${2:?--lang needs a language, e.g. zh-CN}"; fi
+# The translated documents of one language that exist (the others have no commands to run).
+translated_docs() {
+  for doc in "${docs[@]}"; do
+    if [ -f "${doc%.md}.$1.md" ]; then echo "${doc%.md}.$1.md"; fi
+  done
+}
+if [ -n "$lang" ]; then
+  mapfile -t docs < <(translated_docs "$lang")
+  if [ "${#docs[@]}" -eq 0 ]; then echo "--   no $lang page of a document with commands"; exit 0; fi
+fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/paygate-target}"
 PAYGATE="${PAYGATE_BIN:-$CARGO_TARGET_DIR/debug/paygate}"
@@ -71,7 +90,7 @@ PAYGATE__DATABASE_URL="$PG_URL" paygate migrate >/dev/null
 
 passed=0
 failed=0
-for doc in README.md docs/sandbox.md docs/integrate.md docs/operations.md docs/security.md docs/deploy.md; do
+for doc in "${docs[@]}"; do
   [ -f "$doc" ] || { echo "FAIL $doc is missing"; failed=$((failed + 1)); continue; }
   script="$work/$(basename "$doc" .md).sh"
   awk '/^```sh$/ { inside = 1; next } /^```/ { inside = 0 } inside' "$doc" >"$script"
@@ -88,6 +107,12 @@ for doc in README.md docs/sandbox.md docs/integrate.md docs/operations.md docs/s
     tail -30 "$work/out.txt" | sed 's/^/     /'
   fi
 done
+if [ -n "$lang" ]; then
+  # A translated run ends here: the start banner speaks English only, and the English run (the
+  # caller) checks the translations.
+  echo "$passed passed, $failed failed"
+  exit $((failed > 0))
+fi
 # The start banner's walkthrough, as printed (real keys and URLs): it must run as shown. It reuses
 # the README's order numbers, so it runs after README.md; its APIv3 order must end up paid.
 banner="$work/banner.sh"
@@ -104,5 +129,12 @@ else
   echo "FAIL the start banner's walkthrough"
   tail -30 "$work/out.txt" | sed 's/^/     /'
 fi
+# The translations: the same commands as their English page, then run like it.
+if python3 deploy/check-doc-translations.py; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+for translation in "${translations[@]}"; do
+  [ -n "$(translated_docs "$translation")" ] || continue
+  echo "==   the $translation pages, on a fresh gateway"
+  if bash "$0" --lang "$translation"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
