@@ -7,7 +7,8 @@ order: the blocks fenced as sh, bash, shell, console, zsh, text (commands shown 
 toml (configuration). Comments are left out of the comparison, whole-line and trailing (` # ...`
 outside quotes), so a translation may explain a command in its own language; everything else must
 be byte for byte the same. Code samples in other languages (js, python, json, ...) are not
-compared: their comments are prose. deploy/check-docs.sh runs this before it runs the commands.
+compared: their comments are prose. deploy/check-docs.sh runs it, and its tests
+(check-doc-translations.test.py), after the English pages' commands.
 
 Usage: check-doc-translations.py [REPO]   (exit 1 when a page differs; every difference is listed)
 """

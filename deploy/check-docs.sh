@@ -130,7 +130,15 @@ else
   tail -30 "$work/out.txt" | sed 's/^/     /'
 fi
 # The translations: the same commands as their English page, then run like it.
-if python3 deploy/check-doc-translations.py; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+if ! python3 deploy/check-doc-translations.test.py >"$work/out.txt" 2>&1; then
+  failed=$((failed + 1))
+  echo "FAIL deploy/check-doc-translations.test.py (the translation check's own tests)"
+  tail -30 "$work/out.txt" | sed 's/^/     /'
+elif python3 deploy/check-doc-translations.py; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+fi
 for translation in "${translations[@]}"; do
   [ -n "$(translated_docs "$translation")" ] || continue
   echo "==   the $translation pages, on a fresh gateway"
