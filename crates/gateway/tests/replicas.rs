@@ -122,6 +122,8 @@ impl Harness {
             } else {
                 body["channel"] = json!("native");
                 body["client_ip"] = json!("203.0.113.7");
+                // The harness configures a v2 and an APIv3 WeChat app: name the v2 one.
+                body["app"] = json!(paygate_simulation::topology::APP);
             }
             let order = self.create(n, body).await;
             let sandbox = &self.replicas.sandbox;
