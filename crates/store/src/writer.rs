@@ -654,18 +654,19 @@ fn commit_batch(
                     }
                     let outcome = rerunnable.run(conn, false);
                     savepoints += nested.take();
-                    if outcome == RunOutcome::Panicked {
-                        // Its answer is its panic; everyone else hears of the rollback.
-                        rerunnable.answer(Ok(()));
-                        abort_batch(conn, finished, None, jobs, carried);
-                        return false;
-                    }
-                    let index = finished.len();
-                    finished.push(Finished::Rerunnable(rerunnable));
                     match outcome {
-                        RunOutcome::Done => since_checkpoint.push(index),
-                        RunOutcome::Panicked => {}
+                        RunOutcome::Panicked => {
+                            // Its answer is its panic; everyone else hears of the rollback.
+                            rerunnable.answer(Ok(()));
+                            abort_batch(conn, finished, None, jobs, carried);
+                            return false;
+                        }
+                        RunOutcome::Done => {
+                            since_checkpoint.push(finished.len());
+                            finished.push(Finished::Rerunnable(rerunnable));
+                        }
                         RunOutcome::Failed => {
+                            finished.push(Finished::Rerunnable(rerunnable));
                             own_savepoints = true;
                             let rerun = rerun_since_checkpoint(
                                 conn,

@@ -35,6 +35,13 @@ fn first_words(statements: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The outbox events and callbacks stored for an order.
+async fn rows_written(store: &Store, order: &paygate_core::OrderId) -> (usize, usize) {
+    let events = store.outbox_events_for_order(order).await.unwrap();
+    let callbacks = store.callbacks_for_order(order).await.unwrap();
+    (events.len(), callbacks.len())
+}
+
 async fn notify_once(store: &Store, out_trade_no: &str) -> Transition {
     let number = paygate_core::OutTradeNo::parse(out_trade_no).unwrap();
     let order = store
@@ -102,34 +109,12 @@ async fn a_genuine_notify_costs_one_read_and_one_write_statement(db: TestDb) {
     assert!(own[0].to_ascii_uppercase().starts_with("SELECT"), "{own:?}");
     assert_eq!(framing.len(), 3, "BEGIN, checkpoint, COMMIT: {framing:?}");
     // Both rows were written with the transition.
-    assert_eq!(
-        db.store
-            .outbox_events_for_order(&order.id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        db.store.callbacks_for_order(&order.id).await.unwrap().len(),
-        1
-    );
+    assert_eq!(rows_written(&db.store, &order.id).await, (1, 1));
 
     // A duplicate loses the compare-and-set and inserts nothing.
     let again = notify_once(&db.store, "order_0001").await;
     assert!(matches!(again, Transition::Lost(ref o) if o.status == OrderStatus::Paid));
-    assert_eq!(
-        db.store
-            .outbox_events_for_order(&order.id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        db.store.callbacks_for_order(&order.id).await.unwrap().len(),
-        1
-    );
+    assert_eq!(rows_written(&db.store, &order.id).await, (1, 1));
 }
 
 async fn a_locally_signed_create_is_one_statement_and_a_provider_create_two(db: TestDb) {
