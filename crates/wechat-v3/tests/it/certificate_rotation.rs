@@ -90,8 +90,12 @@ impl Scene {
             let timestamp = now.load(Ordering::SeqCst);
             match seen.target.as_str() {
                 "/v3/certificates" => {
-                    // Blocks this connection's worker thread: tests using it run multi-threaded.
-                    while hold.load(Ordering::SeqCst) {
+                    // The fake runs handlers on the blocking pool, so holding here stalls only this
+                    // download; bounded so a test that never releases fails instead of hanging.
+                    let held_since = std::time::Instant::now();
+                    while hold.load(Ordering::SeqCst)
+                        && held_since.elapsed() < Duration::from_secs(60)
+                    {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     match current.lock().unwrap().clone() {

@@ -243,8 +243,16 @@ impl FakeWechat {
                         return;
                     };
                     log.lock().unwrap().push(request.clone());
+                    // On the blocking pool: a handler that holds its answer (a download stuck at
+                    // WeChat) must not occupy a runtime worker, whose queued tasks no other
+                    // worker may take, so a call the test expects to pass could stall behind it.
                     let reply = if authorized(&request, now) {
-                        handler(&request)
+                        let handler = handler.clone();
+                        let request = request.clone();
+                        match tokio::task::spawn_blocking(move || handler(&request)).await {
+                            Ok(reply) => reply,
+                            Err(_) => return,
+                        }
                     } else {
                         Reply::status(401, r#"{"code":"SIGN_ERROR","message":"签名错误"}"#)
                     };
