@@ -312,6 +312,13 @@ impl Store {
         self.statements.take()
     }
 
+    /// Test support: the statements prepared into a connection's statement cache since the
+    /// last call (empty unless [`Store::trace_statements`] was called).
+    #[doc(hidden)]
+    pub fn traced_prepared_statements(&self) -> Vec<String> {
+        self.statements.take_prepared()
+    }
+
     /// Runs blocking diesel work that only reads, on a pooled connection off the async runtime.
     /// The connection is tested first (a server restart or an idle timeout may have ended
     /// it), one round trip; the hot reads use [`Store::read`] instead.
@@ -346,6 +353,9 @@ impl Store {
         T: Send + 'static,
         F: FnMut(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
+        if let Some(result) = self.read_in_place(&mut work) {
+            return result;
+        }
         let permit = self.permit().await?;
         let pool = self.pool.clone();
         let joined = tokio::task::spawn_blocking(move || {
@@ -369,6 +379,30 @@ impl Store {
         })
         .await;
         unpanic(joined)
+    }
+
+    /// SQLite only: runs a hot read on the calling thread when a permit and an idle
+    /// connection are at hand without waiting, `None` otherwise (the caller then goes to the
+    /// blocking pool). A read of a WAL database never waits for the writer or a checkpoint, and
+    /// the hot reads are point lookups by a unique key, tens of microseconds; the two thread
+    /// hand-offs of the blocking pool cost more than that, on every notify and every merchant
+    /// request (docs/performance.md §5). PostgreSQL reads are network round trips and stay off
+    /// the runtime.
+    fn read_in_place<T, F>(&self, work: &mut F) -> Option<Result<T, StoreError>>
+    where
+        F: FnMut(&mut DbConnection) -> Result<T, StoreError>,
+    {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        let _permit = self.permits.clone().try_acquire_owned().ok()?;
+        let mut conn = self.pool.try_get()?;
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut conn)));
+        Some(ran.unwrap_or_else(|payload| {
+            // A read that panicked may have left a statement half-stepped: not pooled again.
+            conn.dead = true;
+            Err(StoreError::TaskPanicked(panic_message(payload.as_ref())))
+        }))
     }
 
     /// A place among the pool's users, or why there is none in time.
@@ -460,6 +494,54 @@ mod tests {
         }
         // The pool and its single permit survive the panic.
         store.ping().await.unwrap();
+    }
+
+    async fn file_store(pool_size: u32) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let store = Store::connect(&url, pool_size).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_hot_read_runs_on_the_calling_thread_when_a_connection_is_idle() {
+        let (_dir, store) = file_store(2).await;
+        let caller = std::thread::current().id();
+        let ran_on = store
+            .read(|_| Ok(std::thread::current().id()))
+            .await
+            .unwrap();
+        assert_eq!(ran_on, caller, "no hand-off to the blocking pool");
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_hot_read_with_every_connection_taken_waits_on_the_blocking_pool() {
+        let (_dir, store) = file_store(1).await;
+        let caller = std::thread::current().id();
+        // The only permit is taken: the read must not spin or fail, but queue and run once
+        // the permit comes back, off this thread.
+        let held = store.permits.clone().try_acquire_owned().unwrap();
+        let reading = tokio::spawn({
+            let store = store.clone();
+            async move { store.read(|_| Ok(std::thread::current().id())).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!reading.is_finished());
+        drop(held);
+        let ran_on = reading.await.unwrap().unwrap();
+        assert_ne!(ran_on, caller);
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_a_read_in_place_comes_back_as_an_error_and_the_pool_goes_on() {
+        let (_dir, store) = file_store(1).await;
+        let result: Result<(), StoreError> = store.read(|_| panic!("boom in a read")).await;
+        match result {
+            Err(StoreError::TaskPanicked(message)) => assert_eq!(message, "boom in a read"),
+            other => panic!("expected TaskPanicked, got {other:?}"),
+        }
+        let answered: i32 = store.read(|_| Ok(7)).await.unwrap();
+        assert_eq!(answered, 7);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
