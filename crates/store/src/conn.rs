@@ -80,30 +80,67 @@ pub(crate) struct Target {
 
 /// The SQL every connection of one store sends, kept only after [`StatementLog::start`]:
 /// how a test shows the round trips an operation costs (a round trip per statement on
-/// PostgreSQL), not only a benchmark.
+/// PostgreSQL), not only a benchmark; and the statements prepared into a connection's cache,
+/// which shows a hot statement is parsed once per connection rather than on every call.
 #[derive(Clone, Default)]
-pub(crate) struct StatementLog(Arc<OnceLock<Mutex<Vec<String>>>>);
+pub(crate) struct StatementLog(Arc<OnceLock<Mutex<Logged>>>);
+
+/// What a [`StatementLog`] has kept since it was last read.
+#[derive(Default)]
+struct Logged {
+    sent: Vec<String>,
+    prepared: Vec<String>,
+}
 
 impl StatementLog {
     /// Starts keeping statements (idempotent).
     pub(crate) fn start(&self) {
-        let _ = self.0.set(Mutex::new(Vec::new()));
+        let _ = self.0.set(Mutex::new(Logged::default()));
     }
 
     /// The statements since the last call, in the order they started.
     pub(crate) fn take(&self) -> Vec<String> {
+        self.take_with(|logged| &mut logged.sent)
+    }
+
+    /// The statements prepared into a connection's statement cache since the last call.
+    pub(crate) fn take_prepared(&self) -> Vec<String> {
+        self.take_with(|logged| &mut logged.prepared)
+    }
+
+    fn take_with(&self, list: impl Fn(&mut Logged) -> &mut Vec<String>) -> Vec<String> {
         self.0
             .get()
-            .map(|log| std::mem::take(&mut *log.lock().unwrap_or_else(PoisonError::into_inner)))
+            .map(|log| {
+                std::mem::take(list(
+                    &mut log.lock().unwrap_or_else(PoisonError::into_inner),
+                ))
+            })
             .unwrap_or_default()
     }
 }
 
 impl Instrumentation for StatementLog {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if let (Some(log), InstrumentationEvent::StartQuery { query, .. }) = (self.0.get(), event) {
-            let sql = query.to_string();
-            log.lock().unwrap_or_else(PoisonError::into_inner).push(sql);
+        let Some(log) = self.0.get() else {
+            return;
+        };
+        match event {
+            InstrumentationEvent::StartQuery { query, .. } => {
+                let sql = query.to_string();
+                log.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .sent
+                    .push(sql);
+            }
+            InstrumentationEvent::CacheQuery { sql, .. } => {
+                let sql = sql.to_owned();
+                log.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .prepared
+                    .push(sql);
+            }
+            _ => {}
         }
     }
 }

@@ -581,7 +581,7 @@ impl Store {
     }
 }
 
-/// `UPDATE orders SET status = next … WHERE id = ? AND status = expected RETURNING …`: the
+/// `UPDATE orders SET status = next … WHERE id = ? AND status = expected RETURNING *`: the
 /// updated order when it won, `None` when the status had moved on. One statement on the
 /// winning path instead of an update and a read.
 pub(crate) fn cas_status(
@@ -591,22 +591,98 @@ pub(crate) fn cas_status(
     next: OrderStatus,
     changes: &OrderChangesRow,
 ) -> Result<Option<Order>, StoreError> {
-    diesel::update(
-        orders::table
-            .filter(orders::id.eq(id))
-            .filter(orders::status.eq(expected.as_str())),
-    )
-    .set((
-        orders::status.eq(next.as_str()),
-        orders::updated_at.eq(db_now()),
-        orders::version.eq(orders::version + 1),
-        changes,
-    ))
-    .returning(order_columns!())
-    .get_result::<OrderRow>(conn)
-    .optional()?
-    .map(OrderRow::into_order)
-    .transpose()
+    let update = CasUpdate::new(id, (expected, next), db_now(), changes);
+    let updated: Option<OrderRow> =
+        on_backend!(conn, inner => update.get_result::<OrderRow>(inner).optional()?);
+    updated.map(OrderRow::into_order).transpose()
+}
+
+/// The compare-and-set of a status move as one statement text whatever the changes carry
+/// (`COALESCE` keeps a column an absent change leaves alone, a flag says whether the query
+/// schedule is written), with a static query id: each connection prepares it once. Diesel's
+/// own `UPDATE … SET <changeset>` varies with the changeset and is never cached, so SQLite
+/// parsed and planned it again on every notify (docs/performance.md §5).
+struct CasUpdate<'a> {
+    id: &'a str,
+    expected: &'a str,
+    next: &'a str,
+    now: NaiveDateTime,
+    changes: &'a OrderChangesRow,
+    /// Whether `next_query_at` is written, and its new value.
+    next_query_set: bool,
+    next_query_at: Option<NaiveDateTime>,
+}
+
+impl<'a> CasUpdate<'a> {
+    fn new(
+        id: &'a str,
+        (expected, next): (OrderStatus, OrderStatus),
+        now: NaiveDateTime,
+        changes: &'a OrderChangesRow,
+    ) -> Self {
+        CasUpdate {
+            id,
+            expected: expected.as_str(),
+            next: next.as_str(),
+            now,
+            changes,
+            next_query_set: changes.next_query_at.is_some(),
+            next_query_at: changes.next_query_at.flatten(),
+        }
+    }
+}
+
+impl diesel::query_builder::QueryId for CasUpdate<'_> {
+    type QueryId = CasUpdate<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for CasUpdate<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<C: diesel::Connection> RunQueryDsl<C> for CasUpdate<'_> {}
+
+impl<DB> diesel::query_builder::QueryFragment<DB> for CasUpdate<'_>
+where
+    DB: diesel::backend::Backend,
+    DB: diesel::sql_types::HasSqlType<diesel::sql_types::Text>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Timestamp>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Bool>,
+    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    String: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    NaiveDateTime: diesel::serialize::ToSql<diesel::sql_types::Timestamp, DB>,
+    bool: diesel::serialize::ToSql<diesel::sql_types::Bool, DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Bool, Nullable, Text, Timestamp};
+        let changes = self.changes;
+        out.push_sql("UPDATE orders SET status = ");
+        out.push_bind_param::<Text, _>(self.next)?;
+        out.push_sql(", updated_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(", version = version + 1, provider_trade_no = COALESCE(");
+        out.push_bind_param::<Nullable<Text>, _>(&changes.provider_trade_no)?;
+        out.push_sql(", provider_trade_no), payer_id = COALESCE(");
+        out.push_bind_param::<Nullable<Text>, _>(&changes.payer_id)?;
+        out.push_sql(", payer_id), paid_at = COALESCE(");
+        out.push_bind_param::<Nullable<Timestamp>, _>(&changes.paid_at)?;
+        out.push_sql(", paid_at), closed_at = COALESCE(");
+        out.push_bind_param::<Nullable<Timestamp>, _>(&changes.closed_at)?;
+        out.push_sql(", closed_at), next_query_at = CASE WHEN ");
+        out.push_bind_param::<Bool, _>(&self.next_query_set)?;
+        out.push_sql(" THEN ");
+        out.push_bind_param::<Nullable<Timestamp>, _>(&self.next_query_at)?;
+        out.push_sql(" ELSE next_query_at END WHERE id = ");
+        out.push_bind_param::<Text, _>(self.id)?;
+        out.push_sql(" AND status = ");
+        out.push_bind_param::<Text, _>(self.expected)?;
+        out.push_sql(" RETURNING *");
+        Ok(())
+    }
 }
 
 /// The compare-and-set of [`cas_status`], the outbox event it raises and the callback that
@@ -620,14 +696,8 @@ pub(crate) fn cas_status(
 /// and planning the statement on every notify. The `… IS TRUE` guards keep one statement text
 /// whether or not an event or a callback comes along.
 struct TransitionInOneStatement<'a> {
-    id: &'a str,
-    expected: &'a str,
-    next: &'a str,
-    now: NaiveDateTime,
-    changes: &'a OrderChangesRow,
-    /// Whether `next_query_at` is written, and its new value.
-    next_query_set: bool,
-    next_query_at: Option<NaiveDateTime>,
+    /// The compare-and-set, the statement's first part.
+    cas: CasUpdate<'a>,
     has_event: bool,
     event: Option<&'a crate::outbox::OutboxRow>,
     has_callback: bool,
@@ -658,30 +728,12 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for TransitionInOneSta
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
         use diesel::sql_types::{Binary, Bool, Nullable, Text, Timestamp};
-        let changes = self.changes;
         let event = self.event;
         let callback = self.callback;
-        out.push_sql("WITH moved AS (UPDATE orders SET status = ");
-        out.push_bind_param::<Text, _>(self.next)?;
-        out.push_sql(", updated_at = ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(", version = version + 1, provider_trade_no = COALESCE(");
-        out.push_bind_param::<Nullable<Text>, _>(&changes.provider_trade_no)?;
-        out.push_sql(", provider_trade_no), payer_id = COALESCE(");
-        out.push_bind_param::<Nullable<Text>, _>(&changes.payer_id)?;
-        out.push_sql(", payer_id), paid_at = COALESCE(");
-        out.push_bind_param::<Nullable<Timestamp>, _>(&changes.paid_at)?;
-        out.push_sql(", paid_at), closed_at = COALESCE(");
-        out.push_bind_param::<Nullable<Timestamp>, _>(&changes.closed_at)?;
-        out.push_sql(", closed_at), next_query_at = CASE WHEN ");
-        out.push_bind_param::<Bool, _>(&self.next_query_set)?;
-        out.push_sql(" THEN ");
-        out.push_bind_param::<Nullable<Timestamp>, _>(&self.next_query_at)?;
-        out.push_sql(" ELSE next_query_at END WHERE id = ");
-        out.push_bind_param::<Text, _>(self.id)?;
-        out.push_sql(" AND status = ");
-        out.push_bind_param::<Text, _>(self.expected)?;
-        out.push_sql(" RETURNING *), event AS (INSERT INTO outbox_events (id, kind, order_id, ");
+        let now = &self.cas.now;
+        out.push_sql("WITH moved AS (");
+        self.cas.walk_ast(out.reborrow())?;
+        out.push_sql("), event AS (INSERT INTO outbox_events (id, kind, order_id, ");
         out.push_sql("refund_id, payload, created_at, delivered_at, attempts, next_attempt_at, ");
         out.push_sql("last_error, delivery_round) SELECT ");
         out.push_bind_param::<Text, _>(event.map_or(&NO_TEXT, |e| &e.id))?;
@@ -696,9 +748,9 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for TransitionInOneSta
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(event.map_or(&NO_TEXT, |e| &e.payload))?;
         out.push_sql(", ");
-        out.push_bind_param::<Timestamp, _>(event.map_or(&self.now, |e| &e.created_at))?;
+        out.push_bind_param::<Timestamp, _>(event.map_or(now, |e| &e.created_at))?;
         out.push_sql(", NULL, 0, ");
-        out.push_bind_param::<Timestamp, _>(event.map_or(&self.now, |e| &e.next_attempt_at))?;
+        out.push_bind_param::<Timestamp, _>(event.map_or(now, |e| &e.next_attempt_at))?;
         out.push_sql(", NULL, 0 FROM moved WHERE ");
         out.push_bind_param::<Bool, _>(&self.has_event)?;
         out.push_sql(" IS TRUE), callback AS (INSERT INTO callbacks (id, provider, app, kind, ");
@@ -711,7 +763,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for TransitionInOneSta
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(callback.map_or(&NO_TEXT, |c| &c.kind))?;
         out.push_sql(", ");
-        out.push_bind_param::<Timestamp, _>(callback.map_or(&self.now, |c| &c.received_at))?;
+        out.push_bind_param::<Timestamp, _>(callback.map_or(now, |c| &c.received_at))?;
         out.push_sql(", ");
         out.push_bind_param::<Binary, _>(callback.map_or(&NO_BYTES, |c| &c.body))?;
         out.push_sql(", ");
@@ -747,13 +799,7 @@ fn transition_in_one_statement(
 ) -> Result<Option<Order>, StoreError> {
     let event = outbox.map(|event| crate::outbox::new_outbox_row(event).1);
     let statement = TransitionInOneStatement {
-        id,
-        expected: expected.as_str(),
-        next: next.as_str(),
-        now: db_now(),
-        changes,
-        next_query_set: changes.next_query_at.is_some(),
-        next_query_at: changes.next_query_at.flatten(),
+        cas: CasUpdate::new(id, (expected, next), db_now(), changes),
         has_event: event.is_some(),
         event: event.as_ref(),
         has_callback: callback.is_some(),

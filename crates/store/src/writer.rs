@@ -544,7 +544,10 @@ struct WriterInstrumentation {
 
 impl Instrumentation for WriterInstrumentation {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+        if matches!(
+            event,
+            InstrumentationEvent::StartQuery { .. } | InstrumentationEvent::CacheQuery { .. }
+        ) {
             self.statements.on_connection_event(event);
         } else {
             self.nested.on_connection_event(event);

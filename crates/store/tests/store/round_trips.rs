@@ -16,6 +16,7 @@ on_both_backends!(
     a_genuine_notify_costs_one_read_and_one_write_statement,
     a_locally_signed_create_is_one_statement_and_a_provider_create_two,
     a_failing_write_is_rolled_back_alone_and_its_batch_still_commits,
+    the_compare_and_set_is_prepared_once_and_reused_by_every_notify,
 );
 
 /// The statements an operation sent, without the batch framing; and the framing apart.
@@ -115,6 +116,42 @@ async fn a_genuine_notify_costs_one_read_and_one_write_statement(db: TestDb) {
     let again = notify_once(&db.store, "order_0001").await;
     assert!(matches!(again, Transition::Lost(ref o) if o.status == OrderStatus::Paid));
     assert_eq!(rows_written(&db.store, &order.id).await, (1, 1));
+}
+
+async fn the_compare_and_set_is_prepared_once_and_reused_by_every_notify(db: TestDb) {
+    // The writer connects on its first write; its connection's cache starts empty.
+    pending_order(&db.store, "warm_up", 1).await;
+    for n in 0..12 {
+        pending_order(&db.store, &format!("order_{n:04}"), 100).await;
+    }
+    db.store.trace_statements();
+    db.store.traced_statements();
+    db.store.traced_prepared_statements();
+
+    for n in 0..12 {
+        let moved = notify_once(&db.store, &format!("order_{n:04}")).await;
+        assert!(matches!(moved, Transition::Applied(_)), "{moved:?}");
+    }
+
+    let updates = |statements: &[String]| {
+        statements
+            .iter()
+            .filter(|sql| sql.contains("UPDATE orders SET status"))
+            .count()
+    };
+    assert_eq!(updates(&db.store.traced_statements()), 12);
+    // Prepared into a writer connection's cache by the first notify that lane ran, found
+    // there by the others: a statement whose text varied with its changes would never be
+    // cached (0). SQLite has one writer lane; PostgreSQL four, an order's lane by its id.
+    let lanes = match db.store.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres => 4,
+    };
+    let prepared = updates(&db.store.traced_prepared_statements());
+    assert!(
+        (1..=lanes).contains(&prepared),
+        "the compare-and-set is parsed once per connection: {prepared} for 12 notifies"
+    );
 }
 
 async fn a_locally_signed_create_is_one_statement_and_a_provider_create_two(db: TestDb) {
