@@ -9,7 +9,7 @@ use paygate_core::{
 
 use crate::callbacks::{CallbackRow, JudgedCallback, insert_callback};
 use crate::conn::{Db, DbConnection, on_backend};
-use crate::outbox::{NewOutboxEvent, insert_event};
+use crate::outbox::{NewOutboxEvent, OutboxRow, insert_outbox_row, new_outbox_row};
 use crate::schema::orders;
 use crate::{Cursor, LockKey, Page, Store, StoreError, corrupt, db_now, db_time, fen_column, utc};
 
@@ -531,7 +531,9 @@ impl Store {
         outbox: Option<NewOutboxEvent>,
         callback: Option<JudgedCallback>,
     ) -> Result<Transition, StoreError> {
+        // Built here, on the caller's thread: the writer thread is the serial part.
         let callback = callback.map(CallbackRow::from);
+        let outbox = outbox.map(|event| new_outbox_row(&event).1);
         let next = expected.apply(event)?;
         let locks = LockKey::Order(id.clone());
         let id = id.to_string();
@@ -555,7 +557,7 @@ impl Store {
                 return Ok(Transition::Lost(load_order(conn, &id)?));
             };
             if let Some(event) = &outbox {
-                insert_event(conn, event)?;
+                insert_outbox_row(conn, event)?;
             }
             if let Some(callback) = &callback {
                 insert_callback(conn, callback)?;
@@ -699,7 +701,7 @@ struct TransitionInOneStatement<'a> {
     /// The compare-and-set, the statement's first part.
     cas: CasUpdate<'a>,
     has_event: bool,
-    event: Option<&'a crate::outbox::OutboxRow>,
+    event: Option<&'a OutboxRow>,
     has_callback: bool,
     callback: Option<&'a CallbackRow>,
 }
@@ -794,14 +796,13 @@ fn transition_in_one_statement(
     id: &str,
     (expected, next): (OrderStatus, OrderStatus),
     changes: &OrderChangesRow,
-    outbox: Option<&NewOutboxEvent>,
+    event: Option<&OutboxRow>,
     callback: Option<&CallbackRow>,
 ) -> Result<Option<Order>, StoreError> {
-    let event = outbox.map(|event| crate::outbox::new_outbox_row(event).1);
     let statement = TransitionInOneStatement {
         cas: CasUpdate::new(id, (expected, next), db_now(), changes),
         has_event: event.is_some(),
-        event: event.as_ref(),
+        event,
         has_callback: callback.is_some(),
         callback,
     };

@@ -116,10 +116,20 @@ pub(crate) fn insert_event(
     event: &NewOutboxEvent,
 ) -> Result<EventId, StoreError> {
     let (id, row) = new_outbox_row(event);
-    diesel::insert_into(outbox_events::table)
-        .values(&row)
-        .execute(conn)?;
+    insert_outbox_row(conn, &row)?;
     Ok(id)
+}
+
+/// Inserts an event row built beforehand, so a hot write serializes its payload and draws
+/// its id before it queues for the writer rather than on the writer's thread.
+pub(crate) fn insert_outbox_row(
+    conn: &mut DbConnection,
+    row: &OutboxRow,
+) -> Result<(), StoreError> {
+    diesel::insert_into(outbox_events::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
 }
 
 /// The row a new event is stored as, under a fresh id, due for delivery now.

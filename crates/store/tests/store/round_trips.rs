@@ -17,6 +17,7 @@ on_both_backends!(
     a_locally_signed_create_is_one_statement_and_a_provider_create_two,
     a_failing_write_is_rolled_back_alone_and_its_batch_still_commits,
     the_compare_and_set_is_prepared_once_and_reused_by_every_notify,
+    every_statement_of_a_notify_comes_from_the_statement_cache,
 );
 
 /// The statements an operation sent, without the batch framing; and the framing apart.
@@ -151,6 +152,38 @@ async fn the_compare_and_set_is_prepared_once_and_reused_by_every_notify(db: Tes
     assert!(
         (1..=lanes).contains(&prepared),
         "the compare-and-set is parsed once per connection: {prepared} for 12 notifies"
+    );
+}
+
+async fn every_statement_of_a_notify_comes_from_the_statement_cache(db: TestDb) {
+    for n in 0..3 {
+        pending_order(&db.store, &format!("order_{n:04}"), 100).await;
+    }
+    db.store.trace_statements();
+    notify_once(&db.store, "order_0000").await;
+    notify_once(&db.store, "order_0001").await;
+    let mut prepared = db.store.traced_prepared_statements();
+    db.store.traced_statements();
+
+    notify_once(&db.store, "order_0002").await;
+
+    let (own, _) = split(db.store.traced_statements());
+    prepared.extend(db.store.traced_prepared_statements());
+    // A sent statement is logged with its binds; a prepared one without.
+    let text = |sql: &String| {
+        sql.split(" -- binds:")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let parsed_every_time: Vec<String> = own
+        .iter()
+        .map(text)
+        .filter(|sql| !prepared.contains(sql))
+        .collect();
+    assert!(
+        parsed_every_time.is_empty(),
+        "statements never cached, parsed again on every notify: {parsed_every_time:#?}"
     );
 }
 
