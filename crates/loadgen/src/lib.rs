@@ -88,6 +88,9 @@ pub enum LoadError {
     /// Preparing the orders that the notifies pay failed.
     #[error("preparing orders: {0}")]
     Prepare(String),
+    /// A check after the run could not be made.
+    #[error("checking the run: {0}")]
+    Check(String),
     /// A local I/O error (temp dir, files).
     #[error(transparent)]
     Io(#[from] std::io::Error),
