@@ -34,7 +34,7 @@ run() { # name, loadgen options…
   psql -q "$PG_ADMIN_URL" -c "DROP DATABASE $database WITH (FORCE)"
   jq -r --arg name "$name" '
     def r(x): (x * 10 | round) / 10;
-    "| `\($name)` | \(.pace) | \(.total.throughput_per_s | round) | \(r(.total.latency.p50_ms)) | \(r(.total.latency.p99_ms)) | \(r(.total.latency.max_ms)) | \(.total.errors) | \(.dropped) | \(.paid_check | if . == null then "—" else "\(.notifies.acknowledged) ack / \(.paid) paid / \(.notifies.sent) sent: \(if .holds then "holds" else "VIOLATED" end)" end) | \([.replicas[] | .requests] | map(tostring) | join(" / ")) | \([.replicas[] | (.gateway.cpu_s * 10 | round) / 10] | map(tostring) | join(" / ")) s (Σ \(r(.gateway.cpu_s)) s) | \([.replicas[] | (.gateway.memory.peak_rss_kib / 1024 | round)] | map(tostring) | join(" / ")) MiB | \(r(.client_cpu_s)) s |"
+    "| `\($name)` | \(.pace) | \(.total.throughput_per_s | round) | \(r(.total.latency.p50_ms)) | \(r(.total.latency.p99_ms)) | \(r(.total.latency.max_ms)) | \(.total.errors) | \(.dropped) | \(.paid_check | if . == null then "—" else "\(.notifies.acknowledged) ack / \(.paid) paid / \(.notifies.sent) sent: \(if .holds then "holds" else "VIOLATED" end)" end) | \([.replicas[]? | .requests] | map(tostring) | join(" / ")) | \([.replicas[]? | (.gateway.cpu_s * 10 | round) / 10] | map(tostring) | join(" / ")) s (Σ \(r(.gateway.cpu_s)) s) | \([.replicas[]? | (.gateway.memory.peak_rss_kib / 1024 | round)] | map(tostring) | join(" / ")) MiB | \(r(.client_cpu_s)) s |"
   ' "$out/$name.json"
   return "$status"
 }
