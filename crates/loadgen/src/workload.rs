@@ -15,6 +15,11 @@ use crate::notifies::{NotifySigner, OPENID, SANDBOX_APP};
 /// The longest run the tool accepts, so a typo cannot load a machine for hours.
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
 
+/// How long the client keeps an idle connection for reuse: under the gateway's default
+/// `http.keep_alive_ms` (5 s), so the client never sends on a connection the server is closing
+/// as idle (that race fails the request with a reset, which a proxy avoids the same way).
+const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// Requests in flight at once in fixed-rate mode before arrivals are counted as dropped.
 const MAX_IN_FLIGHT: usize = 4096;
 
@@ -243,6 +248,19 @@ pub struct Workload {
     run_id: String,
 }
 
+/// An error with its causes (`error sending request: … : connection reset by peer`), so a
+/// failed request says what failed.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
 fn order_body(op: Operation, out_trade_no: &str) -> Value {
     match op {
         Operation::WechatMini | Operation::WechatNotify => json!({
@@ -277,6 +295,7 @@ impl Workload {
         }
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(connections)
+            .pool_idle_timeout(CLIENT_IDLE_TIMEOUT)
             .timeout(Duration::from_secs(30))
             .build()?;
         Ok(Workload {
@@ -409,9 +428,9 @@ impl Workload {
                 .get(format!("{base}/v1/orders?limit=20"))
                 .bearer_auth(&self.target.finance_key),
         };
-        let response = request.send().await.map_err(|e| e.to_string())?;
+        let response = request.send().await.map_err(|e| with_causes(&e))?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| e.to_string())?;
+        let text = response.text().await.map_err(|e| with_causes(&e))?;
         let ok = match op {
             Operation::AlipayApp | Operation::WechatMini => status == 201,
             Operation::WechatNotify => status == 200 && text.contains("SUCCESS"),
