@@ -133,7 +133,7 @@ fn settings(config: Option<&Path>) -> anyhow::Result<Settings> {
 }
 
 async fn store(settings: &Settings) -> anyhow::Result<Store> {
-    Store::connect(&settings.database_url, settings.database_pool_size)
+    Store::connect(&settings.database_url, settings.pool_options())
         .await
         .context("opening the database")
 }

@@ -6,16 +6,22 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 pub use paygate_alipay::settings::AlipayAppSettings;
 use paygate_core::AppName;
 use paygate_core::settings::{EndpointPolicy, InlineOrFile, SettingError};
+use paygate_store::PoolOptions;
 pub use paygate_wechat::settings::{H5SceneSettings, WechatAppSettings};
 use paygate_wechat_v3::config::WechatV3Settings;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+
+/// The longest `database_acquire_timeout_ms` accepted: a request that waited a minute for a
+/// connection is lost to its client anyway, and a larger value is more likely a unit mistake.
+const MAX_ACQUIRE_TIMEOUT_MS: u64 = 60_000;
 
 /// Why the settings cannot be used; every message names the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +88,9 @@ pub struct Settings {
     pub database_url: String,
     /// Database connection pool size.
     pub database_pool_size: u32,
+    /// How long a request waits for a pooled database connection (or for room in a write
+    /// queue) before it is answered 503, in milliseconds (1–60000).
+    pub database_acquire_timeout_ms: u64,
     /// Sandbox or production: a mismatch with the provider URLs is refused at start.
     pub environment: Environment,
     /// The embedded provider simulators.
@@ -344,6 +353,7 @@ impl Default for Settings {
             public_base_url: None,
             database_url: "sqlite://paygate.db".to_owned(),
             database_pool_size: 8,
+            database_acquire_timeout_ms: 10_000,
             environment: Environment::Sandbox,
             sandbox: SandboxSettings {
                 enabled: true,
@@ -412,6 +422,15 @@ impl Settings {
         }
     }
 
+    /// The store's pool: `database_pool_size` connections, waited for at most
+    /// `database_acquire_timeout_ms`.
+    pub fn pool_options(&self) -> PoolOptions {
+        PoolOptions {
+            size: self.database_pool_size,
+            acquire_timeout: Duration::from_millis(self.database_acquire_timeout_ms),
+        }
+    }
+
     /// Whether the embedded sandbox providers are configured (no provider app given).
     pub fn uses_embedded_providers(&self) -> bool {
         self.sandbox.enabled && self.wechat.is_empty() && self.alipay.is_empty()
@@ -442,6 +461,12 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "database_pool_size",
                 "must be at least 1",
+            ));
+        }
+        if !(1..=MAX_ACQUIRE_TIMEOUT_MS).contains(&self.database_acquire_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "database_acquire_timeout_ms",
+                format!("must be 1…{MAX_ACQUIRE_TIMEOUT_MS} (milliseconds)"),
             ));
         }
         if self.environment == Environment::Production && self.sandbox.enabled {
@@ -724,6 +749,18 @@ mod tests {
     }
 
     #[test]
+    fn the_pool_takes_its_size_and_acquire_timeout_from_the_settings() {
+        let default = Settings::from_toml("").unwrap().pool_options();
+        assert_eq!(default, PoolOptions::sized(8));
+        let set =
+            Settings::from_toml("database_pool_size = 3\ndatabase_acquire_timeout_ms = 250\n")
+                .unwrap()
+                .pool_options();
+        assert_eq!(set.size, 3);
+        assert_eq!(set.acquire_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
     fn no_config_gives_the_embedded_default() {
         let s = Settings::from_toml("").unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
@@ -804,6 +841,14 @@ mod tests {
                 "reconciler.expiry_grace_seconds",
             ),
             ("database_url = \"garbage\"\n".to_owned(), "database_url"),
+            (
+                "database_acquire_timeout_ms = 0\n".to_owned(),
+                "database_acquire_timeout_ms",
+            ),
+            (
+                "database_acquire_timeout_ms = 60001\n".to_owned(),
+                "database_acquire_timeout_ms",
+            ),
             ("database_url = \"sqlite://\"\n".to_owned(), "database_url"),
         ];
         for (toml, key) in cases {

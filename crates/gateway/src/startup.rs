@@ -82,7 +82,7 @@ impl Application {
             source,
         })?;
         let serve_lock = ServeLock::claim(&settings.database_url)?;
-        let store = Store::connect(&settings.database_url, settings.database_pool_size).await?;
+        let store = Store::connect(&settings.database_url, settings.pool_options()).await?;
         let public_base_url = settings.public_base_url(bound);
 
         let (registry, sandbox) = if settings.uses_embedded_providers() {

@@ -8,7 +8,10 @@
 //! 3. the reconciler and webhook leases are held by one replica at a time, and after that
 //!    replica is SIGKILLed another takes them over within the lease time;
 //! 4. a rolling restart (SIGTERM one replica at a time while merchants and providers keep
-//!    calling) fails no merchant request and loses no notify.
+//!    calling) fails no merchant request and loses no notify;
+//! 5. the load tool's `--replicas` (`paygate_loadgen`) starts three replicas on one database,
+//!    spreads every kind of request over all of them, and every notify they acknowledged
+//!    paid its order (the tool's own exactly-once check).
 //!
 //! PostgreSQL only (SQLite is one process's database): it runs in CI's PostgreSQL pass, where
 //! `PAYGATE_TEST_DATABASE_URL` is set, and says so and passes trivially on the SQLite pass.
@@ -534,4 +537,80 @@ async fn wait_for_leases(replicas: &Replicas) -> BTreeMap<String, u32> {
         assert!(Instant::now() < deadline, "leases claimed: {holders:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_tool_spreads_its_requests_over_every_replica() {
+    use paygate_loadgen::gateway::SpawnedGateway;
+    use paygate_loadgen::notifies::{NotifySigner, SandboxKeys};
+    use paygate_loadgen::report::PaidCheck;
+    use paygate_loadgen::workload::{Mix, Pace, Workload};
+
+    let Ok(admin_url) = std::env::var("PAYGATE_TEST_DATABASE_URL") else {
+        eprintln!(
+            "replicas: PostgreSQL only; set PAYGATE_TEST_DATABASE_URL (CI's PostgreSQL pass does)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let database = paygate_simulation::topology::RunDatabase::create(
+        &paygate_simulation::topology::DatabaseTarget::Postgres { admin_url },
+        dir.path(),
+    )
+    .expect("a throwaway database");
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_paygate"));
+    let mut gateway = SpawnedGateway::prepare(&binary, Some(&database.url), true, REPLICAS)
+        .await
+        .expect("keys created");
+    let probe = reqwest::Client::new();
+    assert_eq!(
+        gateway.start(&probe).await.expect("replicas ready").len(),
+        REPLICAS
+    );
+    let pids = gateway.pids();
+    assert!(pids.iter().all(Option::is_some), "{pids:?}");
+
+    let mix =
+        Mix::parse("alipay_app=1,wechat_mini=1,wechat_notify=1,alipay_notify=1,finance_list=1")
+            .unwrap();
+    let mut workload = Workload::new(gateway.target.clone(), mix, 6).unwrap();
+    let signer =
+        NotifySigner::new(SandboxKeys::load(&gateway.sandbox_keys_file()).unwrap()).unwrap();
+    workload.prepare_notifies(&signer, 200).await.unwrap();
+    let workload = Arc::new(workload);
+    let outcome = workload
+        .clone()
+        .run(Pace::Concurrency(6), Duration::from_millis(1500))
+        .await;
+
+    assert!(
+        outcome.error_examples.is_empty(),
+        "{:?}",
+        outcome.error_examples
+    );
+    for replica in 0..REPLICAS {
+        let to_it: Vec<_> = outcome
+            .samples
+            .iter()
+            .filter(|s| s.replica == replica)
+            .collect();
+        let notifies = to_it
+            .iter()
+            .filter(|s| s.operation.name().ends_with("_notify"))
+            .count();
+        assert!(
+            to_it.len() >= 5 && notifies >= 1,
+            "replica {replica}: {} requests, {notifies} notifies",
+            to_it.len()
+        );
+    }
+    let paid = workload.paid_prepared_orders().await.unwrap();
+    let check = PaidCheck::new(outcome.notifies, paid);
+    assert!(check.holds, "{check:?}");
+    assert!(outcome.notifies.acknowledged >= 3, "{check:?}");
+    assert_eq!(
+        paid, outcome.notifies.acknowledged,
+        "no request failed, so none is in doubt"
+    );
+    gateway.stop();
 }

@@ -67,26 +67,36 @@ pub fn cpu_time_of(pid: u32) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(ticks * 10))
 }
 
-/// A `paygate serve` this tool started; stopped (SIGTERM, then kill) when dropped.
+/// The `paygate serve` processes this tool started on one database (one, or `--replicas N`
+/// on PostgreSQL); each is stopped (SIGTERM, then kill) when dropped.
 pub struct SpawnedGateway {
     binary: PathBuf,
-    /// The temp dir holding the SQLite database, the sandbox keys and the server log.
+    /// The temp dir holding the SQLite database, the sandbox keys and the servers' logs.
     dir: tempfile::TempDir,
     database_url: String,
-    child: Option<Child>,
-    port: u16,
+    /// One per replica, in the order the workload's round robin visits them.
+    replicas: Vec<ServeProcess>,
     /// A sandbox run by this tool instead of the gateway's embedded one, kept alive here.
     external_sandbox: Option<paygate_sandbox::RunningSandbox>,
-    /// The target (URL and keys) for the workload.
+    /// The target (URLs and keys) for the workload.
     pub target: Target,
+}
+
+/// One `paygate serve` of a [`SpawnedGateway`].
+struct ServeProcess {
+    port: u16,
+    child: Option<Child>,
 }
 
 impl std::fmt::Debug for SpawnedGateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpawnedGateway")
             .field("binary", &self.binary)
-            .field("port", &self.port)
-            .field("pid", &self.pid())
+            .field(
+                "ports",
+                &self.replicas.iter().map(|r| r.port).collect::<Vec<_>>(),
+            )
+            .field("pids", &self.pids())
             .field("external_sandbox", &self.external_sandbox.is_some())
             .finish_non_exhaustive()
     }
@@ -146,38 +156,56 @@ fn gateway_config(
     Ok(toml)
 }
 
-fn free_port() -> Result<u16, LoadError> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// `count` distinct free loopback ports: every listener is held until all are picked, so the
+/// operating system cannot hand one port out twice.
+fn free_ports(count: usize) -> Result<Vec<u16>, LoadError> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
 }
 
 impl SpawnedGateway {
     /// Creates a merchant and a finance key with `paygate keys create` (which also migrates
-    /// the database), then starts `paygate serve` on a free loopback port. `database_url`
-    /// `None` means a fresh SQLite file in a temp dir; a PostgreSQL URL should name an empty,
-    /// throwaway database.
+    /// the database) and picks a free loopback port for each of `replicas` `paygate serve`
+    /// processes ([`SpawnedGateway::start`] starts them). `database_url` `None` means a fresh
+    /// SQLite file in a temp dir; a PostgreSQL URL should name an empty, throwaway database.
     ///
     /// With `external_sandbox` the simulators run in this process with their trades kept in
     /// memory only, and the gateway gets them as ordinary configured provider apps; without
     /// it the gateway embeds them (and the embedded sandbox saves every trade to a file).
+    /// Several replicas need PostgreSQL (SQLite is one process's database) and the external
+    /// sandbox (replicas must share their providers as they share the database).
     pub async fn prepare(
         binary: &Path,
         database_url: Option<&str>,
         external_sandbox: bool,
+        replicas: usize,
     ) -> Result<SpawnedGateway, LoadError> {
+        check_replicas(replicas, database_url, external_sandbox)?;
         let dir = tempfile::Builder::new().prefix("paygate-load").tempdir()?;
         let database_url = database_url.map_or_else(
             || format!("sqlite://{}", dir.path().join("paygate.db").display()),
             str::to_owned,
         );
+        let ports = free_ports(replicas)?;
         let mut gateway = SpawnedGateway {
             binary: binary.to_owned(),
             dir,
             database_url,
-            child: None,
-            port: free_port()?,
+            replicas: ports
+                .iter()
+                .map(|&port| ServeProcess { port, child: None })
+                .collect(),
             external_sandbox: None,
             target: Target {
-                base_url: String::new(),
+                base_urls: ports
+                    .iter()
+                    .map(|port| format!("http://127.0.0.1:{port}"))
+                    .collect(),
                 merchant_key: String::new(),
                 finance_key: String::new(),
             },
@@ -192,11 +220,8 @@ impl SpawnedGateway {
             std::fs::write(gateway.config_file(), toml)?;
             gateway.external_sandbox = Some(sandbox);
         }
-        gateway.target = Target {
-            base_url: format!("http://127.0.0.1:{}", gateway.port),
-            merchant_key: gateway.create_key("merchant")?,
-            finance_key: gateway.create_key("finance")?,
-        };
+        gateway.target.merchant_key = gateway.create_key("merchant")?;
+        gateway.target.finance_key = gateway.create_key("finance")?;
         Ok(gateway)
     }
 
@@ -209,8 +234,12 @@ impl SpawnedGateway {
         self.dir.path().join("paygate.toml")
     }
 
-    fn log_file(&self) -> PathBuf {
-        self.dir.path().join("paygate.log")
+    fn log_file(&self, replica: usize) -> PathBuf {
+        if replica == 0 {
+            self.dir.path().join("paygate.log")
+        } else {
+            self.dir.path().join(format!("paygate-{replica}.log"))
+        }
     }
 
     fn command(&self) -> Command {
@@ -249,14 +278,36 @@ impl SpawnedGateway {
         Ok(key)
     }
 
-    /// Starts `paygate serve` and returns the time from spawn to the first 200 on `/readyz`.
-    pub async fn start(&mut self, client: &reqwest::Client) -> Result<Duration, LoadError> {
-        let log = std::fs::File::create(self.log_file())?;
+    /// How many replicas this gateway runs.
+    pub fn replica_count(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// Starts every replica in turn and returns, for each, the time from its spawn to its
+    /// first 200 on `/readyz`.
+    pub async fn start(&mut self, client: &reqwest::Client) -> Result<Vec<Duration>, LoadError> {
+        let mut ready = Vec::with_capacity(self.replicas.len());
+        for replica in 0..self.replicas.len() {
+            ready.push(self.start_replica(replica, client).await?);
+        }
+        Ok(ready)
+    }
+
+    /// Starts `paygate serve` for replica `index` and returns the time from spawn to the first
+    /// 200 on its `/readyz`.
+    pub async fn start_replica(
+        &mut self,
+        index: usize,
+        client: &reqwest::Client,
+    ) -> Result<Duration, LoadError> {
+        let port = self.process(index)?.port;
+        let log_file = self.log_file(index);
+        let log = std::fs::File::create(&log_file)?;
         let spawned_at = Instant::now();
         let child = self
             .command()
             .args(["serve", "--listen"])
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -265,15 +316,15 @@ impl SpawnedGateway {
                 path: self.binary.clone(),
                 source,
             })?;
-        self.child = Some(child);
-        let ready_url = format!("{}/readyz", self.target.base_url);
+        self.process(index)?.child = Some(child);
+        let ready_url = format!("http://127.0.0.1:{port}/readyz");
         while spawned_at.elapsed() < READY_TIMEOUT {
             if let Ok(response) = client.get(&ready_url).send().await
                 && response.status().as_u16() == 200
             {
                 return Ok(spawned_at.elapsed());
             }
-            if let Some(child) = self.child.as_mut()
+            if let Some(child) = self.process(index)?.child.as_mut()
                 && let Ok(Some(_exited)) = child.try_wait()
             {
                 break;
@@ -282,18 +333,30 @@ impl SpawnedGateway {
         }
         Err(LoadError::NotReady {
             seconds: READY_TIMEOUT.as_secs(),
-            log: std::fs::read_to_string(self.log_file()).unwrap_or_default(),
+            log: std::fs::read_to_string(log_file).unwrap_or_default(),
         })
     }
 
-    /// The child's process id while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+    fn process(&mut self, index: usize) -> Result<&mut ServeProcess, LoadError> {
+        self.replicas
+            .get_mut(index)
+            .ok_or_else(|| LoadError::InvalidOption {
+                option: "--replicas",
+                reason: format!("no replica {index}"),
+            })
     }
 
-    /// Stops the child: SIGTERM (graceful drain), then a kill after five seconds.
-    pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+    /// Each replica's process id while it runs, in replica order.
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.replicas
+            .iter()
+            .map(|r| r.child.as_ref().map(Child::id))
+            .collect()
+    }
+
+    /// Stops replica `index`: SIGTERM (graceful drain), then a kill after five seconds.
+    pub fn stop_replica(&mut self, index: usize) {
+        let Some(mut child) = self.replicas.get_mut(index).and_then(|r| r.child.take()) else {
             return;
         };
         let _ = Command::new("kill")
@@ -309,6 +372,51 @@ impl SpawnedGateway {
         let _ = child.kill();
         let _ = child.wait();
     }
+
+    /// Stops every replica.
+    pub fn stop(&mut self) {
+        for index in 0..self.replicas.len() {
+            self.stop_replica(index);
+        }
+    }
+}
+
+/// The most replicas the tool starts: each is a process with its own pools and writer
+/// connections on a box the tool shares with them.
+pub const MAX_REPLICAS: usize = 16;
+
+/// Refuses a replica count the topology cannot serve correctly: more than one replica needs
+/// PostgreSQL and one shared sandbox (see docs/deploy.md, *Scaling*).
+pub fn check_replicas(
+    replicas: usize,
+    database_url: Option<&str>,
+    external_sandbox: bool,
+) -> Result<(), LoadError> {
+    let invalid = |reason: &str| {
+        Err(LoadError::InvalidOption {
+            option: "--replicas",
+            reason: reason.to_owned(),
+        })
+    };
+    if !(1..=MAX_REPLICAS).contains(&replicas) {
+        return invalid(&format!("must be 1…{MAX_REPLICAS}"));
+    }
+    if replicas == 1 {
+        return Ok(());
+    }
+    let postgres = database_url
+        .is_some_and(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"));
+    if !postgres {
+        return invalid(
+            "several replicas need --database-url postgres://… (SQLite is one process's database)",
+        );
+    }
+    if !external_sandbox {
+        return invalid(
+            "several replicas need --external-sandbox: replicas must share their providers, and each embedded sandbox knows only its own trades",
+        );
+    }
+    Ok(())
 }
 
 impl Drop for SpawnedGateway {
@@ -320,6 +428,27 @@ impl Drop for SpawnedGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_replicas_need_postgres_and_the_external_sandbox() {
+        let pg = Some("postgres://postgres@127.0.0.1:5432/x");
+        assert!(check_replicas(1, None, false).is_ok());
+        assert!(check_replicas(3, pg, true).is_ok());
+        assert!(check_replicas(3, None, true).is_err());
+        assert!(check_replicas(3, Some("sqlite:///tmp/x.db"), true).is_err());
+        assert!(check_replicas(3, pg, false).is_err());
+        assert!(check_replicas(0, pg, true).is_err());
+        assert!(check_replicas(MAX_REPLICAS + 1, pg, true).is_err());
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let ports = free_ports(4).unwrap();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 4, "{ports:?}");
+    }
 
     #[test]
     fn only_loopback_targets_are_accepted() {

@@ -21,6 +21,11 @@
 //!   sandbox's bookkeeping; the report also gives the CPU seconds of both processes.
 //! - **Fixed rate measures from the scheduled send time**, so a stalled server shows up in
 //!   the percentiles instead of silently lowering the offered load (coordinated omission).
+//! - **Replicas like production**: `--replicas N` starts N `paygate serve` processes on one
+//!   PostgreSQL database with one shared external sandbox (never a sandbox per replica) and
+//!   sends round robin, as a load balancer without affinity would; each replica's share is
+//!   reported, and a run with notifies ends with an exactly-once check read back through the
+//!   finance API (the orders paid lie between the notifies acknowledged and sent).
 //! - **Bounded**: loopback targets only, and a duration capped at [`workload::MAX_DURATION`].
 
 pub mod gateway;
@@ -88,6 +93,9 @@ pub enum LoadError {
     /// Preparing the orders that the notifies pay failed.
     #[error("preparing orders: {0}")]
     Prepare(String),
+    /// A check after the run could not be made.
+    #[error("checking the run: {0}")]
+    Check(String),
     /// A local I/O error (temp dir, files).
     #[error(transparent)]
     Io(#[from] std::io::Error),

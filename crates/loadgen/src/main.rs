@@ -12,17 +12,18 @@ use paygate_loadgen::gateway::{
     SpawnedGateway, cpu_time_of, default_binary, ensure_loopback, memory_of,
 };
 use paygate_loadgen::notifies::{NotifySigner, SandboxKeys};
-use paygate_loadgen::report::{GatewayFigures, Report};
+use paygate_loadgen::report::{GatewayFigures, PaidCheck, Report};
 use paygate_loadgen::workload::{MAX_DURATION, Mix, Operation, Pace, Target, Workload};
 
 /// Load a paygate gateway on loopback with orders, notifies and finance queries.
 #[derive(Debug, Parser)]
 #[command(name = "paygate-loadgen", version, about)]
 struct Options {
-    /// An already-running gateway (loopback only); without it a `paygate serve` is started
-    /// on a fresh database.
-    #[arg(long)]
-    target: Option<String>,
+    /// An already-running gateway (loopback only); give it once per replica to spread requests
+    /// over several, round robin. Without it the tool starts `paygate serve` on a fresh
+    /// database.
+    #[arg(long = "target")]
+    targets: Vec<String>,
     /// Merchant API key for `--target`.
     #[arg(long, requires = "target")]
     key: Option<String>,
@@ -39,6 +40,11 @@ struct Options {
     /// (default: a temp SQLite file).
     #[arg(long)]
     database_url: Option<String>,
+    /// Start this many `paygate serve` replicas on the one database and spread requests over
+    /// them round robin (more than one needs a PostgreSQL --database-url and
+    /// --external-sandbox, which all replicas share).
+    #[arg(long, default_value_t = 1, conflicts_with = "targets")]
+    replicas: usize,
     /// Run the provider simulators in this process (trades in memory) and configure the
     /// gateway with them as ordinary provider apps, instead of the gateway's embedded sandbox
     /// (which rewrites its whole trades file on every change).
@@ -62,7 +68,7 @@ struct Options {
     /// Orders prepared per notify provider (each gets one paid notify before repeats).
     #[arg(long, default_value_t = 2000)]
     notify_orders: usize,
-    /// Restarts of the started gateway to time cold start on an existing database.
+    /// Restarts of each started replica to time cold start on an existing database.
     #[arg(long, default_value_t = 3)]
     restarts: usize,
     /// Worker threads of this tool's own runtime (the gateway needs the other cores).
@@ -109,48 +115,59 @@ async fn run(options: Options) -> Result<Report, LoadError> {
         .build()?;
 
     let mut spawned = None;
-    let mut gateway_figures = None;
-    let (target, keys_file) = match &options.target {
-        Some(url) => {
-            ensure_loopback(url)?;
-            let target = Target {
-                base_url: url.trim_end_matches('/').to_owned(),
-                merchant_key: options.key.clone().unwrap_or_default(),
-                finance_key: options.finance_key.clone().unwrap_or_default(),
-            };
-            (target, options.sandbox_keys.clone())
-        }
-        None => {
-            let binary = options.paygate.clone().unwrap_or_else(default_binary);
-            let mut gateway = SpawnedGateway::prepare(
-                &binary,
-                options.database_url.as_deref(),
-                options.external_sandbox,
-            )
-            .await?;
-            let mut figures = GatewayFigures {
-                first_start_ms: Some(gateway.start(&probe).await?.as_secs_f64() * 1000.0),
+    let mut replica_figures: Vec<GatewayFigures> = Vec::new();
+    let (target, keys_file) = if options.targets.is_empty() {
+        let binary = options.paygate.clone().unwrap_or_else(default_binary);
+        let mut gateway = SpawnedGateway::prepare(
+            &binary,
+            options.database_url.as_deref(),
+            options.external_sandbox,
+            options.replicas,
+        )
+        .await?;
+        for ready in gateway.start(&probe).await? {
+            replica_figures.push(GatewayFigures {
+                first_start_ms: Some(ready.as_secs_f64() * 1000.0),
                 ..GatewayFigures::default()
-            };
-            for _ in 0..options.restarts {
-                gateway.stop();
-                let ready = gateway.start(&probe).await?;
+            });
+        }
+        for _ in 0..options.restarts {
+            for (index, figures) in replica_figures.iter_mut().enumerate() {
+                gateway.stop_replica(index);
+                let ready = gateway.start_replica(index, &probe).await?;
                 figures.restart_ms.push(ready.as_secs_f64() * 1000.0);
             }
-            let target = gateway.target.clone();
-            let keys_file = Some(gateway.sandbox_keys_file());
-            spawned = Some(gateway);
-            gateway_figures = Some(figures);
-            (target, keys_file)
         }
+        let target = gateway.target.clone();
+        let keys_file = Some(gateway.sandbox_keys_file());
+        spawned = Some(gateway);
+        (target, keys_file)
+    } else {
+        for url in &options.targets {
+            ensure_loopback(url)?;
+        }
+        let target = Target {
+            base_urls: options
+                .targets
+                .iter()
+                .map(|url| url.trim_end_matches('/').to_owned())
+                .collect(),
+            merchant_key: options.key.clone().unwrap_or_default(),
+            finance_key: options.finance_key.clone().unwrap_or_default(),
+        };
+        (target, options.sandbox_keys.clone())
     };
 
     let connections = match pace {
         Pace::Concurrency(n) => n,
         Pace::Rate(_) => 1024,
     };
+    let base_urls = target.base_urls.clone();
+    let can_read_orders = !target.finance_key.is_empty();
     let mut workload = Workload::new(target, mix.clone(), connections)?;
-    if mix.contains(Operation::WechatNotify) || mix.contains(Operation::AlipayNotify) {
+    let sends_notifies =
+        mix.contains(Operation::WechatNotify) || mix.contains(Operation::AlipayNotify);
+    if sends_notifies {
         let path = keys_file.ok_or(LoadError::InvalidOption {
             option: "--sandbox-keys",
             reason: "notifies need the target's sandbox keys file".into(),
@@ -160,31 +177,46 @@ async fn run(options: Options) -> Result<Report, LoadError> {
             .prepare_notifies(&signer, options.notify_orders)
             .await?;
     }
-    let gateway_pid = spawned.as_ref().and_then(SpawnedGateway::pid);
+    let pids = spawned
+        .as_ref()
+        .map(SpawnedGateway::pids)
+        .unwrap_or_default();
     let client_cpu_before = cpu_time_of(std::process::id());
-    let gateway_cpu_before = gateway_pid.and_then(cpu_time_of);
-    let outcome = Arc::new(workload).run(pace, duration).await;
+    let cpu_before: Vec<_> = pids.iter().map(|pid| pid.and_then(cpu_time_of)).collect();
+    let workload = Arc::new(workload);
+    let outcome = workload.clone().run(pace, duration).await;
     let client_cpu_s = cpu_time_of(std::process::id())
         .zip(client_cpu_before)
         .map(|(after, before)| after.saturating_sub(before).as_secs_f64());
-    if let Some(figures) = gateway_figures.as_mut() {
-        figures.memory = gateway_pid.and_then(memory_of);
-        figures.cpu_s = gateway_pid
+    for ((figures, pid), before) in replica_figures.iter_mut().zip(&pids).zip(cpu_before) {
+        figures.memory = pid.and_then(memory_of);
+        figures.cpu_s = pid
             .and_then(cpu_time_of)
-            .zip(gateway_cpu_before)
+            .zip(before)
             .map(|(after, before)| after.saturating_sub(before).as_secs_f64());
     }
+    let paid_check = if sends_notifies && can_read_orders {
+        Some(PaidCheck::new(
+            outcome.notifies,
+            workload.paid_prepared_orders().await?,
+        ))
+    } else {
+        None
+    };
     let pace_text = match pace {
         Pace::Concurrency(n) => format!("concurrency {n}"),
         Pace::Rate(r) => format!("rate {r}/s"),
     };
     drop(spawned);
-    Ok(Report::new(
-        pace_text,
-        &outcome,
-        client_cpu_s,
-        gateway_figures,
-    ))
+    let gateway_figures =
+        (!replica_figures.is_empty()).then(|| GatewayFigures::sum(&replica_figures));
+    let mut report = Report::new(pace_text, &outcome, client_cpu_s, gateway_figures);
+    if base_urls.len() > 1 {
+        let spawned_figures = (!replica_figures.is_empty()).then_some(replica_figures.as_slice());
+        report = report.with_replicas(&outcome, &base_urls, spawned_figures);
+    }
+    report.paid_check = paid_check;
+    Ok(report)
 }
 
 #[allow(clippy::print_stdout)]
@@ -204,6 +236,7 @@ fn main() -> ExitCode {
     let json = options.json;
     match runtime.block_on(run(options)) {
         Ok(report) => {
+            let violated = report.paid_check.is_some_and(|check| !check.holds);
             if json {
                 match serde_json::to_string_pretty(&report) {
                     Ok(text) => println!("{text}"),
@@ -214,6 +247,12 @@ fn main() -> ExitCode {
                 }
             } else {
                 print!("{}", report.to_text());
+            }
+            if violated {
+                eprintln!(
+                    "paygate-loadgen: the orders paid do not match the notifies acknowledged"
+                );
+                return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
         }

@@ -15,6 +15,11 @@ use crate::notifies::{NotifySigner, OPENID, SANDBOX_APP};
 /// The longest run the tool accepts, so a typo cannot load a machine for hours.
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
 
+/// How long the client keeps an idle connection for reuse: under the gateway's default
+/// `http.keep_alive_ms` (5 s), so the client never sends on a connection the server is closing
+/// as idle (that race fails the request with a reset, which a proxy avoids the same way).
+const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// Requests in flight at once in fixed-rate mode before arrivals are counted as dropped.
 const MAX_IN_FLIGHT: usize = 4096;
 
@@ -138,8 +143,9 @@ pub enum Pace {
 /// Where to send and with which keys.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// `http://127.0.0.1:PORT`.
-    pub base_url: String,
+    /// `http://127.0.0.1:PORT` of each replica; requests go to them round robin, as a load
+    /// balancer without affinity would send them.
+    pub base_urls: Vec<String>,
     /// A merchant API key.
     pub merchant_key: String,
     /// A finance API key.
@@ -151,6 +157,8 @@ pub struct Target {
 pub struct Sample {
     /// What was sent.
     pub operation: Operation,
+    /// Which replica it went to (an index into [`Target::base_urls`]).
+    pub replica: usize,
     /// From the scheduled start to the full response body.
     pub latency: Duration,
     /// Whether the answer was the expected success.
@@ -170,6 +178,18 @@ pub struct RunOutcome {
     pub error_examples: Vec<String>,
     /// Notifies sent beyond the prepared orders (repeats of an already-paid order).
     pub repeated_notifies: usize,
+    /// First deliveries of prepared notifies: how many were sent, and how many the gateway
+    /// acknowledged with the provider's success answer.
+    pub notifies: NotifyCounts,
+}
+
+/// First deliveries of the prepared notifies (repeats of an already-paid order not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NotifyCounts {
+    /// Sent, whatever the answer.
+    pub sent: usize,
+    /// Answered with the provider's success acknowledgement.
+    pub acknowledged: usize,
 }
 
 /// Pre-signed notify bodies for orders that exist and are pending, handed out in order.
@@ -177,6 +197,8 @@ pub struct RunOutcome {
 pub struct NotifyPool {
     bodies: Vec<String>,
     next: AtomicUsize,
+    /// First deliveries answered with the success acknowledgement.
+    acknowledged: AtomicUsize,
 }
 
 impl NotifyPool {
@@ -195,6 +217,18 @@ impl NotifyPool {
             .load(Ordering::Relaxed)
             .saturating_sub(self.bodies.len())
     }
+
+    /// Counts an acknowledged first delivery.
+    fn acknowledge(&self) {
+        self.acknowledged.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn counts(&self) -> NotifyCounts {
+        NotifyCounts {
+            sent: self.next.load(Ordering::Relaxed).min(self.bodies.len()),
+            acknowledged: self.acknowledged.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Shared state of a run.
@@ -209,7 +243,22 @@ pub struct Workload {
     sequence: AtomicUsize,
     /// Walks the mix schedule (separate from `sequence` so the proportions stay exact).
     picks: AtomicUsize,
+    /// Walks the replicas, round robin.
+    turns: AtomicUsize,
     run_id: String,
+}
+
+/// An error with its causes (`error sending request: … : connection reset by peer`), so a
+/// failed request says what failed.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 fn order_body(op: Operation, out_trade_no: &str) -> Value {
@@ -238,8 +287,15 @@ fn order_body(op: Operation, out_trade_no: &str) -> Value {
 impl Workload {
     /// A workload against `target`.
     pub fn new(target: Target, mix: Mix, connections: usize) -> Result<Workload, LoadError> {
+        if target.base_urls.is_empty() {
+            return Err(LoadError::InvalidOption {
+                option: "--target",
+                reason: "no gateway to send to".into(),
+            });
+        }
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(connections)
+            .pool_idle_timeout(CLIENT_IDLE_TIMEOUT)
             .timeout(Duration::from_secs(30))
             .build()?;
         Ok(Workload {
@@ -250,13 +306,26 @@ impl Workload {
             alipay_notifies: NotifyPool::default(),
             sequence: AtomicUsize::new(0),
             picks: AtomicUsize::new(0),
+            turns: AtomicUsize::new(0),
             run_id: ulid::Ulid::new().to_string().to_lowercase(),
         })
     }
 
     fn next_out_trade_no(&self, prefix: &str) -> String {
         let n = self.sequence.fetch_add(1, Ordering::Relaxed);
-        format!("lg{prefix}{}{n}", &self.run_id[20..])
+        format!("{}{n}", self.out_trade_no_prefix(prefix))
+    }
+
+    /// What every order number of this run's `prefix` kind starts with.
+    fn out_trade_no_prefix(&self, prefix: &str) -> String {
+        format!("lg{prefix}{}", &self.run_id[20..])
+    }
+
+    /// The next replica in turn, and its base URL.
+    fn next_replica(&self) -> (usize, &str) {
+        let urls = &self.target.base_urls;
+        let index = self.turns.fetch_add(1, Ordering::Relaxed) % urls.len().max(1);
+        (index, urls.get(index).map_or("", String::as_str))
     }
 
     /// Creates `count` pending orders per notify provider in the mix and signs a paid notify
@@ -281,7 +350,7 @@ impl Workload {
                 .collect::<Result<Vec<_>, _>>()?;
             let pool = NotifyPool {
                 bodies,
-                next: AtomicUsize::new(0),
+                ..NotifyPool::default()
             };
             match op {
                 Operation::WechatNotify => self.wechat_notifies = pool,
@@ -297,9 +366,10 @@ impl Workload {
         for chunk in numbers.chunks(16) {
             let mut tasks = tokio::task::JoinSet::new();
             for no in chunk {
+                let (_, base) = self.next_replica();
                 let request = self
                     .client
-                    .post(format!("{}/v1/orders", self.target.base_url))
+                    .post(format!("{base}/v1/orders"))
                     .bearer_auth(&self.target.merchant_key)
                     .json(&order_body(op, no));
                 tasks.spawn(async move {
@@ -324,36 +394,43 @@ impl Workload {
         Ok(numbers)
     }
 
-    /// Sends one request of kind `op`; `Err` describes an unexpected answer.
-    async fn send(&self, op: Operation) -> Result<(), String> {
-        let base = &self.target.base_url;
+    /// Sends one request of kind `op` to the replica at `base`; `Err` describes an
+    /// unexpected answer.
+    async fn send(&self, op: Operation, base: &str) -> Result<(), String> {
+        let mut first_delivery = None;
         let request = match op {
             Operation::AlipayApp | Operation::WechatMini => self
                 .client
                 .post(format!("{base}/v1/orders"))
                 .bearer_auth(&self.target.merchant_key)
                 .json(&order_body(op, &self.next_out_trade_no("r"))),
-            Operation::WechatNotify => self
-                .client
-                .post(format!("{base}/notify/wechat/{SANDBOX_APP}"))
-                .header("Content-Type", "text/xml")
-                .body(self.wechat_notifies.take().0.to_owned()),
-            Operation::AlipayNotify => self
-                .client
-                .post(format!("{base}/notify/alipay/{SANDBOX_APP}"))
-                .header(
-                    "Content-Type",
-                    "application/x-www-form-urlencoded; charset=utf-8",
-                )
-                .body(self.alipay_notifies.take().0.to_owned()),
+            Operation::WechatNotify => {
+                let (body, repeated) = self.wechat_notifies.take();
+                first_delivery = (!repeated).then_some(&self.wechat_notifies);
+                self.client
+                    .post(format!("{base}/notify/wechat/{SANDBOX_APP}"))
+                    .header("Content-Type", "text/xml")
+                    .body(body.to_owned())
+            }
+            Operation::AlipayNotify => {
+                let (body, repeated) = self.alipay_notifies.take();
+                first_delivery = (!repeated).then_some(&self.alipay_notifies);
+                self.client
+                    .post(format!("{base}/notify/alipay/{SANDBOX_APP}"))
+                    .header(
+                        "Content-Type",
+                        "application/x-www-form-urlencoded; charset=utf-8",
+                    )
+                    .body(body.to_owned())
+            }
             Operation::FinanceList => self
                 .client
                 .get(format!("{base}/v1/orders?limit=20"))
                 .bearer_auth(&self.target.finance_key),
         };
-        let response = request.send().await.map_err(|e| e.to_string())?;
+        let response = request.send().await.map_err(|e| with_causes(&e))?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| e.to_string())?;
+        let text = response.text().await.map_err(|e| with_causes(&e))?;
         let ok = match op {
             Operation::AlipayApp | Operation::WechatMini => status == 201,
             Operation::WechatNotify => status == 200 && text.contains("SUCCESS"),
@@ -361,6 +438,9 @@ impl Workload {
             Operation::FinanceList => status == 200,
         };
         if ok {
+            if let Some(pool) = first_delivery {
+                pool.acknowledge();
+            }
             Ok(())
         } else {
             let snippet: String = text.chars().take(200).collect();
@@ -370,9 +450,11 @@ impl Workload {
 
     async fn timed(&self, scheduled: Instant) -> (Sample, Option<String>) {
         let op = self.mix.pick(self.picks.fetch_add(1, Ordering::Relaxed));
-        let result = self.send(op).await;
+        let (replica, base) = self.next_replica();
+        let result = self.send(op, base).await;
         let sample = Sample {
             operation: op,
+            replica,
             latency: scheduled.elapsed(),
             ok: result.is_ok(),
         };
@@ -442,6 +524,54 @@ impl Workload {
             dropped,
             error_examples,
             repeated_notifies: self.wechat_notifies.repeats() + self.alipay_notifies.repeats(),
+            notifies: {
+                let (w, a) = (self.wechat_notifies.counts(), self.alipay_notifies.counts());
+                NotifyCounts {
+                    sent: w.sent + a.sent,
+                    acknowledged: w.acknowledged + a.acknowledged,
+                }
+            },
+        }
+    }
+
+    /// How many of the orders prepared for notifies are paid now, read through the finance
+    /// API (`GET /v1/orders?status=paid`, this run's prepared order numbers, page by page).
+    /// Called after the run, it is the other half of the exactly-once check: every
+    /// acknowledged notify paid its order, and nothing paid an order no notify was sent for.
+    pub async fn paid_prepared_orders(&self) -> Result<usize, LoadError> {
+        let prefix = self.out_trade_no_prefix("p");
+        let (_, base) = self.next_replica();
+        let mut paid = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut query = vec![
+                ("status", "paid".to_owned()),
+                ("out_trade_no_prefix", prefix.clone()),
+                ("limit", "500".to_owned()),
+            ];
+            if let Some(cursor) = cursor.take() {
+                query.push(("cursor", cursor));
+            }
+            let response = self
+                .client
+                .get(format!("{base}/v1/orders"))
+                .bearer_auth(&self.target.finance_key)
+                .query(&query)
+                .send()
+                .await?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(LoadError::Check(format!(
+                    "listing paid orders: {status} {}",
+                    response.text().await.unwrap_or_default()
+                )));
+            }
+            let page: Value = response.json().await?;
+            paid += page["data"].as_array().map_or(0, Vec::len);
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return Ok(paid),
+            }
         }
     }
 }
@@ -473,11 +603,34 @@ mod tests {
     fn a_notify_pool_hands_out_each_body_once_before_repeating() {
         let pool = NotifyPool {
             bodies: vec!["a".into(), "b".into()],
-            next: AtomicUsize::new(0),
+            ..NotifyPool::default()
         };
         assert_eq!(pool.take(), ("a", false));
         assert_eq!(pool.take(), ("b", false));
         assert_eq!(pool.take(), ("a", true));
         assert_eq!(pool.repeats(), 1);
+        pool.acknowledge();
+        assert_eq!(
+            pool.counts(),
+            NotifyCounts {
+                sent: 2,
+                acknowledged: 1
+            }
+        );
+    }
+
+    #[test]
+    fn requests_take_the_replicas_in_turn() {
+        let target = Target {
+            base_urls: (0..3)
+                .map(|n| format!("http://127.0.0.1:{}", 9000 + n))
+                .collect(),
+            merchant_key: String::new(),
+            finance_key: String::new(),
+        };
+        let workload = Workload::new(target, Mix::parse("finance_list").unwrap(), 1).unwrap();
+        let visited: Vec<usize> = (0..7).map(|_| workload.next_replica().0).collect();
+        assert_eq!(visited, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(workload.next_replica().1, "http://127.0.0.1:9001");
     }
 }

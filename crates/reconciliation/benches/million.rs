@@ -294,7 +294,9 @@ fn stored_run(backend: &str, url: &str, gz: &Path, rows: u64, generate: impl FnO
         .enable_all()
         .build()
         .unwrap();
-    let store = runtime.block_on(Store::connect(url, 4)).unwrap();
+    let store = runtime
+        .block_on(Store::connect(url, paygate_store::PoolOptions::sized(4)))
+        .unwrap();
     let start = Instant::now();
     generate();
     let generated = since(start);

@@ -69,7 +69,7 @@ async fn mark_paid(store: &Store, id: &OrderId) {
 
 fn bench_backend(c: &mut Criterion, runtime: &Runtime, backend: &str, url: &str) {
     let store = runtime
-        .block_on(Store::connect(url, 8))
+        .block_on(Store::connect(url, paygate_store::PoolOptions::sized(8)))
         .unwrap_or_else(|e| panic!("{backend}: {e}"));
     let mut group = c.benchmark_group("store");
     group.bench_function(BenchmarkId::new("insert_order", backend), |b| {

@@ -110,7 +110,7 @@ fn measure<T>(work: impl FnOnce() -> T) -> (T, f64, f64, f64) {
 
 fn run_backend(runtime: &tokio::runtime::Runtime, backend: &str, url: &str, count: u64) {
     let store = runtime
-        .block_on(Store::connect(url, 4))
+        .block_on(Store::connect(url, paygate_store::PoolOptions::sized(4)))
         .unwrap_or_else(|e| panic!("{backend}: {e}"));
     let postgres = backend == "postgres";
     let started = Instant::now();

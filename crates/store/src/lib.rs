@@ -111,8 +111,28 @@ impl ServeLock {
     }
 }
 
-/// How long a caller waits for a free connection before getting [`StoreError::Unavailable`].
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How big the store's connection pool is and how long a caller waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// The most pooled connections (reads and unbatched work; writes have their own lanes).
+    pub size: u32,
+    /// How long a caller waits for a free connection, or for room in a write lane's queue,
+    /// before getting [`StoreError::Unavailable`] (a 503 at the HTTP edge) instead of hanging.
+    pub acquire_timeout: Duration,
+}
+
+impl PoolOptions {
+    /// The acquire timeout when none is configured.
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A pool of `size` connections with the default acquire timeout.
+    pub fn sized(size: u32) -> PoolOptions {
+        PoolOptions {
+            size,
+            acquire_timeout: PoolOptions::DEFAULT_ACQUIRE_TIMEOUT,
+        }
+    }
+}
 
 /// paygate's database: a connection pool plus the repository functions. Cheap to clone; every
 /// clone shares the pool.
@@ -123,6 +143,8 @@ pub struct Store {
     /// One permit per pooled connection, so waiting callers queue on the async side instead of
     /// parking blocking threads on the pool.
     permits: Arc<Semaphore>,
+    /// How long a caller waits for a permit ([`PoolOptions::acquire_timeout`]).
+    acquire_timeout: Duration,
     /// The group-committing write path; `None` for a private in-memory SQLite database, whose
     /// only connection is the pool's.
     writer: Option<writer::Lanes>,
@@ -143,9 +165,14 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens the database the URL names (see the crate docs for the accepted forms), applies
-    /// pending migrations and keeps a pool of up to `pool_size` connections. A private
-    /// in-memory SQLite database always gets exactly one connection.
-    pub async fn connect(url: &str, pool_size: u32) -> Result<Store, StoreError> {
+    /// pending migrations and keeps a pool of up to `pool.size` connections, which callers
+    /// wait at most `pool.acquire_timeout` for. A private in-memory SQLite database always gets
+    /// exactly one connection.
+    pub async fn connect(url: &str, pool: PoolOptions) -> Result<Store, StoreError> {
+        let PoolOptions {
+            size: pool_size,
+            acquire_timeout,
+        } = pool;
         let target = conn::Target::parse(url)?;
         let statements = target.statements.clone();
         let joined = tokio::task::spawn_blocking(move || {
@@ -156,9 +183,9 @@ impl Store {
             let writer = if target.is_private_memory() {
                 None
             } else {
-                Some(writer::Lanes::start(&target)?)
+                Some(writer::Lanes::start(&target, acquire_timeout)?)
             };
-            let pool = conn::build_pool(target, pool_size, ACQUIRE_TIMEOUT)?;
+            let pool = conn::build_pool(target, pool_size, acquire_timeout)?;
             let mut conn = pool.get()?;
             conn::run_migrations(&mut conn)?;
             conn::check_schema(&mut conn)?;
@@ -172,6 +199,7 @@ impl Store {
             pool,
             backend,
             permits,
+            acquire_timeout,
             writer,
             traced_keys: Arc::new(OnceLock::new()),
             statements,
@@ -407,7 +435,7 @@ impl Store {
 
     /// A place among the pool's users, or why there is none in time.
     async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
-        tokio::time::timeout(ACQUIRE_TIMEOUT, self.permits.clone().acquire_owned())
+        tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| StoreError::Unavailable("timed out waiting for a connection".into()))?
             .map_err(|_| StoreError::Unavailable("the store is closed".into()))
@@ -484,7 +512,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_in_database_work_comes_back_as_an_error() {
-        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        let store = Store::connect("sqlite::memory:", PoolOptions::sized(1))
+            .await
+            .unwrap();
 
         let result: Result<(), StoreError> = store.run(|_| panic!("boom in a query")).await;
 
@@ -549,7 +579,7 @@ mod tests {
         use diesel::RunQueryDsl;
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("w.db").display());
-        let store = Store::connect(&url, 2).await.unwrap();
+        let store = Store::connect(&url, PoolOptions::sized(2)).await.unwrap();
         let insert = |name: String| {
             let store = store.clone();
             async move {
@@ -607,6 +637,47 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stored, committed + 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_exhausted_pool_answers_unavailable_after_the_configured_acquire_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let pool = PoolOptions {
+            size: 1,
+            acquire_timeout: Duration::from_millis(200),
+        };
+        let store = Store::connect(&url, pool).await.unwrap();
+        // The pool's only connection, held until the test lets go of it.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (holding, held) = tokio::sync::oneshot::channel::<()>();
+        let holder = store.clone();
+        let held_work = tokio::spawn(async move {
+            holder
+                .run(move |_conn| {
+                    let _ = holding.send(());
+                    let _ = released.recv();
+                    Ok(())
+                })
+                .await
+        });
+        held.await.unwrap();
+
+        let asked = std::time::Instant::now();
+        let second = store.ping().await;
+        let waited = asked.elapsed();
+
+        match second {
+            Err(StoreError::Unavailable(reason)) => {
+                assert!(reason.contains("timed out"), "{reason}");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        // The default is 10 s: well under half of it tells the setting was used.
+        assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+        release.send(()).unwrap();
+        held_work.await.unwrap().unwrap();
+        store.ping().await.unwrap();
     }
 
     #[test]

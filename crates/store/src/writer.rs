@@ -41,6 +41,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use diesel::connection::{
     AnsiTransactionManager, Instrumentation, InstrumentationEvent, SimpleConnection,
@@ -52,7 +53,7 @@ use paygate_core::OrderId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::conn::{Backend, DbConnection, Target};
-use crate::{ACQUIRE_TIMEOUT, ApiKeyId, StoreError};
+use crate::{ApiKeyId, StoreError};
 
 /// The most callers' writes one transaction carries; bounds how long a batch holds the lock.
 pub(crate) const MAX_BATCH: usize = 64;
@@ -257,8 +258,9 @@ pub(crate) struct Lanes {
 }
 
 impl Lanes {
-    /// Starts the lanes for the target's backend.
-    pub(crate) fn start(target: &Target) -> Result<Lanes, StoreError> {
+    /// Starts the lanes for the target's backend; a caller waits at most `queue_timeout` for
+    /// room in a lane's queue.
+    pub(crate) fn start(target: &Target, queue_timeout: Duration) -> Result<Lanes, StoreError> {
         let count = match target.backend {
             Backend::Sqlite => 1,
             Backend::Postgres => POSTGRES_LANES,
@@ -266,7 +268,7 @@ impl Lanes {
         let mut lanes = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
         for _ in 0..count {
-            let (writer, thread) = Writer::start(target.clone())?;
+            let (writer, thread) = Writer::start(target.clone(), queue_timeout)?;
             lanes.push(writer);
             threads.push(thread);
         }
@@ -332,17 +334,28 @@ impl Lanes {
 /// dropped.
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// How long a caller waits for room in the queue ([`crate::PoolOptions::acquire_timeout`]).
+    queue_timeout: Duration,
 }
 
 impl Writer {
     /// Starts the writer thread; it connects lazily and reconnects after a broken connection.
-    fn start(target: Target) -> Result<(Writer, JoinHandle<()>), StoreError> {
+    fn start(
+        target: Target,
+        queue_timeout: Duration,
+    ) -> Result<(Writer, JoinHandle<()>), StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("paygate-store-writer".into())
             .spawn(move || serve(&target, queue))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
-        Ok((Writer { jobs }, thread))
+        Ok((
+            Writer {
+                jobs,
+                queue_timeout,
+            },
+            thread,
+        ))
     }
 
     /// Runs `work` in its own savepoint inside the writer's next transaction and returns its
@@ -378,7 +391,7 @@ impl Writer {
         job: Job,
         answered: oneshot::Receiver<Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(ACQUIRE_TIMEOUT, self.jobs.send(job))
+        tokio::time::timeout(self.queue_timeout, self.jobs.send(job))
             .await
             .map_err(|_| StoreError::Unavailable("timed out waiting for the writer".into()))?
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
@@ -1021,7 +1034,7 @@ mod tests {
     fn writes_to_one_row_share_a_lane_and_inserts_take_turns() {
         // Lanes connect lazily, so a PostgreSQL target nobody listens on is enough here.
         let target = Target::parse("postgres://nobody@127.0.0.1:1/none").unwrap();
-        let lanes = Lanes::start(&target).unwrap();
+        let lanes = Lanes::start(&target, crate::PoolOptions::DEFAULT_ACQUIRE_TIMEOUT).unwrap();
         assert_eq!(lanes.lanes.len(), POSTGRES_LANES);
 
         let order = LockKey::Order(OrderId::generate());
@@ -1040,7 +1053,10 @@ mod tests {
 
         let sqlite = Target::parse("sqlite::memory:").unwrap();
         assert_eq!(
-            Lanes::start(&sqlite).unwrap().lanes.len(),
+            Lanes::start(&sqlite, crate::PoolOptions::DEFAULT_ACQUIRE_TIMEOUT)
+                .unwrap()
+                .lanes
+                .len(),
             1,
             "SQLite has one writer"
         );
@@ -1162,7 +1178,9 @@ mod tests {
         let Some(db) = PgDatabase::create() else {
             return;
         };
-        let store = crate::Store::connect(&db.url, 4).await.unwrap();
+        let store = crate::Store::connect(&db.url, crate::PoolOptions::sized(4))
+            .await
+            .unwrap();
         let lanes = store.writer.clone().unwrap();
 
         // Orders, leases and order numbers whose writes all take lane 0, so one lane gets a

@@ -770,7 +770,9 @@ mod tests {
     async fn held_near_midnight_items_are_settled_by_the_neighbouring_days_bill() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("paygate.db").display());
-        let store = Store::connect(&url, 2).await.unwrap();
+        let store = Store::connect(&url, paygate_store::PoolOptions::sized(2))
+            .await
+            .unwrap();
         let d15 = day();
         let (d14, d16) = (d15.pred_opt().unwrap(), d15.succ_opt().unwrap());
 

@@ -118,7 +118,7 @@ impl Gateway {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_gateway_killed_mid_load_converges_after_restart_with_every_payment_paid_once() {
     let (database_url, _database, dir) = test_database();
-    let store = paygate_store::Store::connect(&database_url, 1)
+    let store = paygate_store::Store::connect(&database_url, paygate_store::PoolOptions::sized(1))
         .await
         .unwrap();
     let keys = paygate_gateway::cli::ensure_initial_keys(&store)

@@ -16,9 +16,10 @@ async fn paid_at(app: &TestApp, out_trade_no: &str, amount: i64, at: chrono::Dat
             amount,
         ))
         .await;
-    let store = paygate_store::Store::connect(&app.database_url, 1)
-        .await
-        .unwrap();
+    let store =
+        paygate_store::Store::connect(&app.database_url, paygate_store::PoolOptions::sized(1))
+            .await
+            .unwrap();
     let id = paygate_core::OrderId::parse(order["id"].as_str().unwrap()).unwrap();
     let paid = store
         .transition_order(

@@ -68,7 +68,7 @@ async fn a_column_dropped_by_hand_makes_readyz_unready_and_a_restart_refuse() {
     let (status, body) = app.readyz().await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["reason"], "database schema mismatch");
-    match Store::connect(&app.database_url, 1).await {
+    match Store::connect(&app.database_url, paygate_store::PoolOptions::sized(1)).await {
         Err(StoreError::SchemaMismatch(reason)) => {
             assert!(reason.contains("orders"), "{reason}");
         }
@@ -88,7 +88,7 @@ async fn a_migration_this_binary_does_not_know_makes_readyz_unready_and_a_restar
     let (status, body) = app.readyz().await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["reason"], "database schema mismatch");
-    match Store::connect(&app.database_url, 1).await {
+    match Store::connect(&app.database_url, paygate_store::PoolOptions::sized(1)).await {
         Err(StoreError::SchemaMismatch(reason)) => {
             assert!(reason.contains("29991231000000"), "{reason}");
             assert!(reason.contains("newer"), "{reason}");

@@ -26,7 +26,9 @@ async fn insert_pending(
     age: chrono::Duration,
     expires_in: chrono::Duration,
 ) {
-    let store = Store::connect(&app.database_url, 8).await.unwrap();
+    let store = Store::connect(&app.database_url, paygate_store::PoolOptions::sized(8))
+        .await
+        .unwrap();
     let now = Utc::now();
     let inserted = stream::iter(0..count)
         .map(|n| {

@@ -522,7 +522,9 @@ async fn two_replicas_on_one_database_deliver_each_event_to_a_slow_endpoint_once
     let mut settings = Settings::default();
     replica(&mut settings);
     let second = Dispatcher::from_settings(&settings.webhooks).unwrap();
-    let store = Store::connect(&app.database_url, 4).await.unwrap();
+    let store = Store::connect(&app.database_url, paygate_store::PoolOptions::sized(4))
+        .await
+        .unwrap();
     let (_running, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(second.run(store, "second-replica".to_owned(), shutdown));
 
@@ -577,7 +579,9 @@ async fn a_stop_with_a_hung_endpoint_ends_within_its_budget_and_releases_lease_a
     assert!(took < Duration::from_secs(5), "a 2 s budget took {took:?}");
 
     // Another replica takes over at once: the lease and the event's claim were released.
-    let store = Store::connect(&app.database_url, 2).await.unwrap();
+    let store = Store::connect(&app.database_url, paygate_store::PoolOptions::sized(2))
+        .await
+        .unwrap();
     let lease = chrono::Duration::seconds(30);
     assert!(
         store
@@ -1006,9 +1010,10 @@ async fn a_late_notify_for_an_order_closed_here_is_confirmed_by_query_and_honour
     .await;
     // The order is closed here while the buyer's payment is in flight (a close that raced the
     // payment), behind the gateway's back.
-    let store = paygate_store::Store::connect(&app.database_url, 1)
-        .await
-        .unwrap();
+    let store =
+        paygate_store::Store::connect(&app.database_url, paygate_store::PoolOptions::sized(1))
+            .await
+            .unwrap();
     let order_id = paygate_core::OrderId::parse(id).unwrap();
     let closed = store
         .transition_order(

@@ -807,7 +807,7 @@ async fn the_cli_reconciles_a_file_finance_downloaded_by_hand_and_refuses_anothe
     .await
     .unwrap();
 
-    let store = paygate_store::Store::connect(&database_url, 2)
+    let store = paygate_store::Store::connect(&database_url, paygate_store::PoolOptions::sized(2))
         .await
         .unwrap();
     let key = paygate_store::BillDayKey {

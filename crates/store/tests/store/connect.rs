@@ -7,7 +7,9 @@ async fn an_unreachable_postgres_url_names_the_problem_but_not_the_password() {
     // Port 1 on loopback: nothing listens there, so the connection is refused at once.
     let url = "postgres://paygate:Sup3rSecretPw@127.0.0.1:1/paygate";
 
-    let err = Store::connect(url, 2).await.unwrap_err();
+    let err = Store::connect(url, paygate_store::PoolOptions::sized(2))
+        .await
+        .unwrap_err();
 
     let message = err.to_string();
     assert!(
@@ -33,9 +35,12 @@ async fn an_unreachable_postgres_url_names_the_problem_but_not_the_password() {
 
 #[tokio::test]
 async fn an_unknown_scheme_is_refused_rather_than_opened_as_a_file() {
-    let err = Store::connect("mysql://root@localhost/paygate", 2)
-        .await
-        .unwrap_err();
+    let err = Store::connect(
+        "mysql://root@localhost/paygate",
+        paygate_store::PoolOptions::sized(2),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, StoreError::UnsupportedUrl { scheme } if scheme == "mysql"),
         "{err:?}"
@@ -44,9 +49,12 @@ async fn an_unknown_scheme_is_refused_rather_than_opened_as_a_file() {
 
 #[tokio::test]
 async fn an_unopenable_sqlite_path_names_sqlite_and_the_path() {
-    let err = Store::connect("sqlite:///nonexistent-dir/for/sure/paygate.db", 2)
-        .await
-        .unwrap_err();
+    let err = Store::connect(
+        "sqlite:///nonexistent-dir/for/sure/paygate.db",
+        paygate_store::PoolOptions::sized(2),
+    )
+    .await
+    .unwrap_err();
     let message = err.to_string();
     assert!(
         matches!(
@@ -66,7 +74,9 @@ async fn an_unopenable_sqlite_path_names_sqlite_and_the_path() {
 
 #[tokio::test]
 async fn an_in_memory_database_keeps_its_data_across_calls() {
-    let store = Store::connect("sqlite::memory:", 8).await.unwrap();
+    let store = Store::connect("sqlite::memory:", paygate_store::PoolOptions::sized(8))
+        .await
+        .unwrap();
     assert_eq!(store.backend(), Backend::Sqlite);
     store.ping().await.unwrap();
 
@@ -88,7 +98,9 @@ async fn a_bare_path_opens_sqlite_and_migrations_run_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bare.db");
     let path = path.to_str().unwrap();
-    let first = Store::connect(path, 2).await.unwrap();
+    let first = Store::connect(path, paygate_store::PoolOptions::sized(2))
+        .await
+        .unwrap();
     let order = first
         .insert_order(new_order("order_0001", 100))
         .await
@@ -98,9 +110,12 @@ async fn a_bare_path_opens_sqlite_and_migrations_run_once() {
     drop(first);
 
     // Connecting again must not re-run migrations over existing tables.
-    let second = Store::connect(&format!("sqlite://{path}"), 2)
-        .await
-        .unwrap();
+    let second = Store::connect(
+        &format!("sqlite://{path}"),
+        paygate_store::PoolOptions::sized(2),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(second.order(&order.id).await.unwrap(), order);
 }

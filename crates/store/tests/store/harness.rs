@@ -26,7 +26,9 @@ where
 {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("paygate.db").display());
-    let store = Store::connect(&url, 8).await.unwrap();
+    let store = Store::connect(&url, paygate_store::PoolOptions::sized(8))
+        .await
+        .unwrap();
     assert_eq!(store.backend(), paygate_store::Backend::Sqlite);
     test(TestDb { store, url }).await;
     drop(dir);
@@ -87,7 +89,9 @@ where
     let mut url = url::Url::parse(&admin_url).unwrap();
     url.set_path(&format!("/{name}"));
     let url = url.to_string();
-    let store = Store::connect(&url, 8).await.unwrap();
+    let store = Store::connect(&url, paygate_store::PoolOptions::sized(8))
+        .await
+        .unwrap();
     assert_eq!(store.backend(), paygate_store::Backend::Postgres);
     test(TestDb { store, url }).await;
 }

@@ -99,7 +99,9 @@ async fn closing_a_clone_leaves_the_others_writing_and_closing_the_last_commits_
     db: TestDb,
 ) {
     // A second store on the same database, so closing it cannot take the harness's store along.
-    let store = paygate_store::Store::connect(&db.url, 2).await.unwrap();
+    let store = paygate_store::Store::connect(&db.url, paygate_store::PoolOptions::sized(2))
+        .await
+        .unwrap();
     let clone = store.clone();
 
     // Closing a clone must neither wait for the writers (the other handle keeps them alive: a
