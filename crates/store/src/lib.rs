@@ -529,7 +529,7 @@ mod tests {
     async fn file_store(pool_size: u32) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("r.db").display());
-        let store = Store::connect(&url, pool_size).await.unwrap();
+        let store = Store::connect(&url, PoolOptions::sized(pool_size)).await.unwrap();
         (dir, store)
     }
 
