@@ -529,8 +529,31 @@ mod tests {
     async fn file_store(pool_size: u32) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("r.db").display());
-        let store = Store::connect(&url, PoolOptions::sized(pool_size)).await.unwrap();
+        let store = Store::connect(&url, PoolOptions::sized(pool_size))
+            .await
+            .unwrap();
         (dir, store)
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct TempStore {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        temp_store: i32,
+    }
+
+    fn temp_store(conn: &mut DbConnection) -> Result<i32, StoreError> {
+        use diesel::RunQueryDsl;
+        let row: TempStore = diesel::sql_query("PRAGMA temp_store").get_result(conn)?;
+        Ok(row.temp_store)
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_writer_keeps_its_statement_journal_in_memory_and_readers_do_not() {
+        let (_dir, store) = file_store(2).await;
+        // 2 = MEMORY: a batch's checkpoint savepoint journals pages without a temp file.
+        assert_eq!(store.write(LockKey::NewRows, temp_store).await.unwrap(), 2);
+        // 0 = the default: a reader's large sort may still spill to disk.
+        assert_eq!(store.run(temp_store).await.unwrap(), 0);
     }
 
     #[tokio::test]

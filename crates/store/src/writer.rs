@@ -527,6 +527,15 @@ fn open_transaction(
         }
     }
     let mut conn = target.establish().map_err(|e| e.to_string())?;
+    if let DbConnection::Sqlite(sqlite) = &mut conn {
+        // A batch's checkpoint savepoint copies every page the batch touches into SQLite's
+        // statement journal, which spills to a temporary file past 64 KiB: a file write per
+        // page on the serial writer thread. Kept in memory it costs a batch's worth of pages
+        // (tens of KiB per notify batch); readers keep the default for their large sorts.
+        sqlite
+            .batch_execute("PRAGMA temp_store = MEMORY")
+            .map_err(|e| StoreError::from(e).to_string())?;
+    }
     conn.set_instrumentation(WriterInstrumentation {
         nested: nested.clone(),
         statements: target.statements.clone(),
