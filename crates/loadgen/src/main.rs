@@ -25,10 +25,10 @@ struct Options {
     #[arg(long = "target")]
     targets: Vec<String>,
     /// Merchant API key for `--target`.
-    #[arg(long, requires = "target")]
+    #[arg(long, requires = "targets")]
     key: Option<String>,
     /// Finance API key for `--target` (needed for finance_list).
-    #[arg(long, requires = "target")]
+    #[arg(long, requires = "targets")]
     finance_key: Option<String>,
     /// The sandbox keys file of the `--target` gateway (needed for notifies).
     #[arg(long)]
@@ -260,5 +260,46 @@ fn main() -> ExitCode {
             eprintln!("paygate-loadgen: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Options;
+
+    #[test]
+    fn the_options_are_consistent() {
+        // clap's own checks: every `requires`/`conflicts_with` names an argument that exists.
+        Options::command().debug_assert();
+    }
+
+    #[test]
+    fn a_key_needs_a_target_and_replicas_exclude_targets() {
+        assert!(Options::try_parse_from(["paygate-loadgen", "--key", "k"]).is_err());
+        let two = [
+            "--target",
+            "http://127.0.0.1:1",
+            "--target",
+            "http://127.0.0.1:2",
+        ];
+        let parsed = Options::try_parse_from(
+            ["paygate-loadgen"]
+                .into_iter()
+                .chain(two)
+                .chain(["--key", "k"]),
+        )
+        .unwrap();
+        assert_eq!(parsed.targets.len(), 2);
+        assert!(
+            Options::try_parse_from(
+                ["paygate-loadgen"]
+                    .into_iter()
+                    .chain(two)
+                    .chain(["--replicas", "2"])
+            )
+            .is_err()
+        );
     }
 }
