@@ -233,12 +233,21 @@ fn lease_holders(replicas: &Replicas) -> BTreeMap<String, u32> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_replicas_on_one_postgres_apply_everything_exactly_once() {
-    let Ok(admin_url) = std::env::var("PAYGATE_TEST_DATABASE_URL") else {
+/// The PostgreSQL server the harness makes its throwaway database on, or `None` (said once on
+/// stderr) on the SQLite pass.
+fn postgres_admin_url() -> Option<String> {
+    let url = std::env::var("PAYGATE_TEST_DATABASE_URL").ok();
+    if url.is_none() {
         eprintln!(
             "replicas: PostgreSQL only; set PAYGATE_TEST_DATABASE_URL (CI's PostgreSQL pass does)"
         );
+    }
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_on_one_postgres_apply_everything_exactly_once() {
+    let Some(admin_url) = postgres_admin_url() else {
         return;
     };
     let replicas = Replicas::start(
@@ -546,10 +555,7 @@ async fn the_load_tool_spreads_its_requests_over_every_replica() {
     use paygate_loadgen::report::PaidCheck;
     use paygate_loadgen::workload::{Mix, Pace, Workload};
 
-    let Ok(admin_url) = std::env::var("PAYGATE_TEST_DATABASE_URL") else {
-        eprintln!(
-            "replicas: PostgreSQL only; set PAYGATE_TEST_DATABASE_URL (CI's PostgreSQL pass does)"
-        );
+    let Some(admin_url) = postgres_admin_url() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -125,23 +125,12 @@ impl Instrumentation for StatementLog {
         let Some(log) = self.0.get() else {
             return;
         };
-        match event {
-            InstrumentationEvent::StartQuery { query, .. } => {
-                let sql = query.to_string();
-                log.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .sent
-                    .push(sql);
-            }
-            InstrumentationEvent::CacheQuery { sql, .. } => {
-                let sql = sql.to_owned();
-                log.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .prepared
-                    .push(sql);
-            }
-            _ => {}
-        }
+        let (sql, list): (String, fn(&mut Logged) -> &mut Vec<String>) = match event {
+            InstrumentationEvent::StartQuery { query, .. } => (query.to_string(), |l| &mut l.sent),
+            InstrumentationEvent::CacheQuery { sql, .. } => (sql.to_owned(), |l| &mut l.prepared),
+            _ => return,
+        };
+        list(&mut log.lock().unwrap_or_else(PoisonError::into_inner)).push(sql);
     }
 }
 

@@ -411,7 +411,8 @@ impl Store {
 
     /// SQLite only: runs a hot read on the calling thread when a permit and an idle
     /// connection are at hand without waiting, `None` otherwise (the caller then goes to the
-    /// blocking pool). A read of a WAL database never waits for the writer or a checkpoint, and
+    /// blocking pool). A read of a WAL database does not wait for the writer or a checkpoint
+    /// (only for the recovery of a crashed WAL, once, when the file is first opened), and
     /// the hot reads are point lookups by a unique key, tens of microseconds; the two thread
     /// hand-offs of the blocking pool cost more than that, on every notify and every merchant
     /// request (docs/performance.md §5). PostgreSQL reads are network round trips and stay off
@@ -526,12 +527,11 @@ mod tests {
         store.ping().await.unwrap();
     }
 
-    async fn file_store(pool_size: u32) -> (tempfile::TempDir, Store) {
+    /// A store on a fresh SQLite file (a writer lane and a pool, unlike `sqlite::memory:`).
+    async fn file_store(pool: PoolOptions) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("r.db").display());
-        let store = Store::connect(&url, PoolOptions::sized(pool_size))
-            .await
-            .unwrap();
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let store = Store::connect(&url, pool).await.unwrap();
         (dir, store)
     }
 
@@ -549,7 +549,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_sqlite_writer_keeps_its_statement_journal_in_memory_and_readers_do_not() {
-        let (_dir, store) = file_store(2).await;
+        let (_dir, store) = file_store(PoolOptions::sized(2)).await;
         // 2 = MEMORY: a batch's checkpoint savepoint journals pages without a temp file.
         assert_eq!(store.write(LockKey::NewRows, temp_store).await.unwrap(), 2);
         // 0 = the default: a reader's large sort may still spill to disk.
@@ -558,7 +558,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sqlite_hot_read_runs_on_the_calling_thread_when_a_connection_is_idle() {
-        let (_dir, store) = file_store(2).await;
+        let (_dir, store) = file_store(PoolOptions::sized(2)).await;
         let caller = std::thread::current().id();
         let ran_on = store
             .read(|_| Ok(std::thread::current().id()))
@@ -569,7 +569,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sqlite_hot_read_with_every_connection_taken_waits_on_the_blocking_pool() {
-        let (_dir, store) = file_store(1).await;
+        let (_dir, store) = file_store(PoolOptions::sized(1)).await;
         let caller = std::thread::current().id();
         // The only permit is taken: the read must not spin or fail, but queue and run once
         // the permit comes back, off this thread.
@@ -587,7 +587,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_in_a_read_in_place_comes_back_as_an_error_and_the_pool_goes_on() {
-        let (_dir, store) = file_store(1).await;
+        let (_dir, store) = file_store(PoolOptions::sized(1)).await;
         let result: Result<(), StoreError> = store.read(|_| panic!("boom in a read")).await;
         match result {
             Err(StoreError::TaskPanicked(message)) => assert_eq!(message, "boom in a read"),
@@ -600,9 +600,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panic_in_a_write_rolls_back_only_its_batch_and_the_writer_goes_on() {
         use diesel::RunQueryDsl;
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("w.db").display());
-        let store = Store::connect(&url, PoolOptions::sized(2)).await.unwrap();
+        let (_dir, store) = file_store(PoolOptions::sized(2)).await;
         let insert = |name: String| {
             let store = store.clone();
             async move {
@@ -664,13 +662,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_exhausted_pool_answers_unavailable_after_the_configured_acquire_timeout() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("p.db").display());
-        let pool = PoolOptions {
+        let (_dir, store) = file_store(PoolOptions {
             size: 1,
             acquire_timeout: Duration::from_millis(200),
-        };
-        let store = Store::connect(&url, pool).await.unwrap();
+        })
+        .await;
         // The pool's only connection, held until the test lets go of it.
         let (release, released) = std::sync::mpsc::channel::<()>();
         let (holding, held) = tokio::sync::oneshot::channel::<()>();

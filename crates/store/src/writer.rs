@@ -834,15 +834,18 @@ mod tests {
 
     /// A job that inserts a lease named `name`, and the receiver of its answer.
     fn insert_lease(name: &'static str) -> (Job, oneshot::Receiver<Result<usize, StoreError>>) {
-        job(0, move |conn| {
-            use diesel::RunQueryDsl;
-            diesel::sql_query(
-                "INSERT INTO leases (name, holder, expires_at) VALUES (?, 'h', '2026-01-01 00:00:00')",
-            )
-            .bind::<diesel::sql_types::Text, _>(name)
-            .execute(conn)
-            .map_err(StoreError::from)
-        })
+        job(0, move |conn| lease_row(conn, name))
+    }
+
+    /// Inserts a lease named `name`: the row the test jobs write.
+    fn lease_row(conn: &mut DbConnection, name: &str) -> Result<usize, StoreError> {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?, 'h', '2026-01-01 00:00:00')",
+        )
+        .bind::<diesel::sql_types::Text, _>(name)
+        .execute(conn)
+        .map_err(StoreError::from)
     }
 
     /// A rerunnable job that inserts a lease named `name`, and then fails if `fail` is set
@@ -858,14 +861,8 @@ mod tests {
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = runs.clone();
         let (job, answer) = rerunnable_job(0, move |conn| {
-            use diesel::RunQueryDsl;
             counted.fetch_add(1, Ordering::SeqCst);
-            let inserted = diesel::sql_query(
-                "INSERT INTO leases (name, holder, expires_at) VALUES (?, 'h', '2026-01-01 00:00:00')",
-            )
-            .bind::<diesel::sql_types::Text, _>(name)
-            .execute(conn)
-            .map_err(StoreError::from)?;
+            let inserted = lease_row(conn, name)?;
             if fail {
                 return Err(StoreError::Unavailable(format!(
                     "{name} fails after writing"
