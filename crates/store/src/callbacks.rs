@@ -305,9 +305,7 @@ pub(crate) fn insert_callback(
     conn: &mut crate::DbConnection,
     row: &CallbackRow,
 ) -> Result<(), StoreError> {
-    diesel::insert_into(callbacks::table)
-        .values(row)
-        .execute(conn)?;
+    crate::prepared::InsertCallbackRow(row).execute(conn)?;
     Ok(())
 }
 

@@ -196,6 +196,17 @@ impl Target {
 
     /// Opens one connection of the right variant, with SQLite's pragmas applied.
     pub(crate) fn establish(&self) -> Result<DbConnection, StoreError> {
+        self.establish_logged(true)
+    }
+
+    /// [`Target::establish`] for a connection whose statements stay out of the store's
+    /// statement log: one that works in the background whenever it gets round to it, which
+    /// tests counting an operation's statements must not see.
+    pub(crate) fn establish_unlogged(&self) -> Result<DbConnection, StoreError> {
+        self.establish_logged(false)
+    }
+
+    fn establish_logged(&self, logged: bool) -> Result<DbConnection, StoreError> {
         let connected = match self.backend {
             Backend::Postgres => PgConnection::establish(&self.driver_url).map(DbConnection::Pg),
             Backend::Sqlite => {
@@ -203,7 +214,9 @@ impl Target {
             }
         };
         let mut conn = connected.map_err(|e| self.connect_error(e.to_string()))?;
-        conn.set_instrumentation(self.statements.clone());
+        if logged {
+            conn.set_instrumentation(self.statements.clone());
+        }
         apply_sqlite_pragmas(&mut conn).map_err(|e| self.connect_error(e.to_string()))?;
         Ok(conn)
     }

@@ -32,6 +32,7 @@ mod error;
 mod ids;
 mod orders;
 mod outbox;
+mod prepared;
 mod reconcile;
 mod refunds;
 mod schema;
@@ -554,6 +555,119 @@ mod tests {
         assert_eq!(store.write(LockKey::NewRows, temp_store).await.unwrap(), 2);
         // 0 = the default: a reader's large sort may still spill to disk.
         assert_eq!(store.run(temp_store).await.unwrap(), 0);
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct WalAutocheckpoint {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        wal_autocheckpoint: i32,
+    }
+
+    fn wal_autocheckpoint(conn: &mut DbConnection) -> Result<i32, StoreError> {
+        use diesel::RunQueryDsl;
+        let row: WalAutocheckpoint =
+            diesel::sql_query("PRAGMA wal_autocheckpoint").get_result(conn)?;
+        Ok(row.wal_autocheckpoint)
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_wal_is_copied_back_by_a_thread_beside_the_writer_not_by_the_writer() {
+        use diesel::RunQueryDsl;
+        let (dir, store) = file_store(PoolOptions::sized(2)).await;
+        // The writer checkpoints only as a backstop, far past SQLite's default of 1,000 frames.
+        let writer_frames = store.write(LockKey::NewRows, wal_autocheckpoint).await;
+        assert_eq!(writer_frames.unwrap(), 8_000);
+        assert_eq!(store.run(wal_autocheckpoint).await.unwrap(), 1_000);
+
+        // About a hundred WAL frames: too few for any connection's own automatic checkpoint,
+        // so the database file grows only if the background checkpointer copies them back.
+        let database = dir.path().join("store.db");
+        let before = std::fs::metadata(&database).unwrap().len();
+        let long_name = "n".repeat(400_000);
+        store
+            .write(LockKey::NewRows, move |conn| {
+                diesel::sql_query(
+                    "INSERT INTO leases (name, holder, expires_at) \
+                     VALUES (?, 'h', '2026-01-01 00:00:00')",
+                )
+                .bind::<diesel::sql_types::Text, _>(long_name)
+                .execute(conn)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut after = before;
+        while after < before + 400_000 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            after = std::fs::metadata(&database).unwrap().len();
+        }
+        assert!(
+            after >= before + 400_000,
+            "the database file stayed at {after} bytes (was {before}): nothing checkpointed"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_bundled_sqlite_keeps_no_memory_statistics_behind_a_global_mutex() {
+        #[derive(diesel::QueryableByName)]
+        struct CompileOption {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            compile_options: String,
+        }
+        let (_dir, store) = file_store(PoolOptions::sized(1)).await;
+        let options: Vec<CompileOption> = store
+            .run(|conn| {
+                use diesel::RunQueryDsl;
+                Ok(diesel::sql_query("PRAGMA compile_options").load(conn)?)
+            })
+            .await
+            .unwrap();
+        let options: Vec<String> = options.into_iter().map(|o| o.compile_options).collect();
+        // .cargo/config.toml passes it to libsqlite3-sys; without it every sqlite3_malloc and
+        // sqlite3_free of every connection takes one process-wide mutex.
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cached_read_with_a_bound_limit_is_not_parsed_again_on_every_call() {
+        #[derive(diesel::QueryableByName)]
+        struct Reprepared {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            reprep: i32,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            sql: String,
+        }
+        let (_dir, store) = file_store(PoolOptions::sized(1)).await;
+        let app = paygate_core::AppName::parse("shop").unwrap();
+        let number = paygate_core::OutTradeNo::parse("T-1").unwrap();
+        for _ in 0..5 {
+            // `.first()` binds `LIMIT ?` each time; one pooled connection runs them all.
+            let missing = store.order_by_out_trade_no(&app, &number).await;
+            assert!(
+                matches!(missing, Err(StoreError::NotFound { .. })),
+                "{missing:?}"
+            );
+        }
+        let reprepared: Vec<Reprepared> = store
+            .run(|conn| {
+                use diesel::RunQueryDsl;
+                let counted = diesel::sql_query("SELECT reprep, sql FROM sqlite_stmt");
+                Ok(counted.load(conn)?)
+            })
+            .await
+            .unwrap();
+        let reprepared: Vec<&Reprepared> = reprepared
+            .iter()
+            .filter(|r| r.sql.contains("`out_trade_no` = ?)) LIMIT ?"))
+            .collect();
+        assert_eq!(reprepared.len(), 1, "the read is one cached statement");
+        // Without the query planner stability guarantee SQLite re-prepares it on each of the
+        // four calls after the first (the bound limit expires the plan).
+        assert_eq!(reprepared[0].reprep, 0);
     }
 
     #[tokio::test]

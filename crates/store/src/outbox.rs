@@ -126,9 +126,7 @@ pub(crate) fn insert_outbox_row(
     conn: &mut DbConnection,
     row: &OutboxRow,
 ) -> Result<(), StoreError> {
-    diesel::insert_into(outbox_events::table)
-        .values(row)
-        .execute(conn)?;
+    crate::prepared::InsertOutboxRow(row).execute(conn)?;
     Ok(())
 }
 

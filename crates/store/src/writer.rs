@@ -63,6 +63,15 @@ pub(crate) const MAX_BATCH: usize = 64;
 pub(crate) const SAVEPOINT_BUDGET: usize = 32;
 /// How many writes may wait for the writer before callers wait to enqueue (back-pressure).
 const QUEUE_DEPTH: usize = 4096;
+/// WAL frames the SQLite writer lets pile up before it checkpoints on its own thread (SQLite's
+/// default is 1,000). The [`Checkpointer`] copies them back long before that; this is the
+/// backstop for when it cannot finish while writes keep coming (a passive checkpoint never
+/// catches up with frames appended during it, so the WAL would not restart), and the writer's
+/// own checkpoint then copies only what the background one has not.
+const WRITER_AUTOCHECKPOINT_FRAMES: u32 = 8_000;
+/// The least time between two background checkpoints while writes keep coming: each costs two
+/// `fsync`s, so they are spaced out, and a commit is on disk within about this long.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
 
 /// What a finished job tells its caller once the batch's commit is known.
 type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -466,6 +475,7 @@ where
 /// The writer thread: take what has queued, commit it as one batch, repeat until every handle
 /// is gone.
 fn serve(target: &Target, mut queue: mpsc::Receiver<Job>) {
+    let checkpointer = Checkpointer::start(target);
     let mut connection: Option<DbConnection> = None;
     let nested = NestedSavepoints::default();
     // Jobs that were queued behind a panicking job and have not run yet go first next time.
@@ -490,16 +500,20 @@ fn serve(target: &Target, mut queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut conn = match open_transaction(target, connection.take(), &nested) {
-            Ok(conn) => conn,
-            Err(reason) => {
-                for job in batch {
-                    refuse(job, &reason);
+        let mut conn =
+            match open_transaction(target, connection.take(), &nested, checkpointer.is_some()) {
+                Ok(conn) => conn,
+                Err(reason) => {
+                    for job in batch {
+                        refuse(job, &reason);
+                    }
+                    continue;
                 }
-                continue;
-            }
-        };
+            };
         let keep = commit_batch(&mut conn, batch, &mut carried, &nested);
+        if keep && let Some(checkpointer) = &checkpointer {
+            checkpointer.committed();
+        }
         if keep && !conn.is_broken() {
             connection = Some(conn);
         }
@@ -516,6 +530,7 @@ fn open_transaction(
     target: &Target,
     kept: Option<DbConnection>,
     nested: &NestedSavepoints,
+    background_checkpoints: bool,
 ) -> Result<DbConnection, String> {
     if let Some(mut conn) = kept {
         match begin(&mut conn) {
@@ -535,6 +550,13 @@ fn open_transaction(
         sqlite
             .batch_execute("PRAGMA temp_store = MEMORY")
             .map_err(|e| StoreError::from(e).to_string())?;
+        if background_checkpoints {
+            sqlite
+                .batch_execute(&format!(
+                    "PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_FRAMES}"
+                ))
+                .map_err(|e| StoreError::from(e).to_string())?;
+        }
     }
     conn.set_instrumentation(WriterInstrumentation {
         nested: nested.clone(),
@@ -795,6 +817,74 @@ fn carry_first(carried: &mut VecDeque<Job>, jobs: std::vec::IntoIter<Job>) {
     }
 }
 
+/// Copies a SQLite WAL back into the database file on a thread of its own, after commits.
+///
+/// Why: SQLite checkpoints on the connection that commits, so with its default the writer
+/// thread (the serial part of every write) stopped every 1,000 WAL frames to read them back,
+/// write them into the database file and `fsync` both files: a tenth of its time in a notify
+/// run's profile (docs/performance.md §5). A passive checkpoint on another connection runs
+/// beside the writer and never blocks it.
+struct Checkpointer {
+    /// Tells the thread a batch committed; dropped to stop it.
+    commits: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Starts the thread for a SQLite file; `None` for PostgreSQL and in-memory databases (no
+    /// WAL), or when no thread can be started (the writer then keeps SQLite's own checkpoints).
+    fn start(target: &Target) -> Option<Checkpointer> {
+        target.sqlite_file()?;
+        let (commits, committed) = std::sync::mpsc::sync_channel(1);
+        let target = target.clone();
+        let thread = std::thread::Builder::new()
+            .name("paygate-store-checkpoint".into())
+            .spawn(move || checkpoint_after_commits(&target, &committed))
+            .ok()?;
+        Some(Checkpointer {
+            commits: Some(commits),
+            thread: Some(thread),
+        })
+    }
+
+    /// A batch committed: the thread checkpoints once its interval has passed. Never waits.
+    fn committed(&self) {
+        if let Some(commits) = &self.commits {
+            let _ = commits.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    /// Stops the thread and waits for it: closing its connection may itself checkpoint.
+    fn drop(&mut self) {
+        drop(self.commits.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The checkpointer thread: a passive checkpoint after commits, at most one per
+/// [`CHECKPOINT_INTERVAL`], until the writer goes away. A checkpoint that fails (the file is
+/// busy or gone) is left to the next one and to the writer's backstop.
+fn checkpoint_after_commits(target: &Target, committed: &std::sync::mpsc::Receiver<()>) {
+    let mut connection: Option<DbConnection> = None;
+    while committed.recv().is_ok() {
+        if connection.is_none() {
+            connection = target.establish_unlogged().ok();
+        }
+        if let Some(conn) = connection.as_mut()
+            && conn
+                .batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+                .is_err()
+        {
+            connection = None;
+        }
+        std::thread::sleep(CHECKPOINT_INTERVAL);
+    }
+}
+
 /// Opens the batch's transaction. On SQLite it takes the write lock at once (`BEGIN
 /// IMMEDIATE`), so a job that reads before it writes can never fail to upgrade when another
 /// process wrote in between.
@@ -886,7 +976,7 @@ mod tests {
 
         let mut carried = VecDeque::new();
         let nested = NestedSavepoints::default();
-        let mut conn = open_transaction(&target, None, &nested).unwrap();
+        let mut conn = open_transaction(&target, None, &nested, false).unwrap();
         let keep = commit_batch(
             &mut conn,
             vec![first, once, second, failing, after],
@@ -939,7 +1029,7 @@ mod tests {
 
         let mut carried = VecDeque::new();
         let nested = NestedSavepoints::default();
-        let mut conn = open_transaction(&target, None, &nested).unwrap();
+        let mut conn = open_transaction(&target, None, &nested, false).unwrap();
         let keep = commit_batch(
             &mut conn,
             vec![before, panicking, after],
@@ -958,7 +1048,7 @@ mod tests {
         ));
         assert_eq!(carried.len(), 1, "the job behind the panic has not run yet");
 
-        let mut conn = open_transaction(&target, None, &nested).unwrap();
+        let mut conn = open_transaction(&target, None, &nested, false).unwrap();
         assert!(commit_batch(
             &mut conn,
             carried.drain(..).collect(),
@@ -1005,7 +1095,7 @@ mod tests {
             })
             .collect();
         let nested = NestedSavepoints::default();
-        let mut conn = open_transaction(&target, None, &nested).unwrap();
+        let mut conn = open_transaction(&target, None, &nested, false).unwrap();
         assert!(commit_batch(
             &mut conn,
             batch,
