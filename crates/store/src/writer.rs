@@ -865,9 +865,9 @@ impl Drop for Checkpointer {
     }
 }
 
-/// The checkpointer thread: a passive checkpoint after commits, at most one per
+/// The checkpointer thread: passive checkpoints after commits, at most one round per
 /// [`CHECKPOINT_INTERVAL`], until the writer goes away. A checkpoint that fails (the file is
-/// busy or gone) is left to the next one and to the writer's backstop.
+/// busy or gone) is left to the next round and to the writer's backstop.
 fn checkpoint_after_commits(target: &Target, committed: &std::sync::mpsc::Receiver<()>) {
     let mut connection: Option<DbConnection> = None;
     while committed.recv().is_ok() {
@@ -875,14 +875,45 @@ fn checkpoint_after_commits(target: &Target, committed: &std::sync::mpsc::Receiv
             connection = target.establish_unlogged().ok();
         }
         if let Some(conn) = connection.as_mut()
-            && conn
-                .batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
-                .is_err()
+            && catch_up_with_the_wal(conn).is_err()
         {
             connection = None;
         }
         std::thread::sleep(CHECKPOINT_INTERVAL);
     }
+}
+
+/// Passes of a checkpoint round after the first, each copying what was appended during the one
+/// before.
+const CHECKPOINT_CATCH_UP_PASSES: usize = 8;
+
+/// What `PRAGMA wal_checkpoint` answers.
+#[derive(diesel::QueryableByName)]
+struct CheckpointOutcome {
+    /// Frames in the WAL.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    log: i32,
+    /// Frames of it now in the database file.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    checkpointed: i32,
+}
+
+/// One checkpoint round: passive checkpoints until one has copied the whole WAL (or a few
+/// passes went by). Only a complete one lets the writer start the WAL again from its beginning
+/// at its next commit, and only a complete one `fsync`s the database file, here rather than in
+/// the writer's backstop. Under constant writes a single pass never completes: the writer
+/// appends frames while it copies. The passes after the first copy only those, so they are
+/// short and one soon finishes between two commits.
+fn catch_up_with_the_wal(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    use diesel::RunQueryDsl;
+    for _ in 0..=CHECKPOINT_CATCH_UP_PASSES {
+        let outcome: CheckpointOutcome =
+            diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(conn)?;
+        if outcome.checkpointed >= outcome.log {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Opens the batch's transaction. On SQLite it takes the write lock at once (`BEGIN
