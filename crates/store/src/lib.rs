@@ -570,9 +570,25 @@ mod tests {
         Ok(row.wal_autocheckpoint)
     }
 
+    /// Writes a lease row under `name` through the writer: a long name makes many WAL frames.
+    async fn insert_lease_named(store: &Store, name: String) {
+        use diesel::RunQueryDsl;
+        store
+            .write(LockKey::NewRows, move |conn| {
+                diesel::sql_query(
+                    "INSERT INTO leases (name, holder, expires_at) \
+                     VALUES (?, 'h', '2026-01-01 00:00:00')",
+                )
+                .bind::<diesel::sql_types::Text, _>(name)
+                .execute(conn)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn the_sqlite_wal_is_copied_back_by_a_thread_beside_the_writer_not_by_the_writer() {
-        use diesel::RunQueryDsl;
         let (dir, store) = file_store(PoolOptions::sized(2)).await;
         // The writer checkpoints only as a backstop, far past SQLite's default of 1,000 frames.
         let writer_frames = store.write(LockKey::NewRows, wal_autocheckpoint).await;
@@ -583,19 +599,7 @@ mod tests {
         // so the database file grows only if the background checkpointer copies them back.
         let database = dir.path().join("store.db");
         let before = std::fs::metadata(&database).unwrap().len();
-        let long_name = "n".repeat(400_000);
-        store
-            .write(LockKey::NewRows, move |conn| {
-                diesel::sql_query(
-                    "INSERT INTO leases (name, holder, expires_at) \
-                     VALUES (?, 'h', '2026-01-01 00:00:00')",
-                )
-                .bind::<diesel::sql_types::Text, _>(long_name)
-                .execute(conn)?;
-                Ok(())
-            })
-            .await
-            .unwrap();
+        insert_lease_named(&store, "n".repeat(400_000)).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let mut after = before;
         while after < before + 400_000 && std::time::Instant::now() < deadline {
@@ -610,7 +614,6 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_sqlite_wal_stays_within_the_writers_backstop_while_writes_keep_coming() {
-        use diesel::RunQueryDsl;
         let (dir, store) = file_store(PoolOptions::sized(2)).await;
         // 16 callers writing without pause keep the writer busy, so a background checkpoint is
         // always copying while new frames are appended and never completes: the WAL starts
@@ -623,18 +626,7 @@ mod tests {
             writers.spawn(async move {
                 for row in 0..240 {
                     let name = format!("{writer}-{row}-{}", "n".repeat(16_000));
-                    store
-                        .write(LockKey::NewRows, move |conn| {
-                            diesel::sql_query(
-                                "INSERT INTO leases (name, holder, expires_at) \
-                                 VALUES (?, 'h', '2026-01-01 00:00:00')",
-                            )
-                            .bind::<diesel::sql_types::Text, _>(name)
-                            .execute(conn)?;
-                            Ok(())
-                        })
-                        .await
-                        .unwrap();
+                    insert_lease_named(&store, name).await;
                 }
             });
         }
