@@ -180,9 +180,12 @@ async fn readyz_is_503_while_the_database_answers_reads_but_refuses_writes() {
     } else {
         let path = app.database_url.trim_start_matches("sqlite://");
         let mut conn = diesel::SqliteConnection::establish(path).unwrap();
-        diesel::sql_query("BEGIN IMMEDIATE")
-            .execute(&mut conn)
-            .unwrap();
+        // Waits its turn: the gateway's writer or its WAL checkpointer may be at work.
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut conn,
+            "PRAGMA busy_timeout = 10000; BEGIN IMMEDIATE",
+        )
+        .unwrap();
         Some(conn)
     };
     // Connections PostgreSQL terminated may first show as "database unreachable".

@@ -28,7 +28,9 @@ fn hold_write_lock(database_url: &str) -> mpsc::Sender<()> {
         match url.strip_prefix("sqlite://") {
             Some(path) => hold(
                 &mut SqliteConnection::establish(path).expect("open sqlite"),
-                "BEGIN IMMEDIATE",
+                // Waits its turn like the gateway's own connections: the gateway's writer and
+                // its WAL checkpointer may be at work on the file just then.
+                "PRAGMA busy_timeout = 10000; BEGIN IMMEDIATE",
             ),
             None => hold(
                 &mut PgConnection::establish(&url).expect("open postgres"),

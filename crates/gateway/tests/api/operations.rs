@@ -14,6 +14,12 @@ fn execute_behind_its_back(database_url: &str, sql: &str) {
     match database_url.strip_prefix("sqlite://") {
         Some(path) => {
             let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+            // Waits its turn, as the gateway's own connections do.
+            diesel::connection::SimpleConnection::batch_execute(
+                &mut conn,
+                "PRAGMA busy_timeout = 10000",
+            )
+            .unwrap();
             diesel::sql_query(sql).execute(&mut conn).unwrap();
         }
         None => {

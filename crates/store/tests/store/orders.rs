@@ -319,6 +319,11 @@ async fn a_row_with_an_unknown_status_is_reported_as_corrupt(db: TestDb) {
             SqliteConnection::establish(db.url.trim_start_matches("sqlite://")).unwrap(),
         ),
     };
+    if let DbConnection::Sqlite(sqlite) = &mut raw {
+        // Waits its turn, as the store's own connections do (its checkpointer may be at work).
+        diesel::connection::SimpleConnection::batch_execute(sqlite, "PRAGMA busy_timeout = 10000")
+            .unwrap();
+    }
     diesel::sql_query(sql).execute(&mut raw).unwrap();
 
     let err = db.store.order(&order.id).await.unwrap_err();
