@@ -511,6 +511,7 @@ pub(crate) fn page_fetch(limit: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::writer::tests::lease_row;
 
     #[tokio::test]
     async fn a_panic_in_database_work_comes_back_as_an_error() {
@@ -572,19 +573,8 @@ mod tests {
 
     /// Writes a lease row under `name` through the writer: a long name makes many WAL frames.
     async fn insert_lease_named(store: &Store, name: String) {
-        use diesel::RunQueryDsl;
-        store
-            .write(LockKey::NewRows, move |conn| {
-                diesel::sql_query(
-                    "INSERT INTO leases (name, holder, expires_at) \
-                     VALUES (?, 'h', '2026-01-01 00:00:00')",
-                )
-                .bind::<diesel::sql_types::Text, _>(name)
-                .execute(conn)?;
-                Ok(())
-            })
-            .await
-            .unwrap();
+        let written = store.write(LockKey::NewRows, move |conn| lease_row(conn, &name));
+        written.await.unwrap();
     }
 
     #[tokio::test]
@@ -759,12 +749,7 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .write(LockKey::NewRows, move |conn| {
-                        diesel::sql_query("INSERT INTO leases (name, holder, expires_at) VALUES (?, 'h', '2026-01-01 00:00:00')")
-                            .bind::<diesel::sql_types::Text, _>(name)
-                            .execute(conn)
-                            .map_err(StoreError::from)
-                    })
+                    .write(LockKey::NewRows, move |conn| lease_row(conn, &name))
                     .await
             }
         };

@@ -942,7 +942,7 @@ fn refuse(job: Job, reason: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn index_of(lanes: &Lanes, lane: &Writer) -> usize {
@@ -959,7 +959,7 @@ mod tests {
     }
 
     /// Inserts a lease named `name`: the row the test jobs write.
-    fn lease_row(conn: &mut DbConnection, name: &str) -> Result<usize, StoreError> {
+    pub(crate) fn lease_row(conn: &mut DbConnection, name: &str) -> Result<usize, StoreError> {
         use diesel::RunQueryDsl;
         diesel::sql_query(
             "INSERT INTO leases (name, holder, expires_at) VALUES (?, 'h', '2026-01-01 00:00:00')",
