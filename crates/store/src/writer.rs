@@ -475,8 +475,11 @@ where
 /// The writer thread: take what has queued, commit it as one batch, repeat until every handle
 /// is gone.
 fn serve(target: &Target, mut queue: mpsc::Receiver<Job>) {
-    let checkpointer = Checkpointer::start(target);
+    // Declared first so it is dropped last: when the writer goes, the checkpointer stops and
+    // closes its connection first, and the writer's own close is the file's last (it copies
+    // what is left of the WAL and removes it), as it was before the checkpointer existed.
     let mut connection: Option<DbConnection> = None;
+    let checkpointer = Checkpointer::start(target);
     let nested = NestedSavepoints::default();
     // Jobs that were queued behind a panicking job and have not run yet go first next time.
     let mut carried: VecDeque<Job> = VecDeque::new();
@@ -839,7 +842,7 @@ impl Checkpointer {
         let target = target.clone();
         let thread = std::thread::Builder::new()
             .name("paygate-store-checkpoint".into())
-            .spawn(move || checkpoint_after_commits(&target, &committed))
+            .spawn(move || checkpoint_after_commits(&target, &committed, CHECKPOINT_INTERVAL))
             .ok()?;
         Some(Checkpointer {
             commits: Some(commits),
@@ -868,9 +871,21 @@ impl Drop for Checkpointer {
 /// The checkpointer thread: passive checkpoints after commits, at most one round per
 /// [`CHECKPOINT_INTERVAL`], until the writer goes away. A checkpoint that fails (the file is
 /// busy or gone) is left to the next round and to the writer's backstop.
-fn checkpoint_after_commits(target: &Target, committed: &std::sync::mpsc::Receiver<()>) {
+///
+/// It waits out the interval on the channel rather than asleep, so it stops the moment the
+/// writer goes: a store closing (or a process exiting) never waits on it, and it never opens
+/// or closes a connection after its store has gone.
+fn checkpoint_after_commits(
+    target: &Target,
+    committed: &std::sync::mpsc::Receiver<()>,
+    interval: Duration,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
     let mut connection: Option<DbConnection> = None;
-    while committed.recv().is_ok() {
+    if committed.recv().is_err() {
+        return;
+    }
+    loop {
         if connection.is_none() {
             connection = target.establish_unlogged().ok();
         }
@@ -879,7 +894,22 @@ fn checkpoint_after_commits(target: &Target, committed: &std::sync::mpsc::Receiv
         {
             connection = None;
         }
-        std::thread::sleep(CHECKPOINT_INTERVAL);
+        let next_round = std::time::Instant::now() + interval;
+        let mut committed_since = false;
+        loop {
+            let left = next_round.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match committed.recv_timeout(left) {
+                Ok(()) => committed_since = true,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        if !committed_since && committed.recv().is_err() {
+            return;
+        }
     }
 }
 
@@ -992,6 +1022,28 @@ pub(crate) mod tests {
             Ok(inserted)
         });
         (job, answer, runs)
+    }
+
+    #[test]
+    fn the_checkpointer_stops_when_its_writer_goes_without_waiting_out_its_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::parse(dir.path().join("c.db").to_str().unwrap()).unwrap();
+        crate::conn::run_migrations(&mut target.establish().unwrap()).unwrap();
+        let (commits, committed) = std::sync::mpsc::sync_channel(1);
+        let (stopped, has_stopped) = std::sync::mpsc::channel::<()>();
+        // An interval no test run waits out: a checkpointer that slept through it would still
+        // hold its connection (and its thread) long after its store was gone, as at exit.
+        let interval = Duration::from_secs(600);
+        let thread = std::thread::spawn(move || {
+            checkpoint_after_commits(&target, &committed, interval);
+            let _ = stopped.send(());
+        });
+        commits.send(()).unwrap();
+        drop(commits);
+        has_stopped
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the checkpointer stopped once its writer went");
+        thread.join().unwrap();
     }
 
     #[test]
