@@ -498,10 +498,14 @@ async fn a_hanging_endpoint_does_not_delay_the_events_of_a_healthy_one() {
         max < Duration::from_secs(3),
         "the hanging endpoint delayed the healthy one: p50 {p50:?} p99 {p99:?} max {max:?}"
     );
-    assert!(
-        !hanging.for_order(&ids[0]).is_empty(),
-        "the hanging endpoint is sent the events too"
-    );
+    // Its deliveries run beside the healthy one's, each held until the timeout: on a loaded
+    // machine the first may still be on its way when the healthy endpoint has had all 30.
+    eventually("the hanging endpoint is sent the events too", async || {
+        ids.iter()
+            .any(|id| !hanging.for_order(id).is_empty())
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
