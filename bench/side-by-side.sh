@@ -28,7 +28,7 @@
 # Env:   CARGO_TARGET_DIR (default ~/.cache/paygate-target), CONNECTIONS (32),
 #        PEER_SRC (default ../shared/perf/peer-node beside the workspace),
 #        PEER_MODULES (an existing node_modules of the peer's package.json, to skip npm install),
-#        NOTIFY_GUESS (6000: ok/s a system is assumed to reach before its first notify run; only
+#        NOTIFY_GUESS (12000: ok/s a system is assumed to reach before its first notify run; only
 #        sizes how many orders are seeded), RSA_SECONDS (3), KEEP=1 (keep the temp dir).
 set -euo pipefail
 
@@ -38,7 +38,7 @@ reps="${1:-${REPS:-5}}"
 seconds="${2:-${SECONDS_PER_RUN:-10}}"
 connections="${CONNECTIONS:-32}"
 peer_src="${PEER_SRC:-$root/../shared/perf/peer-node}"
-notify_guess="${NOTIFY_GUESS:-6000}"
+notify_guess="${NOTIFY_GUESS:-12000}"
 prep="$root/bench/side-by-side-prep.cjs"
 hz="$(getconf CLK_TCK)"
 
