@@ -880,12 +880,9 @@ fn checkpoint_after_commits(
     committed: &std::sync::mpsc::Receiver<()>,
     interval: Duration,
 ) {
-    use std::sync::mpsc::RecvTimeoutError;
     let mut connection: Option<DbConnection> = None;
-    if committed.recv().is_err() {
-        return;
-    }
-    loop {
+    let mut due = committed.recv().is_ok();
+    while due {
         if connection.is_none() {
             connection = target.establish_unlogged().ok();
         }
@@ -894,23 +891,28 @@ fn checkpoint_after_commits(
         {
             connection = None;
         }
-        let next_round = std::time::Instant::now() + interval;
-        let mut committed_since = false;
-        loop {
-            let left = next_round.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match committed.recv_timeout(left) {
-                Ok(()) => committed_since = true,
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-        }
-        if !committed_since && committed.recv().is_err() {
-            return;
+        due = match wait_out(committed, interval) {
+            Some(true) => true,
+            Some(false) => committed.recv().is_ok(),
+            None => false,
+        };
+    }
+}
+
+/// Waits `interval` on the commit channel: whether a batch committed meanwhile, or `None` as
+/// soon as the writer has gone.
+fn wait_out(committed: &std::sync::mpsc::Receiver<()>, interval: Duration) -> Option<bool> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let next_round = std::time::Instant::now() + interval;
+    let mut committed_since = false;
+    while let Some(left) = next_round.checked_duration_since(std::time::Instant::now()) {
+        match committed.recv_timeout(left) {
+            Ok(()) => committed_since = true,
+            Err(RecvTimeoutError::Timeout) => break,
+            Err(RecvTimeoutError::Disconnected) => return None,
         }
     }
+    Some(committed_since)
 }
 
 /// Passes of a checkpoint round after the first, each copying what was appended during the one
