@@ -1067,53 +1067,113 @@ pub(crate) mod tests {
         thread.join().unwrap();
     }
 
-    #[test]
-    fn a_failing_rerunnable_job_leaves_nothing_and_the_others_of_its_batch_commit() {
+    /// A test job of one batch: what it writes (a lease of its name) and how it runs.
+    #[derive(Clone, Copy)]
+    enum TestJob {
+        /// A rerunnable job that succeeds.
+        Rerunnable(&'static str),
+        /// A rerunnable job that fails after writing.
+        Failing(&'static str),
+        /// A job that runs once in its own savepoint.
+        Once(&'static str),
+    }
+
+    /// What one batch of [`TestJob`]s did: each job's answer and runs, by name, and the leases
+    /// committed.
+    struct BatchRun {
+        kept: bool,
+        answers: std::collections::HashMap<&'static str, Result<usize, StoreError>>,
+        runs: std::collections::HashMap<&'static str, usize>,
+        leases: Vec<String>,
+    }
+
+    /// Runs `jobs` as one batch on a fresh SQLite file.
+    fn run_one_batch(jobs: &[TestJob]) -> BatchRun {
         let dir = tempfile::tempdir().unwrap();
         let target = Target::parse(dir.path().join("w.db").to_str().unwrap()).unwrap();
         crate::conn::run_migrations(&mut target.establish().unwrap()).unwrap();
-        let (first, first_answer, first_runs) = rerunnable_lease("first", false);
-        let (once, once_answer) = insert_lease("once");
-        let (second, second_answer, second_runs) = rerunnable_lease("second", false);
-        let (failing, failing_answer, failing_runs) = rerunnable_lease("failing", true);
-        let (after, after_answer, after_runs) = rerunnable_lease("after", false);
+        let mut batch = Vec::new();
+        let mut answers = Vec::new();
+        let mut counters = Vec::new();
+        for job in jobs {
+            let (name, (queued, answer)) = match *job {
+                TestJob::Rerunnable(name) | TestJob::Failing(name) => {
+                    let failing = matches!(job, TestJob::Failing(_));
+                    let (queued, answer, runs) = rerunnable_lease(name, failing);
+                    counters.push((name, runs));
+                    (name, (queued, answer))
+                }
+                TestJob::Once(name) => (name, insert_lease(name)),
+            };
+            batch.push(queued);
+            answers.push((name, answer));
+        }
 
         let mut carried = VecDeque::new();
         let nested = NestedSavepoints::default();
         let mut conn = open_transaction(&target, None, &nested, false).unwrap();
-        let keep = commit_batch(
-            &mut conn,
-            vec![first, once, second, failing, after],
-            &mut carried,
-            &nested,
-        );
+        let kept = commit_batch(&mut conn, batch, &mut carried, &nested);
+        assert!(carried.is_empty(), "every job of the batch ran");
 
-        assert!(keep);
-        assert!(carried.is_empty());
-        assert_eq!(first_answer.blocking_recv().unwrap().unwrap(), 1);
-        assert_eq!(once_answer.blocking_recv().unwrap().unwrap(), 1);
-        assert_eq!(second_answer.blocking_recv().unwrap().unwrap(), 1);
-        assert!(matches!(
-            failing_answer.blocking_recv().unwrap(),
-            Err(StoreError::Unavailable(reason)) if reason.contains("fails after writing")
-        ));
-        assert_eq!(after_answer.blocking_recv().unwrap().unwrap(), 1);
-        // The job before the savepointed one was behind an older checkpoint and kept its run;
-        // the one since the checkpoint ran again; the failing one and the one after ran once.
-        assert_eq!(first_runs.load(Ordering::SeqCst), 1);
-        assert_eq!(second_runs.load(Ordering::SeqCst), 2);
-        assert_eq!(failing_runs.load(Ordering::SeqCst), 1);
-        assert_eq!(after_runs.load(Ordering::SeqCst), 1);
-        let mut names: Vec<String> = {
+        let mut leases: Vec<String> = {
             use diesel::{QueryDsl, RunQueryDsl};
             crate::schema::leases::table
                 .select(crate::schema::leases::name)
                 .load(&mut target.establish().unwrap())
                 .unwrap()
         };
-        names.sort();
+        leases.sort();
+        BatchRun {
+            kept,
+            answers: answers
+                .into_iter()
+                .map(|(name, answer)| (name, answer.blocking_recv().unwrap()))
+                .collect(),
+            runs: counters
+                .into_iter()
+                .map(|(name, runs)| (name, runs.load(Ordering::SeqCst)))
+                .collect(),
+            leases,
+        }
+    }
+
+    impl BatchRun {
+        /// Asserts that every job but `failed` answered its one inserted row, and `failed`
+        /// its own error.
+        fn assert_answers(&self, failed: &str) {
+            for (name, answer) in &self.answers {
+                match answer {
+                    Err(StoreError::Unavailable(reason)) if *name == failed => {
+                        assert!(reason.contains("fails after writing"), "{reason}");
+                    }
+                    Ok(1) if *name != failed => {}
+                    other => panic!("{name} answered {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_failing_rerunnable_job_leaves_nothing_and_the_others_of_its_batch_commit() {
+        use TestJob::*;
+        let run = run_one_batch(&[
+            Rerunnable("first"),
+            Once("once"),
+            Rerunnable("second"),
+            Failing("failing"),
+            Rerunnable("after"),
+        ]);
+
+        assert!(run.kept);
+        run.assert_answers("failing");
+        // The job before the savepointed one was behind an older checkpoint and kept its run;
+        // the one since the checkpoint ran again; the failing one and the one after ran once.
+        assert_eq!(run.runs["first"], 1);
+        assert_eq!(run.runs["second"], 2);
+        assert_eq!(run.runs["failing"], 1);
+        assert_eq!(run.runs["after"], 1);
         assert_eq!(
-            names,
+            run.leases,
             ["after", "first", "once", "second"],
             "nothing of the failed job"
         );
@@ -1121,50 +1181,24 @@ pub(crate) mod tests {
 
     #[test]
     fn a_failure_among_the_jobs_that_open_a_batch_rolls_back_to_its_start_and_reruns_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = Target::parse(dir.path().join("w.db").to_str().unwrap()).unwrap();
-        crate::conn::run_migrations(&mut target.establish().unwrap()).unwrap();
-        let (first, first_answer, first_runs) = rerunnable_lease("first", false);
-        let (second, second_answer, second_runs) = rerunnable_lease("second", false);
-        let (failing, failing_answer, failing_runs) = rerunnable_lease("failing", true);
-        let (after, after_answer, after_runs) = rerunnable_lease("after", false);
-        let (once, once_answer) = insert_lease("once");
+        use TestJob::*;
+        let run = run_one_batch(&[
+            Rerunnable("first"),
+            Rerunnable("second"),
+            Failing("failing"),
+            Rerunnable("after"),
+            Once("once"),
+        ]);
 
-        let mut carried = VecDeque::new();
-        let nested = NestedSavepoints::default();
-        let mut conn = open_transaction(&target, None, &nested, false).unwrap();
-        let keep = commit_batch(
-            &mut conn,
-            vec![first, second, failing, after, once],
-            &mut carried,
-            &nested,
-        );
-
-        assert!(keep, "the connection goes on after a rolled-back start");
-        assert!(carried.is_empty());
-        assert_eq!(first_answer.blocking_recv().unwrap().unwrap(), 1);
-        assert_eq!(second_answer.blocking_recv().unwrap().unwrap(), 1);
-        assert!(matches!(
-            failing_answer.blocking_recv().unwrap(),
-            Err(StoreError::Unavailable(reason)) if reason.contains("fails after writing")
-        ));
-        assert_eq!(after_answer.blocking_recv().unwrap().unwrap(), 1);
-        assert_eq!(once_answer.blocking_recv().unwrap().unwrap(), 1);
+        assert!(run.kept, "the connection goes on after a rolled-back start");
+        run.assert_answers("failing");
         // The two before the failure were rolled back with the transaction and ran again.
-        assert_eq!(first_runs.load(Ordering::SeqCst), 2);
-        assert_eq!(second_runs.load(Ordering::SeqCst), 2);
-        assert_eq!(failing_runs.load(Ordering::SeqCst), 1);
-        assert_eq!(after_runs.load(Ordering::SeqCst), 1);
-        let mut names: Vec<String> = {
-            use diesel::{QueryDsl, RunQueryDsl};
-            crate::schema::leases::table
-                .select(crate::schema::leases::name)
-                .load(&mut target.establish().unwrap())
-                .unwrap()
-        };
-        names.sort();
+        assert_eq!(run.runs["first"], 2);
+        assert_eq!(run.runs["second"], 2);
+        assert_eq!(run.runs["failing"], 1);
+        assert_eq!(run.runs["after"], 1);
         assert_eq!(
-            names,
+            run.leases,
             ["after", "first", "once", "second"],
             "nothing of the failed job, everything of the others once"
         );
