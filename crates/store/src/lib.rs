@@ -552,7 +552,7 @@ mod tests {
     #[tokio::test]
     async fn the_sqlite_writer_keeps_its_statement_journal_in_memory_and_readers_do_not() {
         let (_dir, store) = file_store(PoolOptions::sized(2)).await;
-        // 2 = MEMORY: a batch's checkpoint savepoint journals pages without a temp file.
+        // 2 = MEMORY: a batch's savepoints journal pages without a temp file.
         assert_eq!(store.write(LockKey::NewRows, temp_store).await.unwrap(), 2);
         // 0 = the default: a reader's large sort may still spill to disk.
         assert_eq!(store.run(temp_store).await.unwrap(), 0);

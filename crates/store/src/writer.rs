@@ -549,10 +549,11 @@ fn open_transaction(
     }
     let mut conn = target.establish().map_err(|e| e.to_string())?;
     if let DbConnection::Sqlite(sqlite) = &mut conn {
-        // A batch's checkpoint savepoint copies every page the batch touches into SQLite's
-        // statement journal, which spills to a temporary file past 64 KiB: a file write per
-        // page on the serial writer thread. Kept in memory it costs a batch's worth of pages
-        // (tens of KiB per notify batch); readers keep the default for their large sorts.
+        // A savepoint (a job's own, or a checkpoint after a job that ran in one) copies every
+        // page the batch touches after it into SQLite's statement journal, which spills to a
+        // temporary file past 64 KiB: a file write per page on the serial writer thread. Kept
+        // in memory it costs a batch's worth of pages; readers keep the default for their
+        // large sorts. (A batch that opens with rerunnable writes takes no savepoint at all.)
         sqlite
             .batch_execute("PRAGMA temp_store = MEMORY")
             .map_err(|e| StoreError::from(e).to_string())?;
