@@ -621,6 +621,17 @@ impl Instrumentation for NestedSavepoints {
 /// The savepoint rerunnable jobs go back to when one of them fails (see [`commit_batch`]).
 const CHECKPOINT_SAVEPOINT: &str = "paygate_checkpoint";
 
+/// Where a batch's rerunnable jobs go back to when one of them fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checkpoint {
+    /// None yet, or a job ran in its own savepoint after it: the next rerunnable job needs one.
+    Stale,
+    /// The transaction's start: nothing ran before the rerunnable jobs since it.
+    AtBegin,
+    /// [`CHECKPOINT_SAVEPOINT`], taken after jobs that must not run again.
+    Savepoint,
+}
+
 /// A job that has run in the batch and waits for the commit to be answered.
 enum Finished {
     /// A job that ran once in its own savepoint.
@@ -661,10 +672,7 @@ fn commit_batch(
     let mut finished: Vec<Finished> = Vec::with_capacity(batch.len());
     // Indices in `finished` of the rerunnable jobs that ran since the checkpoint.
     let mut since_checkpoint: Vec<usize> = Vec::new();
-    // No checkpoint yet, or a job ran in its own savepoint after it.
-    let mut checkpoint_stale = true;
-    // The checkpoint is the transaction's start: nothing ran before the rerunnable jobs.
-    let mut checkpoint_at_begin = false;
+    let mut checkpoint = Checkpoint::Stale;
     // After a failure, rerunnable jobs run in their own savepoints for the rest of the batch.
     let mut own_savepoints = false;
     let mut batch = batch;
@@ -682,7 +690,7 @@ fn commit_batch(
                     return false;
                 }
                 finished.push(Finished::Once(ran.reply));
-                checkpoint_stale = true;
+                checkpoint = Checkpoint::Stale;
             }
             JobWork::Rerunnable(mut rerunnable) => {
                 if own_savepoints {
@@ -695,23 +703,23 @@ fn commit_batch(
                     }
                     finished.push(Finished::Rerunnable(rerunnable));
                 } else {
-                    if checkpoint_stale {
+                    if checkpoint == Checkpoint::Stale {
                         // Nothing has run in this transaction yet, so going back to its start
                         // loses nothing: no savepoint, no round trip, no subtransaction (on
                         // PostgreSQL) and no statement journal (on SQLite) in the common case.
-                        checkpoint_at_begin = finished.is_empty();
-                        if !checkpoint_at_begin {
-                            if conn
-                                .batch_execute(&format!("SAVEPOINT {CHECKPOINT_SAVEPOINT}"))
-                                .is_err()
-                            {
-                                finished.push(Finished::Rerunnable(rerunnable));
-                                abort_batch(conn, finished, None, jobs, carried);
-                                return false;
-                            }
+                        checkpoint = if finished.is_empty() {
+                            Checkpoint::AtBegin
+                        } else if conn
+                            .batch_execute(&format!("SAVEPOINT {CHECKPOINT_SAVEPOINT}"))
+                            .is_ok()
+                        {
                             savepoints += 1;
-                        }
-                        checkpoint_stale = false;
+                            Checkpoint::Savepoint
+                        } else {
+                            finished.push(Finished::Rerunnable(rerunnable));
+                            abort_batch(conn, finished, None, jobs, carried);
+                            return false;
+                        };
                         since_checkpoint.clear();
                     }
                     let outcome = rerunnable.run(conn, false);
@@ -735,7 +743,7 @@ fn commit_batch(
                                 &mut finished,
                                 &since_checkpoint,
                                 nested,
-                                checkpoint_at_begin,
+                                checkpoint,
                             );
                             match rerun {
                                 Some(opened) => savepoints += opened,
@@ -779,17 +787,17 @@ fn commit_batch(
 }
 
 /// After a rerunnable job failed: takes the transaction back to the checkpoint (when that is
-/// the transaction's start, `at_begin`: rolls it back and begins a new one) and runs the
-/// rerunnable jobs that had succeeded since it again, each in its own savepoint. The savepoints
-/// opened, or `None` when the connection cannot go on (the rollback failed or a job panicked).
+/// the transaction's start: rolls it back and begins a new one) and runs the rerunnable jobs
+/// that had succeeded since it again, each in its own savepoint. The savepoints opened, or
+/// `None` when the connection cannot go on (the rollback failed or a job panicked).
 fn rerun_since_checkpoint(
     conn: &mut DbConnection,
     finished: &mut [Finished],
     since_checkpoint: &[usize],
     nested: &NestedSavepoints,
-    at_begin: bool,
+    checkpoint: Checkpoint,
 ) -> Option<usize> {
-    if at_begin {
+    if checkpoint == Checkpoint::AtBegin {
         <DbConnection as Connection>::TransactionManager::rollback_transaction(conn).ok()?;
         begin(conn).ok()?;
     } else {
@@ -1139,9 +1147,11 @@ pub(crate) mod tests {
     }
 
     impl BatchRun {
-        /// Asserts that every job but `failed` answered its one inserted row, and `failed`
-        /// its own error.
-        fn assert_answers(&self, failed: &str) {
+        /// Asserts that the connection went on, every job but `failed` answered and committed
+        /// its one row and `failed` answered its own error and left nothing, and how often each
+        /// rerunnable job ran.
+        fn assert_all_committed_but(&self, failed: &str, runs: &[(&str, usize)]) {
+            assert!(self.kept, "the connection goes on after a failed job");
             for (name, answer) in &self.answers {
                 match answer {
                     Err(StoreError::Unavailable(reason)) if *name == failed => {
@@ -1151,6 +1161,20 @@ pub(crate) mod tests {
                     other => panic!("{name} answered {other:?}"),
                 }
             }
+            for (name, expected) in runs {
+                assert_eq!(self.runs[name], *expected, "runs of {name}");
+            }
+            let mut committed: Vec<&str> = self
+                .answers
+                .keys()
+                .copied()
+                .filter(|name| *name != failed)
+                .collect();
+            committed.sort_unstable();
+            assert_eq!(
+                self.leases, committed,
+                "nothing of {failed}, everything else once"
+            );
         }
     }
 
@@ -1165,18 +1189,11 @@ pub(crate) mod tests {
             Rerunnable("after"),
         ]);
 
-        assert!(run.kept);
-        run.assert_answers("failing");
         // The job before the savepointed one was behind an older checkpoint and kept its run;
         // the one since the checkpoint ran again; the failing one and the one after ran once.
-        assert_eq!(run.runs["first"], 1);
-        assert_eq!(run.runs["second"], 2);
-        assert_eq!(run.runs["failing"], 1);
-        assert_eq!(run.runs["after"], 1);
-        assert_eq!(
-            run.leases,
-            ["after", "first", "once", "second"],
-            "nothing of the failed job"
+        run.assert_all_committed_but(
+            "failing",
+            &[("first", 1), ("second", 2), ("failing", 1), ("after", 1)],
         );
     }
 
@@ -1191,17 +1208,10 @@ pub(crate) mod tests {
             Once("once"),
         ]);
 
-        assert!(run.kept, "the connection goes on after a rolled-back start");
-        run.assert_answers("failing");
         // The two before the failure were rolled back with the transaction and ran again.
-        assert_eq!(run.runs["first"], 2);
-        assert_eq!(run.runs["second"], 2);
-        assert_eq!(run.runs["failing"], 1);
-        assert_eq!(run.runs["after"], 1);
-        assert_eq!(
-            run.leases,
-            ["after", "first", "once", "second"],
-            "nothing of the failed job, everything of the others once"
+        run.assert_all_committed_but(
+            "failing",
+            &[("first", 2), ("second", 2), ("failing", 1), ("after", 1)],
         );
     }
 
