@@ -639,7 +639,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_bundled_sqlite_keeps_no_memory_statistics_behind_a_global_mutex() {
+    async fn the_bundled_sqlite_shares_no_memory_statistics_or_page_cache_behind_a_global_mutex() {
         #[derive(diesel::QueryableByName)]
         struct CompileOption {
             #[diesel(sql_type = diesel::sql_types::Text)]
@@ -658,6 +658,12 @@ mod tests {
         // sqlite3_free of every connection takes one process-wide mutex.
         assert!(
             options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        // With it every connection's page cache shares one LRU group behind one mutex: the
+        // hot reads' page fetches waited on the writer's (.cargo/config.toml undefines it).
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
             "{options:?}"
         );
     }
