@@ -149,6 +149,30 @@ fn lock_order(conn: &mut DbConnection, order_id: &str) -> Result<(), StoreError>
     Ok(())
 }
 
+/// Takes the order's row lock without changing the row (PostgreSQL; SQLite's one writer holds
+/// the whole database). Every write routed by an order must lock that order's row before any
+/// other row: the batches of two replicas lock rows in [`LockKey`] order, and a write that
+/// locked one of the order's refunds first could wait on another replica's batch holding the
+/// order while that batch waits for the refund (a deadlock PostgreSQL breaks only after
+/// `deadlock_timeout`, failing one of the writes).
+fn lock_order_row(conn: &mut DbConnection, order_id: &str) -> Result<(), StoreError> {
+    if let DbConnection::Pg(pg) = conn {
+        let locked: Option<String> = orders::table
+            .find(order_id)
+            .select(orders::id)
+            .for_update()
+            .first(pg)
+            .optional()?;
+        if locked.is_none() {
+            return Err(StoreError::NotFound {
+                entity: "order",
+                key: order_id.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Checks the order and the amounts already reserved, then inserts the refund; runs inside
 /// the transaction that holds the order's lock. An error leaves the order's version bumped:
 /// the caller's savepoint (the writer's, one per job) rolls that back.
@@ -284,6 +308,7 @@ impl Store {
             });
         }
         let order_id = self.refund(id).await?.order_id;
+        let order_row = order_id.to_string();
         let id = id.to_string();
         let changes = RefundFinalRow {
             status: status.as_str().to_owned(),
@@ -293,6 +318,10 @@ impl Store {
         };
         // No savepoint of its own: an error rolls back the writer's savepoint for this job.
         self.write(LockKey::Order(order_id), move |conn| {
+            // The order's row before the refund's (see `lock_order_row`): a refund notify on
+            // one replica and the provider's synchronous answer on another complete the same
+            // refund, each in a batch that may hold other refunds of the order.
+            lock_order_row(conn, &order_row)?;
             let updated = diesel::update(
                 refunds::table
                     .filter(refunds::id.eq(&id))

@@ -14,6 +14,7 @@ on_both_backends!(
     completed_refunds_move_the_order_to_partially_refunded_then_refunded,
     a_failed_refund_releases_its_reservation,
     completing_twice_is_lost_and_processing_is_not_a_completion,
+    a_completion_locks_the_order_before_the_refund,
     refunds_are_found_by_id_number_order_and_status,
 );
 
@@ -390,4 +391,42 @@ async fn refunds_are_found_by_id_number_order_and_status(db: TestDb) {
         db.store.refund_by_out_refund_no(&missing).await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+/// Every write routed by an order takes that order's row lock first, so two replicas' batches
+/// lock rows in one order. A completion that updated the refund first deadlocked (PostgreSQL
+/// fails one side after `deadlock_timeout`, a 500 to the merchant) when one replica completed a
+/// refund from the provider's answer while another, from the refund notify, completed it in a
+/// batch already holding the order for a sibling refund.
+async fn a_completion_locks_the_order_before_the_refund(db: TestDb) {
+    let order = paid(&db.store, "order_0001", 500).await;
+    let refund = db
+        .store
+        .create_refund(refund_of(&order, "refund_01", 200))
+        .await
+        .unwrap();
+    db.store.trace_statements();
+    succeed(&db.store, &refund).await;
+    let statements: Vec<String> = db
+        .store
+        .traced_statements()
+        .into_iter()
+        // Without quotes: SQLite's diesel backend quotes names with backticks.
+        .map(|sql| sql.to_ascii_uppercase().replace(['"', '`'], ""))
+        .collect();
+    let refund_update = statements
+        .iter()
+        .position(|sql| sql.starts_with("UPDATE REFUNDS"))
+        .unwrap_or_else(|| panic!("no refund update in {statements:?}"));
+    match db.store.backend() {
+        paygate_store::Backend::Postgres => {
+            let order_lock = statements
+                .iter()
+                .position(|sql| sql.contains("FROM ORDERS") && sql.contains("FOR UPDATE"))
+                .unwrap_or_else(|| panic!("the order row is never locked: {statements:?}"));
+            assert!(order_lock < refund_update, "{statements:?}");
+        }
+        // One writer holds the whole database: there is no row lock to order.
+        paygate_store::Backend::Sqlite => {}
+    }
 }
