@@ -79,17 +79,19 @@ def attribute(events, cpus):
     ended_after = collections.Counter()  # … -> seconds of all-idle before it
     off_cpu = collections.defaultdict(collections.Counter)  # comm -> reason -> seconds
     blocked = {}  # tid -> (since, reason, comm)
-    runnable_since = {}  # tid -> when it was woken or preempted
     thread_state = {}  # tid -> (comm, "running" | "runnable" | "blocked", since)
     time_in_state = collections.defaultdict(collections.Counter)  # comm -> state -> seconds
     run_queue_waits = collections.defaultdict(list)  # comm -> seconds each wait lasted
     all_idle_since = None
 
     def enter(tid, comm, state, now):
-        """Closes the thread's current state at `now` and opens the given one."""
+        """Closes the thread's current state at `now` and opens the given one; a runnable
+        thread that starts running ends a run-queue wait."""
         if tid in thread_state:
             old_comm, old_state, since = thread_state[tid]
             time_in_state[old_comm][old_state] += now - since
+            if old_state == "runnable" and state == "running":
+                run_queue_waits[comm].append(now - since)
         thread_state[tid] = (comm, state, now)
 
     last = events[0]["time"]
@@ -117,11 +119,6 @@ def attribute(events, cpus):
                 enter(next_tid, next_comm, "running", now)
             if prev_tid != 0 and not prev_state.startswith("R"):
                 blocked[prev_tid] = (now, why_blocked(event["chain"], prev_state), prev_comm)
-                runnable_since.pop(prev_tid, None)  # woken while still running: not a wait
-            elif prev_tid != 0:
-                runnable_since[prev_tid] = now
-            if next_tid in runnable_since:
-                run_queue_waits[next_comm].append(now - runnable_since.pop(next_tid))
             if next_tid in blocked:
                 since, reason, comm = blocked.pop(next_tid)
                 off_cpu[comm][reason] += now - since
@@ -134,7 +131,6 @@ def attribute(events, cpus):
             waking = WAKING.search(event["detail"])
             if waking is not None:
                 wakee_tid = int(waking.group(2))
-                runnable_since.setdefault(wakee_tid, now)
                 if thread_state.get(wakee_tid, (None, None, None))[1] == "blocked":
                     enter(wakee_tid, waking.group(1), "runnable", now)
             if all_idle_since is None:

@@ -46,6 +46,14 @@ fn refund_of(order: &Order, number: &str, amount: i64) -> NewRefund {
     }
 }
 
+/// Reserves a refund that must be accepted.
+async fn reserve(store: &Store, order: &Order, number: &str, amount: i64) -> Refund {
+    store
+        .create_refund(refund_of(order, number, amount))
+        .await
+        .unwrap()
+}
+
 async fn succeed(store: &Store, refund: &Refund) -> (Refund, Order) {
     match store
         .complete_refund(
@@ -103,11 +111,7 @@ async fn only_paid_orders_can_be_refunded(db: TestDb) {
 
 async fn a_refund_larger_than_what_is_left_is_refused_with_the_refundable_amount(db: TestDb) {
     let order = paid(&db.store, "order_0001", 1000).await;
-    let first = db
-        .store
-        .create_refund(refund_of(&order, "refund_01", 600))
-        .await
-        .unwrap();
+    let first = reserve(&db.store, &order, "refund_01", 600).await;
     assert_eq!(first.status, RefundStatus::Processing);
 
     let err = db
@@ -130,11 +134,7 @@ async fn a_refund_larger_than_what_is_left_is_refused_with_the_refundable_amount
 
 async fn a_reused_refund_number_fails_with_the_existing_refund(db: TestDb) {
     let order = paid(&db.store, "order_0001", 1000).await;
-    let first = db
-        .store
-        .create_refund(refund_of(&order, "refund_01", 100))
-        .await
-        .unwrap();
+    let first = reserve(&db.store, &order, "refund_01", 100).await;
 
     let err = db
         .store
@@ -192,16 +192,8 @@ async fn a_hundred_racing_refunds_never_reserve_more_than_was_paid(db: TestDb) {
 
 async fn completed_refunds_move_the_order_to_partially_refunded_then_refunded(db: TestDb) {
     let order = paid(&db.store, "order_0001", 1000).await;
-    let r1 = db
-        .store
-        .create_refund(refund_of(&order, "refund_01", 300))
-        .await
-        .unwrap();
-    let r2 = db
-        .store
-        .create_refund(refund_of(&order, "refund_02", 700))
-        .await
-        .unwrap();
+    let r1 = reserve(&db.store, &order, "refund_01", 300).await;
+    let r2 = reserve(&db.store, &order, "refund_02", 700).await;
 
     let event = NewOutboxEvent {
         kind: EventKind::RefundSucceeded,
@@ -255,11 +247,7 @@ async fn completed_refunds_move_the_order_to_partially_refunded_then_refunded(db
 
 async fn a_failed_refund_releases_its_reservation(db: TestDb) {
     let order = paid(&db.store, "order_0001", 500).await;
-    let refund = db
-        .store
-        .create_refund(refund_of(&order, "refund_01", 500))
-        .await
-        .unwrap();
+    let refund = reserve(&db.store, &order, "refund_01", 500).await;
 
     let done = db
         .store
@@ -292,11 +280,7 @@ async fn a_failed_refund_releases_its_reservation(db: TestDb) {
 
 async fn completing_twice_is_lost_and_processing_is_not_a_completion(db: TestDb) {
     let order = paid(&db.store, "order_0001", 500).await;
-    let refund = db
-        .store
-        .create_refund(refund_of(&order, "refund_01", 200))
-        .await
-        .unwrap();
+    let refund = reserve(&db.store, &order, "refund_01", 200).await;
     let (succeeded, after) = succeed(&db.store, &refund).await;
 
     let again = db
@@ -345,16 +329,8 @@ async fn completing_twice_is_lost_and_processing_is_not_a_completion(db: TestDb)
 
 async fn refunds_are_found_by_id_number_order_and_status(db: TestDb) {
     let order = paid(&db.store, "order_0001", 900).await;
-    let r1 = db
-        .store
-        .create_refund(refund_of(&order, "refund_01", 100))
-        .await
-        .unwrap();
-    let r2 = db
-        .store
-        .create_refund(refund_of(&order, "refund_02", 200))
-        .await
-        .unwrap();
+    let r1 = reserve(&db.store, &order, "refund_01", 100).await;
+    let r2 = reserve(&db.store, &order, "refund_02", 200).await;
     let (r2_done, _) = succeed(&db.store, &r2).await;
 
     assert_eq!(db.store.refund(&r1.id).await.unwrap(), r1);
@@ -400,11 +376,7 @@ async fn refunds_are_found_by_id_number_order_and_status(db: TestDb) {
 /// batch already holding the order for a sibling refund.
 async fn a_completion_locks_the_order_before_the_refund(db: TestDb) {
     let order = paid(&db.store, "order_0001", 500).await;
-    let refund = db
-        .store
-        .create_refund(refund_of(&order, "refund_01", 200))
-        .await
-        .unwrap();
+    let refund = reserve(&db.store, &order, "refund_01", 200).await;
     db.store.trace_statements();
     succeed(&db.store, &refund).await;
     let statements: Vec<String> = db
